@@ -1,0 +1,136 @@
+"""Per-channel statistics and channel selection. Pure torch/numpy: no files, no HTML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reportgen.errors import ReportgenError, UsageError
+
+STAT_NAMES = ("mean", "max", "min", "std", "sparsity")
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Statistics of every channel of one layer for one input (arrays of length C).
+
+    For a 2-D output (e.g. Linear) each channel is a single value: ``std`` is NaN,
+    as ``torch.std`` of one element is.
+    """
+
+    mean: np.ndarray
+    max: np.ndarray
+    min: np.ndarray
+    std: np.ndarray
+    sparsity: np.ndarray  # fraction of positions with value <= 0
+    argmax_y: np.ndarray  # position of the maximum in the map
+    argmax_x: np.ndarray
+    map_size: tuple[int, int]  # (H, W); (1, 1) for 2-D outputs
+
+    @property
+    def channels(self) -> int:
+        return int(self.mean.shape[0])
+
+    def of(self, stat: str) -> np.ndarray:
+        if stat not in STAT_NAMES:
+            raise KeyError(stat)
+        return getattr(self, stat)  # type: ignore[no-any-return]
+
+
+def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:
+    """Statistics per input of a layer output shaped [B, C, H, W] or [B, C]."""
+    values = batch_output.detach().float()
+    if values.dim() == 2:
+        values = values[:, :, None, None]
+    if values.dim() != 4:
+        raise ReportgenError(
+            f"cannot summarise a layer output of shape {tuple(batch_output.shape)}; "
+            "choose convolutional or linear layers"
+        )
+    batch, channels, height, width = values.shape
+    flat = values.reshape(batch, channels, height * width)
+    mean = flat.mean(dim=2)
+    maximum, argmax = flat.max(dim=2)
+    minimum = flat.min(dim=2).values
+    std = flat.std(dim=2) if height * width > 1 else torch.full_like(mean, float("nan"))
+    sparsity = (flat <= 0).float().mean(dim=2)
+    results = []
+    for b in range(batch):
+        index = argmax[b].numpy()
+        results.append(
+            ChannelStats(
+                mean=mean[b].double().numpy(),
+                max=maximum[b].double().numpy(),
+                min=minimum[b].double().numpy(),
+                std=std[b].double().numpy(),
+                sparsity=sparsity[b].double().numpy(),
+                argmax_y=(index // width).astype(np.int64),
+                argmax_x=(index % width).astype(np.int64),
+                map_size=(height, width),
+            )
+        )
+    return results
+
+
+def map_to_view(y: int, x: int, map_size: tuple[int, int], view_size: tuple[int, int]) -> tuple[int, int]:
+    """Centre, in input-view pixels (x, y), of map cell (y, x)."""
+    map_h, map_w = map_size
+    view_w, view_h = view_size
+    return (int((x + 0.5) * view_w / map_w), int((y + 0.5) * view_h / map_h))
+
+
+def _ranked(values: np.ndarray) -> list[int]:
+    """Channel indices by value, highest first; ties keep channel order; NaN last."""
+    keys = np.where(np.isnan(values), -np.inf, values)
+    return [int(i) for i in np.argsort(-keys, kind="stable")]
+
+
+def select_channels(
+    stats: ChannelStats,
+    strategy: str,
+    top_k: int,
+    channels: tuple[int, ...] = (),
+    interesting_mean: float = 0.3,
+    interesting_max: float = 2.0,
+) -> list[int]:
+    """The seed notebook's selection strategies, for one input of one layer.
+
+    ``top_k`` above the channel count selects every channel.
+    """
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    k = min(top_k, stats.channels)
+    if strategy == "top_mean":
+        return _ranked(stats.mean)[:k]
+    if strategy == "top_max":
+        return _ranked(stats.max)[:k]
+    if strategy == "mixed":
+        half = k // 2
+        by_mean = _ranked(stats.mean)[:half]
+        by_max = [c for c in _ranked(stats.max) if c not in by_mean][: k - half]
+        return by_mean + by_max
+    if strategy == "interesting":
+        # High average activation that also peaks: ranked by mean, highest first.
+        qualifying = (stats.mean > interesting_mean) & (stats.max > interesting_max)
+        return [c for c in _ranked(stats.mean) if qualifying[c]][:k]
+    if strategy == "manual":
+        if not channels:
+            raise UsageError("--strategy manual needs --channels, e.g. --channels 0,5,10")
+        bad = [c for c in channels if not 0 <= c < stats.channels]
+        if bad:
+            raise UsageError(
+                f"--channels {bad[0]} is out of range: the layer has {stats.channels} "
+                f"channels (0-{stats.channels - 1})"
+            )
+        return list(dict.fromkeys(channels))
+    raise UsageError(f"unknown strategy {strategy!r}")
+
+
+def value_range(values: np.ndarray) -> tuple[float, float]:
+    """Finite (min, max) of an array; (0, 0) when nothing is finite."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (0.0, 0.0)
+    return (float(finite.min()), float(finite.max()))

@@ -1,0 +1,69 @@
+"""Recording layer outputs: forward hooks held in a context manager, one forward
+pass for all selected layers, outputs copied before anything can change them."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from reportgen.errors import ReportgenError
+
+
+class ActivationRecorder:
+    """Records the outputs of named layers during forward passes.
+
+    Each output is copied inside the hook, before the next op runs: an in-place
+    ReLU after a Conv2d would otherwise overwrite the recorded values.
+    Hooks are removed on exit, also when the pass fails.
+    """
+
+    def __init__(self, model: torch.nn.Module, layer_names: list[str]) -> None:
+        modules = dict(model.named_modules())
+        missing = [name for name in layer_names if name not in modules]
+        if missing:
+            raise ReportgenError(f"no layer named {missing[0]!r} in the model")
+        self.model = model
+        self.layer_names = list(layer_names)
+        self._modules = {name: modules[name] for name in layer_names}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> ActivationRecorder:
+        for name, module in self._modules.items():
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.outputs = {}
+
+    def _hook(self, name: str) -> Any:
+        def record(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                self.outputs[name] = output.detach().to("cpu", torch.float32, copy=True)
+
+        return record
+
+    def run(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One forward pass; returns the logits and each layer's recorded output."""
+        if not self._handles:
+            raise RuntimeError("ActivationRecorder.run() outside its 'with' block")
+        self.outputs = {}
+        with torch.inference_mode():
+            logits = self.model(batch)
+        not_seen = [name for name in self.layer_names if name not in self.outputs]
+        if not_seen:
+            raise ReportgenError(
+                f"layer {not_seen[0]!r} produced no tensor during the forward pass"
+            )
+        recorded, self.outputs = self.outputs, {}
+        return logits.detach().float().cpu(), recorded

@@ -1,0 +1,183 @@
+"""Arrays to image bytes: colormap tables, activation maps, overlays, filters.
+
+numpy and Pillow do the pixels; matplotlib only supplies colormap tables and
+draws the few charts. No torch here.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from reportgen.errors import UsageError
+
+PNG_COMPRESS_LEVEL = 6
+JPEG_QUALITY = 88
+
+
+def colormap_names() -> list[str]:
+    import matplotlib
+
+    return sorted(matplotlib.colormaps)
+
+
+@lru_cache(maxsize=16)
+def colormap_table(name: str) -> np.ndarray:
+    """A matplotlib colormap sampled at 256 levels, as uint8 [256, 3]."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        names = [n for n in colormap_names() if not n.endswith("_r")]
+        raise UsageError(
+            f"unknown colormap {name!r}; valid names include {', '.join(names[:40])}, ..."
+            " (any matplotlib colormap, '_r' reverses it)"
+        ) from None
+    table = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
+    table = np.round(table * 255.0).astype(np.uint8)
+    table.setflags(write=False)
+    return table
+
+
+def to_levels(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map values onto 0..255 between ``low`` and ``high``.
+
+    A flat range (high == low) gives level 0 everywhere, never NaN; NaN values
+    are drawn at level 0 too.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    span = high - low
+    if not np.isfinite(span) or span <= 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - np.float32(low)) * np.float32(255.0 / span)
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """PNG bytes with no time or software metadata (Pillow writes none by default)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=False)
+    return buffer.getvalue()
+
+
+def map_image(values: np.ndarray, low: float, high: float, table: np.ndarray) -> Image.Image:
+    """A 2-D map as a palette image at its true resolution (no resampling)."""
+    image = Image.fromarray(to_levels(values, low, high), mode="L")
+    image.putpalette(_palette_bytes(table))  # turns the L image into a P image
+    return image
+
+
+def _palette_bytes(table: np.ndarray) -> bytes:
+    return np.ascontiguousarray(table, dtype=np.uint8).tobytes()
+
+
+def map_png(values: np.ndarray, low: float, high: float, table: np.ndarray) -> bytes:
+    return encode_png(map_image(values, low, high, table))
+
+
+def overlay_image(
+    view: np.ndarray, values: np.ndarray, low: float, high: float, table: np.ndarray, alpha: float
+) -> Image.Image:
+    """The map upsampled bilinearly to the view, coloured, blended with ``alpha``."""
+    height, width = view.shape[:2]
+    span = high - low
+    normalised = (
+        np.zeros(values.shape, dtype=np.float32)
+        if not np.isfinite(span) or span <= 0
+        else np.nan_to_num((np.asarray(values, np.float32) - low) / span, nan=0.0)
+    )
+    upsampled = Image.fromarray(normalised.astype(np.float32), mode="F").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    levels = np.clip(np.rint(np.asarray(upsampled) * 255.0), 0, 255).astype(np.uint8)
+    coloured = table[levels].astype(np.float32)
+    blended = (1.0 - alpha) * view.astype(np.float32) + alpha * coloured
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def overlay_jpeg(
+    view: np.ndarray, values: np.ndarray, low: float, high: float, table: np.ndarray, alpha: float
+) -> bytes:
+    return encode_jpeg(overlay_image(view, values, low, high, table, alpha))
+
+
+def _normalise(array: np.ndarray) -> np.ndarray:
+    """Min-max scale to 0..1; a flat array becomes mid-grey instead of NaN."""
+    array = np.asarray(array, dtype=np.float64)
+    low, high = float(array.min()), float(array.max())
+    if high <= low:
+        return np.full(array.shape, 0.5)
+    return (array - low) / (high - low)
+
+
+def filter_rgb_png(kernel: np.ndarray) -> bytes:
+    """A first-layer filter [3, kh, kw] as one RGB picture, scaled over the filter."""
+    rgb = np.rint(_normalise(kernel).transpose(1, 2, 0) * 255.0).astype(np.uint8)
+    return encode_png(Image.fromarray(rgb, mode="RGB"))
+
+
+def filter_channel_pngs(kernel: np.ndarray) -> dict[str, bytes]:
+    """R, G and B of a first-layer filter apart, each tinted its colour, on a shared scale."""
+    scaled = _normalise(kernel)
+    pictures = {}
+    for index, colour in enumerate("rgb"):
+        tinted = np.zeros((*scaled.shape[1:], 3), dtype=np.uint8)
+        tinted[..., index] = np.rint(scaled[index] * 255.0).astype(np.uint8)
+        pictures[colour] = encode_png(Image.fromarray(tinted, mode="RGB"))
+    return pictures
+
+
+def filter_mean_png(kernel: np.ndarray) -> bytes:
+    """A deeper filter [in, kh, kw] as the mean over its input channels, in grey."""
+    mean = np.asarray(kernel, dtype=np.float64).mean(axis=0)
+    grey = np.rint(_normalise(mean) * 255.0).astype(np.uint8)
+    return encode_png(Image.fromarray(grey, mode="L"))
+
+
+def view_jpeg(view: Image.Image) -> bytes:
+    return encode_jpeg(view, quality=92)
+
+
+def thumbnail_jpeg(image: Image.Image, size: int = 160) -> bytes:
+    thumb = image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return encode_jpeg(thumb)
+
+
+def colorbar_png(table: np.ndarray, width: int = 256, height: int = 12) -> bytes:
+    """The colormap as a horizontal strip, low values on the left."""
+    levels = np.linspace(0, 255, width).round().astype(np.uint8)
+    strip = np.broadcast_to(table[levels][None, :, :], (height, width, 3))
+    return encode_png(Image.fromarray(np.ascontiguousarray(strip), mode="RGB"))
+
+
+def ranked_chart_png(values: np.ndarray, names: list[str], title: str, top: int = 20) -> bytes:
+    """Horizontal bar chart of the ``top`` highest values (for 2-D layer outputs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")[:top]
+    figure = Figure(figsize=(6, 0.28 * len(order) + 0.8), dpi=100)
+    axes = figure.add_subplot()
+    axes.barh(range(len(order)), values[order], color="#3b6ea5")
+    axes.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
+    axes.invert_yaxis()
+    axes.set_title(title, fontsize=9)
+    axes.tick_params(axis="x", labelsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

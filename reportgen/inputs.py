@@ -1,0 +1,214 @@
+"""Finding input images and reading them as upright RGB pictures.
+
+No torch here: this stage turns paths into Pillow images and says which
+inputs could not be used and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from reportgen.errors import ReportgenError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+# Pixels (not bytes) above which an image is refused before it is decoded. Pillow's
+# own default warns at about 89 Mpx; a report has no use for pictures that large.
+MAX_PIXELS = 64_000_000
+# Background that transparent pixels are composited on.
+BACKGROUND_RGB = (255, 255, 255)
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One image file to analyse: where it is and the stable id the report uses."""
+
+    path: Path
+    source: str  # as the user would recognise it (relative to the argument given)
+    id: str
+
+
+@dataclass
+class LoadedImage:
+    file: InputFile
+    image: Image.Image  # RGB, upright
+    sha256: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    source: str
+    reason: str
+
+
+def input_id(source: str) -> str:
+    """A readable, file-name-safe id that differs for different sources.
+
+    The stem keeps it readable; a hash of the whole source keeps ``a/cat.jpg`` and
+    ``b/cat.jpg`` apart.
+    """
+    stem = Path(source).stem
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-").lower()[:40] or "image"
+    digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[SkippedInput]]:
+    """Expand files and folders into a sorted, de-duplicated list of image files.
+
+    A folder is searched recursively for files with an image suffix; a file named
+    directly is always tried, whatever its suffix. Raises when an argument does not
+    exist; unreadable entries found inside folders are reported as skipped.
+    """
+    found: dict[str, InputFile] = {}
+    skipped: list[SkippedInput] = []
+    for argument in arguments:
+        path = Path(argument)
+        if not path.exists():
+            raise ReportgenError(f"input {argument!r} does not exist")
+        if path.is_dir():
+            for file_path, problem in _walk_images(path):
+                source = os.path.join(argument, os.path.relpath(file_path, path))
+                if problem:
+                    skipped.append(SkippedInput(source, problem))
+                    continue
+                found.setdefault(source, InputFile(file_path, source, input_id(source)))
+        else:
+            found.setdefault(argument, InputFile(path, argument, input_id(argument)))
+    files = sorted(found.values(), key=lambda f: f.source)
+    return files, skipped
+
+
+def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
+    """Image files below ``folder`` in sorted order; symlink loops are not followed."""
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def visit(directory: Path) -> Iterator[tuple[Path, str | None]]:
+        try:
+            stat = directory.stat()
+        except OSError as exc:
+            yield directory, f"cannot read folder: {exc.strerror or exc}"
+            return
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen_dirs:
+            return  # a symlink back to a folder already visited
+        seen_dirs.add(key)
+        try:
+            entries = sorted(directory.iterdir(), key=lambda p: p.name)
+        except OSError as exc:
+            yield directory, f"cannot read folder: {exc.strerror or exc}"
+            return
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError as exc:  # e.g. a symlink that loops onto itself
+                yield entry, f"cannot read: {exc.strerror or exc}"
+                continue
+            if is_dir:
+                yield from visit(entry)
+            elif entry.suffix.lower() in IMAGE_SUFFIXES:
+                if not entry.exists():
+                    yield entry, "broken symbolic link"
+                else:
+                    yield entry, None
+
+    yield from visit(folder)
+
+
+def load_image(file: InputFile) -> LoadedImage:
+    """Read one file as an upright RGB image, or raise ReportgenError saying why not."""
+    try:
+        data = file.path.read_bytes()
+    except OSError as exc:
+        raise ReportgenError(f"cannot read {file.source!r}: {exc.strerror or exc}") from exc
+    if not data:
+        raise ReportgenError(f"{file.source!r} is empty (0 bytes)")
+    notes: list[str] = []
+    try:
+        rgb = decode_rgb(data, notes)
+    except ReportgenError as exc:
+        raise ReportgenError(f"{file.source!r}: {exc}") from exc
+    return LoadedImage(file, rgb, hashlib.sha256(data).hexdigest(), notes)
+
+
+def decode_rgb(data: bytes, notes: list[str]) -> Image.Image:
+    """Decode image bytes to an upright 8-bit RGB image; ``notes`` collects what was done."""
+    import io
+
+    with warnings.catch_warnings():
+        # Pillow only warns for sizes between its two limits; make any bomb an error.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if width * height > MAX_PIXELS:
+                    raise ReportgenError(
+                        f"image declares {width}x{height} pixels, more than the limit of "
+                        f"{MAX_PIXELS:,}; refusing to decode it"
+                    )
+                frames = getattr(opened, "n_frames", 1)
+                if frames > 1:
+                    opened.seek(0)
+                    notes.append(f"first of {frames} frames used")
+                opened.load()
+                orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+                upright = ImageOps.exif_transpose(opened)
+                if orientation not in (None, 1):
+                    notes.append(f"turned upright as its EXIF orientation ({orientation}) says")
+                return to_rgb(upright, notes)
+        except ReportgenError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ReportgenError(f"refusing a decompression bomb ({exc})") from exc
+        except Image.UnidentifiedImageError as exc:
+            raise ReportgenError("not an image Pillow can read") from exc
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise ReportgenError(f"broken or truncated image ({exc})") from exc
+
+
+def to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency on white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            top = 65535.0
+        else:
+            top = float(values.max()) if values.size and values.max() > 255 else 255.0
+        scaled = np.clip(values / max(top, 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        notes.append(f"{mode} pixels scaled to 8 bits")
+        return Image.fromarray(scaled, "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
+        notes.append("transparent pixels composited on white")
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    return image.convert("RGB")

@@ -1,0 +1,133 @@
+"""Which layers a model has, which ones the user meant, and what their outputs are."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from reportgen.errors import ReportgenError
+
+CONV_KEYWORD = "conv"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None  # without the batch dimension; None if never run
+    is_conv: bool
+    is_leaf: bool
+    value: str  # what a recorded value is, e.g. "output of Conv2d, before ReLU"
+
+
+def trace_layers(module: Any, input_size: int = 224, device: Any = "cpu") -> list[LayerInfo]:
+    """Run one dummy forward pass and describe every named module, in model order.
+
+    Output shapes come from the pass; so does the order in which leaf modules ran,
+    which tells what op follows a layer (e.g. an in-place ReLU).
+    """
+    import torch
+
+    named = [(n, m) for n, m in module.named_modules() if n]
+    shapes: dict[str, tuple[int, ...]] = {}
+    finished: list[str] = []  # leaf modules in the order their forward finished
+    leaves = {n for n, m in named if not any(True for _ in m.children())}
+
+    def hook_for(name: str) -> Any:
+        def hook(_mod: Any, _inp: Any, out: Any) -> None:
+            if name not in shapes and isinstance(out, torch.Tensor):
+                shapes[name] = tuple(out.shape[1:])
+            if name in leaves:
+                finished.append(name)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in named]
+    try:
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            module(torch.zeros(1, 3, input_size, input_size, device=device))
+        module.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    modules = dict(named)
+    infos = []
+    for name, sub in named:
+        infos.append(
+            LayerInfo(
+                name=name,
+                type=type(sub).__name__,
+                output_shape=shapes.get(name),
+                is_conv=isinstance(sub, torch.nn.Conv2d),
+                is_leaf=name in leaves,
+                value=_describe_value(name, sub, finished, modules),
+            )
+        )
+    return infos
+
+
+def _describe_value(name: str, sub: Any, finished: list[str], modules: dict[str, Any]) -> str:
+    """"output of Conv2d, before ReLU (in place)": what the recorded tensor is."""
+    text = f"output of {type(sub).__name__}"
+    if name not in finished:
+        last_leaf = None
+        # A container: its output is the output of the last leaf it ran.
+        for leaf in finished:
+            if leaf.startswith(name + "."):
+                last_leaf = leaf
+        if last_leaf is None:
+            return text
+        position = len(finished) - 1 - finished[::-1].index(last_leaf)
+    else:
+        position = finished.index(name)
+    if position + 1 < len(finished):
+        following = modules[finished[position + 1]]
+        kind = type(following).__name__
+        if getattr(following, "inplace", False):
+            text += f", before {kind} (recorded before the in-place {kind} changes it)"
+        else:
+            text += f", before {kind}"
+    else:
+        text += " (the model's last module)"
+    return text
+
+
+def resolve_layers(infos: list[LayerInfo], patterns: tuple[str, ...], model_name: str) -> list[str]:
+    """Exact names, glob patterns or ``conv``, in model order. Default: every Conv2d."""
+    names = [info.name for info in infos]
+    if not patterns:
+        chosen = [info.name for info in infos if info.is_conv]
+        if not chosen:
+            raise ReportgenError(
+                f"model {model_name!r} has no Conv2d layer; choose layers with -l "
+                f"(see 'reportgen layers {model_name}')"
+            )
+        return chosen
+    wanted: set[str] = set()
+    for pattern in patterns:
+        if pattern == CONV_KEYWORD:
+            matched = {info.name for info in infos if info.is_conv}
+        elif any(ch in pattern for ch in "*?["):
+            matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        else:
+            matched = {pattern} if pattern in names else set()
+        if not matched:
+            close = difflib.get_close_matches(pattern, names, n=4, cutoff=0.5)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise ReportgenError(
+                f"layer {pattern!r} matches nothing in {model_name!r}{hint} "
+                f"(see 'reportgen layers {model_name}')"
+            )
+        wanted |= matched
+    by_name = {info.name: info for info in infos}
+    unreached = sorted(n for n in wanted if by_name[n].output_shape is None)
+    if unreached:
+        raise ReportgenError(
+            f"layer {unreached[0]!r} of {model_name!r} is never reached by the forward pass "
+            "(or returns no tensor); choose another layer"
+        )
+    return [n for n in names if n in wanted]

@@ -1,0 +1,210 @@
+"""Model registry: torchvision classifiers by name, built with resolved weights,
+with the transforms and category names their weights carry."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from reportgen.errors import ReportgenError
+from reportgen.weights import ResolvedWeights, load_state_dict, model_weights_enum, resolve_weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def classification_models() -> list[str]:
+    """Every classification model in torchvision's registry, sorted."""
+    import torchvision
+    from torchvision.models import list_models
+
+    return sorted(list_models(module=torchvision.models))
+
+
+def check_model_name(name: str) -> None:
+    known = classification_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ReportgenError(
+            f"unknown model {name!r}{hint} (see 'reportgen models' for all {len(known)})"
+        )
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize, centre crop, normalise: the view the network sees, and its tensor.
+
+    The view (after crop, before normalisation) is what overlays are drawn on.
+    """
+
+    resize_size: tuple[int, ...]
+    crop_size: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: Any  # torchvision InterpolationMode
+
+    def view(self, image: Any) -> Any:
+        """The cropped RGB picture (PIL) the network sees, before normalisation."""
+        from torchvision.transforms import functional as F
+
+        resized = F.resize(image, list(self.resize_size), interpolation=self.interpolation)
+        return F.center_crop(resized, list(self.crop_size))
+
+    def tensor(self, view: Any) -> Any:
+        """The normalised CHW float tensor for a view."""
+        from torchvision.transforms import functional as F
+
+        tensor = F.pil_to_tensor(view).float().div_(255.0)
+        return F.normalize(tensor, list(self.mean), list(self.std))
+
+    def describe(self) -> str:
+        return (
+            f"resize {'x'.join(map(str, self.resize_size))}, centre crop "
+            f"{'x'.join(map(str, self.crop_size))}, normalise with ImageNet mean/std"
+            if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD)
+            else f"resize {self.resize_size}, crop {self.crop_size}, mean {self.mean}, "
+            f"std {self.std}"
+        )
+
+
+def preprocessing_from_transforms(transforms: Any) -> Preprocessing:
+    """Read torchvision's ImageClassification preset into our own plain object."""
+    return Preprocessing(
+        resize_size=tuple(transforms.resize_size),
+        crop_size=tuple(transforms.crop_size),
+        mean=tuple(float(v) for v in transforms.mean),
+        std=tuple(float(v) for v in transforms.std),
+        interpolation=transforms.interpolation,
+    )
+
+
+def default_preprocessing() -> Preprocessing:
+    from torchvision.transforms import InterpolationMode
+
+    return Preprocessing((256,), (224,), IMAGENET_MEAN, IMAGENET_STD, InterpolationMode.BILINEAR)
+
+
+@dataclass
+class LoadedModel:
+    id: str
+    name: str
+    module: Any  # torch.nn.Module, in eval mode, on its device
+    weights: ResolvedWeights
+    preprocessing: Preprocessing
+    categories: list[str] | None
+    device: Any
+    notes: list[str] = field(default_factory=list)
+
+    def label(self, index: int) -> str:
+        if self.categories and 0 <= index < len(self.categories):
+            return self.categories[index]
+        return f"class {index}"
+
+
+def select_device(choice: str) -> Any:
+    import torch
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ReportgenError(
+            "--device cuda was asked for, but this PyTorch sees no CUDA device; "
+            "use --device cpu or --device auto"
+        )
+    return torch.device(choice)
+
+
+def model_id(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}-{n}", n + 1
+    return candidate
+
+
+def load_model(
+    name: str,
+    weights_spec: str,
+    *,
+    weights_dir: str | None,
+    offline: bool,
+    seed: int,
+    device: Any,
+    model_id_: str,
+) -> LoadedModel:
+    """Build torchvision model ``name`` with its weights, ready for inference."""
+    import torch
+    from torchvision.models import get_model
+
+    check_model_name(name)
+    resolved = resolve_weights(name, weights_spec, weights_dir, offline, seed)
+    torch.manual_seed(seed)  # makes --weights none reproducible
+    module = get_model(name, weights=None)
+    notes = [resolved.note] if resolved.note else []
+    if resolved.path is not None:
+        state = load_state_dict(resolved.path)
+        apply_state_dict(module, state, resolved.path)
+    enum = model_weights_enum(name)
+    member = resolved.enum_member
+    if member is not None:
+        preprocessing = preprocessing_from_transforms(member.transforms())
+        categories = list(member.meta.get("categories") or []) or None
+    else:
+        reference = enum.DEFAULT if enum is not None else None
+        preprocessing = (
+            preprocessing_from_transforms(reference.transforms())
+            if reference is not None
+            else default_preprocessing()
+        )
+        categories = _architecture_categories(reference, module)
+        if categories:
+            notes.append(
+                "class names are ImageNet's, as for torchvision's weights of this model"
+            )
+    module.eval().to(device)
+    return LoadedModel(model_id_, name, module, resolved, preprocessing, categories, device, notes)
+
+
+def _architecture_categories(reference: Any, module: Any) -> list[str] | None:
+    if reference is None:
+        return None
+    categories = list(reference.meta.get("categories") or [])
+    outputs = _output_count(module)
+    return categories if categories and outputs == len(categories) else None
+
+
+def _output_count(module: Any) -> int | None:
+    import torch
+
+    last = None
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear):
+            last = sub.out_features
+        elif isinstance(sub, torch.nn.Conv2d):
+            last = sub.out_channels
+    return last
+
+
+def apply_state_dict(module: Any, state: dict[str, Any], path: Any) -> None:
+    """Load ``state`` strictly; a mismatch names a few missing and unexpected keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [
+        k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({', '.join(missing[:3])}...)")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:3])}...)")
+        if wrong_shape:
+            parts.append(f"{len(wrong_shape)} keys of another shape ({', '.join(wrong_shape[:3])})")
+        raise ReportgenError(
+            f"weights file {path} does not fit this architecture: {'; '.join(parts)}"
+        )
+    module.load_state_dict(state, strict=True)

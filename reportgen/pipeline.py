@@ -1,0 +1,475 @@
+"""``reportgen run`` as a function: inputs and settings in, a report folder out.
+
+Stages run one way: inputs -> models -> capture -> analysis -> imaging -> report.
+Images are encoded on worker threads while the next batch runs through the network.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reportgen import __version__, imaging
+from reportgen.errors import ReportgenError, UsageError
+from reportgen.inputs import InputFile, LoadedImage, SkippedInput, discover_inputs, load_image
+from reportgen.report import paths
+from reportgen.report.data import (
+    ChannelRecord,
+    InputRecord,
+    LayerRecord,
+    ModelRecord,
+    Prediction,
+    ReportData,
+    SkippedRecord,
+)
+from reportgen.settings import SCALES, STRATEGIES, RunSettings
+
+log = logging.getLogger("reportgen")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class RunSummary:
+    report: str
+    inputs: list[str]
+    skipped: list[dict[str, str]]
+    models: list[str]
+    layers: dict[str, list[str]]
+    warnings: list[str]
+    pages: int
+    files: int
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_settings(settings: RunSettings) -> None:
+    """Reject contradictory or out-of-range options before any work is done."""
+    if settings.strategy not in STRATEGIES:
+        raise UsageError(f"unknown --strategy {settings.strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if settings.scale not in SCALES:
+        raise UsageError(f"unknown --scale {settings.scale!r}; use one of {', '.join(SCALES)}")
+    if settings.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {settings.top_k}")
+    if not 0.0 <= settings.alpha <= 1.0:
+        raise UsageError(f"--alpha must be between 0 and 1, got {settings.alpha}")
+    if settings.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {settings.batch_size}")
+    if settings.strategy == "manual" and not settings.channels:
+        raise UsageError("--strategy manual needs --channels, e.g. --channels 0,5,10")
+    if settings.channels and settings.strategy != "manual":
+        raise UsageError("--channels is only used with --strategy manual")
+    if any(c < 0 for c in settings.channels):
+        raise UsageError("--channels must be non-negative channel indices")
+    if not settings.inputs:
+        raise UsageError("no inputs given")
+    if not settings.models:
+        raise UsageError("no model given (-m)")
+    imaging.colormap_table(settings.colormap)  # raises with the valid names
+
+
+def creation_time() -> str:
+    """UTC creation time; ``SOURCE_DATE_EPOCH`` makes it reproducible."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            moment = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.timezone.utc)
+        except ValueError as exc:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds") from exc
+    else:
+        moment = _dt.datetime.now(tz=_dt.timezone.utc).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def environment(device: Any) -> dict[str, str]:
+    import torch
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(device),
+    }
+
+
+def _finite(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+class _Encoder:
+    """Runs image encoding and file writing on worker threads, with bounded backlog."""
+
+    def __init__(self, jobs: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="encode")
+        self.pending: deque[Future[Any]] = deque()
+        self.limit = 64 * max(1, jobs)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.limit:
+            self.pending.popleft().result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batches(items: list[InputFile], size: int) -> Iterator[list[InputFile]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def build_report(settings: RunSettings, progress: Progress | None = None) -> RunSummary:
+    """Run the whole pipeline and put a complete report at ``settings.output``."""
+    started = time.perf_counter()
+    validate_settings(settings)
+    files, skipped_found = discover_inputs(settings.inputs)
+    if not files and not skipped_found:
+        raise ReportgenError(
+            f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
+            f"(looked for {', '.join(sorted(__import__('reportgen.inputs').inputs.IMAGE_SUFFIXES))})"
+        )
+
+    import torch
+
+    from reportgen.models import load_model, model_id, select_device
+
+    torch.manual_seed(settings.seed)
+    device = select_device(settings.device)
+    warnings: list[str] = []
+    taken: set[str] = set()
+    models = []
+    for name in settings.models:
+        ident = model_id(name, taken)
+        taken.add(ident)
+        loaded = load_model(
+            name, settings.weights, weights_dir=settings.weights_dir, offline=settings.offline,
+            seed=settings.seed, device=device, model_id_=ident,
+        )
+        warnings.extend(f"{ident}: {note}" for note in loaded.notes if "not available" in note)
+        models.append(loaded)
+    plans = [_plan_layers(model, settings, warnings) for model in models]
+
+    from reportgen.report.output import StagedReport
+
+    jobs = settings.extra.get("jobs") or os.cpu_count() or 1
+    with StagedReport(Path(settings.output)) as staged:
+        encoder = _Encoder(jobs)
+        try:
+            inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
+            if settings.extra.get("strict") and skipped:
+                raise ReportgenError(f"input {skipped[0].source!r}: {skipped[0].reason}")
+            if not usable:
+                raise ReportgenError(
+                    f"none of the {len(files) + len(skipped_found)} inputs could be used; "
+                    f"first problem: {skipped[0].source!r}: {skipped[0].reason}"
+                )
+            for item in skipped:
+                warnings.append(f"skipped input {item.source!r}: {item.reason}")
+            table = imaging.colormap_table(settings.colormap)
+            colorbar = staged.write(f"{paths.ASSETS}/colormap-{settings.colormap}.png",
+                                    imaging.colorbar_png(table))
+            model_records = [
+                _run_model(model, plan, usable, settings, staged, encoder, table, progress)
+                for model, plan in zip(models, plans)
+            ]
+            encoder.drain()
+        finally:
+            encoder.close()
+        data = ReportData(
+            title="reportgen report",
+            created=creation_time(),
+            generator_version=__version__,
+            environment=environment(device),
+            settings=settings.as_manifest(),
+            inputs=inputs,
+            skipped=[SkippedRecord(s.source, s.reason) for s in skipped],
+            models=model_records,
+            warnings=warnings,
+            colorbar=colorbar,
+        )
+        pages = _write_site(data, staged)
+        from reportgen.report.manifest import build_manifest
+
+        file_list = staged.file_list()
+        staged.commit(build_manifest(data, file_list))
+    return RunSummary(
+        report=str(Path(settings.output)),
+        inputs=[i.source for i in inputs],
+        skipped=[{"source": s.source, "reason": s.reason} for s in skipped],
+        models=[m.id for m in model_records],
+        layers={m.id: [layer.name for layer in m.layers] for m in model_records},
+        warnings=warnings,
+        pages=pages,
+        files=len(file_list) + 1,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+@dataclass
+class _LayerPlan:
+    name: str
+    type: str
+    value: str
+    output_shape: tuple[int, ...]
+    spatial: bool
+    weight: np.ndarray | None  # Conv2d kernels [out, in/groups, kh, kw]
+
+
+def _plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> list[_LayerPlan]:
+    import torch
+
+    from reportgen.layers import resolve_layers, trace_layers
+
+    size = int(model.preprocessing.crop_size[0])
+    infos = trace_layers(model.module, size, model.device)
+    chosen = resolve_layers(infos, settings.layers, model.name)
+    by_name = {info.name: info for info in infos}
+    modules = dict(model.module.named_modules())
+    plans = []
+    for name in chosen:
+        info = by_name[name]
+        shape = info.output_shape or ()
+        if len(shape) not in (1, 3):
+            warnings.append(
+                f"{model.id}: layer {name} ({info.type}) has output shape {shape}; "
+                "only [C, H, W] and [C] outputs are shown, so it is left out"
+            )
+            continue
+        module = modules[name]
+        weight = None
+        if isinstance(module, torch.nn.Conv2d):
+            weight = module.weight.detach().float().cpu().numpy()
+        plans.append(_LayerPlan(name, info.type, info.value, shape, len(shape) == 3, weight))
+    if not plans:
+        raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
+    return plans
+
+
+def _prepare_inputs(
+    files: list[InputFile], skipped_found: list[SkippedInput], staged: Any, encoder: _Encoder
+) -> tuple[list[InputRecord], list[InputFile], list[SkippedInput]]:
+    """Read every input once: its facts and thumbnail, or why it is skipped."""
+    records: list[InputRecord] = []
+    usable: list[InputFile] = []
+    skipped = list(skipped_found)
+    for file in files:
+        try:
+            loaded = load_image(file)
+        except ReportgenError as exc:
+            log.warning("skipping %s: %s", file.source, exc)
+            skipped.append(SkippedInput(file.source, str(exc)))
+            continue
+        thumbnail = paths.input_thumbnail(file.id)
+        encoder.submit(lambda p, img: staged.write(p, imaging.thumbnail_jpeg(img)), thumbnail,
+                       loaded.image)
+        records.append(
+            InputRecord(file.id, file.source, loaded.sha256, loaded.width, loaded.height,
+                        thumbnail, loaded.notes)
+        )
+        usable.append(file)
+    return records, usable, skipped
+
+
+def _filter_images(
+    plan: _LayerPlan, model_id: str, staged: Any, encoder: _Encoder
+) -> tuple[list[dict[str, str]], str | None]:
+    """Filter pictures of every channel of a Conv2d layer, and a note saying what they are."""
+    if plan.weight is None:
+        return [{} for _ in range(plan.output_shape[0])], None
+    weight = plan.weight
+    first_layer = weight.shape[1] == 3
+    result = []
+    for channel in range(weight.shape[0]):
+        kernel = weight[channel]
+        parts: dict[str, str] = {}
+        if first_layer:
+            parts["rgb"] = paths.filter_image(model_id, plan.name, channel, "rgb")
+            encoder.submit(lambda p, k: staged.write(p, imaging.filter_rgb_png(k)), parts["rgb"], kernel)
+            for colour in "rgb":
+                parts[colour] = paths.filter_image(model_id, plan.name, channel, colour)
+
+            def write_channels(k: np.ndarray, names: dict[str, str]) -> None:
+                for colour, data in imaging.filter_channel_pngs(k).items():
+                    staged.write(names[colour], data)
+
+            encoder.submit(write_channels, kernel, dict(parts))
+        else:
+            parts["mean"] = paths.filter_image(model_id, plan.name, channel, "mean")
+            encoder.submit(lambda p, k: staged.write(p, imaging.filter_mean_png(k)), parts["mean"], kernel)
+        result.append(parts)
+    kh, kw = weight.shape[2:]
+    if first_layer:
+        note = (f"{kh}x{kw} filters over the RGB input: shown as colour, and as their R, G and B "
+                "parts apart, each filter scaled over its own range (true pixels, no smoothing)")
+    else:
+        note = (f"{kh}x{kw} filters over {weight.shape[1]} input channels: shown as the mean over "
+                "those channels, in grey, each scaled over its own range")
+    return result, note
+
+
+def _run_model(
+    model: Any,
+    plans: list[_LayerPlan],
+    usable: list[InputFile],
+    settings: RunSettings,
+    staged: Any,
+    encoder: _Encoder,
+    table: np.ndarray,
+    progress: Progress | None,
+) -> ModelRecord:
+    import torch
+
+    from reportgen.analysis import channel_stats, map_to_view, select_channels, value_range
+    from reportgen.capture import ActivationRecorder
+
+    record = ModelRecord(
+        id=model.id, name=model.name, weights=model.weights.label,
+        weights_detail=model.weights.describe(), preprocessing=model.preprocessing.describe(),
+        page=paths.model_page(model.id), compare_page=paths.compare_page(model.id),
+        notes=list(model.notes),
+    )
+    layers: list[LayerRecord] = []
+    for plan in plans:
+        filters, note = _filter_images(plan, model.id, staged, encoder)
+        layer = LayerRecord(
+            name=plan.name, type=plan.type, value=plan.value, output_shape=plan.output_shape,
+            page=paths.layer_page(model.id, plan.name), spatial=plan.spatial, filter_note=note,
+            channels=[
+                ChannelRecord(c, paths.channel_page(model.id, plan.name, c), filter=filters[c])
+                for c in range(plan.output_shape[0])
+            ],
+        )
+        layers.append(layer)
+    record.layers = layers
+
+    with ActivationRecorder(model.module, [p.name for p in plans]) as recorder:
+        for batch_files in _batches(usable, settings.batch_size):
+            images: list[LoadedImage] = [load_image(f) for f in batch_files]
+            views = [model.preprocessing.view(img.image) for img in images]
+            batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
+            logits, outputs = recorder.run(batch)
+            probabilities = torch.softmax(logits, dim=1)
+            top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
+            view_arrays = []
+            for b, file in enumerate(batch_files):
+                view_path = paths.model_view(model.id, file.id)
+                encoder.submit(lambda p, v: staged.write(p, imaging.view_jpeg(v)), view_path, views[b])
+                record.views[file.id] = view_path
+                record.predictions[file.id] = [
+                    Prediction(int(i), model.label(int(i)), round(float(p), 6))
+                    for p, i in zip(top.values[b], top.indices[b])
+                ]
+                view_arrays.append(np.asarray(views[b], dtype=np.uint8))
+            for plan, layer in zip(plans, layers):
+                output = outputs.pop(plan.name)
+                per_input = channel_stats(output)
+                values = output.numpy()
+                for b, file in enumerate(batch_files):
+                    _record_layer_input(
+                        layer, plan, model.id, file.id, per_input[b], values[b], view_arrays[b],
+                        settings, staged, encoder, table, select_channels, map_to_view, value_range,
+                    )
+            if progress:
+                progress(len(batch_files))
+    return record
+
+
+def _record_layer_input(
+    layer: LayerRecord,
+    plan: _LayerPlan,
+    model_id: str,
+    input_id: str,
+    stats: Any,
+    values: np.ndarray,
+    view: np.ndarray,
+    settings: RunSettings,
+    staged: Any,
+    encoder: _Encoder,
+    table: np.ndarray,
+    select_channels: Any,
+    map_to_view: Any,
+    value_range: Any,
+) -> None:
+    """Statistics, selection and pictures of one layer for one input."""
+    selected = select_channels(
+        stats, settings.strategy, settings.top_k, settings.channels,
+        settings.interesting_mean, settings.interesting_max,
+    )
+    layer.selected[input_id] = selected
+    view_size = (view.shape[1], view.shape[0])
+    for c, channel in enumerate(layer.channels):
+        y, x = int(stats.argmax_y[c]), int(stats.argmax_x[c])
+        channel.stats[input_id] = {
+            "mean": _finite(stats.mean[c]),
+            "max": _finite(stats.max[c]),
+            "min": _finite(stats.min[c]),
+            "std": _finite(stats.std[c]),
+            "sparsity": _finite(stats.sparsity[c]),
+            "argmax": {
+                "map_yx": [y, x],
+                "view_xy": list(map_to_view(y, x, stats.map_size, view_size)),
+            },
+        }
+    if not plan.spatial:
+        chart = paths.ranked_chart(model_id, plan.name, input_id)
+        names = [f"unit {i}" for i in range(values.shape[0])]
+        encoder.submit(
+            lambda p, v: staged.write(p, imaging.ranked_chart_png(v, names, f"{plan.name}: top values")),
+            chart, values.astype(np.float64),
+        )
+        layer.charts[input_id] = chart
+        return
+    layer_low, layer_high = value_range(values)
+    layer.ranges[input_id] = (layer_low, layer_high)
+    by_layer = settings.scale == "layer"
+    chosen = set(selected)
+
+    def encode_maps(vals: np.ndarray, low_high: list[tuple[float, float]], out: list[str]) -> None:
+        for c in range(vals.shape[0]):
+            staged.write(out[c], imaging.map_png(vals[c], *low_high[c], table))
+
+    ranges = [
+        (layer_low, layer_high) if by_layer else (float(stats.min[c]), float(stats.max[c]))
+        for c in range(values.shape[0])
+    ]
+    map_paths = [paths.map_image(model_id, plan.name, input_id, c) for c in range(values.shape[0])]
+    for c, channel in enumerate(layer.channels):
+        channel.maps[input_id] = map_paths[c]
+    # One task per layer and input keeps the queue short; channels of a layer are cheap.
+    encoder.submit(encode_maps, values, ranges, map_paths)
+    for c in sorted(chosen):
+        overlay = paths.overlay_image(model_id, plan.name, input_id, c)
+        layer.channels[c].overlays[input_id] = overlay
+        encoder.submit(
+            lambda p, v, lh: staged.write(p, imaging.overlay_jpeg(view, v, *lh, table, settings.alpha)),
+            overlay, values[c], ranges[c],
+        )
+
+
+def _write_site(data: ReportData, staged: Any) -> int:
+    from reportgen.report.pages import render_pages
+    from reportgen.report.render import make_environment, templates_dir
+
+    for asset in ("style.css", "app.js"):
+        staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
+    csp = ("default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+           "base-uri 'none'; form-action 'none'")
+    return render_pages(data, make_environment(), staged.write, csp)

@@ -1,0 +1,1 @@
+"""The report stage: plain data in, a static site and its manifest out. No torch here."""

@@ -1,0 +1,100 @@
+"""Where each file of a report lives. Stable, readable, collision-free names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+INDEX = "index.html"
+MANIFEST = "manifest.json"
+ASSETS = "assets"
+
+
+def _safe(name: str) -> str:
+    """A path segment made of safe characters; a hash suffix marks any change."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "_"
+    if cleaned != name:
+        cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:6]
+    return cleaned
+
+
+def channel_name(index: int) -> str:
+    return f"c{index:04d}"
+
+
+def input_thumbnail(input_id: str) -> str:
+    return f"inputs/{input_id}.jpg"
+
+
+def model_dir(model_id: str) -> str:
+    return f"models/{_safe(model_id)}"
+
+
+def model_page(model_id: str) -> str:
+    return f"{model_dir(model_id)}/index.html"
+
+
+def compare_page(model_id: str) -> str:
+    return f"{model_dir(model_id)}/compare.html"
+
+
+def model_view(model_id: str, input_id: str) -> str:
+    return f"{model_dir(model_id)}/views/{input_id}.jpg"
+
+
+def layer_dir(model_id: str, layer: str) -> str:
+    return f"{model_dir(model_id)}/layers/{_safe(layer)}"
+
+
+def layer_page(model_id: str, layer: str) -> str:
+    return f"{layer_dir(model_id, layer)}/index.html"
+
+
+def channel_page(model_id: str, layer: str, channel: int) -> str:
+    return f"{layer_dir(model_id, layer)}/{channel_name(channel)}.html"
+
+
+def map_image(model_id: str, layer: str, input_id: str, channel: int) -> str:
+    return f"{layer_dir(model_id, layer)}/maps/{input_id}/{channel_name(channel)}.png"
+
+
+def overlay_image(model_id: str, layer: str, input_id: str, channel: int) -> str:
+    return f"{layer_dir(model_id, layer)}/overlays/{input_id}/{channel_name(channel)}.jpg"
+
+
+def filter_image(model_id: str, layer: str, channel: int, part: str) -> str:
+    return f"{layer_dir(model_id, layer)}/filters/{channel_name(channel)}-{part}.png"
+
+
+def ranked_chart(model_id: str, layer: str, input_id: str) -> str:
+    return f"{layer_dir(model_id, layer)}/ranked/{input_id}.png"
+
+
+@lru_cache(maxsize=4096)
+def _up_and_down(target_dir: str, start_dir: str) -> str:
+    """The relative folder path from ``start_dir`` to ``target_dir`` (both root-relative)."""
+    target_parts = target_dir.split("/") if target_dir else []
+    start_parts = start_dir.split("/") if start_dir else []
+    common = 0
+    for a, b in zip(target_parts, start_parts):
+        if a != b:
+            break
+        common += 1
+    parts = [".."] * (len(start_parts) - common) + target_parts[common:]
+    return "/".join(parts) + "/" if parts else ""
+
+
+def relative(target: str, from_page: str) -> str:
+    """Link from one report file to another, both given relative to the report root.
+
+    Report paths are normalised (no '.', '..' or leading '/'), so plain string work
+    does what posixpath.relpath does, many times faster (a report has many links).
+    """
+    target_path, hash_, anchor = target.partition("#")
+    if not target_path:
+        return f"#{anchor}"
+    target_dir, _, name = target_path.rpartition("/")
+    start_dir = from_page.rpartition("/")[0]
+    link = _up_and_down(target_dir, start_dir) + name
+    return f"{link}{hash_}{anchor}"

@@ -1,0 +1,65 @@
+"""The Jinja2 environment and the one helper that turns a report path into a link."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from reportgen.report.paths import relative
+
+
+def templates_dir() -> Path:
+    """Installed wheels carry reportgen/templates; a source checkout has ./templates."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "base.html").is_file():
+            return candidate
+    raise FileNotFoundError("reportgen's templates are missing from this installation")
+
+
+def make_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        # Every template is escaped, whatever its name: inputs' file names can hold HTML.
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = format_number
+    env.filters["pct"] = format_percent
+    return env
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """Numbers as people read them in a table; NaN and None as an em dash."""
+    if value is None:
+        return "\u2014"
+    if isinstance(value, int):
+        return str(value)
+    number = float(value)
+    if math.isnan(number):
+        return "\u2014"
+    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
+        return f"{number:.{digits - 1}e}"
+    return f"{number:.{digits}g}" if abs(number) >= 1 else f"{number:.{digits}f}"
+
+
+def format_percent(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2014"
+    return f"{100.0 * float(value):.1f}%"
+
+
+class Linker:
+    """Links from one page: the single place that decides how a file is referenced."""
+
+    def __init__(self, page: str) -> None:
+        self.page = page
+
+    def __call__(self, target: str) -> str:
+        return relative(target, self.page)

@@ -1,0 +1,227 @@
+"""Where a model's weights come from: torchvision's catalogue, a local folder,
+the torch hub cache, a download, or a user's state-dict file.
+
+Resolution only finds and checks files; ``models`` builds the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import ReportgenError
+
+WEIGHTS_DIR_ENV = "REPORTGEN_WEIGHTS_DIR"
+OFFLINE_ENV = "REPORTGEN_OFFLINE"
+# torchvision names its files "<name>-<first hex digits of sha256>.pth".
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """What ``--weights`` turned into for one model."""
+
+    kind: str  # "torchvision", "none" or "file"
+    label: str  # for people: "IMAGENET1K_V1", "none (random, seed 0)", a file name
+    path: Path | None  # the checkpoint file, when there is one
+    enum_member: Any = None  # torchvision WeightsEnum member: transforms, categories
+    note: str | None = None  # e.g. why a fallback was taken
+
+    def describe(self) -> str:
+        where = f" from {self.path}" if self.path else ""
+        return f"{self.label}{where}"
+
+
+def weights_dirs(weights_dir: str | None) -> list[Path]:
+    """Folders searched for torchvision's checkpoint files, in order."""
+    import torch
+
+    dirs: list[Path] = []
+    if weights_dir:
+        dirs.append(Path(weights_dir))
+    elif os.environ.get(WEIGHTS_DIR_ENV):
+        dirs.append(Path(os.environ[WEIGHTS_DIR_ENV]))
+    dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    return dirs
+
+
+def model_weights_enum(model_name: str) -> Any:
+    from torchvision.models import get_model_weights
+
+    try:
+        return get_model_weights(model_name)
+    except (ValueError, KeyError):
+        return None
+
+
+def resolve_weights(
+    model_name: str, spec: str, weights_dir: str | None, offline: bool, seed: int
+) -> ResolvedWeights:
+    """Turn a ``--weights`` value into a checked source of weights."""
+    spec_lower = spec.lower()
+    if spec_lower == "none":
+        return ResolvedWeights("none", f"none (random initialisation, seed {seed})", None)
+    enum = model_weights_enum(model_name)
+    members = list(enum) if enum is not None else []
+    offline = offline or os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    dirs = weights_dirs(weights_dir)
+    if spec_lower == "imagenet":
+        if not members:
+            raise ReportgenError(
+                f"model {model_name!r} has no pretrained weights in torchvision; "
+                "use --weights none or --weights PATH"
+            )
+        return _resolve_imagenet(model_name, enum, members, dirs, offline)
+    member_names = {m.name: m for m in members}
+    if spec.upper() in member_names or spec.upper() == "DEFAULT":
+        member = enum.DEFAULT if spec.upper() == "DEFAULT" else member_names[spec.upper()]
+        path = find_local(member, dirs) or (None if offline else download(member, dirs[-1]))
+        if path is None:
+            raise _missing_weights_error(model_name, member, dirs, offline)
+        return ResolvedWeights("torchvision", member.name, path, member)
+    path = Path(spec)
+    if path.is_file():
+        return ResolvedWeights("file", path.name, path)
+    if path.exists():
+        raise ReportgenError(f"weights {spec!r} is not a file")
+    choices = ["imagenet", "none", "DEFAULT", *member_names]
+    close = difflib.get_close_matches(spec, choices, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ReportgenError(
+        f"weights {spec!r} for {model_name!r} is neither a file nor one of "
+        f"{', '.join(choices)}{hint}"
+    )
+
+
+def _resolve_imagenet(
+    model_name: str, enum: Any, members: list[Any], dirs: list[Path], offline: bool
+) -> ResolvedWeights:
+    default = enum.DEFAULT
+    path = find_local(default, dirs)
+    if path is None and not offline:
+        path = download(default, dirs[-1])
+    if path is not None:
+        return ResolvedWeights("torchvision", default.name, path, default)
+    # DEFAULT is not at hand: another ImageNet checkpoint of the same model will do,
+    # and the report says which one was used and why.
+    for member in reversed(members):
+        if member is default:
+            continue
+        other = find_local(member, dirs)
+        if other is not None:
+            note = (
+                f"torchvision's DEFAULT weights for {model_name} ({default.name}) are not "
+                f"available offline; using {member.name} from {other}"
+            )
+            return ResolvedWeights("torchvision", member.name, other, member, note)
+    raise _missing_weights_error(model_name, default, dirs, offline)
+
+
+def file_name(member: Any) -> str:
+    return os.path.basename(member.url)
+
+
+def find_local(member: Any, dirs: list[Path]) -> Path | None:
+    """The first copy of ``member``'s file in ``dirs``, its hash prefix checked."""
+    name = file_name(member)
+    for directory in dirs:
+        candidate = directory / name
+        if candidate.is_file():
+            check_hash_prefix(candidate)
+            return candidate
+    return None
+
+
+def check_hash_prefix(path: Path) -> None:
+    """Refuse a file whose sha256 does not start with the hash in its name."""
+    match = HASH_IN_NAME.search(path.name)
+    if not match:
+        return
+    expected = match.group(1)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(expected):
+        raise ReportgenError(
+            f"weights file {path} is damaged: its sha256 starts with "
+            f"{digest.hexdigest()[:len(expected)]}, its name says {expected}; "
+            "delete it and fetch it again"
+        )
+
+
+def download(member: Any, cache_dir: Path) -> Path | None:
+    """Download into the torch hub cache; None when the network is not reachable."""
+    import urllib.error
+
+    import torch
+
+    target = cache_dir / file_name(member)
+    match = HASH_IN_NAME.search(target.name)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(
+            member.url, str(target), hash_prefix=match.group(1) if match else None, progress=False
+        )
+    except (urllib.error.URLError, OSError, TimeoutError, RuntimeError):
+        target.unlink(missing_ok=True)
+        return None
+    return target
+
+
+def _missing_weights_error(
+    model_name: str, member: Any, dirs: list[Path], offline: bool
+) -> ReportgenError:
+    looked = ", ".join(str(d) for d in dirs)
+    how = "downloads are off (--offline)" if offline else f"downloading {member.url} failed"
+    return ReportgenError(
+        f"weights {file_name(member)} ({member.name}) for {model_name!r} not found in "
+        f"{looked}, and {how}; put the file in a folder given by --weights-dir (or "
+        f"{WEIGHTS_DIR_ENV}), use --weights PATH, or --weights none for random weights"
+    )
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    """Read a checkpoint as plain tensors only: no code in it is ever run."""
+    import pickle
+
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        raise ReportgenError(
+            f"refusing weights file {path}: it holds more than plain tensors, and "
+            f"reportgen loads checkpoints with weights_only=True ({first[:160]})"
+        ) from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ReportgenError(f"weights file {path} is not a PyTorch checkpoint ({exc})") from exc
+    state = _unwrap_state_dict(loaded)
+    if state is None:
+        raise ReportgenError(
+            f"weights file {path} holds no state dict (a mapping of names to tensors)"
+        )
+    return state
+
+
+def _unwrap_state_dict(loaded: Any) -> dict[str, Any] | None:
+    import torch
+
+    if isinstance(loaded, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = loaded.get(key)
+            if isinstance(inner, dict):
+                loaded = inner
+                break
+        if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            # Checkpoints saved from DataParallel prefix every key with "module.".
+            if all(str(k).startswith("module.") for k in loaded):
+                return {str(k)[len("module.") :]: v for k, v in loaded.items()}
+            return {str(k): v for k, v in loaded.items()}
+    return None
