@@ -56,7 +56,9 @@ class RunSummary:
 def validate_settings(settings: RunSettings) -> None:
     """Reject contradictory or out-of-range options before any work is done."""
     if settings.strategy not in STRATEGIES:
-        raise UsageError(f"unknown --strategy {settings.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        raise UsageError(
+            f"unknown --strategy {settings.strategy!r}; use one of {', '.join(STRATEGIES)}"
+        )
     if settings.scale not in SCALES:
         raise UsageError(f"unknown --scale {settings.scale!r}; use one of {', '.join(SCALES)}")
     if settings.top_k < 1:
@@ -85,7 +87,9 @@ def creation_time() -> str:
         try:
             moment = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.timezone.utc)
         except ValueError as exc:
-            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds") from exc
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds"
+            ) from exc
     else:
         moment = _dt.datetime.now(tz=_dt.timezone.utc).replace(microsecond=0)
     return moment.isoformat().replace("+00:00", "Z")
@@ -160,8 +164,13 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
         ident = model_id(name, taken)
         taken.add(ident)
         loaded = load_model(
-            name, settings.weights, weights_dir=settings.weights_dir, offline=settings.offline,
-            seed=settings.seed, device=device, model_id_=ident,
+            name,
+            settings.weights,
+            weights_dir=settings.weights_dir,
+            offline=settings.offline,
+            seed=settings.seed,
+            device=device,
+            model_id_=ident,
         )
         warnings.extend(f"{ident}: {note}" for note in loaded.notes if "not available" in note)
         models.append(loaded)
@@ -184,8 +193,9 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
             for item in skipped:
                 warnings.append(f"skipped input {item.source!r}: {item.reason}")
             table = imaging.colormap_table(settings.colormap)
-            colorbar = staged.write(f"{paths.ASSETS}/colormap-{settings.colormap}.png",
-                                    imaging.colorbar_png(table))
+            colorbar = staged.write(
+                f"{paths.ASSETS}/colormap-{settings.colormap}.png", imaging.colorbar_png(table)
+            )
             model_records = [
                 _run_model(model, plan, usable, settings, staged, encoder, table, progress)
                 for model, plan in zip(models, plans)
@@ -278,11 +288,19 @@ def _prepare_inputs(
             skipped.append(SkippedInput(file.source, str(exc)))
             continue
         thumbnail = paths.input_thumbnail(file.id)
-        encoder.submit(lambda p, img: staged.write(p, imaging.thumbnail_jpeg(img)), thumbnail,
-                       loaded.image)
+        encoder.submit(
+            lambda p, img: staged.write(p, imaging.thumbnail_jpeg(img)), thumbnail, loaded.image
+        )
         records.append(
-            InputRecord(file.id, file.source, loaded.sha256, loaded.width, loaded.height,
-                        thumbnail, loaded.notes)
+            InputRecord(
+                file.id,
+                file.source,
+                loaded.sha256,
+                loaded.width,
+                loaded.height,
+                thumbnail,
+                loaded.notes,
+            )
         )
         usable.append(file)
     return records, usable, skipped
@@ -302,7 +320,9 @@ def _filter_images(
         parts: dict[str, str] = {}
         if first_layer:
             parts["rgb"] = paths.filter_image(model_id, plan.name, channel, "rgb")
-            encoder.submit(lambda p, k: staged.write(p, imaging.filter_rgb_png(k)), parts["rgb"], kernel)
+            encoder.submit(
+                lambda p, k: staged.write(p, imaging.filter_rgb_png(k)), parts["rgb"], kernel
+            )
             for colour in "rgb":
                 parts[colour] = paths.filter_image(model_id, plan.name, channel, colour)
 
@@ -313,15 +333,21 @@ def _filter_images(
             encoder.submit(write_channels, kernel, dict(parts))
         else:
             parts["mean"] = paths.filter_image(model_id, plan.name, channel, "mean")
-            encoder.submit(lambda p, k: staged.write(p, imaging.filter_mean_png(k)), parts["mean"], kernel)
+            encoder.submit(
+                lambda p, k: staged.write(p, imaging.filter_mean_png(k)), parts["mean"], kernel
+            )
         result.append(parts)
     kh, kw = weight.shape[2:]
     if first_layer:
-        note = (f"{kh}x{kw} filters over the RGB input: shown as colour, and as their R, G and B "
-                "parts apart, each filter scaled over its own range (true pixels, no smoothing)")
+        note = (
+            f"{kh}x{kw} filters over the RGB input: shown as colour, and as their R, G and B "
+            "parts apart, each filter scaled over its own range (true pixels, no smoothing)"
+        )
     else:
-        note = (f"{kh}x{kw} filters over {weight.shape[1]} input channels: shown as the mean over "
-                "those channels, in grey, each scaled over its own range")
+        note = (
+            f"{kh}x{kw} filters over {weight.shape[1]} input channels: shown as the mean over "
+            "those channels, in grey, each scaled over its own range"
+        )
     return result, note
 
 
@@ -341,17 +367,26 @@ def _run_model(
     from reportgen.capture import ActivationRecorder
 
     record = ModelRecord(
-        id=model.id, name=model.name, weights=model.weights.label,
-        weights_detail=model.weights.describe(), preprocessing=model.preprocessing.describe(),
-        page=paths.model_page(model.id), compare_page=paths.compare_page(model.id),
+        id=model.id,
+        name=model.name,
+        weights=model.weights.label,
+        weights_detail=model.weights.describe(),
+        preprocessing=model.preprocessing.describe(),
+        page=paths.model_page(model.id),
+        compare_page=paths.compare_page(model.id),
         notes=list(model.notes),
     )
     layers: list[LayerRecord] = []
     for plan in plans:
         filters, note = _filter_images(plan, model.id, staged, encoder)
         layer = LayerRecord(
-            name=plan.name, type=plan.type, value=plan.value, output_shape=plan.output_shape,
-            page=paths.layer_page(model.id, plan.name), spatial=plan.spatial, filter_note=note,
+            name=plan.name,
+            type=plan.type,
+            value=plan.value,
+            output_shape=plan.output_shape,
+            page=paths.layer_page(model.id, plan.name),
+            spatial=plan.spatial,
+            filter_note=note,
             channels=[
                 ChannelRecord(c, paths.channel_page(model.id, plan.name, c), filter=filters[c])
                 for c in range(plan.output_shape[0])
@@ -371,7 +406,9 @@ def _run_model(
             view_arrays = []
             for b, file in enumerate(batch_files):
                 view_path = paths.model_view(model.id, file.id)
-                encoder.submit(lambda p, v: staged.write(p, imaging.view_jpeg(v)), view_path, views[b])
+                encoder.submit(
+                    lambda p, v: staged.write(p, imaging.view_jpeg(v)), view_path, views[b]
+                )
                 record.views[file.id] = view_path
                 record.predictions[file.id] = [
                     Prediction(int(i), model.label(int(i)), round(float(p), 6))
@@ -384,8 +421,20 @@ def _run_model(
                 values = output.numpy()
                 for b, file in enumerate(batch_files):
                     _record_layer_input(
-                        layer, plan, model.id, file.id, per_input[b], values[b], view_arrays[b],
-                        settings, staged, encoder, table, select_channels, map_to_view, value_range,
+                        layer,
+                        plan,
+                        model.id,
+                        file.id,
+                        per_input[b],
+                        values[b],
+                        view_arrays[b],
+                        settings,
+                        staged,
+                        encoder,
+                        table,
+                        select_channels,
+                        map_to_view,
+                        value_range,
                     )
             if progress:
                 progress(len(batch_files))
@@ -410,8 +459,12 @@ def _record_layer_input(
 ) -> None:
     """Statistics, selection and pictures of one layer for one input."""
     selected = select_channels(
-        stats, settings.strategy, settings.top_k, settings.channels,
-        settings.interesting_mean, settings.interesting_max,
+        stats,
+        settings.strategy,
+        settings.top_k,
+        settings.channels,
+        settings.interesting_mean,
+        settings.interesting_max,
     )
     layer.selected[input_id] = selected
     view_size = (view.shape[1], view.shape[0])
@@ -432,8 +485,11 @@ def _record_layer_input(
         chart = paths.ranked_chart(model_id, plan.name, input_id)
         names = [f"unit {i}" for i in range(values.shape[0])]
         encoder.submit(
-            lambda p, v: staged.write(p, imaging.ranked_chart_png(v, names, f"{plan.name}: top values")),
-            chart, values.astype(np.float64),
+            lambda p, v: staged.write(
+                p, imaging.ranked_chart_png(v, names, f"{plan.name}: top values")
+            ),
+            chart,
+            values.astype(np.float64),
         )
         layer.charts[input_id] = chart
         return
@@ -455,13 +511,15 @@ def _record_layer_input(
         channel.maps[input_id] = map_paths[c]
     # One task per layer and input keeps the queue short; channels of a layer are cheap.
     encoder.submit(encode_maps, values, ranges, map_paths)
+
+    def encode_overlay(path: str, channel_values: np.ndarray, low: float, high: float) -> None:
+        data = imaging.overlay_jpeg(view, channel_values, low, high, table, settings.alpha)
+        staged.write(path, data)
+
     for c in sorted(chosen):
         overlay = paths.overlay_image(model_id, plan.name, input_id, c)
         layer.channels[c].overlays[input_id] = overlay
-        encoder.submit(
-            lambda p, v, lh: staged.write(p, imaging.overlay_jpeg(view, v, *lh, table, settings.alpha)),
-            overlay, values[c], ranges[c],
-        )
+        encoder.submit(encode_overlay, overlay, values[c], *ranges[c])
 
 
 def _write_site(data: ReportData, staged: Any) -> int:
@@ -470,6 +528,8 @@ def _write_site(data: ReportData, staged: Any) -> int:
 
     for asset in ("style.css", "app.js"):
         staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
-    csp = ("default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "base-uri 'none'; form-action 'none'"
+    )
     return render_pages(data, make_environment(), staged.write, csp)
