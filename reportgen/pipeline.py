@@ -22,7 +22,14 @@ import numpy as np
 
 from reportgen import __version__, imaging
 from reportgen.errors import ReportgenError, UsageError
-from reportgen.inputs import InputFile, LoadedImage, SkippedInput, discover_inputs, load_image
+from reportgen.inputs import (
+    IMAGE_SUFFIXES,
+    InputFile,
+    LoadedImage,
+    SkippedInput,
+    discover_inputs,
+    load_image,
+)
 from reportgen.report import paths
 from reportgen.report.data import (
     ChannelRecord,
@@ -114,7 +121,8 @@ def _finite(value: float) -> float | None:
 class _Encoder:
     """Runs image encoding and file writing on worker threads, with bounded backlog."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, staged: Any = None) -> None:
+        self.staged = staged
         self.pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="encode")
         self.pending: deque[Future[Any]] = deque()
         self.limit = 64 * max(1, jobs)
@@ -123,6 +131,14 @@ class _Encoder:
         self.pending.append(self.pool.submit(fn, *args))
         while len(self.pending) > self.limit:
             self.pending.popleft().result()
+
+    def write(self, path: str, encode: Callable[..., bytes], *args: Any) -> None:
+        """Encode on a worker thread, then write the bytes to ``path`` in the report."""
+
+        def task() -> None:
+            self.staged.write(path, encode(*args))
+
+        self.submit(task)
 
     def drain(self) -> None:
         while self.pending:
@@ -148,7 +164,7 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
     if not files and not skipped_found:
         raise ReportgenError(
             f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
-            f"(looked for {', '.join(sorted(__import__('reportgen.inputs').inputs.IMAGE_SUFFIXES))})"
+            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
 
     import torch
@@ -180,7 +196,7 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
 
     jobs = settings.extra.get("jobs") or os.cpu_count() or 1
     with StagedReport(Path(settings.output)) as staged:
-        encoder = _Encoder(jobs)
+        encoder = _Encoder(jobs, staged)
         try:
             inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
             if settings.extra.get("strict") and skipped:
@@ -288,9 +304,7 @@ def _prepare_inputs(
             skipped.append(SkippedInput(file.source, str(exc)))
             continue
         thumbnail = paths.input_thumbnail(file.id)
-        encoder.submit(
-            lambda p, img: staged.write(p, imaging.thumbnail_jpeg(img)), thumbnail, loaded.image
-        )
+        encoder.write(thumbnail, imaging.thumbnail_jpeg, loaded.image)
         records.append(
             InputRecord(
                 file.id,
@@ -320,9 +334,7 @@ def _filter_images(
         parts: dict[str, str] = {}
         if first_layer:
             parts["rgb"] = paths.filter_image(model_id, plan.name, channel, "rgb")
-            encoder.submit(
-                lambda p, k: staged.write(p, imaging.filter_rgb_png(k)), parts["rgb"], kernel
-            )
+            encoder.write(parts["rgb"], imaging.filter_rgb_png, kernel)
             for colour in "rgb":
                 parts[colour] = paths.filter_image(model_id, plan.name, channel, colour)
 
@@ -333,9 +345,7 @@ def _filter_images(
             encoder.submit(write_channels, kernel, dict(parts))
         else:
             parts["mean"] = paths.filter_image(model_id, plan.name, channel, "mean")
-            encoder.submit(
-                lambda p, k: staged.write(p, imaging.filter_mean_png(k)), parts["mean"], kernel
-            )
+            encoder.write(parts["mean"], imaging.filter_mean_png, kernel)
         result.append(parts)
     kh, kw = weight.shape[2:]
     if first_layer:
@@ -406,9 +416,7 @@ def _run_model(
             view_arrays = []
             for b, file in enumerate(batch_files):
                 view_path = paths.model_view(model.id, file.id)
-                encoder.submit(
-                    lambda p, v: staged.write(p, imaging.view_jpeg(v)), view_path, views[b]
-                )
+                encoder.write(view_path, imaging.view_jpeg, views[b])
                 record.views[file.id] = view_path
                 record.predictions[file.id] = [
                     Prediction(int(i), model.label(int(i)), round(float(p), 6))
@@ -484,13 +492,8 @@ def _record_layer_input(
     if not plan.spatial:
         chart = paths.ranked_chart(model_id, plan.name, input_id)
         names = [f"unit {i}" for i in range(values.shape[0])]
-        encoder.submit(
-            lambda p, v: staged.write(
-                p, imaging.ranked_chart_png(v, names, f"{plan.name}: top values")
-            ),
-            chart,
-            values.astype(np.float64),
-        )
+        title = f"{plan.name}: top values"
+        encoder.write(chart, imaging.ranked_chart_png, values.astype(np.float64), names, title)
         layer.charts[input_id] = chart
         return
     layer_low, layer_high = value_range(values)
