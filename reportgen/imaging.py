@@ -32,9 +32,15 @@ def colormap_table(name: str) -> np.ndarray:
     try:
         cmap = matplotlib.colormaps[name]
     except KeyError:
+        import difflib
+
         names = [n for n in colormap_names() if not n.endswith("_r")]
+        close = difflib.get_close_matches(name, colormap_names(), n=4, cutoff=0.6)
+        hint = f"closest: {', '.join(close)}; " if close else ""
+        common = ("jet", "viridis", "plasma", "inferno", "magma", "hot", "gray", "coolwarm")
+        listed = list(dict.fromkeys([*common, *names]))[:40]
         raise UsageError(
-            f"unknown colormap {name!r}; valid names include {', '.join(names[:40])}, ..."
+            f"unknown colormap {name!r}; {hint}valid names include {', '.join(listed)}, ..."
             " (any matplotlib colormap, '_r' reverses it)"
         ) from None
     table = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
