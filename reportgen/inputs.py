@@ -6,9 +6,13 @@ inputs could not be used and why.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
+import shutil
+import tempfile
+import urllib.parse
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from reportgen import fetch
 from reportgen.errors import ReportgenError
 
 IMAGE_SUFFIXES = frozenset(
@@ -24,6 +29,8 @@ IMAGE_SUFFIXES = frozenset(
 # Pixels (not bytes) above which an image is refused before it is decoded. Pillow's
 # own default warns at about 89 Mpx; a report has no use for pictures that large.
 MAX_PIXELS = 64_000_000
+# Bytes read from one image file (or URL, see fetch.MAX_BYTES) at most.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 # Background that transparent pixels are composited on.
 BACKGROUND_RGB = (255, 255, 255)
 EXIF_ORIENTATION = 0x0112
@@ -60,15 +67,16 @@ class SkippedInput:
     reason: str
 
 
-def input_id(source: str) -> str:
+def input_id(source: str, unique: str | None = None) -> str:
     """A readable, file-name-safe id that differs for different sources.
 
-    The stem keeps it readable; a hash of the whole source keeps ``a/cat.jpg`` and
-    ``b/cat.jpg`` apart.
+    The stem keeps it readable; a hash of the whole source (or of ``unique``, e.g. a
+    full URL) keeps ``a/cat.jpg`` and ``b/cat.jpg`` apart.
     """
     stem = Path(source).stem
     slug = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-").lower()[:40] or "image"
-    digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    key = source if unique is None else unique
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{slug}-{digest}"
 
 
@@ -82,8 +90,23 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
     found: dict[str, InputFile] = {}
     skipped: list[SkippedInput] = []
     for argument in arguments:
+        if fetch.is_url(argument):
+            if argument not in found:
+                try:
+                    found[argument] = _download(argument)
+                except ReportgenError as exc:
+                    skipped.append(SkippedInput(argument, str(exc)))
+            continue
+        if fetch.looks_like_other_url(argument):
+            raise ReportgenError(
+                f"input {argument!r}: only http:// and https:// URLs can be inputs"
+            )
         path = Path(argument)
         if not path.exists():
+            if path.is_symlink():
+                raise ReportgenError(
+                    f"input {argument!r} is a symbolic link to nothing (or a link loop)"
+                )
             raise ReportgenError(f"input {argument!r} does not exist")
         if path.is_dir():
             for file_path, problem in _walk_images(path):
@@ -96,6 +119,27 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
             found.setdefault(argument, InputFile(path, argument, input_id(argument)))
     files = sorted(found.values(), key=lambda f: f.source)
     return files, skipped
+
+
+_download_dir: Path | None = None
+
+
+def _downloads() -> Path:
+    """A private temporary folder for downloaded inputs, removed when Python exits."""
+    global _download_dir
+    if _download_dir is None or not _download_dir.is_dir():
+        _download_dir = Path(tempfile.mkdtemp(prefix="reportgen-downloads-"))
+        atexit.register(shutil.rmtree, _download_dir, True)
+    return _download_dir
+
+
+def _download(url: str) -> InputFile:
+    """Fetch an image URL (within fetch's limits) into a temporary file."""
+    fetched = fetch.fetch(url)
+    ident = input_id(urllib.parse.urlsplit(url).path or url, url)
+    target = _downloads() / f"{ident}.download"
+    target.write_bytes(fetched.data)
+    return InputFile(target, url, ident)
 
 
 def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
@@ -137,6 +181,12 @@ def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
 def load_image(file: InputFile) -> LoadedImage:
     """Read one file as an upright RGB image, or raise ReportgenError saying why not."""
     try:
+        size = file.path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ReportgenError(
+                f"{file.source!r} is {size:,} bytes, more than the limit of "
+                f"{MAX_FILE_BYTES:,} for one image file"
+            )
         data = file.path.read_bytes()
     except OSError as exc:
         raise ReportgenError(f"cannot read {file.source!r}: {exc.strerror or exc}") from exc

@@ -284,9 +284,28 @@ def _plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> list
         if isinstance(module, torch.nn.Conv2d):
             weight = module.weight.detach().float().cpu().numpy()
         plans.append(_LayerPlan(name, info.type, info.value, shape, len(shape) == 3, weight))
+        _check_channel_options(model.id, name, int(shape[0]), settings, warnings)
     if not plans:
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
     return plans
+
+
+def _check_channel_options(
+    model_id: str, layer: str, channels: int, settings: RunSettings, warnings: list[str]
+) -> None:
+    """Manual channels must exist in the layer; a --top-k above its count is clamped, said so."""
+    if settings.strategy == "manual":
+        bad = [c for c in settings.channels if not 0 <= c < channels]
+        if bad:
+            raise UsageError(
+                f"--channels {bad[0]} is out of range for layer {layer} of {model_id!r}: "
+                f"it has {channels} channels (0-{channels - 1})"
+            )
+    elif settings.top_k > channels:
+        warnings.append(
+            f"{model_id}: layer {layer} has {channels} channels; --top-k {settings.top_k} "
+            f"clamped to {channels}"
+        )
 
 
 def _prepare_inputs(
