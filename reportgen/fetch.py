@@ -68,21 +68,25 @@ class _LimitedRedirects(urllib.request.HTTPRedirectHandler):
     max_repeats = 1
     max_redirections = MAX_REDIRECTS
 
-    def redirect_request(
+    def http_error_302(
         self,
         req: urllib.request.Request,
         fp: IO[bytes],
         code: int,
         msg: str,
         headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
-        if scheme not in ALLOWED_SCHEMES:
-            raise FetchError(
-                f"{req.full_url!r} redirects to {newurl!r}; only http and https are followed"
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    ) -> Any:
+        location = headers.get("Location") or headers.get("URI")
+        if location:
+            newurl = urllib.parse.urljoin(req.full_url, location)
+            scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+            if scheme not in ALLOWED_SCHEMES:
+                raise FetchError(
+                    f"{req.full_url!r} redirects to {newurl!r}; only http and https are followed"
+                )
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def _opener() -> urllib.request.OpenerDirector:
