@@ -96,6 +96,19 @@ def _describe_value(name: str, sub: Any, finished: list[str], modules: dict[str,
     return text
 
 
+def closest_names(word: str, names: list[str], n: int = 4, cutoff: float = 0.5) -> list[str]:
+    """The names most like ``word``; equally close ones in model order (not reversed
+    alphabetical, as ``difflib.get_close_matches`` gives: 'features.O' -> 'features.0')."""
+    matcher = difflib.SequenceMatcher(b=word)
+    scored = []
+    for index, name in enumerate(names):
+        matcher.set_seq1(name)
+        ratio = matcher.ratio()
+        if ratio >= cutoff:
+            scored.append((-ratio, index, name))
+    return [name for _, _, name in sorted(scored)[:n]]
+
+
 def resolve_layers(infos: list[LayerInfo], patterns: tuple[str, ...], model_name: str) -> list[str]:
     """Exact names, glob patterns or ``conv``, in model order. Default: every Conv2d."""
     names = [info.name for info in infos]
@@ -116,7 +129,7 @@ def resolve_layers(infos: list[LayerInfo], patterns: tuple[str, ...], model_name
         else:
             matched = {pattern} if pattern in names else set()
         if not matched:
-            close = difflib.get_close_matches(pattern, names, n=4, cutoff=0.5)
+            close = closest_names(pattern, names)
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise ReportgenError(
                 f"layer {pattern!r} matches nothing in {model_name!r}{hint} "

@@ -1,14 +1,226 @@
 // reportgen: small comforts on top of pages that work without JavaScript.
+// Keyboard shortcuts, a help overlay, sorting and filtering of the channel grid and an
+// overlay opacity slider. No inline styles (the page's CSP forbids them): only classes
+// and the hidden attribute change.
 (function () {
   "use strict";
+
+  var STATS = ["mean", "max", "min", "std", "sparsity"];
+  var root = document.documentElement;
+  root.classList.add("js");
+
+  function store(key, value) {
+    try {
+      if (value === undefined) return window.localStorage.getItem("reportgen." + key);
+      window.localStorage.setItem("reportgen." + key, value);
+    } catch (e) {
+      // Storage can be unavailable (file:// in some browsers, private modes): ignore.
+    }
+    return null;
+  }
+
+  // A folder report has one page per document. A --single-file report holds every page
+  // as a <section class="rg-page"> and shows the targeted one: work on that one.
+  var pageRoots = document.querySelectorAll(".rg-page");
+  function currentRoot() {
+    if (!pageRoots.length) return document;
+    var hash = window.location.hash.slice(1);
+    if (hash) {
+      var target = null;
+      try { target = document.getElementById(decodeURIComponent(hash)); } catch (e) { target = null; }
+      var section = target && target.closest(".rg-page");
+      if (section) return section;
+    }
+    return document.querySelector(".rg-page.rg-home") || document;
+  }
+  function eachRoot(fn) {
+    if (!pageRoots.length) fn(document);
+    else Array.prototype.forEach.call(pageRoots, fn);
+  }
+
+  // ---- help overlay ------------------------------------------------------------
+  function helpDialog() { return currentRoot().querySelector("dialog.help"); }
+  function openDialog() { return document.querySelector("dialog.help[open]"); }
+  function toggleHelp() {
+    var open = openDialog();
+    if (open) { open.close(); return; }
+    var help = helpDialog();
+    if (help && typeof help.showModal === "function") help.showModal();
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("[data-help-open]"), function (button) {
+    button.hidden = false;
+    button.addEventListener("click", toggleHelp);
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("[data-help-close]"), function (button) {
+    button.addEventListener("click", function () { var open = openDialog(); if (open) open.close(); });
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("dialog.help"), function (help) {
+    help.addEventListener("click", function (event) {
+      if (event.target === help) help.close(); // a click on the backdrop
+    });
+  });
+
+  // ---- keyboard shortcuts ------------------------------------------------------
+  var KEYS = {
+    ArrowLeft: "prev", p: "prev", ArrowRight: "next", n: "next",
+    "[": "prev-layer", "]": "next-layer", u: "up", h: "home"
+  };
+  function follow(name) {
+    var link = currentRoot().querySelector('a[data-keys~="' + name + '"]');
+    if (link && link.href) {
+      window.location.href = link.href;
+      return true;
+    }
+    return false;
+  }
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     var target = event.target;
-    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
-    var link = document.querySelector('[data-shortcut="' + event.key + '"]');
-    if (link && link.href) {
-      window.location.href = link.href;
-      event.preventDefault();
+    var tag = target && target.tagName;
+    if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable)) {
+      if (event.key === "Escape" && target.blur) target.blur();
+      return;
     }
+    if (event.key === "?") {
+      toggleHelp();
+      event.preventDefault();
+      return;
+    }
+    if (openDialog()) return; // Esc closes the dialog by itself
+    if (event.key === "/") {
+      var box = currentRoot().querySelector("[data-grid-tools] input[name=value]");
+      if (box) {
+        box.focus();
+        event.preventDefault();
+      }
+      return;
+    }
+    var name = KEYS[event.key];
+    if (name && follow(name)) event.preventDefault();
   });
+
+  // ---- overlay opacity slider --------------------------------------------------
+  function setupSlider(root) {
+    var tool = root.querySelector("[data-opacity-tool]");
+    if (!tool) return;
+    var slider = tool.querySelector("input[type=range]");
+    var output = tool.querySelector("output");
+    var stacks = root.querySelectorAll(".stack");
+    var setAlpha = function (value) {
+      var step = Math.max(0, Math.min(100, Math.round(Number(value) / 5) * 5));
+      if (isNaN(step)) return;
+      Array.prototype.forEach.call(stacks, function (stack) {
+        var names = stack.className.split(/\s+/).filter(function (c) { return !/^alpha-\d+$/.test(c); });
+        names.push("alpha-" + step);
+        stack.className = names.join(" ");
+      });
+      slider.value = String(step);
+      if (output) output.textContent = step + "%";
+    };
+    var saved = store("opacity");
+    if (saved !== null && saved !== "") setAlpha(saved);
+    slider.addEventListener("input", function () {
+      setAlpha(slider.value);
+      store("opacity", slider.value);
+    });
+    tool.hidden = false;
+  }
+  eachRoot(setupSlider);
+
+  // ---- channel grid: sort and filter -------------------------------------------
+  function setupGrid(root) {
+    var form = root.querySelector("[data-grid-tools]");
+    if (!form) return;
+    var sections = [];
+    Array.prototype.forEach.call(root.querySelectorAll(".layer-input"), function (section) {
+      var script = section.querySelector("script.channel-data");
+      if (!script) return;
+      var data;
+      try { data = JSON.parse(script.textContent); } catch (e) { return; }
+      var byChannel = {};
+      data.channels.forEach(function (c, i) {
+        var row = { c: c, channel: c, selected: data.selected.indexOf(c) >= 0 };
+        STATS.forEach(function (k) { row[k] = data.stats[k][i]; });
+        byChannel[c] = row;
+      });
+      var containers = [];
+      var grid = section.querySelector("[data-grid]");
+      if (grid) containers.push(grid);
+      var body = section.querySelector("table.stats tbody");
+      if (body) containers.push(body);
+      sections.push({
+        byChannel: byChannel, count: section.querySelector(".grid-count"),
+        containers: containers, total: data.channels.length
+      });
+    });
+    if (!sections.length) return;
+
+    function apply() {
+      var sortKey = form.elements.sort.value;
+      var desc = form.elements.order.value === "desc";
+      var stat = form.elements.stat.value;
+      var op = form.elements.op.value;
+      var raw = form.elements.value.value;
+      var threshold = raw === "" ? null : Number(raw);
+      var onlySelected = form.elements.selected.checked;
+      sections.forEach(function (s) {
+        var shown = 0;
+        var keep = function (row) {
+          if (!row) return true;
+          if (onlySelected && !row.selected) return false;
+          if (threshold !== null && !isNaN(threshold)) {
+            var v = row[stat];
+            if (v === null || v === undefined) return false;
+            if (op === "ge" ? v < threshold : v > threshold) return false;
+          }
+          return true;
+        };
+        var order = function (a, b) {
+          var ra = s.byChannel[a.getAttribute("data-c")], rb = s.byChannel[b.getAttribute("data-c")];
+          if (!ra || !rb) return 0;
+          var va = ra[sortKey], vb = rb[sortKey];
+          if (sortKey === "channel") return desc ? vb - va : va - vb;
+          if (va === null || va === undefined) return (vb === null || vb === undefined) ? ra.c - rb.c : 1;
+          if (vb === null || vb === undefined) return -1; // unknown values last
+          if (va === vb) return ra.c - rb.c;
+          return desc ? vb - va : va - vb;
+        };
+        s.containers.forEach(function (container, i) {
+          var items = Array.prototype.filter.call(container.children, function (el) {
+            return el.hasAttribute("data-c");
+          });
+          items.sort(order);
+          var visible = 0;
+          items.forEach(function (item) {
+            var ok = keep(s.byChannel[item.getAttribute("data-c")]);
+            item.hidden = !ok;
+            if (ok) visible += 1;
+            container.appendChild(item);
+          });
+          if (i === 0) shown = visible;
+        });
+        if (s.count) {
+          s.count.hidden = false;
+          s.count.textContent = "Showing " + shown + " of " + s.total + " channels" +
+            (sortKey === "channel" ? "" : ", sorted by " + sortKey +
+              (desc ? " (highest first)" : " (lowest first)")) + ".";
+        }
+      });
+    }
+
+    // Channel numbers read best lowest first; statistics highest first.
+    form.elements.order.value = "asc";
+    form.elements.sort.addEventListener("change", function () {
+      form.elements.order.value = form.elements.sort.value === "channel" ? "asc" : "desc";
+    });
+    form.addEventListener("input", apply);
+    form.addEventListener("change", apply);
+    form.addEventListener("submit", function (event) { event.preventDefault(); apply(); });
+    form.addEventListener("reset", function () {
+      window.setTimeout(function () { form.elements.order.value = "asc"; apply(); }, 0);
+    });
+    form.hidden = false;
+    apply();
+  }
+  eachRoot(setupGrid);
 })();

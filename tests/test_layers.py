@@ -116,3 +116,8 @@ def test_glob_that_matches_nothing_is_an_error(alexnet_infos: list[LayerInfo]) -
 def test_alexnet_unknown_name_suggests_features(alexnet_infos: list[LayerInfo]) -> None:
     with pytest.raises(ReportgenError, match=r"closest: .*features\.0"):
         resolve_layers(alexnet_infos, ("feature.0",), "alexnet")
+
+
+def test_equally_close_names_come_in_model_order(alexnet_infos: list[LayerInfo]) -> None:
+    with pytest.raises(ReportgenError, match=r"closest: features\.0, features\.1, features\.2"):
+        resolve_layers(alexnet_infos, ("features.O",), "alexnet")

@@ -32,6 +32,10 @@ def make_environment() -> jinja2.Environment:
     )
     env.filters["num"] = format_number
     env.filters["pct"] = format_percent
+    from reportgen.report import summary
+
+    env.globals["channel_table"] = summary.channel_table
+    env.globals["summary_chart"] = summary.summary_chart
     return env
 
 

@@ -1,0 +1,146 @@
+"""Derived values the pages show: per-layer summaries, chart geometry and the compact
+channel-statistics tables that the grid tools (sort, filter) read. Plain Python, no torch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from reportgen.report.data import LayerRecord, ModelRecord
+
+STAT_KEYS = ("mean", "max", "min", "std", "sparsity")
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _compact(value: Any) -> float | None:
+    """Six significant digits: enough to sort and filter, small enough for big layers."""
+    number = _finite(value)
+    return None if number is None else float(f"{number:.6g}")
+
+
+def channel_table(layer: LayerRecord, input_id: str) -> dict[str, Any]:
+    """One input's statistics of every channel of a layer, column-wise, for JSON."""
+    rows = [channel.stats.get(input_id, {}) for channel in layer.channels]
+    return {
+        "channels": [channel.index for channel in layer.channels],
+        "selected": list(layer.selected.get(input_id, [])),
+        "stats": {key: [_compact(row.get(key)) for row in rows] for key in STAT_KEYS},
+    }
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    name: str
+    page: str
+    channels: int
+    mean: float | None  # channel means, averaged over channels and inputs
+    max: float | None  # largest value over channels and inputs
+    sparsity: float | None  # fraction of values <= 0, averaged over channels and inputs
+
+
+def _average(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize_layer(layer: LayerRecord) -> LayerSummary:
+    means: list[float] = []
+    maxes: list[float] = []
+    sparsities: list[float] = []
+    for channel in layer.channels:
+        for stats in channel.stats.values():
+            for key, bucket in (("mean", means), ("max", maxes), ("sparsity", sparsities)):
+                number = _finite(stats.get(key))
+                if number is not None:
+                    bucket.append(number)
+    return LayerSummary(
+        name=layer.name,
+        page=layer.page,
+        channels=len(layer.channels),
+        mean=_average(means),
+        max=max(maxes) if maxes else None,
+        sparsity=_average(sparsities),
+    )
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    value: float | None
+    layer: LayerSummary
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    low: float
+    high: float
+    zero_y: float
+    bars: list[Bar]
+
+
+@dataclass(frozen=True)
+class SummaryChart:
+    width: int
+    height: int
+    plot_top: int
+    plot_bottom: int
+    layers: list[LayerSummary]
+    panels: list[Panel]
+
+
+def summary_chart(model: ModelRecord, width: int = 320, height: int = 120) -> SummaryChart:
+    """Geometry of two small bar charts (mean and sparsity per layer), drawn once as SVG."""
+    layers = [summarize_layer(layer) for layer in model.layers]
+    top, bottom = 22, height - 8
+    panels = []
+    specs: list[tuple[str, str, tuple[float, float] | None]] = [
+        ("mean", "mean activation", None),
+        ("sparsity", "sparsity", (0.0, 1.0)),
+    ]
+    for key, title, fixed in specs:
+        values = [getattr(summary, key) for summary in layers]
+        known = [v for v in values if v is not None]
+        if fixed is not None:
+            low, high = fixed
+        else:
+            low = min([0.0, *known])
+            high = max([0.0, *known])
+        span = (high - low) or 1.0
+
+        def y_of(v: float, low: float = low, span: float = span) -> float:
+            return round(bottom - (v - low) / span * (bottom - top), 2)
+
+        zero = y_of(0.0)
+        step = width / max(len(layers), 1)
+        gap = min(4.0, step * 0.2)
+        bars = []
+        for i, (summary, value) in enumerate(zip(layers, values)):
+            if value is None:
+                y, h = zero, 0.0
+            else:
+                y_value = y_of(value)
+                y, h = min(zero, y_value), abs(zero - y_value)
+            bars.append(
+                Bar(
+                    round(i * step + gap / 2, 2),
+                    y,
+                    round(step - gap, 2),
+                    round(max(h, 0.75), 2),
+                    value,
+                    summary,
+                )
+            )
+        panels.append(Panel(key, title, low, high, zero, bars))
+    return SummaryChart(width, height, top, bottom, layers, panels)
