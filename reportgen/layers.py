@@ -71,7 +71,7 @@ def trace_layers(module: Any, input_size: int = 224, device: Any = "cpu") -> lis
 
 
 def _describe_value(name: str, sub: Any, finished: list[str], modules: dict[str, Any]) -> str:
-    """"output of Conv2d, before ReLU (in place)": what the recorded tensor is."""
+    """ "output of Conv2d, before ReLU (in place)": what the recorded tensor is."""
     text = f"output of {type(sub).__name__}"
     if name not in finished:
         last_leaf = None
@@ -112,8 +112,12 @@ def closest_names(word: str, names: list[str], n: int = 4, cutoff: float = 0.5) 
 def resolve_layers(infos: list[LayerInfo], patterns: tuple[str, ...], model_name: str) -> list[str]:
     """Exact names, glob patterns or ``conv``, in model order. Default: every Conv2d."""
     names = [info.name for info in infos]
+    # Patterns, 'conv' and the default pick only layers the forward pass reaches (e.g.
+    # not GoogLeNet's auxiliary heads in eval mode); an exact name that is never
+    # reached is an error.
+    reached = {info.name for info in infos if info.output_shape is not None}
     if not patterns:
-        chosen = [info.name for info in infos if info.is_conv]
+        chosen = [info.name for info in infos if info.is_conv and info.name in reached]
         if not chosen:
             raise ReportgenError(
                 f"model {model_name!r} has no Conv2d layer; choose layers with -l "
@@ -122,10 +126,17 @@ def resolve_layers(infos: list[LayerInfo], patterns: tuple[str, ...], model_name
         return chosen
     wanted: set[str] = set()
     for pattern in patterns:
-        if pattern == CONV_KEYWORD:
-            matched = {info.name for info in infos if info.is_conv}
-        elif any(ch in pattern for ch in "*?["):
-            matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        if pattern == CONV_KEYWORD or any(ch in pattern for ch in "*?["):
+            if pattern == CONV_KEYWORD:
+                matched = {info.name for info in infos if info.is_conv}
+            else:
+                matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+            if matched and not matched & reached:
+                raise ReportgenError(
+                    f"layer pattern {pattern!r} only matches layers of {model_name!r} that the "
+                    f"forward pass never reaches (e.g. {sorted(matched)[0]!r}); choose others"
+                )
+            matched &= reached
         else:
             matched = {pattern} if pattern in names else set()
         if not matched:

@@ -150,7 +150,7 @@ def check_hash_prefix(path: Path) -> None:
     if not digest.hexdigest().startswith(expected):
         raise ReportgenError(
             f"weights file {path} is damaged: its sha256 starts with "
-            f"{digest.hexdigest()[:len(expected)]}, its name says {expected}; "
+            f"{digest.hexdigest()[: len(expected)]}, its name says {expected}; "
             "delete it and fetch it again"
         )
 
@@ -186,22 +186,67 @@ def _missing_weights_error(
     )
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+PICKLE_MAGIC = b"\x80"  # the legacy format (and plain pickles) start with PROTO
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)", re.DOTALL)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """A library's multi-line message as one short plain line."""
+    plain = " ".join(_ANSI.sub("", text).split())
+    return plain if len(plain) <= limit else plain[: limit - 3] + "..."
+
+
 def load_state_dict(path: Path) -> dict[str, Any]:
-    """Read a checkpoint as plain tensors only: no code in it is ever run."""
+    """Read a checkpoint as plain tensors only: no code in it is ever run.
+
+    The file is sniffed first (torch.save's zip format or a pickle), then read with
+    ``torch.load(weights_only=True)``, whose unpickler refuses every global that is
+    not a tensor type: a file asking to import or call anything else is refused
+    before any of it runs.
+    """
     import pickle
 
     import torch
 
     try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ReportgenError(f"cannot read weights file {path}: {exc.strerror or exc}") from exc
+    if not head:
+        raise ReportgenError(
+            f"weights file {path} is not a PyTorch checkpoint: it is empty (0 bytes)"
+        )
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        raise ReportgenError(
+            f"weights file {path} is not a PyTorch checkpoint: it is neither torch.save's "
+            f"zip format nor a pickle (it starts with {head!r})"
+        )
+    try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        text = str(exc)
+        found = _UNSUPPORTED_GLOBAL.search(text)
+        if found:
+            raise ReportgenError(
+                f"refusing weights file {path}: it asks to import {found.group(1)}, and "
+                "reportgen loads checkpoints with weights_only=True (plain tensors only); "
+                "nothing in it was run"
+            ) from exc
+        detail = _UNPICKLER_ERROR.search(text)
+        reason = _one_line(detail.group(1).split("Check the documentation")[0] if detail else text)
         raise ReportgenError(
-            f"refusing weights file {path}: it holds more than plain tensors, and "
-            f"reportgen loads checkpoints with weights_only=True ({first[:160]})"
+            f"weights file {path} is not a PyTorch checkpoint reportgen can read safely "
+            f"(weights_only=True: {reason})"
         ) from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ReportgenError(f"weights file {path} is not a PyTorch checkpoint ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - any failure to parse means "not a checkpoint"
+        raise ReportgenError(
+            f"weights file {path} is not a PyTorch checkpoint "
+            f"({type(exc).__name__}: {_one_line(str(exc))})"
+        ) from exc
     state = _unwrap_state_dict(loaded)
     if state is None:
         raise ReportgenError(
