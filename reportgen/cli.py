@@ -77,65 +77,355 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
-def _parse_channels(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...]:
+def _parse_channels(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[int, ...]:
     if not value:
         return ()
     try:
         return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of channel numbers") from None
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of channel numbers"
+        ) from None
+
+
+def _parse_floats(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[float, ...]:
+    if not value:
+        return ()
+    try:
+        return tuple(float(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+
+
+def _option_sources(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--config and --from-manifest: their options become the command's defaults, so the
+    command line wins, then --config, then --from-manifest."""
+    if value is None:
+        return None
+    from reportgen import config
+
+    params = {p.name: p for p in ctx.command.params if p.name}
+    layers = ctx.meta.setdefault("reportgen.defaults", {})
+    if param.name == "config":
+        layers["config"] = config.normalise(
+            config.load_toml(value), params, f"--config {value}", skip=("config",)
+        )
+    else:
+        settings, manifest = config.read_manifest_settings(value)
+        layers["manifest"] = config.normalise(
+            settings, params, f"--from-manifest {value}", skip=("output", "config", "from_manifest")
+        )
+        ctx.meta["reportgen.manifest"] = manifest
+    ctx.default_map = {**layers.get("manifest", {}), **layers.get("config", {})}
+    return value
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", default="report", show_default=True, help="Report folder to write.")
-@click.option("-m", "--model", "models", multiple=True, help="torchvision model name; repeatable. [default: resnet18]")
-@click.option("--weights", default="imagenet", show_default=True,
-              help="imagenet (the model's DEFAULT), a torchvision weights name (IMAGENET1K_V1, DEFAULT), none, or a state-dict file.")
-@click.option("--weights-dir", type=click.Path(file_okay=False), envvar="REPORTGEN_WEIGHTS_DIR",
-              help="Folder of checkpoints under torchvision's file names, searched first. [env: REPORTGEN_WEIGHTS_DIR]")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_option_sources,
+    help="TOML file with options of this command (long names, e.g. top-k = 8); "
+    "options on the command line win.",
+)
+@click.option(
+    "--from-manifest",
+    type=click.Path(),
+    is_eager=True,
+    expose_value=False,
+    callback=_option_sources,
+    help="Rebuild with the settings of an earlier report: its manifest.json (or folder).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="report",
+    show_default=True,
+    help="Report folder to write (with --single-file: the HTML file, default report.html).",
+)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    help="torchvision model name, NAME=WEIGHTS for per-model weights (compare checkpoints), "
+    "or package.module:factory for your own model; repeatable. [default: resnet18]",
+)
+@click.option(
+    "--label",
+    "model_labels",
+    multiple=True,
+    help="Display label of each -m, in the same order (e.g. --label imagenet --label finetuned).",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="imagenet (the model's DEFAULT), a torchvision weights name (IMAGENET1K_V1, "
+    "DEFAULT), none, or a state-dict file.",
+)
+@click.option(
+    "--weights-dir",
+    type=click.Path(file_okay=False),
+    envvar="REPORTGEN_WEIGHTS_DIR",
+    help="Folder of checkpoints under torchvision's file names, searched first. "
+    "[env: REPORTGEN_WEIGHTS_DIR]",
+)
 @click.option("--offline", is_flag=True, help="Never download weights. [env: REPORTGEN_OFFLINE=1]")
-@click.option("-l", "--layer", "layers", multiple=True,
-              help="Layer name, glob pattern (layer?.0.conv1) or 'conv'; repeatable. [default: every Conv2d]")
+@click.option(
+    "-l",
+    "--layer",
+    "layers",
+    multiple=True,
+    help="Layer name, glob pattern (layer?.0.conv1) or 'conv'; repeatable. [default: every Conv2d]",
+)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights (--weights none).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Images per forward pass.")
-@click.option("--jobs", type=int, default=None, help="Threads encoding images. [default: all cores]")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="top_mean", show_default=True,
-              help="How channels are selected for detail, per input and layer.")
-@click.option("--top-k", type=int, default=12, show_default=True, help="Channels selected per layer and input.")
-@click.option("--channels", callback=_parse_channels, help="Channels for --strategy manual, e.g. 0,5,10.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for random weights (--weights none).",
+)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="Images per forward pass."
+)
+@click.option(
+    "--jobs", type=int, default=None, help="Threads encoding images. [default: all cores]"
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache of earlier results, for fast re-runs. [default: REPORTGEN_CACHE_DIR, "
+    "else ~/.cache/reportgen]",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="top_mean",
+    show_default=True,
+    help="How channels are selected for detail, per input and layer.",
+)
+@click.option(
+    "--top-k",
+    type=int,
+    default=12,
+    show_default=True,
+    help="Channels selected per layer and input.",
+)
+@click.option(
+    "--channels", callback=_parse_channels, help="Channels for --strategy manual, e.g. 0,5,10."
+)
 @click.option("--interesting-mean", type=float, default=0.3, show_default=True)
 @click.option("--interesting-max", type=float, default=2.0, show_default=True)
 @click.option("--colormap", default="jet", show_default=True, help="Any matplotlib colormap.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Opacity of the map in overlays, 0..1.")
-@click.option("--scale", type=click.Choice(SCALES), default="channel", show_default=True,
-              help="Colour range: each map its own, or one per layer.")
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Opacity of the map in overlays, 0..1.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(SCALES),
+    default="channel",
+    show_default=True,
+    help="Colour range: each map its own, or one per layer.",
+)
+@click.option(
+    "--gradcam/--no-gradcam",
+    default=True,
+    show_default=True,
+    help="Grad-CAM of each input's top class (and of --target-class).",
+)
+@click.option("--gradcam-layer", help="Layer for Grad-CAM. [default: the last Conv2d]")
+@click.option("--target-class", help="Also Grad-CAM for this class: an index or a label.")
+@click.option(
+    "--examples",
+    type=click.IntRange(min=0),
+    default=9,
+    show_default=True,
+    help="Top inputs per channel across the run (dataset examples); 0 turns them off.",
+)
+@click.option("--input-size", type=click.IntRange(min=8), help="Custom models: crop size.")
+@click.option(
+    "--mean", callback=_parse_floats, help="Custom models: normalisation mean, e.g. 0.5,0.5,0.5."
+)
+@click.option("--std", callback=_parse_floats, help="Custom models: normalisation std.")
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(dir_okay=False),
+    help="Class names, one a line (custom models, or to rename a model's classes).",
+)
+@click.option(
+    "--feature-vis",
+    is_flag=True,
+    help="Feature visualisation: for each chosen channel, an image optimised to excite it "
+    "(slow on CPU: see docs/feature-vis.md).",
+)
+@click.option(
+    "--fv-steps",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Optimisation steps per feature visualisation.",
+)
+@click.option(
+    "--fv-size",
+    type=click.IntRange(min=32),
+    default=128,
+    show_default=True,
+    help="Side of each feature visualisation, in pixels.",
+)
+@click.option(
+    "--fv-channels",
+    type=click.Choice(("selected", "all")),
+    default="selected",
+    show_default=True,
+    help="Channels to visualise: those selected for any input, or every channel.",
+)
+@click.option(
+    "--fv-negative",
+    is_flag=True,
+    help="Also optimise the image that most suppresses each channel.",
+)
 @click.option("--strict", is_flag=True, help="Fail at the first input that cannot be used.")
+@click.option(
+    "--single-file",
+    is_flag=True,
+    help="Write the whole report as one HTML file at -o (images, CSS and JS inside).",
+)
+@click.option(
+    "--max-single-file-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=25.0,
+    show_default=True,
+    help="Warn when a --single-file report is larger than this.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON summary on stdout (report, inputs, models, layers, warnings, seconds).",
+)
 @click.pass_context
-def run(ctx: click.Context, inputs: tuple[str, ...], output: str, models: tuple[str, ...],
-        layers: tuple[str, ...], channels: tuple[int, ...], jobs: int | None, strict: bool,
-        **options: Any) -> None:
-    """Analyse INPUTS (image files or folders) and write an HTML report."""
-    from reportgen.pipeline import build_report
+def run(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    output: str,
+    models: tuple[str, ...],
+    layers: tuple[str, ...],
+    channels: tuple[int, ...],
+    jobs: int | None,
+    cache_dir: str | None,
+    no_cache: bool,
+    strict: bool,
+    single_file: bool,
+    max_single_file_mb: float,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Analyse INPUTS (image files or folders) and write an HTML report.
+
+    Exit status: 0 report written, 1 failure (nothing replaced), 2 usage error,
+    130 interrupted (nothing replaced).
+    """
+    from reportgen.api import build_report
     from reportgen.settings import RunSettings
 
+    if single_file and ctx.get_parameter_source("output") == click.core.ParameterSource.DEFAULT:
+        output = "report.html"
     settings = RunSettings(
-        inputs=inputs, output=output, models=models or ("resnet18",), layers=layers,
-        channels=channels, extra={"jobs": jobs, "strict": strict}, **options,
+        inputs=inputs,
+        output=output,
+        models=tuple(models) or ("resnet18",),
+        layers=tuple(layers),
+        channels=channels,
+        **options,
+        extra={
+            "jobs": jobs,
+            "cache_dir": cache_dir,
+            "no_cache": no_cache,
+            "strict": strict,
+            "single_file": single_file,
+            "max_single_file_mb": max_single_file_mb,
+        },
     )
-    signal.signal(signal.SIGTERM, _on_sigterm)
     quiet = ctx.obj["quiet"]
+    manifest = ctx.meta.get("reportgen.manifest")
+    if manifest is not None and not quiet:
+        from reportgen.config import rebuild_notes
+
+        for note in rebuild_notes(manifest, settings.inputs):
+            click.echo(f"Warning: {note}", err=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     show_bar = not quiet and sys.stderr.isatty()
-    with click.progressbar(length=0, label="analysing", file=sys.stderr) if show_bar else _NoBar() as bar:
-        summary = build_report(settings, progress=_progress_for(bar, settings, show_bar))
+    with (
+        click.progressbar(length=0, label="analysing", file=sys.stderr)
+        if show_bar
+        else _NoBar() as bar
+    ):
+        summary = build_report(settings=settings, progress=_progress_for(bar, settings, show_bar))
     if not quiet:
         for warning in summary.warnings:
             click.echo(f"Warning: {warning}", err=True)
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps(dataclasses.asdict(summary), indent=2, ensure_ascii=False))
+    elif not quiet:
+        where = summary.report if single_file else f"{summary.report}/index.html"
         click.echo(
-            f"Wrote {summary.report}/index.html: {len(summary.inputs)} inputs, "
+            f"Wrote {where}: {len(summary.inputs)} inputs, "
             f"{len(summary.models)} models, {summary.pages} pages in {summary.seconds:.1f} s"
         )
+
+
+@main.command()
+@click.argument("report", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.pass_context
+def verify(ctx: click.Context, report: str, as_json: bool) -> None:
+    """Check that REPORT holds exactly the files its manifest lists, unchanged.
+
+    Exit status: 0 intact, 1 differences (listed) or no manifest, 2 usage error.
+    """
+    from pathlib import Path
+
+    from reportgen.verify import verify_report
+
+    result = verify_report(Path(report))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        for difference in result.differences:
+            click.echo(difference.line())
+        if result.ok:
+            if not ctx.obj["quiet"]:
+                click.echo(
+                    f"OK: {report}: {result.checked} files as listed in manifest.json "
+                    f"(manifest sha256 {result.manifest_sha256})"
+                )
+        else:
+            click.echo(
+                f"{report}: {len(result.differences)} differences from manifest.json", err=True
+            )
+    if not result.ok:
+        ctx.exit(1)
 
 
 class _NoBar:

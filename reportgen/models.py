@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportgenError
@@ -97,6 +98,7 @@ class LoadedModel:
     categories: list[str] | None
     device: Any
     notes: list[str] = field(default_factory=list)
+    display_label: str = ""
 
     def label(self, index: int) -> str:
         if self.categories and 0 <= index < len(self.categories):
@@ -123,6 +125,89 @@ def model_id(name: str, taken: set[str]) -> str:
     while candidate in taken:
         candidate, n = f"{base}-{n}", n + 1
     return candidate
+
+
+def is_custom(name: str) -> bool:
+    """``package.module:factory`` names a user's own model factory."""
+    return ":" in name
+
+
+def build_custom_module(spec: str) -> Any:
+    """Import ``package.module:factory`` and call it; it must return an nn.Module."""
+    import importlib
+
+    import torch
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ReportgenError(f"cannot import {module_name!r} for model {spec!r}: {exc}") from exc
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ReportgenError(f"{module_name!r} has no {attribute!r} (model {spec!r})")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ReportgenError(f"{spec!r} is not callable")
+    built = target()
+    if not isinstance(built, torch.nn.Module):
+        raise ReportgenError(f"{spec!r} returned {type(built).__name__}, not a torch.nn.Module")
+    return built
+
+
+def custom_preprocessing(
+    input_size: int | None, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Preprocessing:
+    from torchvision.transforms import InterpolationMode
+
+    crop = input_size or 224
+    return Preprocessing(
+        (round(crop * 256 / 224),), (crop,), tuple(mean) or IMAGENET_MEAN,
+        tuple(std) or IMAGENET_STD, InterpolationMode.BILINEAR,
+    )
+
+
+def read_labels(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportgenError(f"cannot read --labels file {path!r}: {exc}") from exc
+    return [line.strip() for line in lines if line.strip()]
+
+
+def load_custom_model(
+    spec: str,
+    weights_spec: str,
+    *,
+    seed: int,
+    device: Any,
+    model_id_: str,
+    input_size: int | None = None,
+    mean: tuple[float, ...] = (),
+    std: tuple[float, ...] = (),
+    labels_file: str | None = None,
+) -> LoadedModel:
+    """A user's model from ``package.module:factory``, with optional state-dict file."""
+    import torch
+
+    torch.manual_seed(seed)
+    module = build_custom_module(spec)
+    notes = []
+    if weights_spec.lower() in ("imagenet", "none", "default"):
+        resolved = ResolvedWeights("none", "as built by the factory", None)
+        notes.append(f"custom model: weights as {spec} builds them (seed {seed})")
+    else:
+        path = Path(weights_spec)
+        if not path.is_file():
+            raise ReportgenError(f"weights {weights_spec!r} for custom model {spec!r} is not a file")
+        resolved = ResolvedWeights("file", path.name, path)
+        apply_state_dict(module, load_state_dict(path), path)
+    categories = read_labels(labels_file) if labels_file else None
+    module.eval().to(device)
+    return LoadedModel(
+        model_id_, spec, module, resolved, custom_preprocessing(input_size, mean, std),
+        categories, device, notes,
+    )
 
 
 def load_model(

@@ -31,8 +31,10 @@ from reportgen.inputs import (
     load_image,
 )
 from reportgen.report import paths
+from reportgen.examples import TopExamples
 from reportgen.report.data import (
     ChannelRecord,
+    GradCamRecord,
     InputRecord,
     LayerRecord,
     ModelRecord,
@@ -85,6 +87,36 @@ def validate_settings(settings: RunSettings) -> None:
     if not settings.models:
         raise UsageError("no model given (-m)")
     imaging.colormap_table(settings.colormap)  # raises with the valid names
+    _check_output_apart(settings)
+    if settings.feature_vis:
+        from reportgen.featurevis import check_settings
+
+        check_settings(settings.fv_steps, settings.fv_size, settings.fv_channels)
+
+
+def _check_output_apart(settings: RunSettings) -> None:
+    """The report folder may neither hold an input nor lie inside an input folder.
+
+    A run replaces the whole output folder (inputs inside it would be lost), and a
+    report inside an input folder would be read as inputs by the next run.
+    """
+    from reportgen.fetch import is_url
+
+    output = os.path.realpath(settings.output)
+    for argument in settings.inputs:
+        if is_url(argument) or not os.path.exists(argument):
+            continue
+        source = os.path.realpath(argument)
+        if source == output or source.startswith(output + os.sep):
+            raise UsageError(
+                f"input {argument!r} is inside the output folder {settings.output!r}, which "
+                "the run replaces; choose another -o"
+            )
+        if os.path.isdir(source) and output.startswith(source + os.sep):
+            raise UsageError(
+                f"-o {settings.output!r} is inside the input folder {argument!r}: the report's "
+                "pictures would be read as inputs by the next run; choose another -o"
+            )
 
 
 def creation_time() -> str:
@@ -135,6 +167,9 @@ class _Encoder:
     def write(self, path: str, encode: Callable[..., bytes], *args: Any) -> None:
         """Encode on a worker thread, then write the bytes to ``path`` in the report."""
 
+        if getattr(self.staged, "discards", False):
+            return  # analysis only: no pictures
+
         def task() -> None:
             self.staged.write(path, encode(*args))
 
@@ -169,33 +204,26 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
 
     import torch
 
-    from reportgen.models import load_model, model_id, select_device
+    from reportgen.models import select_device
 
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)
     warnings: list[str] = []
-    taken: set[str] = set()
-    models = []
-    for name in settings.models:
-        ident = model_id(name, taken)
-        taken.add(ident)
-        loaded = load_model(
-            name,
-            settings.weights,
-            weights_dir=settings.weights_dir,
-            offline=settings.offline,
-            seed=settings.seed,
-            device=device,
-            model_id_=ident,
-        )
-        warnings.extend(f"{ident}: {note}" for note in loaded.notes if "not available" in note)
-        models.append(loaded)
+    models = _load_models(settings, device, warnings)
     plans = [_plan_layers(model, settings, warnings) for model in models]
 
     from reportgen.report.output import StagedReport
 
     jobs = settings.extra.get("jobs") or os.cpu_count() or 1
-    with StagedReport(Path(settings.output)) as staged:
+    single_file = bool(settings.extra.get("single_file"))
+    analysis_only = bool(settings.extra.get("analysis_only"))
+    output: Any = (
+        DiscardedOutput()
+        if analysis_only
+        else StagedReport(Path(settings.output), single_file=single_file)
+    )
+    analysis: dict[str, Any] | None = None
+    with output as staged:
         encoder = _Encoder(jobs, staged)
         try:
             inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
@@ -219,23 +247,31 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
             encoder.drain()
         finally:
             encoder.close()
+        comparisons = _compare_models(models, plans, model_records)
         data = ReportData(
             title="reportgen report",
             created=creation_time(),
             generator_version=__version__,
             environment=environment(device),
-            settings=settings.as_manifest(),
+            settings=report_settings(settings),
             inputs=inputs,
             skipped=[SkippedRecord(s.source, s.reason) for s in skipped],
             models=model_records,
             warnings=warnings,
             colorbar=colorbar,
+            comparisons=comparisons,
         )
-        pages = _write_site(data, staged)
         from reportgen.report.manifest import build_manifest
 
-        file_list = staged.file_list()
-        staged.commit(build_manifest(data, file_list))
+        if analysis_only:
+            pages, file_list = 0, list[dict[str, Any]]()
+            analysis = build_manifest(data, [])
+        elif single_file:
+            pages, file_list = _write_single_file(data, staged, build_manifest, settings, warnings)
+        else:
+            pages = _write_site(data, staged)
+            file_list = staged.file_list()
+            staged.commit(build_manifest(data, file_list))
     return RunSummary(
         report=str(Path(settings.output)),
         inputs=[i.source for i in inputs],
@@ -244,9 +280,85 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
         layers={m.id: [layer.name for layer in m.layers] for m in model_records},
         warnings=warnings,
         pages=pages,
-        files=len(file_list) + 1,
+        files=1 if single_file else len(file_list) + 1,
         seconds=round(time.perf_counter() - started, 3),
+        extra={"analysis": analysis} if analysis is not None else {},
     )
+
+
+class DiscardedOutput:
+    """Stands in for the report folder when only the analysis is wanted (``analyze``):
+    paths are handed out as usual, nothing is encoded or written."""
+
+    discards = True
+
+    def __enter__(self) -> DiscardedOutput:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def write(self, relpath: str, data: bytes | str) -> str:
+        return relpath
+
+    def file_list(self) -> list[dict[str, Any]]:
+        return []
+
+
+def split_model_spec(spec: str, default_weights: str) -> tuple[str, str]:
+    """``-m NAME[=WEIGHTS]``: a model and, optionally, its own weights."""
+    name, sep, weights = spec.partition("=")
+    return name.strip(), (weights.strip() if sep and weights.strip() else default_weights)
+
+
+def _load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list[Any]:
+    from reportgen.models import is_custom, load_custom_model, load_model, model_id
+
+    if settings.model_labels and len(settings.model_labels) != len(settings.models):
+        raise UsageError(
+            f"--label was given {len(settings.model_labels)} times for "
+            f"{len(settings.models)} models; give one label per -m, in the same order"
+        )
+    taken: set[str] = set()
+    models = []
+    for position, spec in enumerate(settings.models):
+        name, weights = split_model_spec(spec, settings.weights)
+        label = settings.model_labels[position] if settings.model_labels else ""
+        default_label = name if weights == settings.weights else f"{name} ({Path(weights).name})"
+        ident = model_id(label or default_label, taken)
+        taken.add(ident)
+        if is_custom(name):
+            loaded = load_custom_model(
+                name, weights, seed=settings.seed, device=device, model_id_=ident,
+                input_size=settings.input_size, mean=settings.mean, std=settings.std,
+                labels_file=settings.labels_file,
+            )
+        else:
+            loaded = load_model(
+                name, weights, weights_dir=settings.weights_dir, offline=settings.offline,
+                seed=settings.seed, device=device, model_id_=ident,
+            )
+            if settings.labels_file:
+                from reportgen.models import read_labels
+
+                loaded.categories = read_labels(settings.labels_file)
+        loaded.display_label = label or default_label
+        warnings.extend(f"{ident}: {note}" for note in loaded.notes if "not available" in note)
+        models.append(loaded)
+    return models
+
+
+def _compare_models(models: list[Any], plans: list[list[Any]], records: list[ModelRecord]) -> list[Any]:
+    """The first model against each other one, on the layers they share."""
+    from reportgen.compare import compare_models
+
+    if len(records) < 2:
+        return []
+    kernels = [{p.name: p.weight for p in plan if p.weight is not None} for plan in plans]
+    return [
+        compare_models(records[0], records[i], kernels[0], kernels[i])
+        for i in range(1, len(records))
+    ]
 
 
 @dataclass
@@ -404,8 +516,15 @@ def _run_model(
         page=paths.model_page(model.id),
         compare_page=paths.compare_page(model.id),
         notes=list(model.notes),
+        label=model.display_label,
     )
     layers: list[LayerRecord] = []
+    fields = _receptive_fields(model, plans)
+    trackers = {
+        plan.name: TopExamples(plan.output_shape[0], settings.examples) for plan in plans
+    }
+    gradcam_layer = _gradcam_layer(model, settings)
+    target_class = _target_class(model, settings.target_class)
     for plan in plans:
         filters, note = _filter_images(plan, model.id, staged, encoder)
         layer = LayerRecord(
@@ -421,6 +540,7 @@ def _run_model(
                 for c in range(plan.output_shape[0])
             ],
         )
+        layer.receptive_field = fields[plan.name].size[0] if plan.name in fields else None
         layers.append(layer)
     record.layers = layers
 
@@ -442,11 +562,20 @@ def _run_model(
                     for p, i in zip(top.values[b], top.indices[b])
                 ]
                 view_arrays.append(np.asarray(views[b], dtype=np.uint8))
+            if gradcam_layer is not None:
+                _gradcam_batch(
+                    model, gradcam_layer, target_class, batch, batch_files, view_arrays,
+                    record, encoder, table, settings.alpha,
+                )
             for plan, layer in zip(plans, layers):
                 output = outputs.pop(plan.name)
                 per_input = channel_stats(output)
                 values = output.numpy()
                 for b, file in enumerate(batch_files):
+                    stats_b = per_input[b]
+                    trackers[plan.name].add(
+                        file.id, stats_b.max, stats_b.argmax_y, stats_b.argmax_x
+                    )
                     _record_layer_input(
                         layer,
                         plan,
@@ -465,7 +594,136 @@ def _run_model(
                     )
             if progress:
                 progress(len(batch_files))
+    if settings.feature_vis:
+        from reportgen.featurevis import feature_vis_for_model
+
+        feature_vis_for_model(model, plans, layers, settings, encoder.write)
+    _write_examples(model, plans, layers, trackers, fields, usable, encoder)
     return record
+
+
+def _receptive_fields(model: Any, plans: list[_LayerPlan]) -> dict[str, Any]:
+    from reportgen.receptive import receptive_fields
+
+    spatial = [p.name for p in plans if p.spatial]
+    if not spatial:
+        return {}
+    size = int(model.preprocessing.crop_size[0])
+    return receptive_fields(model.module, spatial, size, model.device)
+
+
+def _gradcam_layer(model: Any, settings: RunSettings) -> str | None:
+    from reportgen.gradcam import last_conv_layer
+
+    if not settings.gradcam:
+        return None
+    if settings.gradcam_layer:
+        if settings.gradcam_layer not in dict(model.module.named_modules()):
+            raise ReportgenError(
+                f"--gradcam-layer {settings.gradcam_layer!r} is not a layer of {model.id!r} "
+                f"(see 'reportgen layers {model.name}')"
+            )
+        return settings.gradcam_layer
+    return last_conv_layer(model.module)
+
+
+def _target_class(model: Any, target: str | None) -> int | None:
+    """--target-class as an index: a number, or a category name of the model."""
+    if target is None or target == "":
+        return None
+    if target.strip().lstrip("-").isdigit():
+        return int(target)
+    names = [c.lower() for c in (model.categories or [])]
+    if target.lower() in names:
+        return names.index(target.lower())
+    import difflib
+
+    close = difflib.get_close_matches(target, model.categories or [], n=3)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise UsageError(f"--target-class {target!r} is not a class of {model.id!r}{hint}")
+
+
+def _gradcam_batch(
+    model: Any,
+    layer: str,
+    target_class: int | None,
+    batch: Any,
+    batch_files: list[InputFile],
+    views: list[np.ndarray],
+    record: ModelRecord,
+    encoder: _Encoder,
+    table: np.ndarray,
+    alpha: float,
+) -> None:
+    """Grad-CAM for each input's top class and, when asked, the target class."""
+    from reportgen.gradcam import grad_cam
+
+    runs: list[tuple[str, list[int | None]]] = [("top prediction", [None] * len(batch_files))]
+    if target_class is not None:
+        runs.append(("target class", [target_class] * len(batch_files)))
+    for kind, classes in runs:
+        for b, cam in enumerate(grad_cam(model.module, layer, batch, classes)):
+            file = batch_files[b]
+            suffix = "" if kind == "top prediction" else "-target"
+            image = paths.gradcam_image(model.id, file.id + suffix)
+            encoder.write(image, imaging.overlay_jpeg, views[b], cam.map, 0.0, 1.0, table, alpha)
+            record.gradcam.setdefault(file.id, []).append(
+                GradCamRecord(
+                    class_index=cam.class_index,
+                    label=model.label(cam.class_index),
+                    layer=layer,
+                    map=[[round(float(v), 6) for v in row] for row in cam.map],
+                    image=image,
+                    kind=kind,
+                )
+            )
+
+
+def _write_examples(
+    model: Any,
+    plans: list[_LayerPlan],
+    layers: list[LayerRecord],
+    trackers: dict[str, TopExamples],
+    fields: dict[str, Any],
+    usable: list[InputFile],
+    encoder: _Encoder,
+) -> None:
+    """Each channel's top inputs as one strip of crops around the argmax, sized by
+    the receptive field. Inputs are read again, one at a time: memory stays bounded."""
+    channel_tiles: dict[str, list[Any]] = {}
+    crop = tuple(int(v) for v in model.preprocessing.crop_size)
+    view_size = (crop[-1], crop[0])  # (width, height)
+    by_input: dict[str, list[tuple[list[Any], int, list[int]]]] = {}
+    for plan, layer in zip(plans, layers):
+        tracker = trackers[plan.name]
+        field_ = fields.get(plan.name)
+        for channel in layer.channels:
+            examples = tracker.top(channel.index)
+            channel.examples = []
+            tiles: list[Any] = [None] * len(examples)
+            for k, example in enumerate(examples):
+                box = (
+                    field_.box(example.y, example.x, view_size)
+                    if field_ is not None and plan.spatial
+                    else [0, 0, view_size[0], view_size[1]]
+                )
+                channel.examples.append(
+                    {"input": example.input_id, "value": _finite(example.value), "box": box}
+                )
+                by_input.setdefault(example.input_id, []).append((tiles, k, box))
+            if examples:
+                channel.examples_image = paths.examples_image(model.id, plan.name, channel.index)
+                channel_tiles[channel.examples_image] = tiles
+    # One input at a time: crops are small tiles, so memory does not grow with inputs.
+    for file in usable:
+        wanted = by_input.get(file.id)
+        if not wanted:
+            continue
+        view = np.asarray(model.preprocessing.view(load_image(file).image), dtype=np.uint8)
+        for tiles, k, box in wanted:
+            tiles[k] = imaging.crop_tile(view, box)
+    for strip, tiles in channel_tiles.items():
+        encoder.write(strip, imaging.tiles_strip_jpeg, tiles)
 
 
 def _record_layer_input(
@@ -542,6 +800,27 @@ def _record_layer_input(
         overlay = paths.overlay_image(model_id, plan.name, input_id, c)
         layer.channels[c].overlays[input_id] = overlay
         encoder.submit(encode_overlay, overlay, values[c], *ranges[c])
+
+
+def report_settings(settings: RunSettings) -> dict[str, Any]:
+    """The settings a report records: every effective option but -o, so that the same
+    run written to two places (or a report moved) gives byte-identical files."""
+    recorded = settings.as_manifest()
+    recorded.pop("output", None)
+    return recorded
+
+
+def _write_single_file(
+    data: ReportData, staged: Any, build_manifest: Any, settings: RunSettings, warnings: list[str]
+) -> tuple[int, list[dict[str, Any]]]:
+    from reportgen.report.render import make_environment
+    from reportgen.report.singlefile import write_single_file
+
+    pages, notes = write_single_file(
+        data, staged, build_manifest, make_environment(), settings.extra.get("max_single_file_mb")
+    )
+    warnings.extend(notes)
+    return pages, []
 
 
 def _write_site(data: ReportData, staged: Any) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
 SCALES = ("channel", "layer")
 DEVICES = ("auto", "cpu", "cuda")
+FV_CHANNELS = ("selected", "all")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,22 @@ class RunSettings:
     alpha: float = 0.5
     scale: str = "channel"
     offline: bool = False
+    # Grad-CAM, dataset examples, comparisons and custom models (issue 6).
+    gradcam: bool = True
+    gradcam_layer: str | None = None  # default: the model's last Conv2d
+    target_class: str | None = None  # class index or label, besides the top prediction
+    examples: int = 9  # top inputs per channel across the run
+    model_labels: tuple[str, ...] = ()  # display labels, in the order of models
+    input_size: int | None = None  # custom models: crop size
+    mean: tuple[float, ...] = ()  # custom models: normalisation
+    std: tuple[float, ...] = ()
+    labels_file: str | None = None  # custom models: class names, one a line
+    # Feature visualisation (issue 8): images optimised to excite each chosen channel.
+    feature_vis: bool = False
+    fv_steps: int = 256
+    fv_size: int = 128
+    fv_channels: str = "selected"  # "selected" (for any input) or "all"
+    fv_negative: bool = False  # also the image that most suppresses each channel
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_manifest(self) -> dict[str, Any]:

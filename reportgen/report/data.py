@@ -38,6 +38,12 @@ class ChannelRecord:
     maps: dict[str, str] = field(default_factory=dict)  # input id -> map image path
     overlays: dict[str, str] = field(default_factory=dict)  # input id -> overlay (selected)
     filter: dict[str, str] = field(default_factory=dict)  # "rgb"/"r"/"g"/"b" or "mean" -> path
+    # Feature visualisation (featurevis.py): {image, activation, steps, size, best_input,
+    # others_mean, ratio, negative?: {image, activation}}; None when not computed.
+    feature_vis: dict[str, Any] | None = None
+    # Top inputs across the run by max activation: {input, value, box [x0, y0, x1, y1]}.
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    examples_image: str | None = None  # one strip holding every example crop, in order
 
 
 @dataclass
@@ -53,6 +59,17 @@ class LayerRecord:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer range per input
     charts: dict[str, str] = field(default_factory=dict)  # input id -> ranked chart (2-D)
     channels: list[ChannelRecord] = field(default_factory=list)
+    receptive_field: int | None = None  # side of an output cell's field, in view pixels
+
+
+@dataclass
+class GradCamRecord:
+    class_index: int
+    label: str
+    layer: str
+    map: list[list[float]]  # layer resolution, scaled to 0..1
+    image: str  # overlay on the network's view
+    kind: str  # "top prediction" or "target class"
 
 
 @dataclass
@@ -68,6 +85,8 @@ class ModelRecord:
     views: dict[str, str] = field(default_factory=dict)  # input id -> network view image
     predictions: dict[str, list[Prediction]] = field(default_factory=dict)
     layers: list[LayerRecord] = field(default_factory=list)
+    label: str = ""  # display label (-m NAME=WEIGHTS with --label)
+    gradcam: dict[str, list[GradCamRecord]] = field(default_factory=dict)  # top class first
 
 
 @dataclass
@@ -82,3 +101,27 @@ class ReportData:
     models: list[ModelRecord]
     warnings: list[str] = field(default_factory=list)
     colorbar: str = ""
+    comparisons: list[ComparisonRecord] = field(default_factory=list)
+    comparison_page: str = "comparison.html"
+
+
+@dataclass
+class LayerComparison:
+    layer: str
+    channels: int
+    # per channel: index, mean over inputs of each model's channel mean, and, for two
+    # checkpoints of one architecture, the cosine similarity of their filters
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    filters_compared: bool = False
+
+
+@dataclass
+class ComparisonRecord:
+    """Two models side by side: ``base`` against ``other`` (model ids)."""
+
+    base: str
+    other: str
+    same_architecture: bool
+    layers: list[LayerComparison] = field(default_factory=list)
+    # input id -> (base top-5, other top-5)
+    predictions: dict[str, tuple[list[Prediction], list[Prediction]]] = field(default_factory=dict)

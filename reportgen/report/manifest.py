@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from reportgen.report import paths
-from reportgen.report.data import LayerRecord, ReportData
+from reportgen.report.data import ComparisonRecord, LayerRecord, ModelRecord, ReportData
 
 MANIFEST_FORMAT = "reportgen-manifest/1"
 
@@ -36,6 +36,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
             {
                 "id": m.id,
                 "name": m.name,
+                "label": m.label,
                 "weights": m.weights,
                 "weights_detail": m.weights_detail,
                 "notes": m.notes,
@@ -46,6 +47,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                     input_id: [dataclasses.asdict(p) for p in preds]
                     for input_id, preds in m.predictions.items()
                 },
+                "gradcam": gradcam_entries(m),
                 "layers": [
                     {
                         "name": layer.name,
@@ -56,8 +58,16 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "selected": layer.selected,
                         "ranges": {k: list(v) for k, v in layer.ranges.items()},
                         "images": layer_image_patterns(m.id, layer),
+                        "receptive_field": layer.receptive_field,
                         "channels": [
-                            {"index": c.index, "page": c.page, "stats": c.stats}
+                            {
+                                "index": c.index,
+                                "page": c.page,
+                                "stats": c.stats,
+                                "examples": c.examples,
+                                "examples_image": c.examples_image,
+                                "feature_vis": c.feature_vis,
+                            }
                             for c in layer.channels
                         ],
                     }
@@ -66,7 +76,61 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
             }
             for m in data.models
         ],
+        "comparison_page": data.comparison_page if data.comparisons else None,
+        "comparisons": [comparison_entry(c) for c in data.comparisons],
         "files": files,
+    }
+
+
+def gradcam_entries(model: ModelRecord) -> dict[str, dict[str, Any]]:
+    """{input id: {class_index, label, layer, map, image}} for the top prediction, with
+    the --target-class map under ``target`` when one was asked for."""
+    entries: dict[str, dict[str, Any]] = {}
+    for input_id, cams in model.gradcam.items():
+        fields = [
+            {
+                "class_index": cam.class_index,
+                "label": cam.label,
+                "layer": cam.layer,
+                "map": cam.map,
+                "image": cam.image,
+            }
+            for cam in cams
+        ]
+        entry = fields[0]
+        if len(fields) > 1:
+            entry["target"] = fields[1]
+        entries[input_id] = entry
+    return entries
+
+
+def comparison_entry(comparison: ComparisonRecord) -> dict[str, Any]:
+    return {
+        "base": comparison.base,
+        "other": comparison.other,
+        "same_architecture": comparison.same_architecture,
+        "layers": [
+            {
+                "layer": layer.layer,
+                "channels": layer.channels,
+                "filters_compared": layer.filters_compared,
+                "rows": [
+                    {
+                        "index": row["index"],
+                        "mean": list(row["mean"]),
+                        "max": list(row["max"]),
+                        "sparsity": list(row["sparsity"]),
+                        "cosine": row["cosine"],
+                    }
+                    for row in layer.rows
+                ],
+            }
+            for layer in comparison.layers
+        ],
+        "predictions": {
+            input_id: [[dataclasses.asdict(p) for p in side] for side in pair]
+            for input_id, pair in comparison.predictions.items()
+        },
     }
 
 

@@ -6,7 +6,7 @@ from its own location.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,22 +45,50 @@ def plan_pages(data: ReportData) -> Iterator[Page]:
     """All pages in a stable order; channel pages are produced lazily (there can be many)."""
     home = Link("Report", paths.INDEX)
     yield Page(paths.INDEX, "index.html", data.title, [home])
+    if data.comparisons:
+        comparison = Link("Model comparison", data.comparison_page)
+        yield Page(
+            data.comparison_page, "comparison.html", "Model comparison", [home, comparison], home
+        )
     model_links = [Link(m.name if m.id == m.name else m.id, m.page) for m in data.models]
     for m_index, model in enumerate(data.models):
         model_link = model_links[m_index]
         prev, nxt = _neighbours(model_links, m_index)
-        yield Page(model.page, "model.html", f"{model_link.title}", [home, model_link], home,
-                   prev, nxt, {"model": model})
+        yield Page(
+            model.page,
+            "model.html",
+            f"{model_link.title}",
+            [home, model_link],
+            home,
+            prev,
+            nxt,
+            {"model": model},
+        )
         compare = Link("Layer comparison", model.compare_page)
-        yield Page(model.compare_page, "compare.html", f"{model_link.title}: layer comparison",
-                   [home, model_link, compare], model_link, None, None, {"model": model})
+        yield Page(
+            model.compare_page,
+            "compare.html",
+            f"{model_link.title}: layer comparison",
+            [home, model_link, compare],
+            model_link,
+            None,
+            None,
+            {"model": model},
+        )
         layer_links = [Link(layer.name, layer.page) for layer in model.layers]
         for l_index, layer in enumerate(model.layers):
             layer_link = layer_links[l_index]
             prev, nxt = _neighbours(layer_links, l_index)
-            yield Page(layer.page, "layer.html", f"{model_link.title} \u203a {layer.name}",
-                       [home, model_link, layer_link], model_link, prev, nxt,
-                       {"model": model, "layer": layer})
+            yield Page(
+                layer.page,
+                "layer.html",
+                f"{model_link.title} \u203a {layer.name}",
+                [home, model_link, layer_link],
+                model_link,
+                prev,
+                nxt,
+                {"model": model, "layer": layer},
+            )
             yield from _channel_pages(home, model_link, layer_link, model, layer)
 
 
@@ -72,17 +100,29 @@ def _channel_pages(
         prev, nxt = _neighbours(links, index)
         selected_for = [i for i, chosen in layer.selected.items() if channel.index in chosen]
         yield Page(
-            channel.page, "channel.html",
+            channel.page,
+            "channel.html",
             f"{model_link.title} \u203a {layer.name} \u203a channel {channel.index}",
-            [home, model_link, layer_link, links[index]], layer_link, prev, nxt,
+            [home, model_link, layer_link, links[index]],
+            layer_link,
+            prev,
+            nxt,
             {"model": model, "layer": layer, "channel": channel, "selected_for": selected_for},
         )
 
 
 def render_pages(
-    data: ReportData, env: jinja2.Environment, write: Any, csp: str
+    data: ReportData,
+    env: jinja2.Environment,
+    write: Any,
+    csp: str,
+    linker: Callable[[str], Linker] = Linker,
 ) -> int:
-    """Render every page and hand it to ``write(path, text)``; returns the page count."""
+    """Render every page and hand it to ``write(path, text)``; returns the page count.
+
+    ``linker(page_path)`` makes each page's ``url`` helper: relative links by default,
+    anchors and data: URIs for a single-file report.
+    """
     inputs = {record.id: record for record in data.inputs}
     count = 0
     templates: dict[str, jinja2.Template] = {}
@@ -94,7 +134,7 @@ def render_pages(
             report=data,
             inputs=inputs,
             page=page,
-            url=Linker(page.path),
+            url=linker(page.path),
             csp=csp,
             **page.context,
         )

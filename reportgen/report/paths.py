@@ -67,6 +67,18 @@ def filter_image(model_id: str, layer: str, channel: int, part: str) -> str:
     return f"{layer_dir(model_id, layer)}/filters/{channel_name(channel)}-{part}.png"
 
 
+def gradcam_image(model_id: str, input_key: str) -> str:
+    return f"{model_dir(model_id)}/gradcam/{input_key}.jpg"
+
+
+def examples_image(model_id: str, layer: str, channel: int) -> str:
+    return f"{layer_dir(model_id, layer)}/examples/{channel_name(channel)}.jpg"
+
+
+def comparison_page() -> str:
+    return "comparison.html"
+
+
 def ranked_chart(model_id: str, layer: str, input_id: str) -> str:
     return f"{layer_dir(model_id, layer)}/ranked/{input_id}.png"
 

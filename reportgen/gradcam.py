@@ -1,0 +1,90 @@
+"""Grad-CAM (Selvaraju et al., 2017): where in the picture the network found its class.
+
+The gradient is taken with a tensor hook on the layer's output, never a full
+backward module hook: those break when an in-place op (ReLU) follows the layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from reportgen.errors import ReportgenError
+
+
+@dataclass(frozen=True)
+class GradCam:
+    class_index: int
+    layer: str
+    map: np.ndarray  # [H, W] at the layer's resolution, scaled to 0..1
+    score: float  # the class logit
+
+
+def last_conv_layer(module: torch.nn.Module) -> str:
+    """The last Conv2d in model order: torchvision classifiers end their features there."""
+    name = None
+    for candidate, sub in module.named_modules():
+        if isinstance(sub, torch.nn.Conv2d):
+            name = candidate
+    if name is None:
+        raise ReportgenError("the model has no Conv2d layer for Grad-CAM; choose --gradcam-layer")
+    return name
+
+
+def grad_cam(
+    module: torch.nn.Module, layer: str, batch: torch.Tensor, class_indices: list[int | None]
+) -> list[GradCam]:
+    """Grad-CAM of every image in ``batch`` for its class (None: its top prediction)."""
+    target = dict(module.named_modules()).get(layer)
+    if target is None:
+        raise ReportgenError(f"no layer named {layer!r} for Grad-CAM")
+    captured: dict[str, torch.Tensor] = {}
+    gradients: dict[str, torch.Tensor] = {}
+
+    def keep_output(_mod: Any, _inp: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor):
+            return None
+        # The rest of the network gets a copy: an in-place op after the layer (ReLU)
+        # then changes the copy, never the tensor whose values and gradient we keep.
+        captured["value"] = output.detach()
+        output.register_hook(lambda grad: gradients.__setitem__("value", grad))
+        return output.clone()
+
+    handle = target.register_forward_hook(keep_output)
+    try:
+        with torch.enable_grad():
+            inputs = batch.detach().requires_grad_(False)
+            logits = module(inputs)
+            chosen = [
+                int(logits[i].argmax()) if c is None else int(c)
+                for i, c in enumerate(class_indices)
+            ]
+            if any(not 0 <= c < logits.shape[1] for c in chosen):
+                raise ReportgenError(
+                    f"--target-class is out of range: the model has {logits.shape[1]} classes"
+                )
+            scores = logits[torch.arange(len(chosen)), torch.tensor(chosen)]
+            module.zero_grad(set_to_none=True)
+            scores.sum().backward()
+    finally:
+        handle.remove()
+    if "value" not in captured or "value" not in gradients:
+        raise ReportgenError(f"layer {layer!r} is not on the path to the prediction")
+    activations = captured["value"].detach()
+    grads = gradients["value"].detach()
+    if activations.dim() != 4:
+        raise ReportgenError(f"Grad-CAM needs a layer with spatial output; {layer!r} has none")
+    weights = grads.mean(dim=(2, 3), keepdim=True)  # alpha_k: pooled gradients
+    cams = torch.relu((weights * activations).sum(dim=1))  # [B, H, W]
+    results = []
+    for i, cam in enumerate(cams):
+        array = cam.float().cpu().numpy()
+        peak = float(array.max())
+        scaled = array / peak if peak > 0 else np.zeros_like(array)
+        results.append(
+            GradCam(chosen[i], layer, scaled.astype(np.float64), float(scores[i].detach()))
+        )
+    return results

@@ -1,0 +1,98 @@
+"""Receptive fields from the model's conv and pool geometry.
+
+Walks the modules that run before a layer, in execution order, composing kernel
+size, stride, padding and dilation. A module whose input does not have the size the
+walk expects sits on a parallel branch (a ResNet downsample shortcut) and is skipped:
+the main path sets the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    size: tuple[int, int]  # (height, width) in input pixels
+    stride: tuple[int, int]  # input pixels between neighbouring map cells
+    start: tuple[float, float]  # input coordinate (y, x) of the centre of map cell (0, 0)
+
+    def box(self, y: int, x: int, view_size: tuple[int, int]) -> list[int]:
+        """[x0, y0, x1, y1] of map cell (y, x)'s field, clipped to the view (width, height)."""
+        width, height = view_size
+        cy = self.start[0] + y * self.stride[0]
+        cx = self.start[1] + x * self.stride[1]
+        half_h, half_w = self.size[0] / 2.0, self.size[1] / 2.0
+        x0 = max(0, int(round(cx - half_w + 0.5)))
+        y0 = max(0, int(round(cy - half_h + 0.5)))
+        x1 = min(width, int(round(cx + half_w + 0.5)))
+        y1 = min(height, int(round(cy + half_h + 0.5)))
+        return [x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)]
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return (int(value[0]), int(value[-1]))
+    return (int(value), int(value))
+
+
+_GEOMETRIC = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+
+
+def receptive_fields(
+    module: torch.nn.Module, layers: list[str], input_size: int, device: Any = "cpu"
+) -> dict[str, ReceptiveField]:
+    """Receptive field of each named layer's output cells, for a square input."""
+    events: list[tuple[str, torch.nn.Module, tuple[int, int], tuple[int, int]]] = []
+
+    def hook_for(name: str) -> Any:
+        def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
+            first = inputs[0] if inputs else None
+            if (
+                isinstance(first, torch.Tensor)
+                and isinstance(output, torch.Tensor)
+                and first.dim() == 4
+                and output.dim() == 4
+            ):
+                in_hw = (int(first.shape[2]), int(first.shape[3]))
+                events.append((name, mod, in_hw, (int(output.shape[2]), int(output.shape[3]))))
+
+        return hook
+
+    handles = [
+        sub.register_forward_hook(hook_for(name))
+        for name, sub in module.named_modules()
+        if name and (isinstance(sub, _GEOMETRIC) or name in layers)
+    ]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    size = [1.0, 1.0]
+    stride = [1.0, 1.0]
+    start = [0.5 - 0.5, 0.5 - 0.5]  # centre of pixel 0 is at 0.0 in index coordinates
+    current = (input_size, input_size)
+    fields: dict[str, ReceptiveField] = {}
+    for name, sub, in_hw, out_hw in events:
+        if isinstance(sub, _GEOMETRIC) and in_hw == current:
+            kernel = _pair(sub.kernel_size)
+            step = _pair(sub.stride if sub.stride is not None else sub.kernel_size)
+            pad = _pair(sub.padding) if not isinstance(sub.padding, str) else (0, 0)
+            dil = _pair(getattr(sub, "dilation", 1))
+            for axis in (0, 1):
+                size[axis] += (kernel[axis] - 1) * dil[axis] * stride[axis]
+                start[axis] += ((kernel[axis] - 1) * dil[axis] / 2.0 - pad[axis]) * stride[axis]
+                stride[axis] *= step[axis]
+            current = out_hw
+        if name in layers and name not in fields:
+            fields[name] = ReceptiveField(
+                (int(size[0]), int(size[1])),
+                (int(stride[0]), int(stride[1])),
+                (float(start[0]), float(start[1])),
+            )
+    return fields
