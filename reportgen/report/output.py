@@ -3,6 +3,7 @@ swapped into place at the end, so a report is complete or absent, never half-wri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,54 @@ from reportgen.report.paths import MANIFEST
 STAGING_TAG = ".reportgen-staging-"
 OLD_TAG = ".reportgen-old-"
 GENERATOR_NAME = "reportgen"
+# How a single-file report (``--single-file``) says that reportgen wrote it.
+SINGLE_FILE_MARK = b'<meta name="generator" content="reportgen'
+
+try:  # POSIX: a staging folder is locked while its run is alive (see _lock_folder)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """Hold an exclusive lock on ``folder`` (released by the kernel when the process dies,
+    also on SIGKILL), so that another run never cleans up a staging folder in use."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _in_use(folder: Path) -> bool:
+    """True while a live run holds ``folder``'s lock."""
+    try:
+        fd = _lock_folder(folder)
+    except OSError:
+        return True
+    if fd is not None:
+        os.close(fd)
+    return False
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def is_report(folder: Path) -> bool:
@@ -27,7 +76,9 @@ def is_report(folder: Path) -> bool:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and manifest.get("generator", {}).get("name") == GENERATOR_NAME
+    return (
+        isinstance(manifest, dict) and manifest.get("generator", {}).get("name") == GENERATOR_NAME
+    )
 
 
 def _siblings(target: Path, tag: str) -> list[Path]:
@@ -46,20 +97,61 @@ def recover_and_clean(target: Path) -> None:
         os.rename(old[-1], target)
         old = old[:-1]
     for leftover in [*old, *_siblings(target, STAGING_TAG)]:
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_dir() and _in_use(leftover):
+            continue  # another run, still alive, is writing there
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
-def check_target(target: Path) -> None:
-    """Refuse to replace anything that is not a reportgen report."""
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
+def is_single_file_report(path: Path) -> bool:
+    """True when ``path`` is an HTML file that ``--single-file`` wrote."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return SINGLE_FILE_MARK in head
+
+
+def check_target(target: Path, single_file: bool = False) -> None:
+    """Refuse to replace anything that is not a reportgen report, or that holds files
+    reportgen did not write (it never deletes those)."""
+    if single_file:
+        if target.is_symlink() or target.is_dir():
+            raise ReportgenError(
+                f"output {str(target)!r} is a folder or a link; --single-file writes one "
+                "HTML file: choose another -o path (e.g. analysis.html)"
+            )
+        if target.exists() and not is_single_file_report(target):
+            raise ReportgenError(
+                f"output {str(target)!r} exists and is not a reportgen single-file report; "
+                "reportgen will not replace it: choose another -o path"
+            )
+    elif target.is_symlink() or (target.exists() and not target.is_dir()):
         raise ReportgenError(
             f"output {str(target)!r} exists and is not a folder; choose another -o path"
         )
-    if target.is_dir() and any(target.iterdir()) and not is_report(target):
-        raise ReportgenError(
-            f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
-            "reportgen will not replace it: choose another -o path (e.g. a new folder)"
-        )
+    elif target.is_dir() and any(target.iterdir()):
+        if not is_report(target):
+            raise ReportgenError(
+                f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
+                "reportgen will not replace it: choose another -o path (e.g. a new folder)"
+            )
+        from reportgen.verify import unlisted_files
+
+        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+        foreign = unlisted_files(target, manifest)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
+            raise ReportgenError(
+                f"output {str(target)!r} is a reportgen report, but it also holds files "
+                f"reportgen did not write ({shown}); move them out or choose another -o path"
+            )
     parent = target.parent
     if not parent.is_dir():
         raise ReportgenError(f"output folder's parent {str(parent)!r} does not exist")
@@ -74,13 +166,18 @@ class StagedReport:
     staging folder and leaves ``target`` as it was.
     """
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, single_file: bool = False) -> None:
         self.target = Path(os.path.abspath(target))
+        self.single_file = single_file
         recover_and_clean(self.target)
-        check_target(self.target)
+        check_target(self.target, single_file)
         self.root = Path(
             tempfile.mkdtemp(prefix=f".{self.target.name}{STAGING_TAG}", dir=self.target.parent)
         )
+        try:
+            self._lock_fd = _lock_folder(self.root)
+        except OSError:
+            self._lock_fd = None
         self._files: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._made_dirs: set[Path] = set()
@@ -97,6 +194,13 @@ class StagedReport:
     ) -> None:
         if not self.committed:
             shutil.rmtree(self.root, ignore_errors=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
     def path_of(self, relpath: str) -> Path:
         """Absolute path of a report file; refuses anything that would leave the report."""
@@ -147,7 +251,23 @@ class StagedReport:
         self._swap()
         self.committed = True
 
+    def replace_file(self, relpath: str) -> None:
+        """Put one staged file in place as ``target`` (``--single-file``): the file is
+        synced, then renamed over the target in one step; the staging folder goes."""
+        source = self.path_of(relpath)
+        os.chmod(source, 0o666 & ~_current_umask())
+        with source.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(source, self.target)
+        _fsync_folder(self.target.parent)
+        self.committed = True
+        shutil.rmtree(self.root, ignore_errors=True)
+        self._unlock()
+
     def _swap(self) -> None:
+        # mkdtemp makes the staging folder private (0700); a published report is
+        # readable like any folder the user creates.
+        os.chmod(self.root, 0o777 & ~_current_umask())
         aside: Path | None = None
         if self.target.exists():
             aside = Path(
@@ -156,5 +276,7 @@ class StagedReport:
             aside.rmdir()
             os.rename(self.target, aside)
         os.rename(self.root, self.target)
+        self._unlock()
+        _fsync_folder(self.target.parent)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 
@@ -59,11 +59,29 @@ def format_percent(value: Any) -> str:
     return f"{100.0 * float(value):.1f}%"
 
 
-class Linker:
-    """Links from one page: the single place that decides how a file is referenced."""
+class Inliner(Protocol):
+    """What a single-file report links through (see reportgen.report.singlefile)."""
 
-    def __init__(self, page: str) -> None:
+    def anchor(self, page: str, fragment: str) -> str | None: ...
+
+    def data_uri(self, path: str) -> str: ...
+
+
+class Linker:
+    """Links from one page: the single place that decides how a file is referenced.
+
+    In a folder report every link is a relative path. In a single-file report
+    (``inline`` given) a link to a page becomes an in-page anchor, and any other
+    file (image, stylesheet, script) a ``data:`` URI, so nothing is outside.
+    """
+
+    def __init__(self, page: str, inline: Inliner | None = None) -> None:
         self.page = page
+        self.inline = inline
 
     def __call__(self, target: str) -> str:
-        return relative(target, self.page)
+        if self.inline is None:
+            return relative(target, self.page)
+        path, _, fragment = target.partition("#")
+        anchor = self.inline.anchor(path or self.page, fragment)
+        return anchor if anchor is not None else self.inline.data_uri(path)

@@ -1,0 +1,170 @@
+"""Options of ``reportgen run`` from a TOML file or from an earlier report's manifest.
+
+Both become click's ``default_map`` for the command, so an option given on the
+command line always wins, then ``--config``, then ``--from-manifest``, then the
+built-in defaults. Keys are the long option names, with ``-`` or ``_``
+(``top-k`` or ``top_k``), and the singular or plural of repeatable ones
+(``model`` or ``models``); values are TOML strings, numbers, booleans, or lists
+for repeatable options. A ``[run]`` table is used if present, else the top level::
+
+    # reportgen.toml
+    inputs = ["sample_images"]
+    model = ["resnet18", "alexnet"]
+    layer = ["layer?.0.conv1"]
+    weights = "none"
+    top-k = 8
+    output = "report"
+
+No torch here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import ReportgenError, UsageError
+
+# Plural parameter names of repeatable options, by the singular a user may write.
+ALIASES = {"model": "models", "layer": "layers", "input": "inputs"}
+# Options that describe how a run is done, not what the report holds: a config file
+# may set them, a manifest never does.
+_NOT_FROM_MANIFEST = {"output", "config", "from_manifest"}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The option table of a TOML config file."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError as exc:
+            raise UsageError(
+                "--config needs Python 3.11 or later, or the 'tomli' package on 3.10"
+            ) from exc
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read --config {str(path)!r}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {str(path)!r} is not valid TOML: {exc}") from exc
+    table = data.get("run", data)
+    if not isinstance(table, dict):
+        raise UsageError(f"--config {str(path)!r}: [run] must be a table of options")
+    return table
+
+
+def normalise(
+    values: dict[str, Any], params: dict[str, Any], where: str, skip: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Option values keyed by click parameter name, shaped as click expects them.
+
+    ``params`` maps parameter names to click parameters (``multiple``/``nargs`` tell
+    which take lists). Unknown keys are an error that lists the known ones.
+    """
+    skipped = set(skip)
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_").lower()
+        name = ALIASES.get(name, name)
+        if name in skipped:
+            continue
+        param = params.get(name)
+        if param is None:
+            known = ", ".join(sorted(n.replace("_", "-") for n in params if n not in skipped))
+            raise UsageError(f"{where}: unknown option {key!r}; known options: {known}")
+        many = getattr(param, "multiple", False) or getattr(param, "nargs", 1) == -1
+        if many:
+            if isinstance(value, (str, int, float)):
+                value = [value]
+            if not isinstance(value, list):
+                raise UsageError(f"{where}: {key!r} must be a list, got {value!r}")
+            value = [str(v) for v in value]
+        elif name == "channels" and isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, (list, dict)):
+            raise UsageError(f"{where}: {key!r} takes one value, got {value!r}")
+        if value is None:
+            continue
+        result[name] = value
+    return result
+
+
+def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``settings`` of a report's manifest (a manifest.json or its report folder),
+    and the whole manifest."""
+    manifest_path = Path(path)
+    if manifest_path.is_dir():
+        manifest_path = manifest_path / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read --from-manifest {str(path)!r}: {exc.strerror or exc}"
+        ) from exc
+    except ValueError as exc:
+        raise UsageError(f"--from-manifest {str(path)!r} is not valid JSON: {exc}") from exc
+    settings = manifest.get("settings") if isinstance(manifest, dict) else None
+    generator = manifest.get("generator") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(settings, dict)
+        or not isinstance(generator, dict)
+        or generator.get("name") != "reportgen"
+    ):
+        raise UsageError(f"--from-manifest {str(path)!r} is not a reportgen manifest")
+    return settings, manifest
+
+
+def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:
+    """Why a rebuild from ``manifest`` may not give the same files: inputs that changed
+    or are gone, and library versions that differ from those that made the report."""
+    from reportgen.inputs import discover_inputs
+
+    notes: list[str] = []
+    recorded = {
+        i.get("source"): i.get("sha256") for i in manifest.get("inputs", []) if isinstance(i, dict)
+    }
+    try:
+        files, _skipped = discover_inputs(list(inputs))
+    except ReportgenError:
+        files = []
+    found = {}
+    for file in files:
+        try:
+            found[file.source] = hashlib.sha256(file.path.read_bytes()).hexdigest()
+        except OSError:
+            continue
+    for source, digest in sorted(recorded.items(), key=lambda item: str(item[0])):
+        if source not in found:
+            notes.append(f"input {source!r} of the manifest is not found from here")
+        elif found[source] != digest:
+            notes.append(f"input {source!r} has changed since the report was made")
+    for source in sorted(set(found) - set(recorded)):
+        notes.append(f"input {source!r} was not in the report the manifest describes")
+    environment = manifest.get("environment", {})
+    generator = manifest.get("generator", {})
+    wanted = {
+        "reportgen": generator.get("version") if isinstance(generator, dict) else None,
+        "torch": environment.get("torch") if isinstance(environment, dict) else None,
+        "torchvision": environment.get("torchvision") if isinstance(environment, dict) else None,
+    }
+    for package, version in wanted.items():
+        if not version:
+            continue
+        try:
+            have = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+        if have != version:
+            notes.append(
+                f"the report was made with {package} {version}, this is {package} {have}: "
+                "files may differ"
+            )
+    return notes
