@@ -1,0 +1,389 @@
+"""Every page of a small report: valid HTML (html5lib, strict), no inline styles or
+scripts (the CSP forbids them), alt text on every image, a sensible heading order,
+escaped text, the data the grid tools read, and text contrast (WCAG AA) of the theme
+colours in light and dark mode."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from xml.etree import ElementTree
+
+import html5lib
+import numpy as np
+import pytest
+from PIL import Image
+
+from reportgen.report.data import ChannelRecord, LayerRecord, ModelRecord
+from reportgen.report.summary import channel_table, summarize_layer, summary_chart
+
+from .conftest import REPO, run_cli
+
+ODD_NAME = '<b>odd & "q".png'
+CSP_REQUIRED = (
+    "default-src 'none'",
+    "img-src 'self' data:",
+    "style-src 'self'",
+    "script-src 'self'",
+)
+# Channel pages of one layer are alike: check this many of each layer (first ones, last one).
+CHANNEL_PAGES_PER_LAYER = 6
+
+
+_BUILT: dict[str, Path] = {}
+_FAILED: list[str] = []
+
+
+def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small report per test session (shared by the HTML, browser and notebook tests):
+    AlexNet with random weights, two conv layers and one Linear layer, two inputs, one of
+    them with HTML in its file name."""
+    if "report" in _BUILT:
+        return _BUILT["report"]
+    if _FAILED:
+        pytest.fail(f"the small report could not be built: {_FAILED[0]}")
+    base = tmp_path_factory.mktemp("html-report")
+    images = base / "images"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for i, name in enumerate(["a.png", ODD_NAME]):
+        pixels = rng.integers(0, 256, size=(40 + 8 * i, 56, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / name)
+    out = base / "report"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPORTGEN_OFFLINE", "1")
+        mp.setenv("TORCH_HOME", str(base / "torch-home"))
+        result = run_cli(
+            "run",
+            str(images),
+            "--weights",
+            "none",
+            "-m",
+            "alexnet",
+            "-l",
+            "features.0",
+            "-l",
+            "features.3",
+            "-l",
+            "classifier.6",
+            "--top-k",
+            "4",
+            "-o",
+            str(out),
+        )
+    if result.exit_code != 0:
+        _FAILED.append(result.output)
+        pytest.fail(f"the small report could not be built: {result.output}")
+    _BUILT["report"] = out
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_small_report(tmp_path_factory)
+
+
+def pages_to_check(report: Path) -> list[Path]:
+    pages = []
+    for path in sorted(report.rglob("*.html")):
+        if re.fullmatch(r"c\d{4}\.html", path.name):
+            siblings = sorted(path.parent.glob("c*.html"))
+            index = siblings.index(path)
+            if index >= CHANNEL_PAGES_PER_LAYER - 1 and path != siblings[-1]:
+                continue
+        pages.append(path)
+    return pages
+
+
+def parse(path: Path) -> ElementTree.Element:
+    parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
+    try:
+        return parser.parse(path.read_bytes())
+    except html5lib.html5parser.ParseError as exc:
+        raise AssertionError(f"{path}: not valid HTML: {exc} {parser.errors[:3]}") from exc
+
+
+@pytest.fixture(scope="module")
+def trees(report: Path) -> dict[str, ElementTree.Element]:
+    return {str(p.relative_to(report)): parse(p) for p in pages_to_check(report)}
+
+
+def test_page_kinds_are_all_checked(trees: dict[str, ElementTree.Element]) -> None:
+    names = set(trees)
+    assert "index.html" in names
+    assert "models/alexnet/index.html" in names
+    assert "models/alexnet/compare.html" in names
+    for layer in ("features.0", "features.3", "classifier.6"):
+        assert f"models/alexnet/layers/{layer}/index.html" in names
+        assert f"models/alexnet/layers/{layer}/c0000.html" in names
+    assert len(names) > 20
+
+
+def test_no_inline_styles_or_scripts(trees: dict[str, ElementTree.Element]) -> None:
+    for name, tree in trees.items():
+        for element in tree.iter():
+            if not isinstance(element.tag, str):
+                continue
+            attributes = {key.lower(): value for key, value in element.attrib.items()}
+            assert "style" not in attributes, f"{name}: inline style on <{element.tag}>"
+            handlers = [key for key in attributes if key.startswith("on")]
+            assert not handlers, f"{name}: inline handler {handlers} on <{element.tag}>"
+            for key in ("href", "src", "action", "formaction"):
+                value = attributes.get(key, "").strip().lower()
+                assert not value.startswith("javascript:"), f"{name}: {key}={value!r}"
+            tag = element.tag.rsplit("}", 1)[-1]
+            assert tag != "style", f"{name}: <style> element"
+            if tag == "script":
+                if "src" in attributes:
+                    assert not re.match(r"^[a-z]+:|^//", attributes["src"]), attributes["src"]
+                    assert not (element.text or "").strip()
+                else:
+                    assert attributes.get("type") == "application/json", f"{name}: inline script"
+                    json.loads(element.text or "")
+
+
+def test_csp_is_strict(trees: dict[str, ElementTree.Element]) -> None:
+    for name, tree in trees.items():
+        metas = [
+            m
+            for m in tree.iter("meta")
+            if m.get("http-equiv", "").lower() == "content-security-policy"
+        ]
+        assert len(metas) == 1, name
+        policy = metas[0].get("content", "")
+        for part in CSP_REQUIRED:
+            assert part in policy, f"{name}: {part!r} missing from {policy!r}"
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
+def test_nothing_loaded_from_elsewhere(trees: dict[str, ElementTree.Element]) -> None:
+    for name, tree in trees.items():
+        for element in tree.iter():
+            if not isinstance(element.tag, str):
+                continue
+            for key in ("src", "srcset", "poster", "data"):
+                value = element.get(key)
+                if value:
+                    assert not re.match(r"^(https?:)?//", value), f"{name}: {key}={value}"
+            if element.tag == "link" and element.get("rel") == "stylesheet":
+                assert not re.match(r"^(https?:)?//", element.get("href", "")), name
+
+
+def test_every_image_has_alt_text(trees: dict[str, ElementTree.Element]) -> None:
+    for name, tree in trees.items():
+        for img in tree.iter("img"):
+            alt = img.get("alt")
+            assert alt is not None and alt.strip(), (
+                f"{name}: <img src={img.get('src')}> without alt"
+            )
+        for svg in tree.iter("{http://www.w3.org/2000/svg}svg"):
+            titles = svg.findall("{http://www.w3.org/2000/svg}title")
+            assert titles and (titles[0].text or "").strip(), f"{name}: <svg> without a title"
+            if svg.get("aria-labelledby"):
+                ids = {e.get("id") for e in svg.iter()}
+                assert svg.get("aria-labelledby") in ids
+
+
+HEADING = re.compile(r"^h([1-6])$")
+
+
+def test_heading_order(trees: dict[str, ElementTree.Element]) -> None:
+    for name, tree in trees.items():
+        main = next(tree.iter("main"))
+        levels = [
+            int(m.group(1))
+            for e in main.iter()
+            if isinstance(e.tag, str) and (m := HEADING.match(e.tag))
+        ]
+        assert levels and levels[0] == 1, f"{name}: first heading is not h1: {levels[:3]}"
+        assert levels.count(1) == 1, f"{name}: {levels.count(1)} h1 headings"
+        for before, after in zip(levels, levels[1:]):
+            assert after <= before + 1, f"{name}: heading level jumps h{before} -> h{after}"
+        assert next(tree.iter("html")).get("lang") == "en"
+        title = next(tree.iter("title")).text or ""
+        assert title.strip(), name
+
+
+def test_ids_are_unique_and_labels_resolve(trees: dict[str, ElementTree.Element]) -> None:
+    for name, tree in trees.items():
+        ids = [e.get("id") for e in tree.iter() if isinstance(e.tag, str) and e.get("id")]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate ids"
+        known = set(ids)
+        for element in tree.iter():
+            if not isinstance(element.tag, str):
+                continue
+            for key in ("aria-labelledby", "for"):
+                for ref in (element.get(key) or "").split():
+                    assert ref in known, f"{name}: {key}={ref!r} points nowhere"
+            href = element.get("href") or ""
+            if element.tag == "a" and href.startswith("#") and len(href) > 1:
+                assert href[1:] in known, f"{name}: link to missing #{href[1:]}"
+
+
+def test_odd_input_name_is_escaped(report: Path) -> None:
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert "&lt;b&gt;odd &amp; &#34;q&#34;.png" in text
+    assert "<b>odd" not in text
+    tree = parse(report / "index.html")
+    assert not list(tree.iter("b"))
+
+
+def test_js_controls_are_hidden_without_javascript(trees: dict[str, ElementTree.Element]) -> None:
+    layer = trees["models/alexnet/layers/features.3/index.html"]
+    forms = [f for f in layer.iter("form") if f.get("data-grid-tools") is not None]
+    assert len(forms) == 1 and forms[0].get("hidden") is not None
+    channel = trees["models/alexnet/layers/features.3/c0000.html"]
+    tools = [d for d in channel.iter("div") if d.get("data-opacity-tool") is not None]
+    assert len(tools) == 1 and tools[0].get("hidden") is not None
+    stacks = [s for s in channel.iter("span") if "stack" in (s.get("class") or "").split()]
+    assert stacks and all(re.search(r"\balpha-\d+\b", s.get("class", "")) for s in stacks)
+    # The keys are listed for everyone; the help button needs JavaScript.
+    buttons = [b for b in channel.iter("button") if b.get("data-help-open") is not None]
+    assert buttons and buttons[0].get("hidden") is not None
+    assert any(d.get("class") == "help" for d in channel.iter("dialog"))
+
+
+def test_channel_navigation_links(trees: dict[str, ElementTree.Element]) -> None:
+    page = trees["models/alexnet/layers/features.3/c0000.html"]
+    keys = {k: a.get("href") for a in page.iter("a") for k in (a.get("data-keys") or "").split()}
+    assert keys["next"] == "c0001.html"
+    assert keys["up"] == "index.html"
+    assert keys["prev-layer"] == "../features.0/index.html"
+    assert keys["next-layer"] == "../classifier.6/index.html"
+    assert keys["home"] == "../../../../index.html"
+    assert "prev" not in keys
+    layer = trees["models/alexnet/layers/features.3/index.html"]
+    keys = {k: a.get("href") for a in layer.iter("a") for k in (a.get("data-keys") or "").split()}
+    assert keys["prev"] == keys["prev-layer"] == "../features.0/index.html"
+    assert keys["next"] == keys["next-layer"] == "../classifier.6/index.html"
+
+
+def test_grid_data_matches_manifest(report: Path, trees: dict[str, ElementTree.Element]) -> None:
+    manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
+    layer_info = next(
+        layer for layer in manifest["models"][0]["layers"] if layer["name"] == "features.3"
+    )
+    tree = trees["models/alexnet/layers/features.3/index.html"]
+    sections = [s for s in tree.iter("section") if s.get("class") == "layer-input"]
+    assert len(sections) == len(manifest["inputs"])
+    for section in sections:
+        input_id = section.get("id", "").removeprefix("in-")
+        block = next(s for s in section.iter("script") if s.get("type") == "application/json")
+        data = json.loads(block.text or "")
+        assert data["channels"] == [c["index"] for c in layer_info["channels"]]
+        assert data["selected"] == layer_info["selected"][input_id]
+        for key in ("mean", "max", "min", "std", "sparsity"):
+            expected = [c["stats"][input_id][key] for c in layer_info["channels"]]
+            assert data["stats"][key] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+        grid_items = [li for li in section.iter("li") if li.get("data-c") is not None]
+        assert [int(li.get("data-c")) for li in grid_items] == data["channels"]
+        marked = [int(li.get("data-c")) for li in grid_items if li.get("class") == "sel"]
+        assert sorted(marked) == sorted(data["selected"])
+
+
+def test_summary_chart_on_model_and_index(trees: dict[str, ElementTree.Element]) -> None:
+    for name in ("index.html", "models/alexnet/index.html"):
+        svgs = list(trees[name].iter("{http://www.w3.org/2000/svg}svg"))
+        assert len(svgs) == 2, name  # mean and sparsity
+        for svg in svgs:
+            bars = list(svg.iter("{http://www.w3.org/2000/svg}rect"))
+            assert len(bars) == 3  # one per layer
+            links = list(svg.iter("{http://www.w3.org/2000/svg}a"))
+            assert all(link.get("aria-label") for link in links)
+
+
+# --- the summary numbers, from records alone ------------------------------------------
+
+
+def _layer(name: str, stats: list[dict[str, float]]) -> LayerRecord:
+    channels = [
+        ChannelRecord(index=i, page=f"{name}/c{i}.html", stats={"x": s})
+        for i, s in enumerate(stats)
+    ]
+    return LayerRecord(
+        name=name,
+        type="Conv2d",
+        value="output",
+        output_shape=(len(stats), 2, 2),
+        page=f"{name}/index.html",
+        spatial=True,
+        selected={"x": [0]},
+        channels=channels,
+    )
+
+
+def test_summary_values_and_geometry() -> None:
+    a = _layer(
+        "a",
+        [{"mean": 1.0, "max": 3.0, "sparsity": 0.0}, {"mean": 3.0, "max": 5.0, "sparsity": 0.5}],
+    )
+    b = _layer("b", [{"mean": -2.0, "max": 0.5, "sparsity": 1.0}])
+    empty = _layer("c", [{"mean": float("nan"), "max": float("nan"), "sparsity": float("nan")}])
+    summary = summarize_layer(a)
+    assert summary.mean == 2.0 and summary.max == 5.0 and summary.sparsity == 0.25
+    assert summarize_layer(empty).mean is None
+    model = ModelRecord(
+        id="m",
+        name="m",
+        weights="none",
+        weights_detail="",
+        preprocessing="",
+        page="m/index.html",
+        compare_page="m/compare.html",
+        layers=[a, b, empty],
+    )
+    chart = summary_chart(model, width=300, height=120)
+    mean_panel, sparsity_panel = chart.panels
+    assert (mean_panel.low, mean_panel.high) == (-2.0, 2.0)
+    bar_a, bar_b, bar_c = mean_panel.bars
+    assert bar_a.y + bar_a.height == pytest.approx(mean_panel.zero_y)  # above zero
+    assert bar_b.y == pytest.approx(mean_panel.zero_y)  # below zero
+    assert bar_a.height == pytest.approx(bar_b.height)
+    assert bar_c.value is None and bar_c.height < 1
+    assert (sparsity_panel.low, sparsity_panel.high) == (0.0, 1.0)
+    assert sparsity_panel.bars[1].y == pytest.approx(chart.plot_top)
+    for bar in mean_panel.bars:
+        assert bar.x >= 0 and bar.x + bar.width <= 300
+        assert chart.plot_top - 0.01 <= bar.y and bar.y + bar.height <= chart.plot_bottom + 1
+    table = channel_table(empty, "x")
+    assert table["stats"]["mean"] == [None]
+    json.dumps(table, allow_nan=False)
+
+
+# --- colour contrast of the theme (WCAG 2.1 AA: 4.5:1 for normal text) -------------------
+
+
+def _luminance(hex_colour: str) -> float:
+    value = hex_colour.lstrip("#")
+    if len(value) == 3:
+        value = "".join(c * 2 for c in value)
+    channels = [int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _variables(block: str) -> dict[str, str]:
+    return dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{3,6})", block))
+
+
+def test_theme_text_contrast_is_wcag_aa() -> None:
+    css = (REPO / "templates" / "style.css").read_text(encoding="utf-8")
+    light_block = re.search(r":root\s*\{(.*?)\}", css, re.DOTALL)
+    dark_block = re.search(
+        r"@media \(prefers-color-scheme: dark\)\s*\{\s*:root\s*\{(.*?)\}", css, re.DOTALL
+    )
+    assert light_block and dark_block, "style.css lost its light or dark theme variables"
+    light = _variables(light_block.group(1))
+    dark = {**light, **_variables(dark_block.group(1))}
+    pairs = [(fg, bg) for fg in ("fg", "muted", "accent", "sel") for bg in ("bg", "panel")]
+    pairs.append(("fg", "warn-bg"))
+    for theme_name, theme in (("light", light), ("dark", dark)):
+        for fg, bg in pairs:
+            ratio = contrast(theme[fg], theme[bg])
+            assert ratio >= 4.5, f"{theme_name}: --{fg} on --{bg} is {ratio:.2f}:1"
