@@ -60,10 +60,15 @@ class ActivationRecorder:
         self.outputs = {}
         with torch.inference_mode():
             logits = self.model(batch)
+        return logits.detach().float().cpu(), self.collect()
+
+    def collect(self) -> dict[str, torch.Tensor]:
+        """What the last forward pass recorded, made by ``run`` or by the caller (a
+        Grad-CAM pass records the layers too, so one pass serves both)."""
         not_seen = [name for name in self.layer_names if name not in self.outputs]
         if not_seen:
             raise ReportgenError(
                 f"layer {not_seen[0]!r} produced no tensor during the forward pass"
             )
         recorded, self.outputs = self.outputs, {}
-        return logits.detach().float().cpu(), recorded
+        return recorded

@@ -38,6 +38,13 @@ def grad_cam(
     module: torch.nn.Module, layer: str, batch: torch.Tensor, class_indices: list[int | None]
 ) -> list[GradCam]:
     """Grad-CAM of every image in ``batch`` for its class (None: its top prediction)."""
+    return grad_cam_and_logits(module, layer, batch, class_indices)[0]
+
+
+def grad_cam_and_logits(
+    module: torch.nn.Module, layer: str, batch: torch.Tensor, class_indices: list[int | None]
+) -> tuple[list[GradCam], torch.Tensor]:
+    """Grad-CAM and the logits of the same forward pass (detached, on the CPU)."""
     target = dict(module.named_modules()).get(layer)
     if target is None:
         raise ReportgenError(f"no layer named {layer!r} for Grad-CAM")
@@ -87,4 +94,4 @@ def grad_cam(
         results.append(
             GradCam(chosen[i], layer, scaled.astype(np.float64), float(scores[i].detach()))
         )
-    return results
+    return results, logits.detach().float().cpu()
