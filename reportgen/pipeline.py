@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import platform
 import time
@@ -22,6 +23,7 @@ import numpy as np
 
 from reportgen import __version__, imaging
 from reportgen.errors import ReportgenError, UsageError
+from reportgen.examples import TopExamples
 from reportgen.inputs import (
     IMAGE_SUFFIXES,
     InputFile,
@@ -31,7 +33,6 @@ from reportgen.inputs import (
     load_image,
 )
 from reportgen.report import paths
-from reportgen.examples import TopExamples
 from reportgen.report.data import (
     ChannelRecord,
     GradCamRecord,
@@ -201,6 +202,16 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
             f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
             f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
+    from reportgen.cache import RunCache, cache_root
+
+    cache_dir = cache_root(settings.extra.get("cache_dir"), bool(settings.extra.get("no_cache")))
+    whole_site = not (settings.extra.get("single_file") or settings.extra.get("analysis_only"))
+    run_cache = RunCache(cache_dir if whole_site else None)
+    run_key = _run_key(settings, files, skipped_found) if run_cache.enabled else ""
+    if run_key:
+        replayed = _replay_run(run_cache, run_key, settings, started, progress)
+        if replayed is not None:
+            return replayed
 
     import torch
 
@@ -240,8 +251,11 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
             colorbar = staged.write(
                 f"{paths.ASSETS}/colormap-{settings.colormap}.png", imaging.colorbar_png(table)
             )
+            input_cache = _CacheContext(cache_dir, {i.id: i.sha256 for i in inputs})
             model_records = [
-                _run_model(model, plan, usable, settings, staged, encoder, table, progress)
+                _run_model(
+                    model, plan, usable, settings, staged, encoder, table, progress, input_cache
+                )
                 for model, plan in zip(models, plans)
             ]
             encoder.drain()
@@ -271,7 +285,10 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
         else:
             pages = _write_site(data, staged)
             file_list = staged.file_list()
-            staged.commit(build_manifest(data, file_list))
+            manifest = build_manifest(data, file_list)
+            staged.commit(manifest)
+            if run_key:
+                run_cache.save(run_key, staged.target, manifest)
     return RunSummary(
         report=str(Path(settings.output)),
         inputs=[i.source for i in inputs],
@@ -283,6 +300,65 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
         files=1 if single_file else len(file_list) + 1,
         seconds=round(time.perf_counter() - started, 3),
         extra={"analysis": analysis} if analysis is not None else {},
+    )
+
+
+def _run_key(settings: RunSettings, files: list[InputFile], skipped: list[SkippedInput]) -> str:
+    """Everything that shapes a report, hashed without torch: reportgen's code, every
+    setting but -o, each input's id, source and content, the weights files."""
+    import hashlib
+
+    from reportgen.cache import code_fingerprint, digest, weights_fingerprint
+
+    contents = []
+    for file in files:
+        try:
+            content = hashlib.sha256(file.path.read_bytes()).hexdigest()
+        except OSError as exc:
+            content = f"unreadable: {exc}"
+        contents.append([file.id, file.source, content])
+    specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}
+    extra = {k: v for k, v in settings.extra.items() if k not in ("jobs", "cache_dir", "no_cache")}
+    return digest(
+        "run",
+        code_fingerprint(),
+        report_settings(settings),
+        extra,
+        contents,
+        [[s.source, s.reason] for s in skipped],
+        {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)},
+        os.environ.get("SOURCE_DATE_EPOCH"),
+        os.environ.get("REPORTGEN_OFFLINE"),
+        settings.device,
+    )
+
+
+def _replay_run(
+    run_cache: Any, key: str, settings: RunSettings, started: float, progress: Progress | None
+) -> RunSummary | None:
+    """A report kept in the cache under ``key``, put in place; None when there is none."""
+    from reportgen.report.output import StagedReport
+
+    target = Path(settings.output)
+    with StagedReport(target) as staged:
+        manifest = run_cache.replay(key, staged.root)
+        if manifest is None:
+            return None
+        staged.commit(manifest)  # writes manifest.json anew: the kept copy stays untouched
+    if progress:
+        progress(len(manifest["inputs"]))
+    files = manifest["files"]
+    return RunSummary(
+        report=str(target),
+        inputs=[i["source"] for i in manifest["inputs"]],
+        skipped=[{"source": s["source"], "reason": s["reason"]} for s in manifest["skipped"]],
+        models=[m["id"] for m in manifest["models"]],
+        layers={m["id"]: [layer["name"] for layer in m["layers"]] for m in manifest["models"]},
+        warnings=list(manifest["warnings"]),
+        pages=sum(1 for f in files if f["path"].endswith(".html")),
+        files=len(files) + 1,
+        seconds=round(time.perf_counter() - started, 3),
+        extra={"cache": "replayed"},
     )
 
 
@@ -329,14 +405,25 @@ def _load_models(settings: RunSettings, device: Any, warnings: list[str]) -> lis
         taken.add(ident)
         if is_custom(name):
             loaded = load_custom_model(
-                name, weights, seed=settings.seed, device=device, model_id_=ident,
-                input_size=settings.input_size, mean=settings.mean, std=settings.std,
+                name,
+                weights,
+                seed=settings.seed,
+                device=device,
+                model_id_=ident,
+                input_size=settings.input_size,
+                mean=settings.mean,
+                std=settings.std,
                 labels_file=settings.labels_file,
             )
         else:
             loaded = load_model(
-                name, weights, weights_dir=settings.weights_dir, offline=settings.offline,
-                seed=settings.seed, device=device, model_id_=ident,
+                name,
+                weights,
+                weights_dir=settings.weights_dir,
+                offline=settings.offline,
+                seed=settings.seed,
+                device=device,
+                model_id_=ident,
             )
             if settings.labels_file:
                 from reportgen.models import read_labels
@@ -348,7 +435,9 @@ def _load_models(settings: RunSettings, device: Any, warnings: list[str]) -> lis
     return models
 
 
-def _compare_models(models: list[Any], plans: list[list[Any]], records: list[ModelRecord]) -> list[Any]:
+def _compare_models(
+    models: list[Any], plans: list[list[Any]], records: list[ModelRecord]
+) -> list[Any]:
     """The first model against each other one, on the layers they share."""
     from reportgen.compare import compare_models
 
@@ -501,6 +590,7 @@ def _run_model(
     encoder: _Encoder,
     table: np.ndarray,
     progress: Progress | None,
+    cache: _CacheContext | None = None,
 ) -> ModelRecord:
     import torch
 
@@ -520,9 +610,7 @@ def _run_model(
     )
     layers: list[LayerRecord] = []
     fields = _receptive_fields(model, plans)
-    trackers = {
-        plan.name: TopExamples(plan.output_shape[0], settings.examples) for plan in plans
-    }
+    trackers = {plan.name: TopExamples(plan.output_shape[0], settings.examples) for plan in plans}
     gradcam_layer = _gradcam_layer(model, settings)
     target_class = _target_class(model, settings.target_class)
     for plan in plans:
@@ -544,35 +632,83 @@ def _run_model(
         layers.append(layer)
     record.layers = layers
 
+    # Incremental re-runs: inputs whose results are cached skip the network and the
+    # encoders (see reportgen.cache); Grad-CAM needs the gradients, so it turns this off.
+    cached_run = cache if cache is not None and gradcam_layer is None else _CacheContext(None)
+    model_key = cached_run.model_key(model, settings)
+    crop = tuple(int(v) for v in model.preprocessing.crop_size)
+    view_size = (crop[-1], crop[0])  # (width, height)
     with ActivationRecorder(model.module, [p.name for p in plans]) as recorder:
         for batch_files in _batches(usable, settings.batch_size):
-            images: list[LoadedImage] = [load_image(f) for f in batch_files]
+            hits = {f.id: cached_run.lookup(model_key, f.id, plans) for f in batch_files}
+            todo = [f for f in batch_files if hits[f.id] is None]
+            images: list[LoadedImage] = [load_image(f) for f in todo]
             views = [model.preprocessing.view(img.image) for img in images]
-            batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
-            logits, outputs = recorder.run(batch)
-            probabilities = torch.softmax(logits, dim=1)
-            top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
-            view_arrays = []
-            for b, file in enumerate(batch_files):
+            view_arrays = [np.asarray(v, dtype=np.uint8) for v in views]
+            position = {f.id: b for b, f in enumerate(todo)}
+            per_layer: dict[str, tuple[list[Any], np.ndarray]] = {}
+            builders: dict[str, Any] = {}
+            if todo:
+                batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
+                logits, outputs = recorder.run(batch)
+                probabilities = torch.softmax(logits, dim=1)
+                top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
+                if gradcam_layer is not None:
+                    _gradcam_batch(
+                        model,
+                        gradcam_layer,
+                        target_class,
+                        batch,
+                        todo,
+                        view_arrays,
+                        record,
+                        encoder,
+                        table,
+                        settings.alpha,
+                    )
+                for plan in plans:
+                    output = outputs.pop(plan.name)
+                    per_layer[plan.name] = (channel_stats(output), output.numpy())
+            for file in batch_files:
                 view_path = paths.model_view(model.id, file.id)
-                encoder.write(view_path, imaging.view_jpeg, views[b])
                 record.views[file.id] = view_path
-                record.predictions[file.id] = [
+                hit = hits[file.id]
+                if hit is not None:
+                    record.predictions[file.id] = [
+                        Prediction(int(i), model.label(int(i)), float(p))
+                        for i, p in hit.header["predictions"]
+                    ]
+                    _write_cached(encoder, staged, view_path, hit.blobs["view"])
+                    continue
+                b = position[file.id]
+                predictions = [
                     Prediction(int(i), model.label(int(i)), round(float(p), 6))
                     for p, i in zip(top.values[b], top.indices[b])
                 ]
-                view_arrays.append(np.asarray(views[b], dtype=np.uint8))
-            if gradcam_layer is not None:
-                _gradcam_batch(
-                    model, gradcam_layer, target_class, batch, batch_files, view_arrays,
-                    record, encoder, table, settings.alpha,
+                record.predictions[file.id] = predictions
+                builder = builders[file.id] = cached_run.builder(
+                    model_key,
+                    file.id,
+                    "input",
+                    {"predictions": [[p.index, p.probability] for p in predictions]},
+                )
+                _encode_and_write(
+                    encoder, staged, builder, view_path, "view", imaging.view_jpeg, views[b]
                 )
             for plan, layer in zip(plans, layers):
-                output = outputs.pop(plan.name)
-                per_input = channel_stats(output)
-                values = output.numpy()
-                for b, file in enumerate(batch_files):
-                    stats_b = per_input[b]
+                for file in batch_files:
+                    hit = hits[file.id]
+                    if hit is not None:
+                        part = hit.header["layers"][plan.name]
+                        stats_b, values_b, view_b = part["stats"], None, None
+                        layer_builder = None
+                    else:
+                        b = position[file.id]
+                        stats_b = per_layer[plan.name][0][b]
+                        values_b, view_b = per_layer[plan.name][1][b], view_arrays[b]
+                        layer_builder = cached_run.builder(
+                            model_key, file.id, _layer_part(plan), {}
+                        )
                     trackers[plan.name].add(
                         file.id, stats_b.max, stats_b.argmax_y, stats_b.argmax_x
                     )
@@ -581,9 +717,9 @@ def _run_model(
                         plan,
                         model.id,
                         file.id,
-                        per_input[b],
-                        values[b],
-                        view_arrays[b],
+                        stats_b,
+                        values_b,
+                        view_b,
                         settings,
                         staged,
                         encoder,
@@ -591,7 +727,13 @@ def _run_model(
                         select_channels,
                         map_to_view,
                         value_range,
+                        view_size=view_size,
+                        cached=hit.header["layers"][plan.name] if hit is not None else None,
+                        builder=layer_builder,
                     )
+            for builder in builders.values():
+                if builder is not None:
+                    builder.seal()
             if progress:
                 progress(len(batch_files))
     if settings.feature_vis:
@@ -732,8 +874,8 @@ def _record_layer_input(
     model_id: str,
     input_id: str,
     stats: Any,
-    values: np.ndarray,
-    view: np.ndarray,
+    values: np.ndarray | None,
+    view: np.ndarray | None,
     settings: RunSettings,
     staged: Any,
     encoder: _Encoder,
@@ -741,8 +883,16 @@ def _record_layer_input(
     select_channels: Any,
     map_to_view: Any,
     value_range: Any,
+    view_size: tuple[int, int] | None = None,
+    cached: dict[str, Any] | None = None,
+    builder: Any = None,
 ) -> None:
-    """Statistics, selection and pictures of one layer for one input."""
+    """Statistics, selection and pictures of one layer for one input.
+
+    ``cached``: the layer's results for this input from the cache (statistics, range and
+    encoded pictures): nothing is computed or encoded, the bytes are written. ``builder``:
+    collects what is computed here for the cache.
+    """
     selected = select_channels(
         stats,
         settings.strategy,
@@ -752,54 +902,249 @@ def _record_layer_input(
         settings.interesting_max,
     )
     layer.selected[input_id] = selected
-    view_size = (view.shape[1], view.shape[0])
+    if view_size is None:
+        assert view is not None
+        view_size = (view.shape[1], view.shape[0])
+    # Plain lists: one conversion per array instead of a numpy scalar per value.
+    means, maxs, mins = stats.mean.tolist(), stats.max.tolist(), stats.min.tolist()
+    stds, sparsities = stats.std.tolist(), stats.sparsity.tolist()
+    ys, xs = stats.argmax_y.tolist(), stats.argmax_x.tolist()
     for c, channel in enumerate(layer.channels):
-        y, x = int(stats.argmax_y[c]), int(stats.argmax_x[c])
+        y, x = ys[c], xs[c]
         channel.stats[input_id] = {
-            "mean": _finite(stats.mean[c]),
-            "max": _finite(stats.max[c]),
-            "min": _finite(stats.min[c]),
-            "std": _finite(stats.std[c]),
-            "sparsity": _finite(stats.sparsity[c]),
+            "mean": _finite_number(means[c]),
+            "max": _finite_number(maxs[c]),
+            "min": _finite_number(mins[c]),
+            "std": _finite_number(stds[c]),
+            "sparsity": _finite_number(sparsities[c]),
             "argmax": {
                 "map_yx": [y, x],
                 "view_xy": list(map_to_view(y, x, stats.map_size, view_size)),
             },
         }
+    if builder is not None:
+        builder.entry.arrays.update({name: getattr(stats, name) for name in _STAT_ARRAYS})
+        builder.entry.header["map_size"] = list(stats.map_size)
     if not plan.spatial:
         chart = paths.ranked_chart(model_id, plan.name, input_id)
-        names = [f"unit {i}" for i in range(values.shape[0])]
-        title = f"{plan.name}: top values"
-        encoder.write(chart, imaging.ranked_chart_png, values.astype(np.float64), names, title)
         layer.charts[input_id] = chart
+        if cached is not None:
+            _write_cached(encoder, staged, chart, cached["blobs"]["chart"])
+        else:
+            assert values is not None
+            names = [f"unit {i}" for i in range(values.shape[0])]
+            title = f"{plan.name}: top values"
+            _encode_and_write(
+                encoder,
+                staged,
+                builder,
+                chart,
+                "chart",
+                imaging.ranked_chart_png,
+                values.astype(np.float64),
+                names,
+                title,
+            )
+        if builder is not None:
+            builder.seal()
         return
-    layer_low, layer_high = value_range(values)
+    if cached is not None:
+        layer_low, layer_high = cached["range"]
+    else:
+        assert values is not None
+        layer_low, layer_high = value_range(values)
     layer.ranges[input_id] = (layer_low, layer_high)
+    if builder is not None:
+        builder.entry.header["range"] = [layer_low, layer_high]
     by_layer = settings.scale == "layer"
-    chosen = set(selected)
-
-    def encode_maps(vals: np.ndarray, low_high: list[tuple[float, float]], out: list[str]) -> None:
-        for c in range(vals.shape[0]):
-            staged.write(out[c], imaging.map_png(vals[c], *low_high[c], table))
-
-    ranges = [
-        (layer_low, layer_high) if by_layer else (float(stats.min[c]), float(stats.max[c]))
-        for c in range(values.shape[0])
-    ]
-    map_paths = [paths.map_image(model_id, plan.name, input_id, c) for c in range(values.shape[0])]
+    chosen = sorted(set(selected))
+    channels = len(layer.channels)
+    map_paths = [paths.map_image(model_id, plan.name, input_id, c) for c in range(channels)]
     for c, channel in enumerate(layer.channels):
         channel.maps[input_id] = map_paths[c]
-    # One task per layer and input keeps the queue short; channels of a layer are cheap.
-    encoder.submit(encode_maps, values, ranges, map_paths)
-
-    def encode_overlay(path: str, channel_values: np.ndarray, low: float, high: float) -> None:
-        data = imaging.overlay_jpeg(view, channel_values, low, high, table, settings.alpha)
-        staged.write(path, data)
-
-    for c in sorted(chosen):
-        overlay = paths.overlay_image(model_id, plan.name, input_id, c)
+    overlays = {c: paths.overlay_image(model_id, plan.name, input_id, c) for c in chosen}
+    for c, overlay in overlays.items():
         layer.channels[c].overlays[input_id] = overlay
-        encoder.submit(encode_overlay, overlay, values[c], *ranges[c])
+
+    if cached is not None:
+        blobs = cached["blobs"]
+
+        def write_cached() -> None:
+            for c in range(channels):
+                staged.write(map_paths[c], blobs[f"map{c}"])
+            for c, overlay in overlays.items():
+                staged.write(overlay, blobs[f"overlay{c}"])
+
+        encoder.submit(write_cached)
+        return
+
+    assert values is not None and view is not None
+    if by_layer:
+        lows = np.full(channels, layer_low, dtype=np.float64)
+        highs = np.full(channels, layer_high, dtype=np.float64)
+    else:
+        lows, highs = np.asarray(stats.min, np.float64), np.asarray(stats.max, np.float64)
+
+    def encode_maps(vals: np.ndarray) -> None:
+        # The whole layer at once: levels in one numpy pass, PNGs written with zlib.
+        for c, data in enumerate(imaging.map_pngs(vals, lows, highs, table)):
+            staged.write(map_paths[c], data)
+            if builder is not None:
+                builder.add(f"map{c}", data)
+
+    if builder is not None:
+        builder.expect(channels)
+    # One task per layer and input keeps the queue short; channels of a layer are cheap.
+    encoder.submit(encode_maps, values)
+    for c, overlay in overlays.items():
+        _encode_and_write(
+            encoder,
+            staged,
+            builder,
+            overlay,
+            f"overlay{c}",
+            imaging.overlay_jpeg,
+            view,
+            values[c],
+            float(lows[c]),
+            float(highs[c]),
+            table,
+            settings.alpha,
+        )
+    if builder is not None:
+        builder.seal()
+
+
+_STAT_ARRAYS = ("mean", "max", "min", "std", "sparsity", "argmax_y", "argmax_x")
+
+
+def _finite_number(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _write_cached(encoder: _Encoder, staged: Any, path: str, data: bytes) -> None:
+    encoder.submit(staged.write, path, data)
+
+
+def _encode_and_write(
+    encoder: _Encoder,
+    staged: Any,
+    builder: Any,
+    path: str,
+    name: str,
+    encode: Callable[..., bytes],
+    *args: Any,
+) -> None:
+    """Encode on a worker thread, write to the report and, with a builder, keep the bytes
+    for the cache."""
+    if builder is None:
+        encoder.write(path, encode, *args)
+        return
+    builder.expect()
+
+    def task() -> None:
+        data = encode(*args)
+        staged.write(path, data)
+        builder.add(name, data)
+
+    encoder.submit(task)
+
+
+class _CacheContext:
+    """The per-input cache as the pipeline uses it (``None`` root: caching off)."""
+
+    def __init__(self, root: Path | None, input_sha: dict[str, str] | None = None) -> None:
+        from reportgen.cache import InputCache
+
+        self.store = InputCache(root)
+        self.input_sha = input_sha or {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.store.enabled
+
+    def model_key(self, model: Any, settings: RunSettings) -> str:
+        if not self.enabled:
+            return ""
+        import torch
+
+        from reportgen.cache import code_fingerprint, digest
+
+        weights = model.weights
+        path = getattr(weights, "path", None)
+        identity = None
+        if path is not None:
+            info = Path(path).stat()
+            identity = [str(path), info.st_size, info.st_mtime_ns]
+        recorded = {
+            k: v for k, v in report_settings(settings).items() if k not in _NOT_IN_INPUT_KEY
+        }
+        return digest(
+            "input-results",
+            code_fingerprint(),
+            torch.__version__,
+            model.name,
+            weights.describe(),
+            identity,
+            model.preprocessing.describe(),
+            str(model.device),
+            recorded,
+        )
+
+    def _key(self, model_key: str, input_id: str, part: str) -> str:
+        from reportgen.cache import digest
+
+        return digest(model_key, part, self.input_sha.get(input_id, input_id))
+
+    def lookup(self, model_key: str, input_id: str, plans: list[_LayerPlan]) -> Any:
+        """The input's cached results for every planned layer, or None (then all are
+        computed again: the network runs for the whole input anyway)."""
+        if not self.enabled or input_id not in self.input_sha:
+            return None
+        from reportgen.analysis import ChannelStats
+        from reportgen.cache import Entry
+
+        top = self.store.load(self._key(model_key, input_id, "input"))
+        if top is None or "view" not in top.blobs:
+            return None
+        layers = {}
+        for plan in plans:
+            entry = self.store.load(self._key(model_key, input_id, _layer_part(plan)))
+            if entry is None or any(name not in entry.arrays for name in _STAT_ARRAYS):
+                return None
+            stats = ChannelStats(
+                **{name: entry.arrays[name] for name in _STAT_ARRAYS},
+                map_size=tuple(entry.header["map_size"]),
+            )
+            layers[plan.name] = {
+                "stats": stats,
+                "range": tuple(entry.header.get("range", (0.0, 0.0))),
+                "blobs": entry.blobs,
+            }
+        return Entry({"predictions": top.header["predictions"], "layers": layers}, {}, top.blobs)
+
+    def builder(self, model_key: str, input_id: str, part: str, header: dict[str, Any]) -> Any:
+        if not self.enabled or input_id not in self.input_sha:
+            return None
+        from reportgen.cache import Entry, EntryBuilder
+
+        return EntryBuilder(self.store, self._key(model_key, input_id, part), Entry(dict(header)))
+
+
+def _layer_part(plan: _LayerPlan) -> str:
+    return f"layer:{plan.name}:{list(plan.output_shape)}"
+
+
+# Options that change no per-input result (or are keyed otherwise: the model, weights).
+_NOT_IN_INPUT_KEY = {
+    "inputs",
+    "output",
+    "models",
+    "model_labels",
+    "batch_size",
+    "weights",
+    "weights_dir",
+}
 
 
 def report_settings(settings: RunSettings) -> dict[str, Any]:

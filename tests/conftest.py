@@ -20,6 +20,8 @@ def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     """Tests never download: an empty torch hub folder and REPORTGEN_OFFLINE=1."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
     monkeypatch.setenv("REPORTGEN_OFFLINE", "1")
+    # No cache unless a test asks for one (tests/test_cache.py): runs stay independent.
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", "off")
     monkeypatch.delenv("REPORTGEN_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 

@@ -1,0 +1,324 @@
+"""The cache behind incremental re-runs: nothing here imports torch.
+
+Two levels, both keyed by content:
+
+* **per input and layer** (``InputCache``): the statistics of every channel and the
+  encoded pictures (maps, overlays, ranked chart) of one layer for one input, and per
+  input the network view and the top-5 predictions. The key hashes the input's sha256,
+  the model, its weights, the layer, every setting that changes those results, the
+  torch version and reportgen's own code. A run with one input added runs the network
+  and the encoders for that input only; the others are read back.
+* **per run** (``RunCache``): a finished report folder, kept as hard links (a copy where
+  links are not possible) under a key of all inputs' contents, the settings, the weights
+  files and reportgen's code. A re-run with nothing changed puts those files in place
+  (each checked against the manifest's sha256) without loading torch or a model.
+
+Location: ``--cache-dir``, else ``REPORTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/reportgen``
+(``~/.cache/reportgen``); ``--no-cache`` or ``REPORTGEN_CACHE_DIR=off`` turns it off.
+Entries are written atomically (temporary file, then rename), so concurrent runs and
+killed runs leave no half-written entry. Deleting the folder is always safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CACHE_ENV = "REPORTGEN_CACHE_DIR"
+OFF_WORDS = {"", "0", "off", "none", "false", "no"}
+FORMAT = 1
+_MAGIC = b"RGC1"
+
+
+def cache_root(option: str | None, disabled: bool = False) -> Path | None:
+    """The cache folder to use, or None when caching is off."""
+    if disabled:
+        return None
+    value = option if option is not None else os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in OFF_WORDS else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "reportgen"
+
+
+def digest(*parts: Any) -> str:
+    """sha256 of a JSON rendering of ``parts`` (sorted keys: stable across runs)."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stat_entry(path: Path) -> list[Any]:
+    try:
+        info = path.stat()
+    except OSError:
+        return [str(path), None]
+    return [str(path), info.st_size, info.st_mtime_ns]
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """reportgen's version, its source files and templates (names, sizes, times), and the
+    versions of the libraries that compute or encode: a change to any of them is a miss."""
+    package = Path(__file__).resolve().parent
+    entries: list[Any] = []
+    for folder in (
+        package,
+        package / "report",
+        package / "templates",
+        package.parent / "templates",
+    ):
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and not path.name.endswith((".pyc", ".pyo")):
+                    entries.append(_stat_entry(path)[1:] + [path.name, folder.name])
+    versions: dict[str, str | None] = {}
+    for dist in ("reportgen", "torch", "torchvision", "numpy", "pillow", "jinja2", "matplotlib"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return digest(FORMAT, entries, versions)
+
+
+def weights_fingerprint(spec: str, weights_dir: str | None) -> Any:
+    """What ``--weights`` may read, without importing torch: a file's identity, or the
+    checkpoint folders torchvision weights are looked up in."""
+    if spec.lower() == "none":
+        return "none"
+    candidate = Path(spec).expanduser()
+    if candidate.is_file():
+        return ["file", _stat_entry(candidate.resolve())]
+    folders = [weights_dir, os.environ.get("REPORTGEN_WEIGHTS_DIR")]
+    torch_home = os.environ.get("TORCH_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch"
+    )
+    folders.append(str(Path(torch_home) / "hub" / "checkpoints"))
+    listing = []
+    for folder in folders:
+        if folder and Path(folder).is_dir():
+            listing.append([folder, sorted(_stat_entry(p) for p in Path(folder).iterdir())])
+    return [spec, listing]
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], blobs: dict[str, bytes]) -> bytes:
+    """One entry as bytes: magic, header length, JSON header, then raw array and blob bytes."""
+    chunks: list[bytes] = []
+    offset = 0
+    layout: dict[str, Any] = {"arrays": {}, "blobs": {}}
+    for name, array in arrays.items():
+        data = np.ascontiguousarray(array)
+        raw = data.tobytes()
+        layout["arrays"][name] = [data.dtype.str, list(data.shape), offset, len(raw)]
+        chunks.append(raw)
+        offset += len(raw)
+    for name, blob in blobs.items():
+        layout["blobs"][name] = [offset, len(blob)]
+        chunks.append(blob)
+        offset += len(blob)
+    head = json.dumps({"header": header, "layout": layout}, separators=(",", ":")).encode()
+    return b"".join([_MAGIC, struct.pack(">Q", len(head)), head, *chunks])
+
+
+def unpack(payload: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    if payload[:4] != _MAGIC:
+        raise ValueError("not a reportgen cache entry")
+    (size,) = struct.unpack(">Q", payload[4:12])
+    meta = json.loads(payload[12 : 12 + size])
+    body = memoryview(payload)[12 + size :]
+    arrays = {}
+    for name, (dtype, shape, offset, length) in meta["layout"]["arrays"].items():
+        arrays[name] = np.frombuffer(body[offset : offset + length], dtype=np.dtype(dtype)).reshape(
+            shape
+        )
+    blobs = {
+        name: bytes(body[offset : offset + length])
+        for name, (offset, length) in meta["layout"]["blobs"].items()
+    }
+    return meta["header"], arrays, blobs
+
+
+@dataclass
+class Entry:
+    """One cached unit of work: JSON-able facts, numpy arrays, encoded files."""
+
+    header: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+class InputCache:
+    """Per-input, per-layer results. ``root`` None: every lookup misses, nothing is stored."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root / "inputs" if root is not None else None
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+    def _path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key[:2] / f"{key}.bin"
+
+    def load(self, key: str) -> Entry | None:
+        if self.root is None:
+            return None
+        try:
+            header, arrays, blobs = unpack(self._path(key).read_bytes())
+        except (OSError, ValueError, KeyError, struct.error):
+            with self._lock:
+                self.misses += 1
+            return None
+        with self._lock:
+            self.hits += 1
+        return Entry(header, arrays, blobs)
+
+    def store(self, key: str, entry: Entry) -> None:
+        if self.root is None:
+            return
+        # A cache that cannot be written is only a slower next run.
+        with contextlib.suppress(OSError):
+            _atomic_write(self._path(key), pack(entry.header, entry.arrays, entry.blobs))
+
+
+class EntryBuilder:
+    """Collects an entry whose files are encoded on worker threads; stores it once it is
+    sealed and the last pending file has arrived (memory stays bounded per input)."""
+
+    def __init__(self, cache: InputCache, key: str, entry: Entry) -> None:
+        self.cache, self.key, self.entry = cache, key, entry
+        self._pending = 0
+        self._sealed = False
+        self._lock = threading.Lock()
+
+    def expect(self, count: int = 1) -> None:
+        with self._lock:
+            self._pending += count
+
+    def add(self, name: str, data: bytes) -> None:
+        with self._lock:
+            self.entry.blobs[name] = data
+            self._pending -= 1
+            done = self._sealed and self._pending == 0
+        if done:
+            self._store()
+
+    def seal(self) -> None:
+        with self._lock:
+            self._sealed = True
+            done = self._pending == 0
+        if done:
+            self._store()
+
+    def _store(self) -> None:
+        self.cache.store(self.key, self.entry)
+        self.entry = Entry()
+
+
+class RunCache:
+    """Finished reports, replayed when nothing that shapes them has changed."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root / "runs" if root is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+    def folder(self, key: str) -> Path | None:
+        return None if self.root is None else self.root / key
+
+    def save(self, key: str, report: Path, manifest: dict[str, Any], keep: int = 8) -> None:
+        """Keep ``report``'s files under ``key`` (hard links where possible)."""
+        folder = self.folder(key)
+        if folder is None:
+            return
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            temp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+            try:
+                _link_files(
+                    report, temp, [f["path"] for f in manifest["files"]] + ["manifest.json"]
+                )
+                if folder.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                os.replace(temp, folder)
+            except BaseException:
+                shutil.rmtree(temp, ignore_errors=True)
+                raise
+            self._prune(keep)
+        except OSError:
+            pass
+
+    def _prune(self, keep: int) -> None:
+        assert self.root is not None
+        runs = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        runs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in runs[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def replay(self, key: str, into: Path) -> dict[str, Any] | None:
+        """Put a kept report's files under ``into``; its manifest, or None on a miss or any
+        file that no longer matches its sha256 (then the kept report is dropped)."""
+        folder = self.folder(key)
+        if folder is None or not (folder / "manifest.json").is_file():
+            return None
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            files = manifest["files"]
+            for item in files:
+                data = (folder / item["path"]).read_bytes()
+                if len(data) != item["bytes"] or hashlib.sha256(data).hexdigest() != item["sha256"]:
+                    raise ValueError(f"{item['path']} changed")
+            _link_files(folder, into, [f["path"] for f in files])
+            os.utime(folder)
+        except (OSError, ValueError, KeyError, TypeError):
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return manifest
+
+
+def _link_files(source: Path, target: Path, relpaths: Iterable[str]) -> None:
+    made: set[Path] = set()
+    link: Callable[[Any, Any], Any] = os.link
+    for relpath in relpaths:
+        src = source / relpath
+        dst = target / relpath
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        try:
+            link(src, dst)
+        except OSError:
+            link = shutil.copyfile  # another file system, or no links: copy from now on
+            link(src, dst)
