@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from click.testing import Result
-from conftest import REPO, run_cli
+from click.testing import CliRunner, Result
 from torchvision.models import get_model, list_models
 
 from reportgen import __version__
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> Result:
+    from reportgen.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def _one_error_line(result: Result, code: int) -> str:

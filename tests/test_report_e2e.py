@@ -1,0 +1,519 @@
+"""A full report built through the CLI, checked page by page and against an
+independent forward pass of the same (seeded, random) network."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import io
+import json
+import posixpath
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner, Result
+from PIL import Image
+from torchvision.models import AlexNet_Weights, alexnet
+
+from reportgen.settings import RunSettings
+
+pytestmark = pytest.mark.slow
+
+EVIL_NAME = '"><img src=x onerror=alert(1)>&amp;.png'
+LAYERS = ("features.0", "features.3", "classifier.6")
+TOP_K = 3
+
+
+def run_cli(*args: str) -> Result:
+    from reportgen.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@dataclasses.dataclass
+class Built:
+    root: Path
+    images: Path
+    stdout: str
+    manifest: dict[str, Any]
+
+
+def _make_images(folder: Path) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "noise.png")
+    y, x = np.mgrid[0:200, 0:300]
+    gradient = np.stack([x * 255 // 299, y * 255 // 199, (x + y) % 256], axis=-1)
+    Image.fromarray(gradient.astype(np.uint8)).save(folder / "gradient.jpg", quality=95)
+    Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(folder / EVIL_NAME)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    base = tmp_path_factory.mktemp("e2e")
+    images = base / "images"
+    _make_images(images)
+    root = base / "report"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPORTGEN_OFFLINE", "1")
+        patch.setenv("TORCH_HOME", str(base / "torch-home"))
+        patch.chdir(base)
+        args = ["run", "images", "-m", "alexnet", "--weights", "none", "--seed", "0"]
+        for layer in LAYERS:
+            args += ["-l", layer]
+        result = run_cli(*args, "--top-k", str(TOP_K), "-o", "report")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    return Built(root, images, result.stdout, manifest)
+
+
+# --- structure of the site ------------------------------------------------------------------
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _text(path: Path) -> list[str]:
+    """The text of a page, as a browser shows it (entities decoded)."""
+    parser = _Text()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser.text
+
+
+# A start tag and its attributes. The pages are many (one per channel), so they are
+# tokenised with regular expressions, much faster than html.parser.
+TAG = re.compile(
+    r"<([a-zA-Z][\w-]*)((?:\s+[^\s=>/]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))?)*)\s*/?>"
+)
+ATTRIBUTE = re.compile(r"([^\s=>/]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+)))?")
+
+
+@dataclasses.dataclass
+class _Page:
+    tags: list[tuple[str, dict[str, str | None]]]
+    ids: set[str]
+
+
+_parsed: dict[Path, _Page] = {}
+
+
+def _parse(path: Path) -> _Page:
+    if path not in _parsed:
+        tags: list[tuple[str, dict[str, str | None]]] = []
+        ids: set[str] = set()
+        for name, attribute_text in TAG.findall(path.read_text(encoding="utf-8")):
+            attrs: dict[str, str | None] = {}
+            for key, double, single, bare in ATTRIBUTE.findall(attribute_text):
+                value = double or single or bare
+                attrs[key.lower()] = html.unescape(value) if "&" in value else value
+            tags.append((name.lower(), attrs))
+            ids.update(str(attrs[k]) for k in ("id", "name") if attrs.get(k))
+        _parsed[path] = _Page(tags, ids)
+    return _parsed[path]
+
+
+def _pages(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.html"))
+
+
+URL_ATTRIBUTES = ("href", "src", "action", "poster", "data", "formaction", "cite", "background")
+
+
+def _references(page: _Page) -> Iterator[tuple[str, str]]:
+    for tag, attrs in page.tags:
+        for name in URL_ATTRIBUTES:
+            value = attrs.get(name)
+            if value is not None:
+                yield tag, value
+        for name in ("srcset", "imagesrcset"):
+            if attrs.get(name):
+                for candidate in str(attrs[name]).split(","):
+                    yield tag, candidate.strip().split(" ")[0]
+
+
+def test_report_was_written(built: Built) -> None:
+    assert "index.html" in built.stdout and "3 inputs" in built.stdout
+    for name in ("index.html", "manifest.json", "assets/style.css"):
+        assert (built.root / name).is_file()
+    assert not list(built.root.parent.glob(".report.reportgen-*"))  # no staging leftovers
+
+
+def test_every_link_and_image_resolves_inside_the_report(built: Built) -> None:
+    root = built.root
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert not [p for p in root.rglob("*") if p.is_symlink()]  # so a path stays inside
+    pages = _pages(root)
+    assert len(pages) > 200
+    checked = 0
+    for path in pages:
+        here = path.relative_to(root).as_posix()
+        folder = posixpath.dirname(here)
+        for tag, url in _references(_parse(path)):
+            where = f"{here}: <{tag}> {url!r}"
+            assert url.strip(), f"{where}: empty link"
+            parts = urlsplit(url)
+            assert not parts.scheme, f"{where} is not relative"
+            assert not parts.netloc, f"{where} points to another host"
+            assert not parts.path.startswith("/"), f"{where} is absolute"
+            target = posixpath.normpath(posixpath.join(folder, unquote(parts.path)))
+            if not parts.path:
+                target = here
+            assert target != ".." and not target.startswith("../"), f"{where} leaves the report"
+            assert target in files, f"{where}: {target} does not exist"
+            checked += 1
+    assert checked > 5000
+
+
+def _broken_anchors(root: Path) -> list[str]:
+    broken = []
+    for path in _pages(root):
+        here = path.relative_to(root).as_posix()
+        for tag, url in _references(_parse(path)):
+            parts = urlsplit(url)
+            if not parts.fragment or parts.scheme or parts.netloc:
+                continue
+            target = posixpath.normpath(
+                posixpath.join(posixpath.dirname(here), unquote(parts.path)) if parts.path else here
+            )
+            file = root / target
+            if file.suffix == ".html" and unquote(parts.fragment) not in _parse(file).ids:
+                broken.append(f"{here}: <{tag}> {url!r}")
+    return broken
+
+
+def test_every_anchor_exists(built: Built) -> None:
+    broken = _broken_anchors(built.root)
+    assert not broken, broken[:5]
+
+
+def test_nothing_is_loaded_from_elsewhere(built: Built) -> None:
+    remote = re.compile(r"(https?:|ftp:)?//[a-z0-9.-]+\.[a-z]{2,}", re.I)
+    for path in built.root.rglob("*"):
+        if path.suffix in (".css", ".js"):
+            text = path.read_text(encoding="utf-8")
+            assert not remote.search(text), path
+            for url in re.findall(r"url\(\s*['\"]?([^'\")]+)", text):
+                assert url.startswith("data:") or (path.parent / url).resolve().is_file(), url
+            assert "@import" not in text and "@font-face" not in text
+    for path in _pages(built.root):
+        for tag, attrs in _parse(path).tags:
+            if tag == "script" and not attrs.get("src"):
+                # Only inert data blocks may be inline; code comes from assets/.
+                assert attrs.get("type") == "application/json", f"{path}: inline script"
+            if tag == "link":
+                assert not urlsplit(str(attrs.get("href", ""))).scheme
+
+
+def test_html_file_name_is_escaped_everywhere(built: Built) -> None:
+    for path in _pages(built.root):
+        page = _parse(path)
+        for tag, attrs in page.tags:
+            assert "onerror" not in attrs, f"{path}: injected markup from a file name"
+            if tag == "img":
+                assert attrs.get("src") != "x", f"{path}: injected <img>"
+    assert any(EVIL_NAME in text for text in _text(built.root / "index.html")), "shown as text"
+    raw = (built.root / "index.html").read_text(encoding="utf-8")
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;amp;.png" in raw
+
+
+def test_every_page_has_breadcrumbs_and_a_title(built: Built) -> None:
+    for path in _pages(built.root):
+        page = _parse(path)
+        tags = [tag for tag, _ in page.tags]
+        assert "title" in tags and "nav" in tags, path
+        if path.name != "index.html" or path.parent != built.root:
+            hrefs = [attrs.get("href") for tag, attrs in page.tags if tag == "a"]
+            assert any(h and h.endswith("index.html") for h in hrefs), path
+
+
+def test_channel_pages_link_to_their_neighbours(built: Built) -> None:
+    layer = built.root / "models/alexnet/layers/features.0"
+    page = _parse(layer / "c0005.html")
+    rels = {attrs.get("rel"): attrs.get("href") for tag, attrs in page.tags if tag == "link"}
+    assert rels["prev"] == "c0004.html" and rels["next"] == "c0006.html"
+    first = _parse(layer / "c0000.html")
+    assert "prev" not in {attrs.get("rel") for tag, attrs in first.tags if tag == "link"}
+
+
+# --- manifest -------------------------------------------------------------------------------
+
+
+def test_manifest_has_the_documented_fields(built: Built) -> None:
+    m = built.manifest
+    assert isinstance(m["format"], str) and m["format"]
+    assert m["generator"]["name"] == "reportgen" and m["generator"]["version"]
+    assert set(m["environment"]) >= {"python", "torch", "torchvision", "device"}
+    assert m["environment"]["torch"] == torch.__version__
+    settings = m["settings"]
+    assert settings["models"] == ["alexnet"] and settings["layers"] == list(LAYERS)
+    assert settings["top_k"] == TOP_K and settings["weights"] == "none"
+    assert settings["strategy"] == "top_mean" and settings["colormap"] == "jet"
+
+    assert len(m["inputs"]) == 3
+    for item in m["inputs"]:
+        assert set(item) >= {"id", "source", "sha256", "width", "height"}
+        source = built.images.parent / item["source"]
+        assert item["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+        with Image.open(source) as image:
+            assert (item["width"], item["height"]) == image.size
+    ids = [item["id"] for item in m["inputs"]]
+    assert len(set(ids)) == 3
+
+    (model,) = m["models"]
+    assert set(model) >= {"id", "name", "weights", "page", "predictions", "layers"}
+    assert model["name"] == "alexnet" and "none" in model["weights"]
+    assert (built.root / model["page"]).is_file()
+    assert set(model["predictions"]) == set(ids)
+    for predictions in model["predictions"].values():
+        assert len(predictions) == 5
+        probabilities = [p["probability"] for p in predictions]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert 0 < sum(probabilities) <= 1.0 + 1e-6
+        for p in predictions:
+            assert set(p) >= {"index", "label", "probability"}
+            assert AlexNet_Weights.DEFAULT.meta["categories"][p["index"]] == p["label"]
+
+    assert [layer["name"] for layer in model["layers"]] == list(LAYERS)
+    shapes = {layer["name"]: layer["output_shape"] for layer in model["layers"]}
+    assert shapes == {
+        "features.0": [64, 55, 55],
+        "features.3": [192, 27, 27],
+        "classifier.6": [1000],
+    }
+    for layer in model["layers"]:
+        assert set(layer) >= {"name", "type", "output_shape", "page", "selected", "channels"}
+        assert (built.root / layer["page"]).is_file()
+        assert set(layer["selected"]) == set(ids)
+        assert len(layer["channels"]) == layer["output_shape"][0]
+        for index, channel in enumerate(layer["channels"]):
+            assert channel["index"] == index
+            assert (built.root / channel["page"]).is_file()
+            assert set(channel["stats"]) == set(ids)
+            for stats in channel["stats"].values():
+                assert set(stats) >= {"mean", "max", "min", "std", "sparsity", "argmax"}
+        for input_id, chosen in layer["selected"].items():
+            means = [c["stats"][input_id]["mean"] for c in layer["channels"]]
+            expected = sorted(range(len(means)), key=lambda c: (-means[c], c))[:TOP_K]
+            assert chosen == expected
+
+
+def test_manifest_pages_are_root_relative(built: Built) -> None:
+    model = built.manifest["models"][0]
+    for page in [model["page"], *(layer["page"] for layer in model["layers"])]:
+        assert not page.startswith(("/", ".")) and "\\" not in page
+        assert (built.root / page).resolve().is_relative_to(built.root.resolve())
+
+
+def test_run_settings_fields_are_all_in_the_manifest(built: Built) -> None:
+    # The output folder is where the report is, not how it was made.
+    fields = {f.name for f in dataclasses.fields(RunSettings)} - {"extra", "output"}
+    assert fields <= set(built.manifest["settings"])
+
+
+# --- values, against an independent forward pass ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(built: Built) -> dict[str, dict[str, torch.Tensor]]:
+    """The same network (seed 0) run by hand on every input."""
+    torch.manual_seed(0)
+    model = alexnet(weights=None).eval()
+    transforms = AlexNet_Weights.DEFAULT.transforms()
+    results = {}
+    for item in built.manifest["inputs"]:
+        with Image.open(built.images.parent / item["source"]) as image:
+            x = transforms(image.convert("RGB"))[None]
+        with torch.no_grad():
+            conv0 = model.features[0](x)
+            features3 = model.features[:4](x)
+            logits = model(x)
+        results[item["id"]] = {
+            "features.0": conv0[0],
+            "features.3": features3[0],
+            "classifier.6": logits[0],
+        }
+    return results
+
+
+def _layer(built: Built, name: str) -> dict[str, Any]:
+    return next(layer for layer in built.manifest["models"][0]["layers"] if layer["name"] == name)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_statistics_equal_an_independent_computation(
+    built: Built, reference: dict[str, dict[str, torch.Tensor]], name: str
+) -> None:
+    layer = _layer(built, name)
+    for input_id, outputs in reference.items():
+        values = outputs[name].double().numpy()
+        planes = values.reshape(values.shape[0], -1)
+        size = planes.shape[1]
+        if name == "features.0":
+            assert (planes < 0).any()  # before the in-place ReLU
+        for channel in layer["channels"]:
+            c = channel["index"]
+            stats = channel["stats"][input_id]
+            plane = planes[c]
+            assert stats["mean"] == pytest.approx(plane.mean(), rel=1e-4, abs=1e-5)
+            assert stats["max"] == pytest.approx(plane.max(), rel=1e-4, abs=1e-5)
+            assert stats["min"] == pytest.approx(plane.min(), rel=1e-4, abs=1e-5)
+            if size > 1:
+                assert stats["std"] == pytest.approx(plane.std(ddof=1), rel=1e-4, abs=1e-5)
+            else:
+                assert stats["std"] is None  # NaN is not JSON
+            assert stats["sparsity"] == pytest.approx(np.mean(plane <= 0), abs=2.0 / size)
+            y, x = stats["argmax"]["map_yx"]
+            width = values.shape[-1] if values.ndim == 3 else 1
+            assert plane[y * width + x] == pytest.approx(plane.max(), rel=1e-4, abs=1e-5)
+
+
+def test_predictions_equal_an_independent_computation(
+    built: Built, reference: dict[str, dict[str, torch.Tensor]]
+) -> None:
+    for input_id, outputs in reference.items():
+        probabilities = torch.softmax(outputs["classifier.6"], dim=0)
+        top = torch.topk(probabilities, 5)
+        got = built.manifest["models"][0]["predictions"][input_id]
+        assert [p["index"] for p in got] == top.indices.tolist()
+        for p, expected in zip(got, top.values.tolist()):
+            assert p["probability"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
+
+
+def test_activation_maps_are_true_resolution_pictures_of_the_values(
+    built: Built, reference: dict[str, dict[str, torch.Tensor]]
+) -> None:
+    layer = _layer(built, "features.0")
+    model = built.manifest["models"][0]
+    layer_page = built.root / layer["page"]
+    for input_id, outputs in reference.items():
+        values = outputs["features.0"].numpy()
+        for c in (0, 17, 63):
+            page = _parse(built.root / layer["channels"][c]["page"])
+            sources = [
+                attrs["src"]
+                for tag, attrs in page.tags
+                if tag == "img" and f"maps/{input_id}/" in str(attrs.get("src"))
+            ]
+            assert sources, f"channel {c} page shows no map for {input_id}"
+            png = (built.root / layer["channels"][c]["page"]).parent / str(sources[0])
+            with Image.open(png) as image:
+                assert image.size == (55, 55)
+                levels = np.asarray(image).astype(int)  # palette indices
+                rgb = np.asarray(image.convert("RGB"))
+            plane = values[c].astype(np.float64)
+            low, high = plane.min(), plane.max()
+            expected = np.rint((plane - low) / (high - low) * 255.0)
+            assert np.abs(levels - expected).max() <= 1
+            from reportgen.imaging import colormap_table
+
+            np.testing.assert_array_equal(rgb, colormap_table("jet")[levels])
+    # Overlays exist for the selected channels only, at the network's view size.
+    for input_id, chosen in layer["selected"].items():
+        for c in range(64):
+            overlay = layer_page.parent / "overlays" / input_id / f"c{c:04d}.jpg"
+            assert overlay.is_file() == (c in chosen)
+        view = built.root / model["page"]
+        assert view.is_file()
+        for c in chosen:
+            with Image.open(layer_page.parent / "overlays" / input_id / f"c{c:04d}.jpg") as image:
+                assert image.size == (224, 224)
+
+
+def test_first_layer_filters_are_rgb_and_apart(built: Built) -> None:
+    filters = built.root / "models/alexnet/layers/features.0/filters"
+    for part in ("rgb", "r", "g", "b"):
+        with Image.open(filters / f"c0000-{part}.png") as image:
+            assert image.size == (11, 11) and image.mode == "RGB"
+    with Image.open(
+        built.root / "models/alexnet/layers/features.3/filters/c0000-mean.png"
+    ) as image:
+        assert image.size == (5, 5) and image.mode == "L"
+    channel = _parse(built.root / "models/alexnet/layers/features.0/c0000.html")
+    shown = {str(attrs.get("src")) for tag, attrs in channel.tags if tag == "img"}
+    for part in ("rgb", "r", "g", "b"):
+        assert f"filters/c0000-{part}.png" in shown
+
+
+def test_linear_layer_gets_a_ranked_chart_and_no_maps(built: Built) -> None:
+    layer = _layer(built, "classifier.6")
+    folder = (built.root / layer["page"]).parent
+    assert not (folder / "maps").exists() and not (folder / "overlays").exists()
+    for input_id in layer["selected"]:
+        with Image.open(folder / "ranked" / f"{input_id}.png") as image:
+            assert image.format == "PNG"
+
+
+def test_pages_say_what_a_value_is_and_what_the_overlay_is_drawn_on(built: Built) -> None:
+    text = (built.root / _layer(built, "features.0")["page"]).read_text(encoding="utf-8")
+    assert "output of Conv2d, before ReLU" in text
+    assert "in-place" in text
+    assert "crop" in text  # overlays are drawn on the cropped view the network saw
+    index = (built.root / "index.html").read_text(encoding="utf-8")
+    top1 = built.manifest["models"][0]["predictions"]
+    for predictions in top1.values():
+        assert predictions[0]["label"] in index
+
+
+def test_index_links_every_model_and_layer_page(built: Built) -> None:
+    index = _parse(built.root / "index.html")
+    hrefs = {attrs.get("href") for tag, attrs in index.tags if tag == "a"}
+    model = built.manifest["models"][0]
+    assert model["page"] in hrefs
+    for layer in model["layers"]:
+        assert layer["page"] in hrefs
+    compare = built.root / "models/alexnet/compare.html"
+    text = compare.read_text(encoding="utf-8")
+    for name in LAYERS:
+        assert name in text
+
+
+# --- a second, smaller build: other options --------------------------------------------------
+
+
+def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["-q", "run", str(small_images), "-m", "resnet18", "--weights", "none", "-l", "conv1"]
+    args += ["--strategy", "manual", "--channels", "5,0", "--scale", "layer", "-o", str(out)]
+    args += ["--colormap", "gray", "--alpha", "0.3"]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == ""
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    (layer,) = manifest["models"][0]["layers"]
+    assert all(chosen == [5, 0] for chosen in layer["selected"].values())
+    assert manifest["settings"]["scale"] == "layer" and manifest["settings"]["alpha"] == 0.3
+    # One range for the whole layer: only the channel holding the layer max reaches 255.
+    input_id = manifest["inputs"][0]["id"]
+    maxima = [c["stats"][input_id]["max"] for c in layer["channels"]]
+    top = int(np.argmax(maxima))
+    folder = (out / layer["page"]).parent / "maps" / input_id
+    for c in (top, (top + 1) % 64):
+        with Image.open(folder / f"c{c:04d}.png") as image:
+            levels = np.asarray(image)
+        assert (levels.max() == 255) == (c == top) or maxima[c] == maxima[top]
+    overlays = sorted(
+        p.name for p in ((out / layer["page"]).parent / "overlays" / input_id).iterdir()
+    )
+    assert overlays == ["c0000.jpg", "c0005.jpg"]
+
+
+def test_png_files_are_real_pngs(built: Built) -> None:
+    for path in list(built.root.rglob("*.png"))[:50]:
+        with Image.open(io.BytesIO(path.read_bytes())) as image:
+            assert image.format == "PNG"
