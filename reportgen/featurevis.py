@@ -1,0 +1,449 @@
+"""Feature visualisation: for a channel, an image optimised to excite it (or suppress it).
+
+The recipe of Olah, Mordvintsev and Schubert, "Feature Visualization" (Distill, 2017),
+as lucid and lucent implement it:
+
+* the image is parameterised in a Fourier basis, each frequency scaled by 1/frequency,
+  with decorrelated colour (the square root of ImageNet's colour correlation matrix),
+  squashed to [0, 1] with a sigmoid, then normalised as the model expects;
+* at every step it is padded, jittered, scaled and rotated at random (transformation
+  robustness), so that what survives is what the channel responds to, not noise;
+* Adam (lr 0.05) maximises the channel's mean activation.
+
+The channels of one layer are optimised together, one image per channel in a batch
+(loss = minus the sum of each image's own channel mean). The forward pass stops at the
+layer (a hook raises once it has the layer's output), so early layers are cheap.
+
+After optimisation each image is rounded to 8 bits, exactly as it is saved, and measured
+in a clean forward pass (no padding or jitter): its channel's mean activation, and the
+mean of the layer's other channels on the same image.
+
+torch lives here; the report and imaging layers only see uint8 arrays and numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reportgen.errors import UsageError
+
+log = logging.getLogger("reportgen")
+
+LEARNING_RATE = 0.05
+INIT_SD = 0.01
+DECAY_POWER = 1.0
+# lucid's "magic" divisor that keeps the initial image in the sigmoid's linear range.
+FOURIER_MAGIC = 4.0
+# lucent's standard_transforms: pad 12 (grey), jitter 8, scale, rotate, jitter 4.
+PAD = 12
+JITTER_FIRST = 8
+JITTER_LAST = 4
+SCALES = tuple(1.0 + (i - 5) / 50.0 for i in range(11))
+ANGLES = tuple(float(a) for a in [*range(-10, 11), 0, 0, 0, 0, 0])
+# Images optimised in one batch; a layer with more chosen channels runs in several batches.
+MAX_BATCH = 64
+MIN_SIZE = 32
+
+# Square root of the colour correlation matrix of ImageNet, as lucid uses it
+# (lucid/optvis/param/color.py), columns normalised so the largest has norm 1.
+_COLOR_CORRELATION_SVD_SQRT = np.asarray(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
+)
+COLOR_CORRELATION = _COLOR_CORRELATION_SVD_SQRT / np.max(
+    np.linalg.norm(_COLOR_CORRELATION_SVD_SQRT, axis=0)
+)
+
+
+def check_settings(steps: int, size: int, channels: str) -> None:
+    """Reject out-of-range feature-visualisation options before any work is done."""
+    if steps < 1:
+        raise UsageError(f"--fv-steps must be at least 1, got {steps}")
+    if size < MIN_SIZE:
+        raise UsageError(f"--fv-size must be at least {MIN_SIZE} pixels, got {size}")
+    if channels not in ("selected", "all"):
+        raise UsageError(f"--fv-channels must be 'selected' or 'all', got {channels!r}")
+
+
+# --- the image parameterisation -------------------------------------------------------
+
+
+def rfft2d_freqs(height: int, width: int) -> np.ndarray:
+    """Frequency magnitude of each coefficient of a real 2-D FFT, shape [H, W//2+1]."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[: width // 2 + 1]
+    return np.sqrt(fx * fx + fy * fy)
+
+
+@dataclass
+class FourierImage:
+    """A batch of RGB images held as scaled Fourier coefficients (the optimised tensor)."""
+
+    spectrum: torch.Tensor  # [B, 3, H, W//2+1, 2] real and imaginary parts; requires grad
+    scale: torch.Tensor  # [1, 1, H, W//2+1, 1]: 1/frequency
+    height: int
+    width: int
+
+    def rgb(self) -> torch.Tensor:
+        """The images, [B, 3, H, W] in (0, 1): inverse FFT, colour decorrelation, sigmoid."""
+        coefficients = torch.view_as_complex(self.scale * self.spectrum)
+        image = torch.fft.irfftn(coefficients, s=(self.height, self.width), norm="ortho")
+        image = image / FOURIER_MAGIC
+        return torch.sigmoid(decorrelate_colour(image))
+
+
+def fourier_image(
+    batch: int,
+    size: int | tuple[int, int],
+    generator: torch.Generator,
+    device: Any = "cpu",
+    sd: float = INIT_SD,
+    decay_power: float = DECAY_POWER,
+) -> FourierImage:
+    """Random small coefficients (drawn on the CPU, so every device starts alike)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    freqs = rfft2d_freqs(height, width)
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(height, width)) ** decay_power
+    init = torch.randn((batch, 3, *freqs.shape, 2), generator=generator) * sd
+    spectrum = init.to(device).requires_grad_(True)
+    scale_t = torch.tensor(scale, dtype=torch.float32, device=device)[None, None, ..., None]
+    return FourierImage(spectrum, scale_t, height, width)
+
+
+def decorrelate_colour(image: torch.Tensor) -> torch.Tensor:
+    """Map decorrelated colour channels to RGB with ImageNet's colour correlation sqrt."""
+    matrix = torch.as_tensor(COLOR_CORRELATION, dtype=image.dtype, device=image.device)
+    return torch.einsum("bchw,dc->bdhw", image, matrix)
+
+
+# --- transformation robustness --------------------------------------------------------
+
+
+def _choice(options: Sequence[Any], generator: torch.Generator) -> Any:
+    return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+
+def jitter(images: torch.Tensor, distance: int, generator: torch.Generator) -> torch.Tensor:
+    """Crop ``distance`` pixels off at a random offset (lucent's ``jitter``)."""
+    if distance < 1:
+        return images
+    dx = _choice(range(distance), generator)
+    dy = _choice(range(distance), generator)
+    height, width = images.shape[-2:]
+    return images[..., dy : dy + height - distance, dx : dx + width - distance]
+
+
+def scale_rotate(images: torch.Tensor, scale: float, degrees: float) -> torch.Tensor:
+    """Zoom by ``scale`` and rotate by ``degrees`` about the centre; the size is kept."""
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    theta = torch.tensor(
+        [[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=images.dtype, device=images.device
+    )
+    grid = F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_transform(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """lucent's standard transforms: pad 12 with grey, jitter 8, random scale and
+    rotation, jitter 4. One draw for the whole batch, from ``generator``."""
+    padded = F.pad(images, (PAD, PAD, PAD, PAD), mode="constant", value=0.5)
+    moved = jitter(padded, JITTER_FIRST, generator)
+    turned = scale_rotate(moved, _choice(SCALES, generator), _choice(ANGLES, generator))
+    return jitter(turned, JITTER_LAST, generator)
+
+
+# --- the model side -------------------------------------------------------------------
+
+
+class _Reached(Exception):
+    """Raised by the hook once the layer's output is in hand: the rest is not needed."""
+
+
+class LayerProbe:
+    """Runs a model up to one layer and returns that layer's per-channel means.
+
+    A forward hook keeps the output in the autograd graph (not detached), reduces it to
+    channel means at once (before an in-place op that follows could change it) and then
+    stops the forward pass. Parameters are frozen while the probe is open.
+    """
+
+    def __init__(self, module: torch.nn.Module, layer: str) -> None:
+        modules = dict(module.named_modules())
+        if layer not in modules:
+            raise UsageError(f"no layer named {layer!r} in the model")
+        self.module = module
+        self.target = modules[layer]
+        self.layer = layer
+        self._means: torch.Tensor | None = None
+
+    def _hook(self, _module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() < 2:
+            return
+        values = output.float()
+        self._means = values.mean(dim=tuple(range(2, values.dim()))) if values.dim() > 2 else values
+        raise _Reached
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, C] channel means of the layer for a normalised batch."""
+        self._means = None
+        with contextlib.suppress(_Reached):
+            self.module(batch)
+        if self._means is None:
+            raise UsageError(f"layer {self.layer!r} produced no tensor output")
+        means, self._means = self._means, None
+        return means
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[LayerProbe]:
+        handle = self.target.register_forward_hook(self._hook)
+        flags = [(p, p.requires_grad) for p in self.module.parameters()]
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            handle.remove()
+            for parameter, flag in flags:
+                parameter.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def deterministic(device: Any) -> Iterator[None]:
+    """Deterministic algorithms on the CPU for the duration (restored afterwards).
+
+    On CUDA some backward passes (grid_sample) have no deterministic kernel; there a
+    run is repeatable up to floating-point summation order.
+    """
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
+@dataclass
+class Visualisation:
+    """One optimised image and what it measured in a clean forward pass."""
+
+    channel: int
+    sign: int  # +1: maximises the channel, -1: minimises it
+    image: np.ndarray  # uint8 [H, W, 3]
+    activation: float  # the channel's mean activation on ``image``
+    others_mean: float  # mean over the layer's other channels of their mean on ``image``
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3], rounded as saved."""
+    array = rgb.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return array.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def visualise(
+    module: torch.nn.Module,
+    layer: str,
+    channels: Sequence[int],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    steps: int = 256,
+    size: int = 128,
+    seed: int = 0,
+    device: Any = "cpu",
+    negative: bool = False,
+    lr: float = LEARNING_RATE,
+    max_batch: int = MAX_BATCH,
+) -> list[Visualisation]:
+    """Optimise one image per channel (and per channel a suppressing one with
+    ``negative``); the channels run together in batches of up to ``max_batch`` images.
+    Results come back positive ones first, in the order of ``channels``."""
+    jobs = [(c, 1) for c in channels] + ([(c, -1) for c in channels] if negative else [])
+    results: list[Visualisation] = []
+    probe = LayerProbe(module, layer)
+    with probe.open(), deterministic(device):
+        for start in range(0, len(jobs), max(1, max_batch)):
+            chunk = jobs[start : start + max(1, max_batch)]
+            # One generator per batch, seeded from --seed and the batch's place: a
+            # run is repeatable whatever else the report contains.
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + start)
+            results.extend(
+                _optimise_batch(probe, chunk, mean, std, steps, size, device, lr, generator)
+            )
+    return results
+
+
+def _optimise_batch(
+    probe: LayerProbe,
+    jobs: list[tuple[int, int]],
+    mean: Sequence[float],
+    std: Sequence[float],
+    steps: int,
+    size: int,
+    device: Any,
+    lr: float,
+    generator: torch.Generator,
+) -> list[Visualisation]:
+    count = len(jobs)
+    image = fourier_image(count, size, generator, device)
+    optimiser = torch.optim.Adam([image.spectrum], lr=lr)
+    centre = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
+    spread = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
+    rows = torch.arange(count, device=device)
+    index = torch.tensor([c for c, _ in jobs], device=device)
+    signs = torch.tensor([float(s) for _, s in jobs], device=device)
+    for _ in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        batch = (random_transform(image.rgb(), generator) - centre) / spread
+        means = probe(batch)
+        if int(index.max()) >= means.shape[1]:
+            raise UsageError(
+                f"channel {int(index.max())} is out of range: layer {probe.layer!r} has "
+                f"{means.shape[1]} channels"
+            )
+        loss = -(signs * means[rows, index]).sum()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        pixels = to_uint8(image.rgb())
+        saved = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255.0
+        means = probe((saved - centre) / spread).float().cpu()
+    results = []
+    channel_count = means.shape[1]
+    for b, (channel, sign) in enumerate(jobs):
+        row = means[b]
+        own = float(row[channel])
+        others = (float(row.sum()) - own) / max(1, channel_count - 1)
+        results.append(Visualisation(channel, sign, pixels[b], own, others))
+    return results
+
+
+# --- the report side ------------------------------------------------------------------
+
+
+def image_path(layer_dir: str, channel_name: str, kind: str) -> str:
+    """Where a channel's feature visualisation lives in the report."""
+    return f"{layer_dir}/featurevis/{channel_name}-{kind}.png"
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    from reportgen import imaging
+
+    return imaging.encode_png(Image.fromarray(np.ascontiguousarray(pixels), mode="RGB"))
+
+
+def chosen_channels(layer: Any, which: str) -> list[int]:
+    """``selected``: every channel selected for at least one input; ``all``: every one."""
+    if which == "all":
+        return [c.index for c in layer.channels]
+    return sorted({c for chosen in layer.selected.values() for c in chosen})
+
+
+def best_input_mean(channel: Any) -> float | None:
+    """The largest mean activation of a channel over the run's inputs."""
+    means = [s.get("mean") for s in channel.stats.values()]
+    finite = [float(m) for m in means if m is not None and math.isfinite(m)]
+    return max(finite) if finite else None
+
+
+def cache_key(model: Any, layer: str, channels: Sequence[int], settings: Any) -> dict[str, Any]:
+    """Everything a layer's feature visualisations depend on (for a run cache)."""
+    return {
+        "kind": "featurevis/1",
+        "model": model.name,
+        "weights": getattr(model.weights, "label", str(model.weights)),
+        "layer": layer,
+        "channels": list(channels),
+        "steps": settings.fv_steps,
+        "size": settings.fv_size,
+        "negative": settings.fv_negative,
+        "seed": settings.seed,
+        "lr": LEARNING_RATE,
+        "device": str(model.device),
+    }
+
+
+def feature_vis_for_model(
+    model: Any,
+    plans: Sequence[Any],
+    layers: Sequence[Any],
+    settings: Any,
+    write: Callable[..., None],
+) -> dict[str, float]:
+    """Feature visualisations of the chosen channels of every layer of one model.
+
+    ``write(path, encode, *args)`` stores an image in the report (the pipeline's
+    encoder). Fills each chosen ``ChannelRecord.feature_vis``; returns seconds per
+    channel for each layer.
+    """
+    from reportgen.report import paths
+
+    timings: dict[str, float] = {}
+    preprocessing = model.preprocessing
+    for plan, layer in zip(plans, layers):
+        channels = chosen_channels(layer, settings.fv_channels)
+        if not channels:
+            continue
+        started = time.perf_counter()
+        results = visualise(
+            model.module,
+            plan.name,
+            channels,
+            mean=preprocessing.mean,
+            std=preprocessing.std,
+            steps=settings.fv_steps,
+            size=settings.fv_size,
+            seed=settings.seed,
+            device=model.device,
+            negative=settings.fv_negative,
+        )
+        seconds = time.perf_counter() - started
+        timings[plan.name] = seconds / len(channels)
+        log.info(
+            "%s %s: feature visualisation of %d channels in %.1f s (%.2f s per channel)",
+            model.id,
+            plan.name,
+            len(channels),
+            seconds,
+            seconds / len(channels),
+        )
+        folder = paths.layer_dir(model.id, plan.name)
+        for result in results:
+            channel = layer.channels[result.channel]
+            name = paths.channel_name(result.channel)
+            if result.sign > 0:
+                path = image_path(folder, name, "max")
+                best = best_input_mean(channel)
+                others = result.others_mean
+                channel.feature_vis = {
+                    "image": path,
+                    "activation": round(result.activation, 6),
+                    "steps": settings.fv_steps,
+                    "size": settings.fv_size,
+                    "best_input": None if best is None else round(best, 6),
+                    "others_mean": round(others, 6),
+                    "ratio": round(result.activation / others, 4) if others > 0 else None,
+                }
+            else:
+                path = image_path(folder, name, "min")
+                channel.feature_vis["negative"] = {
+                    "image": path,
+                    "activation": round(result.activation, 6),
+                }
+            write(path, encode_png, result.image)
+    return timings

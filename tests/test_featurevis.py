@@ -1,0 +1,235 @@
+"""Feature visualisation (--feature-vis): parameterisation, transforms, determinism,
+the two measured conditions on real MobileNetV2 weights, and the report it writes.
+
+Kept small for shared CPUs: tiny models for the unit tests, one early MobileNetV2
+layer, a handful of channels, 64-pixel images and few steps for the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reportgen import featurevis as fv
+from reportgen.errors import UsageError
+from tests.conftest import MOBILENET_FILE, run_cli
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+LAYER = "features.4.conv.0.0"  # Conv2d of MobileNetV2's 5th block (144 channels, before BN)
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1),
+        torch.nn.ReLU(inplace=True),
+        torch.nn.Conv2d(6, 5, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(5, 4),
+    ).eval()
+
+
+# --- parameterisation and transforms ---------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width", [(32, 48), (33, 31), (64, 64)])
+def test_fourier_image_shapes_and_range(height: int, width: int) -> None:
+    image = fv.fourier_image(2, (height, width), torch.Generator().manual_seed(0))
+    assert image.spectrum.shape == (2, 3, height, width // 2 + 1, 2)
+    assert image.scale.shape == (1, 1, height, width // 2 + 1, 1)
+    assert image.spectrum.requires_grad
+    rgb = image.rgb().detach()
+    assert rgb.shape == (2, 3, height, width)
+    assert float(rgb.min()) > 0.0 and float(rgb.max()) < 1.0
+    # The scale is 1/frequency, capped at the lowest frequency: low frequencies dominate.
+    freqs = fv.rfft2d_freqs(height, width)
+    assert freqs.shape == (height, width // 2 + 1)
+    assert float(image.scale.max()) == pytest.approx(max(height, width))
+    assert float(image.scale[0, 0, 0, 1, 0]) > float(image.scale[0, 0, height // 2, -1, 0])
+
+
+def test_colour_decorrelation_matrix_is_lucids_normalised() -> None:
+    norms = np.linalg.norm(fv.COLOR_CORRELATION, axis=0)
+    assert float(norms.max()) == pytest.approx(1.0)
+    image = torch.zeros(1, 3, 2, 2)
+    image[:, 0] = 1.0  # the first decorrelated component is mostly luminance
+    rgb = fv.decorrelate_colour(image)
+    assert torch.allclose(rgb[0, :, 0, 0], torch.as_tensor(fv.COLOR_CORRELATION[:, 0]))
+
+
+def test_transforms_keep_batch_and_channels_and_shrink_by_the_jitter() -> None:
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, 40, 40)
+    out = fv.random_transform(images, generator)
+    side = 40 + 2 * fv.PAD - fv.JITTER_FIRST - fv.JITTER_LAST
+    assert out.shape == (3, 3, side, side)
+    assert fv.jitter(images, 8, generator).shape == (3, 3, 32, 32)
+    assert fv.scale_rotate(images, 1.1, 7.0).shape == images.shape
+    # No scale and no rotation is the identity.
+    assert torch.allclose(fv.scale_rotate(images, 1.0, 0.0), images, atol=1e-5)
+    # Gradients flow back through every transform to the image.
+    source = torch.rand(1, 3, 32, 32, requires_grad=True)
+    fv.random_transform(source, generator).sum().backward()
+    assert source.grad is not None and float(source.grad.abs().sum()) > 0
+
+
+def test_probe_stops_at_the_layer_keeps_the_graph_and_restores_parameters() -> None:
+    model = tiny_model()
+    model[2].weight.requires_grad_(True)
+    model[6].weight.requires_grad_(False)
+    calls: list[str] = []
+    model[6].register_forward_hook(lambda *_: calls.append("linear"))
+    probe = fv.LayerProbe(model, "0")
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    with probe.open():
+        assert not any(p.requires_grad for p in model.parameters())
+        means = probe(x)
+    assert calls == []  # the forward pass stopped at the layer
+    assert model[2].weight.requires_grad and not model[6].weight.requires_grad
+    # Values before the in-place ReLU that follows: negatives included.
+    with torch.no_grad():
+        expected = model[0](x).mean(dim=(2, 3))
+    assert torch.allclose(means, expected, atol=1e-6)
+    assert float(means.min()) < 0
+    means[:, 1].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_probe_on_a_linear_layer_and_unknown_names() -> None:
+    model = tiny_model()
+    with fv.LayerProbe(model, "6").open() as probe:
+        assert probe(torch.rand(2, 3, 16, 16)).shape == (2, 4)
+    with pytest.raises(UsageError, match="no layer named"):
+        fv.LayerProbe(model, "nope")
+
+
+def test_visualise_is_deterministic_with_its_seed_and_raises_its_channels() -> None:
+    model = tiny_model()
+    run = dict(mean=MEAN, std=STD, steps=4, size=32, negative=True)
+    first = fv.visualise(model, "2", [0, 3], seed=5, **run)
+    again = fv.visualise(model, "2", [0, 3], seed=5, **run)
+    other = fv.visualise(model, "2", [0, 3], seed=6, **run)
+    assert [(r.channel, r.sign) for r in first] == [(0, 1), (3, 1), (0, -1), (3, -1)]
+    for a, b in zip(first, again):
+        assert np.array_equal(a.image, b.image)
+        assert a.activation == b.activation and a.others_mean == b.others_mean
+    assert not np.array_equal(first[0].image, other[0].image)
+    assert first[0].image.dtype == np.uint8 and first[0].image.shape == (32, 32, 3)
+    # Within a handful of steps the positive image beats the negative one.
+    assert first[0].activation > first[2].activation
+    assert first[1].activation > first[3].activation
+    # Batches of any size give the same kind of result, one per job.
+    split = fv.visualise(model, "2", [0, 1, 2], seed=5, max_batch=2, **run)
+    assert [r.channel for r in split] == [0, 1, 2, 0, 1, 2]
+
+
+def test_visualise_names_a_channel_out_of_range() -> None:
+    with pytest.raises(UsageError, match="out of range"):
+        fv.visualise(tiny_model(), "2", [9], mean=MEAN, std=STD, steps=1, size=32)
+
+
+def test_check_settings() -> None:
+    fv.check_settings(1, 32, "all")
+    with pytest.raises(UsageError, match="--fv-steps"):
+        fv.check_settings(0, 128, "selected")
+    with pytest.raises(UsageError, match="--fv-size"):
+        fv.check_settings(8, 8, "selected")
+    with pytest.raises(UsageError, match="--fv-channels"):
+        fv.check_settings(8, 128, "some")
+
+
+# --- real weights: the two measured conditions ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mobilenet(mobilenet_weights_dir: Path) -> torch.nn.Module:
+    from torchvision.models import mobilenet_v2
+
+    model = mobilenet_v2()
+    state = torch.load(mobilenet_weights_dir / MOBILENET_FILE, weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_optimised_images_beat_every_input_and_the_other_channels(
+    mobilenet: torch.nn.Module, sample_images: Path
+) -> None:
+    """Measured, not assumed: for the channels that the sample photographs drive hardest
+    (what --fv-channels selected picks), the optimised image drives its channel above
+    the best photograph, and its channel above the layer's other channels on average."""
+    from reportgen.models import default_preprocessing
+
+    prep = default_preprocessing()
+    photos = sorted(p for p in sample_images.iterdir() if p.suffix in (".png", ".jpg"))
+    batch = torch.stack([prep.tensor(prep.view(Image.open(p).convert("RGB"))) for p in photos])
+    probe = fv.LayerProbe(mobilenet, LAYER)
+    with probe.open(), torch.no_grad():
+        best = probe(batch).max(dim=0).values
+    channels = [int(c) for c in torch.topk(best, 3).indices] + [0]
+    results = fv.visualise(
+        mobilenet, LAYER, channels, mean=MEAN, std=STD, steps=96, size=64, seed=0
+    )
+    for result in results:
+        assert result.activation > float(best[result.channel]), result
+        assert result.activation > result.others_mean, result
+        assert result.activation > 2 * abs(result.others_mean), result
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_with_feature_vis_writes_images_pages_and_manifest(
+    tmp_path: Path, mobilenet_weights_dir: Path, sample_images: Path
+) -> None:
+    out = tmp_path / "report"
+    result = run_cli(
+        "-q", "run", str(sample_images / "cat_chelsea.png"), "-m", "mobilenet_v2",
+        "--weights-dir", str(mobilenet_weights_dir), "--offline", "-l", LAYER,
+        "--top-k", "2", "--feature-vis", "--fv-steps", "8", "--fv-size", "48",
+        "--fv-negative", "--device", "cpu", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    settings = manifest["settings"]
+    assert settings["feature_vis"] is True and settings["fv_steps"] == 8
+    assert settings["fv_size"] == 48 and settings["fv_channels"] == "selected"
+    layer = manifest["models"][0]["layers"][0]
+    selected = sorted({c for chosen in layer["selected"].values() for c in chosen})
+    with_fv = [c for c in layer["channels"] if c.get("feature_vis")]
+    assert [c["index"] for c in with_fv] == selected and len(selected) == 2
+    listed = {f["path"] for f in manifest["files"]}
+    for channel in with_fv:
+        entry = channel["feature_vis"]
+        assert entry["steps"] == 8 and entry["size"] == 48
+        assert isinstance(entry["activation"], float)
+        assert entry["best_input"] == pytest.approx(
+            max(s["mean"] for s in channel["stats"].values()), abs=1e-5
+        )
+        for path in (entry["image"], entry["negative"]["image"]):
+            assert path in listed
+            with Image.open(out / path) as picture:
+                assert picture.size == (48, 48) and picture.mode == "RGB"
+        assert entry["negative"]["activation"] < entry["activation"]
+        page = (out / channel["page"]).read_text()
+        assert "What this channel looks for" in page
+        assert Path(entry["image"]).name in page and "vs best input" in page
+    layer_page = (out / layer["page"]).read_text()
+    assert "What the channels look for (2)" in layer_page
+    others = [c for c in layer["channels"] if not c.get("feature_vis")]
+    assert "What this channel looks for" not in (out / others[0]["page"]).read_text()
+
+
+def test_cli_rejects_bad_feature_vis_options(tmp_path: Path) -> None:
+    result = run_cli("run", str(tmp_path), "--feature-vis", "--fv-size", "8")
+    assert result.exit_code == 2
+    assert "--fv-size" in result.output
