@@ -300,38 +300,6 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     is_flag=True,
     help="Also optimise the image that most suppresses each channel.",
 )
-@click.option(
-    "--feature-vis",
-    is_flag=True,
-    help="Feature visualisation: for each chosen channel, an image optimised to excite it "
-    "(slow on CPU: see docs/feature-vis.md).",
-)
-@click.option(
-    "--fv-steps",
-    type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Optimisation steps per feature visualisation.",
-)
-@click.option(
-    "--fv-size",
-    type=click.IntRange(min=32),
-    default=128,
-    show_default=True,
-    help="Side of each feature visualisation, in pixels.",
-)
-@click.option(
-    "--fv-channels",
-    type=click.Choice(("selected", "all")),
-    default="selected",
-    show_default=True,
-    help="Channels to visualise: those selected for any input, or every channel.",
-)
-@click.option(
-    "--fv-negative",
-    is_flag=True,
-    help="Also optimise the image that most suppresses each channel.",
-)
 @click.option("--strict", is_flag=True, help="Fail at the first input that cannot be used.")
 @click.option(
     "--single-file",

@@ -13,7 +13,6 @@ STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
 SCALES = ("channel", "layer")
 DEVICES = ("auto", "cpu", "cuda")
 FV_CHANNELS = ("selected", "all")
-FV_CHANNELS = ("selected", "all")
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,6 @@ class RunSettings:
     mean: tuple[float, ...] = ()  # custom models: normalisation
     std: tuple[float, ...] = ()
     labels_file: str | None = None  # custom models: class names, one a line
-    # Feature visualisation (issue 8): images optimised to excite each chosen channel.
-    feature_vis: bool = False
-    fv_steps: int = 256
-    fv_size: int = 128
-    fv_channels: str = "selected"  # "selected" (for any input) or "all"
-    fv_negative: bool = False  # also the image that most suppresses each channel
     # Feature visualisation (issue 8): images optimised to excite each chosen channel.
     feature_vis: bool = False
     fv_steps: int = 256

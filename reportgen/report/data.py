@@ -41,9 +41,6 @@ class ChannelRecord:
     # Feature visualisation (featurevis.py): {image, activation, steps, size, best_input,
     # others_mean, ratio, negative?: {image, activation}}; None when not computed.
     feature_vis: dict[str, Any] | None = None
-    # Feature visualisation (featurevis.py): {image, activation, steps, size, best_input,
-    # others_mean, ratio, negative?: {image, activation}}; None when not computed.
-    feature_vis: dict[str, Any] | None = None
     # Top inputs across the run by max activation: {input, value, box [x0, y0, x1, y1]}.
     examples: list[dict[str, Any]] = field(default_factory=list)
     examples_image: str | None = None  # one strip holding every example crop, in order

@@ -67,7 +67,6 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                                 "examples": c.examples,
                                 "examples_image": c.examples_image,
                                 "feature_vis": c.feature_vis,
-                                "feature_vis": c.feature_vis,
                             }
                             for c in layer.channels
                         ],
