@@ -28,6 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import click
+
 from reportgen.errors import ReportgenError, UsageError
 
 # Plural parameter names of repeatable options, by the singular a user may write.
@@ -87,12 +89,13 @@ def normalise(
             if not isinstance(value, list):
                 raise UsageError(f"{where}: {key!r} must be a list, got {value!r}")
             value = [str(v) for v in value]
-        elif name == "channels" and isinstance(value, list):
-            value = ",".join(str(v) for v in value)
+        elif isinstance(value, list) and getattr(param, "type", None) in (click.STRING, None):
+            # One option holding a list, as "0,5,10" (--channels, --mean, --std).
+            value = ",".join(str(v) for v in value) if value else None
         elif isinstance(value, (list, dict)):
             raise UsageError(f"{where}: {key!r} takes one value, got {value!r}")
         if value is None:
-            continue
+            continue  # the default
         result[name] = value
     return result
 
@@ -162,7 +165,7 @@ def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:
             have = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-        if have != version:
+        if have.split("+")[0] != str(version).split("+")[0]:  # "+cu130" builds alike
             notes.append(
                 f"the report was made with {package} {version}, this is {package} {have}: "
                 "files may differ"

@@ -124,6 +124,9 @@ def section_from_page(text: str, page: str, page_ids: set[str], home: bool = Fal
         target = found.group(2)
         if target in page_ids or target.partition(":")[0] in page_ids:
             return found.group(0)  # already a link to a page section (made by Linker)
+        page_part, hash_, fragment = target.partition("#")
+        if hash_ and page_part in page_ids:  # url(page) + "#fragment" in a template
+            return f'{found.group(1)}="#{page_part}:{fragment}"'
         return f'{found.group(1)}="#{prefix}{target}"'
 
     body = _LOCAL_HREF.sub(hrefs, _ID_ATTRS.sub(ids, body))

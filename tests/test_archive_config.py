@@ -1,0 +1,152 @@
+"""``--config`` (TOML), ``--from-manifest`` and ``--json``: re-runnable reports for CI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from reportgen.errors import UsageError
+
+CONFIG = """
+# options of `reportgen run`, long names
+[run]
+inputs = ["images"]
+model = "alexnet"
+layer = ["features.0"]
+weights = "none"
+top-k = 5
+strategy = "top_max"
+colormap = "viridis"
+output = "from-config"
+"""
+
+
+def run_cli(args: list[str]) -> Any:
+    from reportgen.cli import main
+
+    env = {"SOURCE_DATE_EPOCH": "1700000000", "REPORTGEN_OFFLINE": "1"}
+    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One run from a config file (one option overridden on the command line), and a
+    rebuild of it from its manifest into another folder."""
+    root = tmp_path_factory.mktemp("config")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(2):
+        pixels = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"p{i}.png")
+    (root / "reportgen.toml").write_text(CONFIG)
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        first = run_cli(["run", "--config", "reportgen.toml", "--top-k", "2", "--json"])
+        assert first.exit_code == 0, first.output
+        again = run_cli(
+            ["run", "--from-manifest", "from-config/manifest.json", "-o", "rebuilt", "--json"]
+        )
+        assert again.exit_code == 0, again.output
+    finally:
+        os.chdir(here)
+    return {"root": root, "first": first, "again": again}
+
+
+def test_config_file_with_command_line_winning(runs: dict[str, Any]) -> None:
+    manifest = json.loads((runs["root"] / "from-config" / "manifest.json").read_text())
+    settings = manifest["settings"]
+    assert settings["top_k"] == 2  # the command line wins over the file's 5
+    assert settings["strategy"] == "top_max"
+    assert settings["colormap"] == "viridis"
+    assert settings["models"] == ["alexnet"] and settings["layers"] == ["features.0"]
+    assert settings["weights"] == "none" and settings["inputs"] == ["images"]
+    selected = manifest["models"][0]["layers"][0]["selected"]
+    assert all(len(channels) == 2 for channels in selected.values())
+
+
+def test_rebuild_from_manifest_gives_the_same_report(runs: dict[str, Any]) -> None:
+    root = runs["root"]
+    assert tree(root / "from-config") == tree(root / "rebuilt")
+    assert "Warning" not in runs["again"].stderr  # same inputs and library versions
+
+
+def test_json_summary_on_stdout(runs: dict[str, Any]) -> None:
+    summary = json.loads(runs["first"].stdout)  # stdout holds the JSON and nothing else
+    assert summary["report"] == "from-config"
+    assert summary["inputs"] == ["images/p0.png", "images/p1.png"]
+    assert summary["models"] == ["alexnet"]
+    assert summary["layers"] == {"alexnet": ["features.0"]}
+    assert summary["warnings"] == []
+    assert isinstance(summary["seconds"], float)
+    # Not a terminal: no progress bar, no colour.
+    assert "analysing" not in runs["first"].stderr
+    assert "\x1b[" not in runs["first"].output
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('top-k = 3\ncolour = "red"\n')
+    result = run_cli(["run", "--config", str(bad), "x.png"])
+    assert result.exit_code == 2
+    assert "unknown option 'colour'" in result.output and "top-k" in result.output
+    bad.write_text("top-k = ")
+    result = run_cli(["run", "--config", str(bad), "x.png"])
+    assert result.exit_code == 2 and "not valid TOML" in result.output
+    bad.write_text("top-k = 'many'\n")
+    assert run_cli(["run", "--config", str(bad), "x.png"]).exit_code == 2
+    result = run_cli(["run", "--from-manifest", str(tmp_path / "none.json"), "x.png"])
+    assert result.exit_code == 2 and "cannot read --from-manifest" in result.output
+
+
+def test_missing_input_fails_with_exit_1(tmp_path: Path) -> None:
+    result = run_cli(["run", str(tmp_path / "nothing-here"), "--weights", "none"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+
+
+def test_normalise_names_and_shapes() -> None:
+    import click
+
+    from reportgen.cli import run
+    from reportgen.config import normalise
+
+    params = {p.name: p for p in run.params if p.name}
+    values = normalise(
+        {
+            "model": "resnet18",
+            "layer": ["conv1"],
+            "top-k": 3,
+            "channels": [0, 5],
+            "offline": True,
+            "mean": [],
+            "weights_dir": None,
+        },
+        params,
+        "test",
+    )
+    assert values == {
+        "models": ["resnet18"],
+        "layers": ["conv1"],
+        "top_k": 3,
+        "channels": "0,5",
+        "offline": True,
+    }
+    with pytest.raises(UsageError, match="takes one value"):
+        normalise({"seed": [1, 2]}, params, "test")
+    assert isinstance(run, click.Command)
