@@ -211,13 +211,7 @@ def test_a_checkpoint_holding_code_is_refused_and_never_run(tmp_path: Path) -> N
     [
         b"",
         b"PK\x03\x04 not really a zip file",
-        pytest.param(
-            b"hello",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="weights.load_state_dict lets the unpickler's KeyError through",
-            ),
-        ),
+        b"hello",
     ],
     ids=["empty", "broken-zip", "text"],
 )
