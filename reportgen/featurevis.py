@@ -361,21 +361,79 @@ def best_input_mean(channel: Any) -> float | None:
     return max(finite) if finite else None
 
 
-def cache_key(model: Any, layer: str, channels: Sequence[int], settings: Any) -> dict[str, Any]:
-    """Everything a layer's feature visualisations depend on (for a run cache)."""
-    return {
-        "kind": "featurevis/1",
-        "model": model.name,
-        "weights": getattr(model.weights, "label", str(model.weights)),
-        "layer": layer,
-        "channels": list(channels),
-        "steps": settings.fv_steps,
-        "size": settings.fv_size,
-        "negative": settings.fv_negative,
-        "seed": settings.seed,
-        "lr": LEARNING_RATE,
-        "device": str(model.device),
+def cache_key(model: Any, layer: str, channels: Sequence[int], settings: Any) -> str:
+    """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
+    torch, the model and its weights file, the preprocessing, the device, the layer, the
+    exact channel list (they are optimised as one batch) and the options."""
+    from pathlib import Path
+
+    from reportgen.cache import code_fingerprint, digest
+
+    weights = model.weights
+    path = getattr(weights, "path", None)
+    identity = None
+    if path is not None:
+        info = Path(path).stat()
+        identity = [str(path), info.st_size, info.st_mtime_ns]
+    describe = getattr(weights, "describe", None)
+    return digest(
+        "featurevis/1",
+        code_fingerprint(),
+        torch.__version__,
+        model.name,
+        describe() if callable(describe) else str(weights),
+        identity,
+        model.preprocessing.describe(),
+        list(model.preprocessing.mean),
+        list(model.preprocessing.std),
+        str(model.device),
+        layer,
+        list(channels),
+        [settings.fv_steps, settings.fv_size, settings.fv_negative, settings.seed],
+        [LEARNING_RATE, MAX_BATCH],
+    )
+
+
+def _cached(store: Any, key: str) -> list[Visualisation] | None:
+    """A layer's results from the run cache (``reportgen.cache.InputCache``), or None."""
+    if store is None:
+        return None
+    entry = store.load(key)
+    if entry is None or "images" not in entry.arrays:
+        return None
+    try:
+        images = entry.arrays["images"]
+        return [
+            Visualisation(
+                int(item["channel"]),
+                int(item["sign"]),
+                np.array(images[i], dtype=np.uint8),
+                float(item["activation"]),
+                float(item["others_mean"]),
+            )
+            for i, item in enumerate(entry.header["results"])
+        ]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _store(store: Any, key: str, results: list[Visualisation]) -> None:
+    if store is None or not results:
+        return
+    from reportgen.cache import Entry
+
+    header = {
+        "results": [
+            {
+                "channel": r.channel,
+                "sign": r.sign,
+                "activation": r.activation,
+                "others_mean": r.others_mean,
+            }
+            for r in results
+        ]
     }
+    store.store(key, Entry(header, {"images": np.stack([r.image for r in results])}))
 
 
 def feature_vis_for_model(
@@ -384,12 +442,14 @@ def feature_vis_for_model(
     layers: Sequence[Any],
     settings: Any,
     write: Callable[..., None],
+    cache: Any = None,
 ) -> dict[str, float]:
     """Feature visualisations of the chosen channels of every layer of one model.
 
     ``write(path, encode, *args)`` stores an image in the report (the pipeline's
-    encoder). Fills each chosen ``ChannelRecord.feature_vis``; returns seconds per
-    channel for each layer.
+    encoder); ``cache`` (a ``reportgen.cache.InputCache``, or None) keeps each layer's
+    results for the next run. Fills each chosen ``ChannelRecord.feature_vis``; returns
+    seconds per channel for each layer that was computed (not read from the cache).
     """
     from reportgen.report import paths
 
@@ -399,29 +459,36 @@ def feature_vis_for_model(
         channels = chosen_channels(layer, settings.fv_channels)
         if not channels:
             continue
-        started = time.perf_counter()
-        results = visualise(
-            model.module,
-            plan.name,
-            channels,
-            mean=preprocessing.mean,
-            std=preprocessing.std,
-            steps=settings.fv_steps,
-            size=settings.fv_size,
-            seed=settings.seed,
-            device=model.device,
-            negative=settings.fv_negative,
-        )
-        seconds = time.perf_counter() - started
-        timings[plan.name] = seconds / len(channels)
-        log.info(
-            "%s %s: feature visualisation of %d channels in %.1f s (%.2f s per channel)",
-            model.id,
-            plan.name,
-            len(channels),
-            seconds,
-            seconds / len(channels),
-        )
+        key = cache_key(model, plan.name, channels, settings) if cache is not None else ""
+        results = _cached(cache, key) if cache is not None else None
+        if results is not None:
+            log.info("%s %s: feature visualisations from the cache", model.id, plan.name)
+        else:
+            started = time.perf_counter()
+            results = visualise(
+                model.module,
+                plan.name,
+                channels,
+                mean=preprocessing.mean,
+                std=preprocessing.std,
+                steps=settings.fv_steps,
+                size=settings.fv_size,
+                seed=settings.seed,
+                device=model.device,
+                negative=settings.fv_negative,
+            )
+            seconds = time.perf_counter() - started
+            timings[plan.name] = seconds / len(channels)
+            log.info(
+                "%s %s: feature visualisation of %d channels in %.1f s (%.2f s per channel)",
+                model.id,
+                plan.name,
+                len(channels),
+                seconds,
+                seconds / len(channels),
+            )
+            if cache is not None:
+                _store(cache, key, results)
         folder = paths.layer_dir(model.id, plan.name)
         for result in results:
             channel = layer.channels[result.channel]

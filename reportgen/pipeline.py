@@ -88,6 +88,10 @@ def validate_settings(settings: RunSettings) -> None:
     if not settings.models:
         raise UsageError("no model given (-m)")
     imaging.colormap_table(settings.colormap)  # raises with the valid names
+    if settings.feature_vis:
+        from reportgen.featurevis import check_settings
+
+        check_settings(settings.fv_steps, settings.fv_size, settings.fv_channels)
     _check_output_apart(settings)
     if settings.feature_vis:
         from reportgen.featurevis import check_settings
@@ -739,7 +743,8 @@ def _run_model(
     if settings.feature_vis:
         from reportgen.featurevis import feature_vis_for_model
 
-        feature_vis_for_model(model, plans, layers, settings, encoder.write)
+        store = cache.store if cache is not None and cache.enabled else None
+        feature_vis_for_model(model, plans, layers, settings, encoder.write, store)
     _write_examples(model, plans, layers, trackers, fields, usable, encoder)
     return record
 
@@ -1144,6 +1149,12 @@ _NOT_IN_INPUT_KEY = {
     "batch_size",
     "weights",
     "weights_dir",
+    # Feature visualisation changes no per-input result; its own entries carry these.
+    "feature_vis",
+    "fv_steps",
+    "fv_size",
+    "fv_channels",
+    "fv_negative",
 }
 
 

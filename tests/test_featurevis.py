@@ -188,16 +188,20 @@ def test_optimised_images_beat_every_input_and_the_other_channels(
 
 
 @pytest.mark.slow
-def test_run_with_feature_vis_writes_images_pages_and_manifest(
-    tmp_path: Path, mobilenet_weights_dir: Path, sample_images: Path
+def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
+    tmp_path: Path,
+    mobilenet_weights_dir: Path,
+    sample_images: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "report"
-    result = run_cli(
+    args = [
         "-q", "run", str(sample_images / "cat_chelsea.png"), "-m", "mobilenet_v2",
         "--weights-dir", str(mobilenet_weights_dir), "--offline", "-l", LAYER,
         "--top-k", "2", "--feature-vis", "--fv-steps", "8", "--fv-size", "48",
-        "--fv-negative", "--device", "cpu", "-o", str(out),
-    )  # fmt: skip
+        "--fv-negative", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    result = run_cli(*args, "-o", str(out))
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     settings = manifest["settings"]
@@ -227,6 +231,23 @@ def test_run_with_feature_vis_writes_images_pages_and_manifest(
     assert "What the channels look for (2)" in layer_page
     others = [c for c in layer["channels"] if not c.get("feature_vis")]
     assert "What this channel looks for" not in (out / others[0]["page"]).read_text()
+
+    # Cached with the rest of the run's work: another report (another colormap, so the
+    # whole-run cache misses) reads the same images back without optimising again.
+    def no_optimising(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("feature visualisation ran again instead of using the cache")
+
+    monkeypatch.setattr(fv, "visualise", no_optimising)
+    again = tmp_path / "again"
+    result = run_cli(*args, "--colormap", "viridis", "-o", str(again))
+    assert result.exit_code == 0, result.output
+    second = json.loads((again / "manifest.json").read_text())["models"][0]["layers"][0]
+    assert [c["feature_vis"] for c in second["channels"]] == [
+        c["feature_vis"] for c in layer["channels"]
+    ]
+    for channel in with_fv:
+        path = channel["feature_vis"]["image"]
+        assert (again / path).read_bytes() == (out / path).read_bytes()
 
 
 def test_cli_rejects_bad_feature_vis_options(tmp_path: Path) -> None:
