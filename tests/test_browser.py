@@ -1,0 +1,552 @@
+"""The report in a real browser: headless Chromium (Debian's package, never a downloaded
+one) driven by playwright-python.
+
+Opened from file://, a person walks index -> model -> layer -> channel -> back, with
+JavaScript on and off: nothing is requested from outside the report, the console stays
+free of errors (CSP violations included), every image loads. Then the comforts: keyboard
+shortcuts and the help overlay, sorting and filtering of the channel grid, the overlay
+opacity slider, the layout at phone and desktop widths and the text contrast as rendered
+in the light and dark themes.
+
+Skipped, with the reason, where Chromium or playwright is missing; set
+REPORTGEN_REQUIRE_BROWSER=1 (CI) to make that a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import run_cli
+from .test_html_pages import build_small_report
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--metrics-recording-only",
+]
+LAYER = "models/alexnet/layers/features.3"
+
+
+def chromium_path() -> str | None:
+    candidates = [
+        os.environ.get("REPORTGEN_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+        shutil.which("chromium-browser"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("REPORTGEN_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (REPORTGEN_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    if executable is None:
+        _unavailable(
+            "Chromium is not installed (Debian: apt-get install chromium; .ci/run does it); "
+            "set REPORTGEN_CHROMIUM to use another Chromium binary"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed: pip install -e '.[test]' (no browser download)")
+    # playwright starts this Chromium with a fresh temporary profile (user data dir);
+    # `playwright install` (which downloads a browser) is never needed.
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_small_report(tmp_path_factory)
+
+
+class Watch:
+    """Everything a page asks for and everything it complains about."""
+
+    def __init__(self, page: Any, allowed_prefix: str) -> None:
+        self.allowed = allowed_prefix
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        page.on("requestfailed", self._failed)
+
+    def _failed(self, request: Any) -> None:
+        # Leaving a page cancels its pending loads (ERR_ABORTED); a missing or refused
+        # file is another error (ERR_FILE_NOT_FOUND, csp, ...).
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.errors.append(f"failed: {request.url} {request.failure}")
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        csp = "Content Security Policy" in text or "Content-Security-Policy" in text
+        if message.type in ("error", "warning") and csp:
+            self.errors.append(f"CSP: {text}")
+        elif message.type == "error":
+            self.errors.append(f"console: {text}")
+
+    def check(self) -> None:
+        outside = [
+            u for u in self.requests if not (u.startswith(self.allowed) or u.startswith("data:"))
+        ]
+        assert not outside, f"requests outside the report: {outside[:5]}"
+        assert not self.errors, f"console errors: {self.errors[:5]}"
+
+
+def new_page(browser: Any, root: Path, **context: Any) -> tuple[Any, Any, Watch]:
+    ctx = browser.new_context(**context)
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    return ctx, page, Watch(page, root.as_uri() + "/")
+
+
+IMAGES_STATE = """(scope) => {
+  const root = scope ? document.querySelector(scope) : document;
+  const images = Array.from(root.querySelectorAll('img'));
+  return {
+    total: images.length,
+    pending: images.filter(i => !i.complete).length,
+    broken: images.filter(i => i.complete && !(i.naturalWidth > 0))
+      .map(i => i.getAttribute('src').slice(0, 80)),
+  };
+}"""
+
+
+def assert_images_loaded(page: Any, scope: str | None = None) -> int:
+    """Every image of the page (or of the part ``scope`` selects) loads, lazy ones too."""
+    page.evaluate(
+        "(scope) => { const root = scope ? document.querySelector(scope) : document;"
+        " root.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; }); }",
+        scope,
+    )
+    state = page.evaluate(IMAGES_STATE, scope)
+    for _ in range(200):
+        if not state["pending"]:
+            break
+        page.wait_for_timeout(100)
+        state = page.evaluate(IMAGES_STATE, scope)
+    assert not state["pending"], f"{page.url}: {state['pending']} images never finished loading"
+    assert not state["broken"], f"{page.url}: images that did not load: {state['broken'][:5]}"
+    assert state["total"] > 0
+    return int(state["total"])
+
+
+def path_of(page: Any, root: Path) -> str:
+    url = page.url.split("#")[0]
+    prefix = root.as_uri() + "/"
+    assert url.startswith(prefix), url
+    return url[len(prefix) :]
+
+
+def test_the_watch_sees_csp_violations_and_outside_requests(browser: Any, tmp_path: Path) -> None:
+    """The checks below mean something: a page breaking the rules is caught."""
+    page_file = tmp_path / "bad.html"
+    page_file.write_text(
+        '<!DOCTYPE html><html lang=en><head><meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'\">"
+        '<title>bad</title></head><body><p style="color: red">x</p>'
+        '<img src="http://example.invalid/x.png" alt=x></body></html>',
+        encoding="utf-8",
+    )
+    ctx, page, watch = new_page(browser, tmp_path)
+    try:
+        page.goto(page_file.as_uri())
+        page.wait_for_timeout(200)
+        with pytest.raises(AssertionError):
+            watch.check()
+        assert any("CSP" in e for e in watch.errors), watch.errors
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_walk_the_folder_report(browser: Any, report: Path, javascript: bool) -> None:
+    ctx, page, watch = new_page(
+        browser, report, java_script_enabled=javascript, viewport={"width": 1280, "height": 900}
+    )
+    try:
+        page.goto((report / "index.html").as_uri())
+        assert page.title() == "reportgen report"
+        assert_images_loaded(page)
+        assert page.evaluate("document.documentElement.classList.contains('js')") is javascript
+
+        page.click("main table a[href='models/alexnet/index.html']")
+        assert path_of(page, report) == "models/alexnet/index.html"
+        assert_images_loaded(page)
+        assert page.locator("svg.summary").count() == 2
+
+        page.click("main table a[href='layers/features.3/index.html']")
+        assert path_of(page, report) == f"{LAYER}/index.html"
+        images = assert_images_loaded(page)
+        assert images > 2 * 192  # both grids
+        tools_visible = page.locator("form.grid-tools").is_visible()
+        assert tools_visible is javascript  # the sort/filter tools need JavaScript
+
+        page.locator("ul.grid a[href='c0005.html']").first.click()
+        assert path_of(page, report) == f"{LAYER}/c0005.html"
+        assert_images_loaded(page)
+        assert page.locator(".opacity-tool").is_visible() is javascript
+        assert page.locator(".stack").count() == 2
+
+        for expected in (f"{LAYER}/index.html", "models/alexnet/index.html", "index.html"):
+            page.go_back()
+            assert path_of(page, report) == expected
+        # Forward through the pager links (no JavaScript needed for them either).
+        page.goto((report / LAYER / "c0005.html").as_uri())
+        page.click("nav.pager a[rel=next]")
+        assert path_of(page, report) == f"{LAYER}/c0006.html"
+        page.click("nav.pager a[data-keys~=up]")
+        assert path_of(page, report) == f"{LAYER}/index.html"
+        page.click("nav.crumbs a[data-keys~=home]")
+        assert path_of(page, report) == "index.html"
+        watch.check()
+        assert any(u.endswith(".png") for u in watch.requests)
+    finally:
+        ctx.close()
+
+
+def test_every_page_kind_loads_cleanly(browser: Any, report: Path) -> None:
+    """Compare page, a 2-D layer and its channel: no errors, every image loads."""
+    ctx, page, watch = new_page(browser, report)
+    try:
+        for rel in (
+            "models/alexnet/compare.html",
+            "models/alexnet/layers/classifier.6/index.html",
+            "models/alexnet/layers/classifier.6/c0000.html",
+            "models/alexnet/layers/features.0/c0063.html",
+        ):
+            page.goto((report / rel).as_uri())
+            assert_images_loaded(page)
+        watch.check()
+    finally:
+        ctx.close()
+
+
+def _single_file_supported() -> bool:
+    result = run_cli("run", "--help")
+    return "--single-file" in result.output
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_walk_the_single_file_report(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, javascript: bool
+) -> None:
+    if not _single_file_supported():
+        pytest.skip("this reportgen has no --single-file option yet")
+    report = _single_file_report(tmp_path_factory)
+    ctx, page, watch = new_page(browser, report.parent, java_script_enabled=javascript)
+    visible = (
+        "() => { const s = Array.from(document.querySelectorAll('section.rg-page'))"
+        ".filter(e => e.getClientRects().length); return s.map(e => e.id); }"
+    )
+    try:
+        page.goto(report.as_uri())
+        assert page.evaluate(visible) == ["index.html"]
+        assert_images_loaded(page, "section.rg-page.rg-home")
+        steps = [
+            ("models/alexnet/index.html", "a[href='#models/alexnet/index.html']"),
+            (
+                "models/alexnet/layers/features.0/index.html",
+                "a[href='#models/alexnet/layers/features.0/index.html']",
+            ),
+            (
+                "models/alexnet/layers/features.0/c0003.html",
+                "ul.grid a[href='#models/alexnet/layers/features.0/c0003.html']",
+            ),
+        ]
+        current = "section.rg-page.rg-home"
+        for section, link in steps:
+            page.locator(f"{current} {link}").first.click()
+            assert page.evaluate(visible) == [section]
+            current = f"section.rg-page[id='{section}']"
+            assert_images_loaded(page, current)
+        for section in ("models/alexnet/layers/features.0/index.html", "models/alexnet/index.html"):
+            page.go_back()
+            assert page.evaluate(visible) == [section]
+        page.go_back()
+        assert page.evaluate(visible) == ["index.html"]
+        if javascript:
+            page.goto(report.as_uri() + "#models/alexnet/layers/features.0/c0003.html")
+            page.keyboard.press("n")
+            page.wait_for_function("location.hash.endsWith('c0004.html')")
+            page.keyboard.press("u")
+            page.wait_for_function("location.hash.endsWith('features.0/index.html')")
+        watch.check()
+    finally:
+        ctx.close()
+
+
+_SINGLE: dict[str, Path] = {}
+
+
+def _single_file_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if "report" not in _SINGLE:
+        base = tmp_path_factory.mktemp("single-file")
+        images = base / "images"
+        images.mkdir()
+        import numpy as np
+        from PIL import Image
+
+        rng = np.random.default_rng(2)
+        for i in range(2):
+            pixels = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(images / f"s{i}.png")
+        out = base / "report.html"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("REPORTGEN_OFFLINE", "1")
+            result = run_cli(
+                "run",
+                str(images),
+                "--weights",
+                "none",
+                "-m",
+                "alexnet",
+                "-l",
+                "features.0",
+                "--top-k",
+                "3",
+                "--single-file",
+                "-o",
+                str(out),
+            )
+        assert result.exit_code == 0, result.output
+        assert out.is_file()
+        _SINGLE["report"] = out
+    return _SINGLE["report"]
+
+
+def test_keyboard_shortcuts_and_help(browser: Any, report: Path) -> None:
+    ctx, page, watch = new_page(browser, report)
+    try:
+
+        def press(key: str, expected: str) -> None:
+            with page.expect_navigation():
+                page.keyboard.press(key)
+            assert path_of(page, report) == expected, key
+
+        page.goto((report / LAYER / "c0005.html").as_uri())
+        # The hints are visible: the footer lists the keys, the pager links name theirs.
+        assert page.locator("footer .key-hint").is_visible()
+        assert page.locator("button.keys-button").is_visible()
+        press("n", f"{LAYER}/c0006.html")
+        press("ArrowRight", f"{LAYER}/c0007.html")
+        press("p", f"{LAYER}/c0006.html")
+        press("ArrowLeft", f"{LAYER}/c0005.html")
+        press("]", "models/alexnet/layers/classifier.6/index.html")
+        page.go_back()
+        press("[", "models/alexnet/layers/features.0/index.html")
+        page.go_back()
+        press("u", f"{LAYER}/index.html")
+        press("u", "models/alexnet/index.html")
+        press("h", "index.html")
+
+        page.goto((report / LAYER / "index.html").as_uri())
+        help_dialog = page.locator("dialog.help")
+        assert not help_dialog.is_visible()
+        page.keyboard.press("?")
+        assert help_dialog.is_visible()
+        assert "next layer" in help_dialog.inner_text()
+        page.keyboard.press("n")  # keys do nothing while the help is open
+        assert path_of(page, report) == f"{LAYER}/index.html"
+        page.keyboard.press("Escape")
+        assert not help_dialog.is_visible()
+        page.click("button.keys-button")
+        assert help_dialog.is_visible()
+        page.click("dialog.help button[data-help-close]")
+        assert not help_dialog.is_visible()
+        # "/" jumps to the grid filter; typing there does not navigate.
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.name") == "value"
+        page.keyboard.type("1n")
+        assert path_of(page, report) == f"{LAYER}/index.html"
+        watch.check()
+    finally:
+        ctx.close()
+
+
+GRID_STATE = """() => Array.from(document.querySelectorAll('section.layer-input')).map(s => {
+  const data = JSON.parse(s.querySelector('script.channel-data').textContent);
+  const channels = list => Array.from(list).filter(el => !el.hidden)
+    .map(el => Number(el.dataset.c));
+  return {
+    data: data,
+    grid: channels(s.querySelectorAll('ul.grid > li')),
+    rows: channels(s.querySelectorAll('table.stats tbody > tr')),
+    sel: channels(s.querySelectorAll('ul.grid > li.sel')),
+    count: s.querySelector('.grid-count').textContent,
+  };
+})"""
+
+
+def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
+    ctx, page, watch = new_page(browser, report)
+    try:
+        page.goto((report / LAYER / "index.html").as_uri())
+        sections = page.evaluate(GRID_STATE)
+        assert len(sections) == 2
+        for s in sections:
+            assert s["grid"] == s["rows"] == list(range(192))
+            assert "192 of 192" in s["count"]
+            assert sorted(s["sel"]) == sorted(s["data"]["selected"])
+            assert len(s["sel"]) == 4
+
+        for stat in ("mean", "max", "min", "std", "sparsity"):
+            page.select_option("form.grid-tools select[name=sort]", stat)
+            for s in page.evaluate(GRID_STATE):
+                values = s["data"]["stats"][stat]
+                got = [values[c] for c in s["grid"]]
+                assert got == sorted(got, reverse=True), stat
+                assert s["rows"] == s["grid"]
+            page.select_option("form.grid-tools select[name=order]", "asc")
+            for s in page.evaluate(GRID_STATE):
+                values = s["data"]["stats"][stat]
+                got = [values[c] for c in s["grid"]]
+                assert got == sorted(got), stat
+
+        page.select_option("form.grid-tools select[name=stat]", "mean")
+        page.select_option("form.grid-tools select[name=op]", "ge")
+        page.fill("form.grid-tools input[name=value]", "0")
+        for s in page.evaluate(GRID_STATE):
+            expected = {c for c, v in enumerate(s["data"]["stats"]["mean"]) if v >= 0}
+            assert set(s["grid"]) == expected == set(s["rows"])
+            assert f"Showing {len(expected)} of 192" in s["count"]
+
+        page.fill("form.grid-tools input[name=value]", "")
+        page.check("form.grid-tools input[name=selected]")
+        for s in page.evaluate(GRID_STATE):
+            assert sorted(s["grid"]) == sorted(s["data"]["selected"]) == sorted(s["sel"])
+
+        page.click("form.grid-tools button[type=reset]")
+        page.wait_for_timeout(50)
+        for s in page.evaluate(GRID_STATE):
+            assert s["grid"] == list(range(192))
+        # Enter in the number box must not submit the form (form-action 'none').
+        page.fill("form.grid-tools input[name=value]", "0.1")
+        page.press("form.grid-tools input[name=value]", "Enter")
+        assert path_of(page, report) == f"{LAYER}/index.html"
+        watch.check()
+    finally:
+        ctx.close()
+
+
+def test_overlay_opacity_slider(browser: Any, report: Path) -> None:
+    ctx, page, watch = new_page(browser, report)
+    try:
+        page.goto((report / LAYER / "c0005.html").as_uri())
+        opacity = (
+            "Array.from(document.querySelectorAll('.stack .map-over'))"
+            ".map(i => getComputedStyle(i).opacity)"
+        )
+        assert set(page.evaluate(opacity)) == {"0.5"}  # --alpha 0.5, the default
+        page.fill("#opacity", "80")
+        assert set(page.evaluate(opacity)) == {"0.8"}
+        assert page.inner_text("#opacity-value") == "80%"
+        page.fill("#opacity", "0")
+        assert set(page.evaluate(opacity)) == {"0"}
+        watch.check()
+    finally:
+        ctx.close()
+
+
+PAGES = [
+    "index.html",
+    "models/alexnet/index.html",
+    "models/alexnet/compare.html",
+    f"{LAYER}/index.html",
+    f"{LAYER}/c0005.html",
+    "models/alexnet/layers/classifier.6/index.html",
+]
+
+
+CONTRAST = """() => {
+  function rgba(text) {
+    const m = text.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  }
+  function lum(c) {
+    const v = c.slice(0, 3).map(x => {
+      x /= 255;
+      return x <= 0.04045 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+  }
+  function background(el) {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0.5) return c;
+    }
+    return rgba(getComputedStyle(document.documentElement).backgroundColor) || [255, 255, 255, 1];
+  }
+  const bad = [];
+  let checked = 0;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const el = node.parentElement;
+    if (!node.textContent.trim() || seen.has(el)) continue;
+    if (el.closest('svg, [hidden], dialog:not([open])')) continue;
+    seen.add(el);
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || !el.getClientRects().length) continue;
+    const fg = rgba(style.color), bg = background(el);
+    const l1 = lum(fg), l2 = lum(bg);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    checked += 1;
+    const text = node.textContent.trim().slice(0, 30);
+    if (ratio < need) bad.push(`${el.tagName}.${el.className}: ${ratio.toFixed(2)} "${text}"`);
+  }
+  return {checked, bad};
+}"""
+
+
+@pytest.mark.parametrize(("scheme", "width"), [("light", 1440), ("dark", 375)])
+def test_layout_and_text_contrast(browser: Any, report: Path, scheme: str, width: int) -> None:
+    """At phone and desktop widths the page never scrolls sideways (wide tables scroll in
+    their own box); in the light and the dark theme all text as rendered is WCAG AA."""
+    ctx, page, watch = new_page(
+        browser, report, color_scheme=scheme, viewport={"width": width, "height": 800}
+    )
+    try:
+        backgrounds = set()
+        for rel in PAGES:
+            page.goto((report / rel).as_uri())
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= width, f"{rel}: page is {scroll_width}px wide at {width}px"
+            assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 14
+            result = page.evaluate(CONTRAST)
+            assert result["checked"] > 10, rel
+            assert not result["bad"], f"{scheme} {rel}: low contrast: {result['bad'][:5]}"
+            backgrounds.add(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+        assert backgrounds == {"rgb(255, 255, 255)" if scheme == "light" else "rgb(21, 24, 28)"}
+        watch.check()
+    finally:
+        ctx.close()
