@@ -88,10 +88,6 @@ def validate_settings(settings: RunSettings) -> None:
     if not settings.models:
         raise UsageError("no model given (-m)")
     imaging.colormap_table(settings.colormap)  # raises with the valid names
-    if settings.feature_vis:
-        from reportgen.featurevis import check_settings
-
-        check_settings(settings.fv_steps, settings.fv_size, settings.fv_channels)
     _check_output_apart(settings)
     if settings.feature_vis:
         from reportgen.featurevis import check_settings
