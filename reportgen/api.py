@@ -23,7 +23,9 @@ def make_settings(
     """RunSettings from keyword options named as ``reportgen run``'s long options
     (``top_k=8``, ``layers=["conv1"]``); unknown names are an error."""
     known = {f.name for f in dataclasses.fields(RunSettings)}
-    extra: dict[str, Any] = {k: options.pop(k) for k in ("jobs", "strict") if k in options}
+    extra: dict[str, Any] = {
+        k: options.pop(k) for k in ("jobs", "strict", "cache_dir", "no_cache") if k in options
+    }
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}")

@@ -634,7 +634,7 @@ def _run_model(
 
     # Incremental re-runs: inputs whose results are cached skip the network and the
     # encoders (see reportgen.cache); Grad-CAM needs the gradients, so it turns this off.
-    cached_run = cache if cache is not None and gradcam_layer is None else _CacheContext(None)
+    cached_run = cache if cache is not None else _CacheContext(None)
     model_key = cached_run.model_key(model, settings)
     crop = tuple(int(v) for v in model.preprocessing.crop_size)
     view_size = (crop[-1], crop[0])  # (width, height)
@@ -648,11 +648,23 @@ def _run_model(
             position = {f.id: b for b, f in enumerate(todo)}
             per_layer: dict[str, tuple[list[Any], np.ndarray]] = {}
             builders: dict[str, Any] = {}
+            fresh: dict[str, list[Prediction]] = {}
             if todo:
                 batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
                 logits, outputs = recorder.run(batch)
                 probabilities = torch.softmax(logits, dim=1)
                 top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
+                for b, file in enumerate(todo):
+                    fresh[file.id] = [
+                        Prediction(int(i), model.label(int(i)), round(float(p), 6))
+                        for p, i in zip(top.values[b], top.indices[b])
+                    ]
+                    builders[file.id] = cached_run.builder(
+                        model_key,
+                        file.id,
+                        "input",
+                        {"predictions": [[p.index, p.probability] for p in fresh[file.id]]},
+                    )
                 if gradcam_layer is not None:
                     _gradcam_batch(
                         model,
@@ -665,6 +677,7 @@ def _run_model(
                         encoder,
                         table,
                         settings.alpha,
+                        builders,
                     )
                 for plan in plans:
                     output = outputs.pop(plan.name)
@@ -679,21 +692,21 @@ def _run_model(
                         for i, p in hit.header["predictions"]
                     ]
                     _write_cached(encoder, staged, view_path, hit.blobs["view"])
+                    _replay_gradcam(model, hit, file.id, record, encoder, staged)
                     continue
-                b = position[file.id]
-                predictions = [
-                    Prediction(int(i), model.label(int(i)), round(float(p), 6))
-                    for p, i in zip(top.values[b], top.indices[b])
-                ]
-                record.predictions[file.id] = predictions
-                builder = builders[file.id] = cached_run.builder(
-                    model_key,
-                    file.id,
-                    "input",
-                    {"predictions": [[p.index, p.probability] for p in predictions]},
-                )
+                record.predictions[file.id] = fresh[file.id]
+                # Grad-CAM records in input order, as without the cache.
+                cams = record.gradcam.pop(file.id, None)
+                if cams is not None:
+                    record.gradcam[file.id] = cams
                 _encode_and_write(
-                    encoder, staged, builder, view_path, "view", imaging.view_jpeg, views[b]
+                    encoder,
+                    staged,
+                    builders[file.id],
+                    view_path,
+                    "view",
+                    imaging.view_jpeg,
+                    views[position[file.id]],
                 )
             for plan, layer in zip(plans, layers):
                 for file in batch_files:
@@ -797,8 +810,11 @@ def _gradcam_batch(
     encoder: _Encoder,
     table: np.ndarray,
     alpha: float,
+    builders: dict[str, Any] | None = None,
 ) -> None:
-    """Grad-CAM for each input's top class and, when asked, the target class."""
+    """Grad-CAM for each input's top class and, when asked, the target class.
+
+    ``builders``: per input id, where the cache collects the maps and pictures."""
     from reportgen.gradcam import grad_cam
 
     runs: list[tuple[str, list[int | None]]] = [("top prediction", [None] * len(batch_files))]
@@ -809,17 +825,53 @@ def _gradcam_batch(
             file = batch_files[b]
             suffix = "" if kind == "top prediction" else "-target"
             image = paths.gradcam_image(model.id, file.id + suffix)
-            encoder.write(image, imaging.overlay_jpeg, views[b], cam.map, 0.0, 1.0, table, alpha)
-            record.gradcam.setdefault(file.id, []).append(
-                GradCamRecord(
-                    class_index=cam.class_index,
-                    label=model.label(cam.class_index),
-                    layer=layer,
-                    map=[[round(float(v), 6) for v in row] for row in cam.map],
-                    image=image,
-                    kind=kind,
-                )
+            builder = (builders or {}).get(file.id)
+            _encode_and_write(
+                encoder,
+                encoder.staged,
+                builder,
+                image,
+                f"gradcam:{kind}",
+                imaging.overlay_jpeg,
+                views[b],
+                cam.map,
+                0.0,
+                1.0,
+                table,
+                alpha,
             )
+            cam_record = GradCamRecord(
+                class_index=cam.class_index,
+                label=model.label(cam.class_index),
+                layer=layer,
+                map=[[round(float(v), 6) for v in row] for row in cam.map],
+                image=image,
+                kind=kind,
+            )
+            record.gradcam.setdefault(file.id, []).append(cam_record)
+            if builder is not None:
+                builder.entry.header.setdefault("gradcam", []).append(
+                    [kind, suffix, cam_record.class_index, layer, cam_record.map]
+                )
+
+
+def _replay_gradcam(
+    model: Any, hit: Any, input_id: str, record: ModelRecord, encoder: _Encoder, staged: Any
+) -> None:
+    """Grad-CAM records and pictures of an input, from the cache."""
+    for kind, suffix, class_index, layer, cam_map in hit.header.get("gradcam", []):
+        image = paths.gradcam_image(model.id, input_id + suffix)
+        _write_cached(encoder, staged, image, hit.blobs[f"gradcam:{kind}"])
+        record.gradcam.setdefault(input_id, []).append(
+            GradCamRecord(
+                class_index=class_index,
+                label=model.label(class_index),
+                layer=layer,
+                map=cam_map,
+                image=image,
+                kind=kind,
+            )
+        )
 
 
 def _write_examples(
@@ -1122,7 +1174,12 @@ class _CacheContext:
                 "range": tuple(entry.header.get("range", (0.0, 0.0))),
                 "blobs": entry.blobs,
             }
-        return Entry({"predictions": top.header["predictions"], "layers": layers}, {}, top.blobs)
+        header = {
+            "predictions": top.header["predictions"],
+            "gradcam": top.header.get("gradcam", []),
+            "layers": layers,
+        }
+        return Entry(header, {}, top.blobs)
 
     def builder(self, model_key: str, input_id: str, part: str, header: dict[str, Any]) -> Any:
         if not self.enabled or input_id not in self.input_sha:
