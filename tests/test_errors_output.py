@@ -216,11 +216,6 @@ def test_swap_fails_after_the_old_report_was_moved_aside(
     assert leftovers(report.parent) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="report/output.py _swap does not rename the old report back when the final "
-    "rename fails; it is restored only by the next run's recover_and_clean",
-)
 def test_swap_failure_puts_the_old_report_back_at_once(
     existing: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

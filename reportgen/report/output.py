@@ -275,7 +275,15 @@ class StagedReport:
             )
             aside.rmdir()
             os.rename(self.target, aside)
-        os.rename(self.root, self.target)
+        try:
+            os.rename(self.root, self.target)
+        except BaseException:
+            # Put the previous report back at once; if even that fails (or the process
+            # dies here), the next run's recover_and_clean restores it.
+            if aside is not None:
+                with contextlib.suppress(OSError):
+                    os.rename(aside, self.target)
+            raise
         self._unlock()
         _fsync_folder(self.target.parent)
         if aside is not None:
