@@ -1,0 +1,286 @@
+"""A report, or one layer of it, shown inline in a Jupyter notebook.
+
+    from reportgen.notebook import Report
+    report = Report("report")          # a folder written by `reportgen run`
+    report                             # inputs, predictions and the layers
+    report.layer("features.0")         # selected channels: maps, overlays, statistics
+
+Everything comes from the report folder (manifest.json and its pictures, embedded as
+data: URIs so the output survives in a saved notebook); nothing is recomputed and
+torch is not imported. All text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import mimetypes
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LayerView", "Report"]
+
+MANIFEST = "manifest.json"
+
+_STYLE = """<style>
+.rg-nb { font: 13px/1.4 system-ui, sans-serif; }
+.rg-nb h3, .rg-nb h4 { margin: .6em 0 .3em; }
+.rg-nb .rg-row { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
+.rg-nb figure { margin: 0; text-align: center; }
+.rg-nb figcaption { font-size: 11px; max-width: 180px; overflow-wrap: anywhere; }
+.rg-nb img.rg-map { image-rendering: pixelated; width: 96px; height: 96px; }
+.rg-nb img.rg-overlay, .rg-nb img.rg-thumb { width: 128px; height: auto; }
+.rg-nb img.rg-chart { max-width: 100%; height: auto; display: block; }
+.rg-nb table { border-collapse: collapse; }
+.rg-nb th, .rg-nb td { padding: 1px 8px; text-align: left; border-bottom: 1px solid #ccc8; }
+.rg-nb td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.rg-nb .rg-muted { opacity: .75; }
+</style>"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "\u2014"
+    number = float(value)
+    if number != number:  # NaN
+        return "\u2014"
+    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
+        return f"{number:.{digits - 1}e}"
+    return f"{number:.{digits}g}"
+
+
+class Report:
+    """A report folder written by ``reportgen run``, displayable in Jupyter."""
+
+    def __init__(self, path: str | os.PathLike[str], max_inputs: int = 8) -> None:
+        folder = Path(path)
+        if folder.is_file() and folder.name == MANIFEST:
+            folder = folder.parent
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            hint = (
+                " (a --single-file report is one HTML page: open it in a browser, or use a "
+                "folder report here)"
+                if folder.suffix.lower() in (".html", ".htm")
+                else ""
+            )
+            raise FileNotFoundError(f"no {MANIFEST} in {str(folder)!r}: not a report folder{hint}")
+        self.root = folder
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.max_inputs = max_inputs
+
+    # --- data ---------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("inputs", []))
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("models", []))
+
+    def model(self, model: str | None = None) -> dict[str, Any]:
+        """A model of the report by id or name (the first one when not given)."""
+        models = self.models
+        if not models:
+            raise KeyError("this report has no models")
+        if model is None:
+            return models[0]
+        for candidate in models:
+            if model in (candidate.get("id"), candidate.get("name")):
+                return candidate
+        known = ", ".join(str(m.get("id")) for m in models)
+        raise KeyError(f"no model {model!r} in this report; it has: {known}")
+
+    def layers(self, model: str | None = None) -> list[str]:
+        return [layer["name"] for layer in self.model(model).get("layers", [])]
+
+    def layer(self, name: str, model: str | None = None, max_channels: int = 8) -> LayerView:
+        """One layer, displayable: its selected channels per input."""
+        chosen = self.model(model)
+        for layer in chosen.get("layers", []):
+            if layer.get("name") == name:
+                return LayerView(self, chosen, layer, max_channels=max_channels)
+        known = ", ".join(self.layers(chosen.get("id")))
+        raise KeyError(f"no layer {name!r} in model {chosen.get('id')!r}; it has: {known}")
+
+    def page(self, relpath: str = "index.html") -> Path:
+        """The file of one page of the report."""
+        return self.root / relpath
+
+    def link(self, relpath: str) -> str:
+        """A link to a report file that works from the notebook: relative to the working
+        directory (what Jupyter serves) when the report is below it, else a file: URI."""
+        target = (self.root / relpath).resolve()
+        try:
+            return target.relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return target.as_uri()
+
+    def data_uri(self, relpath: str | None) -> str | None:
+        """A picture of the report as a data: URI (None when it is missing)."""
+        if not relpath:
+            return None
+        path = self.root / relpath
+        try:
+            payload = path.read_bytes()
+        except OSError:
+            return None
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return f"data:{kind};base64," + base64.b64encode(payload).decode("ascii")
+
+    def _img(self, relpath: str | None, alt: str, cls: str) -> str:
+        uri = self.data_uri(relpath)
+        if uri is None:
+            return f'<span class="rg-muted">({_e(alt)}: missing)</span>'
+        return f'<img class="{cls}" src="{uri}" alt="{_e(alt)}">'
+
+    # --- display ------------------------------------------------------------------
+
+    def _repr_html_(self) -> str:
+        m = self.manifest
+        parts = [_STYLE, '<div class="rg-nb">']
+        generator = m.get("generator", {})
+        parts.append(
+            f"<h3>reportgen report: {len(self.models)} model(s), {len(self.inputs)} input(s)</h3>"
+            f'<p class="rg-muted">{_e(self.root)} &middot; {_e(generator.get("name", ""))} '
+            f"{_e(generator.get('version', ''))} &middot; {_e(m.get('created', ''))} &middot; "
+            f'<a href="{_e(self.link("index.html"))}" target="_blank">open index.html</a></p>'
+        )
+        for warning in m.get("warnings", []):
+            parts.append(f'<p class="rg-muted">warning: {_e(warning)}</p>')
+        shown = self.inputs[: self.max_inputs]
+        parts.append('<div class="rg-row">')
+        for item in shown:
+            caption = [f"<strong>{_e(item.get('source', item.get('id')))}</strong>"]
+            for model in self.models:
+                preds = model.get("predictions", {}).get(item.get("id"), [])
+                if preds:
+                    top = preds[0]
+                    caption.append(
+                        f"{_e(model.get('id'))}: {_e(top.get('label'))} "
+                        f"{100 * float(top.get('probability', 0)):.1f}%"
+                    )
+            parts.append(
+                "<figure>"
+                + self._img(item.get("thumbnail"), f"Input {item.get('source')}", "rg-thumb")
+                + f"<figcaption>{'<br>'.join(caption)}</figcaption></figure>"
+            )
+        parts.append("</div>")
+        if len(self.inputs) > len(shown):
+            parts.append(f'<p class="rg-muted">and {len(self.inputs) - len(shown)} more inputs</p>')
+        for model in self.models:
+            parts.append(
+                f'<h4>{_e(model.get("id"))} <span class="rg-muted">'
+                f"({_e(model.get('weights', ''))})</span></h4>"
+                "<table><thead><tr><th>layer</th><th>type</th><th>output shape</th>"
+                "<th>recorded value</th></tr></thead><tbody>"
+            )
+            for layer in model.get("layers", []):
+                shape = "\u00d7".join(str(d) for d in layer.get("output_shape", []))
+                parts.append(
+                    f'<tr><td><a href="{_e(self.link(layer.get("page", "")))}" target="_blank">'
+                    f"{_e(layer.get('name'))}</a></td><td>{_e(layer.get('type'))}</td>"
+                    f"<td>{_e(shape)}</td><td>{_e(layer.get('value', ''))}</td></tr>"
+                )
+            parts.append("</tbody></table>")
+        parts.append(
+            '<p class="rg-muted">Show a layer inline with <code>report.layer(NAME)</code>.</p>'
+        )
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Report({str(self.root)!r}: {len(self.models)} models, {len(self.inputs)} inputs)"
+
+
+class LayerView:
+    """One layer of a report: for each input its selected channels (map, overlay, stats)."""
+
+    def __init__(
+        self, report: Report, model: dict[str, Any], layer: dict[str, Any], max_channels: int = 8
+    ) -> None:
+        self.report = report
+        self.model = model
+        self.info = layer
+        self.max_channels = max_channels
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name"))
+
+    def selected(self, input_id: str) -> list[int]:
+        return [int(c) for c in self.info.get("selected", {}).get(input_id, [])]
+
+    def stats(self, channel: int, input_id: str) -> dict[str, Any]:
+        channels = self.info.get("channels", [])
+        record = next((c for c in channels if c.get("index") == channel), None)
+        return dict(record.get("stats", {}).get(input_id, {})) if record else {}
+
+    def _pattern(self, kind: str, input_id: str, channel: int) -> str | None:
+        pattern = self.info.get("images", {}).get(kind)
+        if not pattern:
+            return None
+        return str(pattern.format(input=input_id, channel=channel))
+
+    def _repr_html_(self) -> str:
+        report, info = self.report, self.info
+        shape = "\u00d7".join(str(d) for d in info.get("output_shape", []))
+        parts = [_STYLE, '<div class="rg-nb">']
+        parts.append(
+            f"<h3>{_e(self.model.get('id'))} &rsaquo; {_e(self.name)}</h3>"
+            f'<p class="rg-muted">{_e(info.get("type"))}, output {_e(shape)}; '
+            f"{_e(info.get('value', ''))} &middot; strategy "
+            f"{_e(report.manifest.get('settings', {}).get('strategy', ''))} &middot; "
+            f'<a href="{_e(report.link(info.get("page", "")))}" target="_blank">open the layer '
+            "page</a></p>"
+        )
+        names = {i.get("id"): i.get("source", i.get("id")) for i in report.inputs}
+        for input_id in list(info.get("selected", {}))[: report.max_inputs]:
+            chosen = self.selected(input_id)[: self.max_channels]
+            parts.append(f"<h4>{_e(names.get(input_id, input_id))}</h4>")
+            if "map" in info.get("images", {}):
+                parts.append('<div class="rg-row">')
+                for c in chosen:
+                    s = self.stats(c, input_id)
+                    pictures = report._img(
+                        self._pattern("map", input_id, c), f"Map of channel {c}", "rg-map"
+                    )
+                    overlay = self._pattern("overlay", input_id, c)
+                    if overlay:
+                        pictures += report._img(
+                            overlay, f"Channel {c} overlaid on the input", "rg-overlay"
+                        )
+                    parts.append(
+                        f"<figure>{pictures}<figcaption>channel {c}: mean {_num(s.get('mean'))}"
+                        f", max {_num(s.get('max'))}</figcaption></figure>"
+                    )
+                parts.append("</div>")
+            chart = self._pattern("chart", input_id, 0)
+            if chart:
+                parts.append(report._img(chart, f"Ranked values of {self.name}", "rg-chart"))
+            parts.append(
+                "<table><thead><tr><th>channel</th><th>mean</th><th>max</th><th>min</th>"
+                "<th>std</th><th>sparsity</th></tr></thead><tbody>"
+            )
+            for c in chosen:
+                s = self.stats(c, input_id)
+                sparsity = s.get("sparsity")
+                parts.append(
+                    f"<tr><td>{c}</td><td class=num>{_num(s.get('mean'))}</td>"
+                    f"<td class=num>{_num(s.get('max'))}</td><td class=num>{_num(s.get('min'))}"
+                    f"</td><td class=num>{_num(s.get('std'))}</td><td class=num>"
+                    f"{'—' if sparsity is None else f'{100 * float(sparsity):.1f}%'}</td></tr>"
+                )
+            parts.append("</tbody></table>")
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def __repr__(self) -> str:
+        return f"LayerView({self.model.get('id')!r}, {self.name!r})"
