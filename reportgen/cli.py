@@ -141,7 +141,8 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     is_eager=True,
     expose_value=False,
     callback=_option_sources,
-    help="Rebuild with the settings of an earlier report: its manifest.json (or folder).",
+    help="Rebuild with the settings of an earlier report: its manifest.json, its folder, "
+    "or a --single-file report.",
 )
 @click.option(
     "-o",

@@ -107,7 +107,10 @@ def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, 
     if manifest_path.is_dir():
         manifest_path = manifest_path / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        text = manifest_path.read_text(encoding="utf-8")
+        if manifest_path.suffix.lower() in (".html", ".htm"):
+            text = embedded_manifest(text, str(path))
+        manifest = json.loads(text)
     except OSError as exc:
         raise UsageError(
             f"cannot read --from-manifest {str(path)!r}: {exc.strerror or exc}"
@@ -123,6 +126,20 @@ def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, 
     ):
         raise UsageError(f"--from-manifest {str(path)!r} is not a reportgen manifest")
     return settings, manifest
+
+
+def embedded_manifest(html_text: str, where: str) -> str:
+    """The manifest inside a ``--single-file`` report (its "Save manifest.json" link)."""
+    import base64
+    import re
+
+    found = re.search(
+        r'href="data:application/json;base64,([A-Za-z0-9+/=]+)" download="manifest.json"',
+        html_text,
+    )
+    if not found:
+        raise UsageError(f"--from-manifest {where!r} is not a reportgen single-file report")
+    return base64.b64decode(found.group(1)).decode("utf-8")
 
 
 def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:

@@ -188,3 +188,11 @@ def test_refuses_to_replace_another_file(tmp_path: Path) -> None:
     assert "not a reportgen single-file report" in result.output
     assert target.read_text() == "<p>my notes</p>"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "notes.html"]
+
+
+def test_single_file_holds_the_settings_to_rebuild_it(single: Any) -> None:
+    from reportgen.config import read_manifest_settings
+
+    settings, manifest = read_manifest_settings(single[0])
+    assert settings["models"] == ["alexnet"] and settings["top_k"] == 2
+    assert manifest["generator"]["name"] == "reportgen"
