@@ -8,6 +8,7 @@ whole ``reportgen run`` that gets a real signal from the operating system.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -92,11 +94,20 @@ class Zygote:
         assert line, "the helper process died"
         return json.loads(line)["pid"], stderr
 
-    def wait(self) -> int:
+    def wait(self, pid: int, timeout: float = 180) -> int:
+        """The child's exit status; a child that hangs is killed and the test fails."""
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, "the helper process died"
-        return int(json.loads(line)["exit"])
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()))
+        reader.start()
+        reader.join(timeout)
+        if reader.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            reader.join(30)
+            pytest.fail(f"reportgen run did not end within {timeout} s")
+        assert lines and lines[0], "the helper process died"
+        return int(json.loads(lines[0])["exit"])
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -136,6 +147,8 @@ LIGHT = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork (POSIX)")
     root = tmp_path_factory.mktemp("atomic")
     write_images(root / "images", 4)
     dead = root / f".previous{STAGING_TAG}dead"  # what a killed run leaves behind
@@ -143,7 +156,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Any:
     (dead / "models" / "half.png").write_bytes(b"half")
     zygote = Zygote(root)
     pid, stderr = zygote.start(["-q", "run", "images", *LIGHT, "-o", "previous"])
-    code = zygote.wait()
+    code = zygote.wait(pid)
     assert code == 0, stderr.read_text()
     snapshot = tree_digest(root / "previous")
     yield root, zygote, snapshot
@@ -182,7 +195,7 @@ def test_killed_run_leaves_previous_report(workspace: Any, signum: int, point: s
         if point == "writing":
             time.sleep(1.0)  # pictures and pages are being written
     os.kill(pid, signum)
-    code = zygote.wait()
+    code = zygote.wait(pid)
     assert code != 0, "the run finished before it was killed; make HEAVY heavier"
     if signum == signal.SIGKILL:
         assert code == -signal.SIGKILL
