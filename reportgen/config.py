@@ -72,15 +72,24 @@ def normalise(
     which take lists). Unknown keys are an error that lists the known ones.
     """
     skipped = set(skip)
+    # Each parameter by its name and by its long option names: "json" is --json, whose
+    # parameter is as_json; "label" is --label (model_labels).
+    lookup: dict[str, str] = {}
+    for name, param in params.items():
+        lookup[name] = name
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--"):
+                lookup.setdefault(opt[2:].replace("-", "_"), name)
+    for alias, name in ALIASES.items():
+        lookup.setdefault(alias, name)
     result: dict[str, Any] = {}
     for key, value in values.items():
-        name = key.replace("-", "_").lower()
-        name = ALIASES.get(name, name)
+        name = lookup.get(key.replace("-", "_").lower(), "")
         if name in skipped:
             continue
         param = params.get(name)
         if param is None:
-            known = ", ".join(sorted(n.replace("_", "-") for n in params if n not in skipped))
+            known = ", ".join(sorted(_long_name(p) for n, p in params.items() if n not in skipped))
             raise UsageError(f"{where}: unknown option {key!r}; known options: {known}")
         many = getattr(param, "multiple", False) or getattr(param, "nargs", 1) == -1
         if many:
@@ -98,6 +107,11 @@ def normalise(
             continue  # the default
         result[name] = value
     return result
+
+
+def _long_name(param: Any) -> str:
+    longs = [opt[2:] for opt in getattr(param, "opts", []) if opt.startswith("--")]
+    return longs[0] if longs else str(param.name).replace("_", "-")
 
 
 def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -147,6 +147,12 @@ def test_normalise_names_and_shapes() -> None:
         "channels": "0,5",
         "offline": True,
     }
+    # Long option names whose parameter is named otherwise.
+    assert normalise({"json": True, "label": "a", "labels": "l.txt"}, params, "test") == {
+        "as_json": True,
+        "model_labels": ["a"],
+        "labels_file": "l.txt",
+    }
     with pytest.raises(UsageError, match="takes one value"):
         normalise({"seed": [1, 2]}, params, "test")
     assert isinstance(run, click.Command)
