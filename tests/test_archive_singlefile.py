@@ -196,3 +196,28 @@ def test_single_file_holds_the_settings_to_rebuild_it(single: Any) -> None:
     settings, manifest = read_manifest_settings(single[0])
     assert settings["models"] == ["alexnet"] and settings["top_k"] == 2
     assert manifest["generator"]["name"] == "reportgen"
+
+
+def test_section_ids_and_in_page_links_are_per_page() -> None:
+    from reportgen.report.singlefile import section_from_page
+
+    page = (
+        "<html><head><title>T</title></head><body>"
+        '<a href="#x">x</a><h2 id="x">x</h2><label for="f">f</label><input id="f">'
+        '<svg><linearGradient id="g"/><rect fill="url(#g)"/></svg>'
+        '<a href="#a.html">page</a><a href="#a.html:in-1">anchor</a><a href="#a.html#in-2">t</a>'
+        "</body></html>"
+    )
+    section = section_from_page(page, "m/i.html", {"a.html", "m/i.html"})
+    assert section.startswith('<section class="rg-page" id="m/i.html" aria-label="T">')
+    for part in (
+        'href="#m/i.html:x"',
+        'id="m/i.html:x"',
+        'for="m/i.html:f"',
+        'id="m/i.html:f"',
+        'fill="url(#m/i.html:g)"',
+        'href="#a.html"',
+        'href="#a.html:in-1"',
+        'href="#a.html:in-2"',
+    ):
+        assert part in section

@@ -60,7 +60,8 @@ _HEAD_LINK = re.compile(r'<link rel="(?:prev|next|up)" href="[^"]*"\s*/?>\n?', r
 _ID_ATTRS = re.compile(
     r'(\s)(id|for|aria-labelledby|aria-describedby|aria-controls|aria-owns|headers|list)="([^"]*)"'
 )
-_LOCAL_HREF = re.compile(r'(\shref)="#([^"]*)"')
+_LOCAL_HREF = re.compile(r'(\s(?:xlink:)?href)="#([^"]*)"')
+_LOCAL_URL = re.compile(r"url\(#([^)\s\"']+)\)")  # SVG paint servers, clip paths
 
 
 def csp_hash(text: str) -> str:
@@ -130,6 +131,7 @@ def section_from_page(text: str, page: str, page_ids: set[str], home: bool = Fal
         return f'{found.group(1)}="#{prefix}{target}"'
 
     body = _LOCAL_HREF.sub(hrefs, _ID_ATTRS.sub(ids, body))
+    body = _LOCAL_URL.sub(lambda found: f"url(#{prefix}{found.group(1)})", body)
     title_match = _TITLE.search(text)
     title = title_match.group(1).strip() if title_match else page
     classes = "rg-page rg-home" if home else "rg-page"
