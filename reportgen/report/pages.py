@@ -117,16 +117,20 @@ def render_pages(
     write: Any,
     csp: str,
     linker: Callable[[str], Linker] = Linker,
+    share: tuple[int, int] | None = None,
 ) -> int:
     """Render every page and hand it to ``write(path, text)``; returns the page count.
 
     ``linker(page_path)`` makes each page's ``url`` helper: relative links by default,
-    anchors and data: URIs for a single-file report.
+    anchors and data: URIs for a single-file report. ``share=(k, n)``: only every n-th
+    page from the k-th (n processes render a report together).
     """
     inputs = {record.id: record for record in data.inputs}
     count = 0
     templates: dict[str, jinja2.Template] = {}
-    for page in plan_pages(data):
+    for index, page in enumerate(plan_pages(data)):
+        if share is not None and index % share[1] != share[0]:
+            continue
         template = templates.get(page.template)
         if template is None:
             template = templates[page.template] = env.get_template(page.template)
