@@ -155,6 +155,15 @@ def assert_images_loaded(page: Any, scope: str | None = None) -> int:
     return int(state["total"])
 
 
+def wait_until(page: Any, expression: str, tries: int = 100) -> None:
+    """Poll a condition (page.wait_for_function would eval a string: the CSP refuses)."""
+    for _ in range(tries):
+        if page.evaluate(expression):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{page.url}: never true: {expression}")
+
+
 def path_of(page: Any, root: Path) -> str:
     url = page.url.split("#")[0]
     prefix = root.as_uri() + "/"
@@ -292,9 +301,10 @@ def test_walk_the_single_file_report(
         if javascript:
             page.goto(report.as_uri() + "#models/alexnet/layers/features.0/c0003.html")
             page.keyboard.press("n")
-            page.wait_for_function("location.hash.endsWith('c0004.html')")
+            wait_until(page, "location.hash.endsWith('c0004.html')")
+            assert page.evaluate(visible) == ["models/alexnet/layers/features.0/c0004.html"]
             page.keyboard.press("u")
-            page.wait_for_function("location.hash.endsWith('features.0/index.html')")
+            wait_until(page, "location.hash.endsWith('features.0/index.html')")
         watch.check()
     finally:
         ctx.close()
