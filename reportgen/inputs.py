@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import urllib.parse
 import warnings
 from collections.abc import Iterable, Iterator
@@ -110,15 +111,50 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
             raise ReportgenError(f"input {argument!r} does not exist")
         if path.is_dir():
             for file_path, problem in _walk_images(path):
-                source = os.path.join(argument, os.path.relpath(file_path, path))
+                raw = os.path.join(argument, os.path.relpath(file_path, path))
                 if problem:
-                    skipped.append(SkippedInput(source, problem))
+                    skipped.append(SkippedInput(printable(raw), problem))
                     continue
-                found.setdefault(source, InputFile(file_path, source, input_id(source)))
-        else:
-            found.setdefault(argument, InputFile(path, argument, input_id(argument)))
+                if raw not in found:
+                    found[raw] = InputFile(file_path, printable(raw), input_id(printable(raw), raw))
+        elif argument not in found:
+            found[argument] = InputFile(
+                path, printable(argument), input_id(printable(argument), argument)
+            )
     files = sorted(found.values(), key=lambda f: f.source)
     return files, skipped
+
+
+# Shown escaped: C0/C1 controls, undecodable bytes, HTML's noncharacters and the
+# bidirectional overrides that can make "gnp.exe" read as "exe.png".
+_BIDI_CONTROLS = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+
+
+def printable(text: str) -> str:
+    """``text`` with characters that cannot be shown as they are written as escapes.
+
+    File names may hold any byte but ``/`` and NUL: a newline would split a log line,
+    a control character makes HTML invalid, and bytes that are not UTF-8 (which
+    Python keeps as lone surrogates) cannot be written to a UTF-8 page at all. Plain
+    names are returned unchanged.
+    """
+    if text.isprintable() and text.isascii():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif (
+            unicodedata.category(ch) in ("Cc", "Cs")
+            or code in _BIDI_CONTROLS
+            or 0xFDD0 <= code <= 0xFDEF
+            or (code & 0xFFFE) == 0xFFFE
+        ):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 _download_dir: Path | None = None
@@ -205,6 +241,9 @@ def decode_rgb(data: bytes, notes: list[str]) -> Image.Image:
     import io
 
     with warnings.catch_warnings():
+        # Pillow's complaints about damaged metadata (EXIF, TIFF tags) are not news
+        # for the user: the image either decodes or is skipped with a reason.
+        warnings.simplefilter("ignore")
         # Pillow only warns for sizes between its two limits; make any bomb an error.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -231,8 +270,13 @@ def decode_rgb(data: bytes, notes: list[str]) -> Image.Image:
             raise ReportgenError(f"refusing a decompression bomb ({exc})") from exc
         except Image.UnidentifiedImageError as exc:
             raise ReportgenError("not an image Pillow can read") from exc
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise ReportgenError(f"broken or truncated image ({exc})") from exc
+        except MemoryError as exc:
+            raise ReportgenError("not enough memory to decode this image") from exc
+        except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many kinds
+            # (OSError, ValueError, SyntaxError, EOFError, but also TypeError, KeyError,
+            # struct.error... on damaged files): all mean the file cannot be used.
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise ReportgenError(f"broken or truncated image ({detail})") from exc
 
 
 def to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
