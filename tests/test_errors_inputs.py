@@ -395,6 +395,8 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
     good_png(folder / "with spaces & quotes'\".png", (10, 10, 200))
     good_png(folder / "a" / "dup.png", (1, 2, 3))
     good_png(folder / "b" / "dup.png", (4, 5, 6))
+    # Names that are not text: a terminal escape, a newline, a byte that is not UTF-8.
+    good_png(Path(os.fsdecode(os.fsencode(folder) + b"/ctl\x1b[31m\nred\xff.png")))
     (folder / "broken.jpg").write_text("not an image")
     (folder / "empty.png").write_bytes(b"")
     (folder / "<b>bad<i>.gif").write_bytes(b"GIF89a garbage")
@@ -420,7 +422,7 @@ def test_report_lists_skipped_inputs_with_reasons(mixed_run: tuple[Path, Result]
     assert "empty.png" in section and "0 bytes" in section
     assert "&lt;b&gt;bad&lt;i&gt;.gif" in section
     manifest = json.loads((root / "report" / "manifest.json").read_text(encoding="utf-8"))
-    assert len(manifest["inputs"]) == 5
+    assert len(manifest["inputs"]) == 6
 
 
 def test_html_in_file_names_is_escaped_in_every_page(mixed_run: tuple[Path, Result]) -> None:
@@ -434,7 +436,7 @@ def test_html_in_file_names_is_escaped_in_every_page(mixed_run: tuple[Path, Resu
         text = page.read_text(encoding="utf-8")
         assert "<svg onload" not in text and "<b>bad" not in text, page
         shown += "&lt;svg onload=alert(1)&gt;" in text
-        tree = html5lib.parse(text, namespaceHTMLElements=False)
+        tree = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(text)
         assert tree.find(".//svg[@onload]") is None
         for element in tree.iter():
             assert not any(name.lower().startswith("on") for name in element.attrib), page
@@ -463,3 +465,13 @@ def test_duplicates_in_report_are_two_inputs(mixed_run: tuple[Path, Result]) -> 
     assert dups[0]["sha256"] != dups[1]["sha256"]
     for item in dups:
         assert (root / "report" / "inputs" / f"{item['id']}.jpg").is_file()
+
+
+def test_names_that_are_not_text_are_shown_escaped(mixed_run: tuple[Path, Result]) -> None:
+    root, result = mixed_run
+    manifest = json.loads((root / "report" / "manifest.json").read_text(encoding="utf-8"))
+    names = {Path(i["source"]).name for i in manifest["inputs"]}
+    assert "ctl\\x1b[31m\\nred\\xff.png" in names
+    index = (root / "report" / "index.html").read_text(encoding="utf-8")
+    assert "ctl\\x1b[31m\\nred\\xff.png" in index
+    assert "\x1b" not in index and "\x1b" not in result.stderr + result.stdout
