@@ -31,7 +31,11 @@ output = "from-config"
 def run_cli(args: list[str]) -> Any:
     from reportgen.cli import main
 
-    env = {"SOURCE_DATE_EPOCH": "1700000000", "REPORTGEN_OFFLINE": "1"}
+    env = {
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "REPORTGEN_OFFLINE": "1",
+        "REPORTGEN_CACHE_DIR": "off",
+    }
     return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
 
 

@@ -31,7 +31,7 @@ RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
 def run_cli(args: list[str]) -> Any:
     from reportgen.cli import main
 
-    env = {"SOURCE_DATE_EPOCH": EPOCH, "REPORTGEN_OFFLINE": "1"}
+    env = {"SOURCE_DATE_EPOCH": EPOCH, "REPORTGEN_OFFLINE": "1", "REPORTGEN_CACHE_DIR": "off"}
     return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
 
 

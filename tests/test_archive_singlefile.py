@@ -25,7 +25,11 @@ URL_ATTRS = {"src", "href", "srcset", "poster", "data", "action", "formaction", 
 def run_cli(args: list[str]) -> Any:
     from reportgen.cli import main
 
-    env = {"SOURCE_DATE_EPOCH": "1700000000", "REPORTGEN_OFFLINE": "1"}
+    env = {
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "REPORTGEN_OFFLINE": "1",
+        "REPORTGEN_CACHE_DIR": "off",
+    }
     return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
 
 
