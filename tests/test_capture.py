@@ -112,7 +112,7 @@ def test_unknown_layer_is_refused(alexnet_random: torch.nn.Module) -> None:
 
 
 def test_batches_record_each_input_independently(alexnet_random: torch.nn.Module) -> None:
-    x = _batch(3, n=3)
+    x = _batch(3, n=3, size=128)
     with ActivationRecorder(alexnet_random, ["features.3"]) as recorder:
         _, together = recorder.run(x)
         _, alone = recorder.run(x[1:2])

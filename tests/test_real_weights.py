@@ -39,6 +39,7 @@ def report(
     photos = [str(sample_images / name) for name in PHOTOS.values()]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REPORTGEN_OFFLINE", "1")
+        patch.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
         patch.setenv("TORCH_HOME", str(out.parent / "torch-home"))
         result = run_cli(
             "run", *photos, "-m", "mobilenet_v2", "--weights-dir", str(mobilenet_weights_dir),

@@ -65,6 +65,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     root = base / "report"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REPORTGEN_OFFLINE", "1")
+        patch.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
         patch.setenv("TORCH_HOME", str(base / "torch-home"))
         patch.chdir(base)
         args = ["run", "images", "-m", "alexnet", "--weights", "none", "--seed", "0"]
