@@ -395,7 +395,7 @@ def run(
 
 
 @main.command()
-@click.argument("report", type=click.Path(exists=True, file_okay=False))
+@click.argument("report", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_context
 def verify(ctx: click.Context, report: str, as_json: bool) -> None:

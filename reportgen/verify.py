@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, UsageError
 
 MANIFEST = "manifest.json"
 GENERATOR_NAME = "reportgen"
@@ -69,7 +69,10 @@ def read_manifest(report: Path) -> tuple[dict[str, Any], str]:
     """The manifest of a report folder and the sha256 of its bytes; raises if none."""
     path = report / MANIFEST
     if not report.is_dir():
-        raise ReportgenError(f"{str(report)!r} is not a folder; give the report folder")
+        raise UsageError(
+            f"{str(report)!r} is not a folder: verify checks a report folder against its "
+            "manifest.json (a --single-file report is one file: record and compare its sha256)"
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:

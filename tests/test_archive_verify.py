@@ -117,6 +117,9 @@ def test_not_a_report(tmp_path: Path) -> None:
     assert cli.exit_code == 1
     assert cli.output.startswith("Error: ") and "manifest.json" in cli.output
     assert verify_cli(str(tmp_path / "nowhere")).exit_code == 2
+    (tmp_path / "analysis.html").write_text("<!DOCTYPE html>")
+    cli = verify_cli(str(tmp_path / "analysis.html"))
+    assert cli.exit_code == 2 and "is not a folder" in cli.output
 
 
 def test_archive_modules_do_not_import_torch() -> None:
