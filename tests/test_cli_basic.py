@@ -202,3 +202,19 @@ def test_real_process_prints_one_error_line_and_no_traceback(tmp_path: Path) -> 
     assert result.returncode == 1
     assert result.stdout == ""
     assert re.fullmatch(r"Error: [^\n]*missing\.png[^\n]*\n", result.stderr)
+
+
+def test_verbose_shows_a_traceback_for_errors(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.png")
+    quiet = subprocess.run(
+        [sys.executable, "-m", "reportgen", "run", missing], capture_output=True, text=True,
+        timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    verbose = subprocess.run(
+        [sys.executable, "-m", "reportgen", "-v", "run", missing], capture_output=True,
+        text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert quiet.returncode == verbose.returncode == 1
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1].startswith("Error: ")

@@ -518,3 +518,57 @@ def test_png_files_are_real_pngs(built: Built) -> None:
     for path in list(built.root.rglob("*.png"))[:50]:
         with Image.open(io.BytesIO(path.read_bytes())) as image:
             assert image.format == "PNG"
+
+
+def test_argmax_is_given_in_map_and_view_pixels(built: Built) -> None:
+    layer = _layer(built, "features.0")
+    for channel in layer["channels"][:16]:
+        for stats in channel["stats"].values():
+            y, x = stats["argmax"]["map_yx"]
+            assert 0 <= y < 55 and 0 <= x < 55
+            # The centre of map cell (y, x) on the 224x224 view the network saw.
+            assert stats["argmax"]["view_xy"] == [
+                int((x + 0.5) * 224 / 55),
+                int((y + 0.5) * 224 / 55),
+            ]
+
+
+def test_true_value_ranges_are_shown_as_numbers(built: Built) -> None:
+    from reportgen.report.render import format_number
+
+    layer = _layer(built, "features.0")
+    for c in (0, 31):
+        channel = layer["channels"][c]
+        text = html.unescape((built.root / channel["page"]).read_text(encoding="utf-8"))
+        for stats in channel["stats"].values():
+            assert f"{format_number(stats['min'])} \u2026 {format_number(stats['max'])}" in text
+
+
+def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> None:
+    layer = _layer(built, "features.0")
+    page = _parse(built.root / layer["page"])
+    sources = [str(attrs.get("src")) for tag, attrs in page.tags if tag == "img"]
+    for input_id, chosen in layer["selected"].items():
+        for c in chosen:
+            name = f"c{c:04d}"
+            overlay = sources.index(f"overlays/{input_id}/{name}.jpg")
+            map_index = sources.index(f"maps/{input_id}/{name}.png")
+            filter_index = max(
+                i for i, s in enumerate(sources[:map_index]) if s == f"filters/{name}-rgb.png"
+            )
+            assert filter_index < map_index < overlay <= map_index + 1
+
+
+def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None:
+    model = built.manifest["models"][0]
+    page = built.root / model["compare_page"]
+    sources = {str(attrs.get("src")) for tag, attrs in _parse(page).tags if tag == "img"}
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert "55\u00d755" in text and "27\u00d727" in text
+    for layer in model["layers"]:
+        if len(layer["output_shape"]) != 3:
+            continue
+        for input_id, chosen in layer["selected"].items():
+            for c in chosen[:4]:
+                expected = f"layers/{layer['name']}/maps/{input_id}/c{c:04d}.png"
+                assert expected in sources
