@@ -475,3 +475,15 @@ def test_names_that_are_not_text_are_shown_escaped(mixed_run: tuple[Path, Result
     index = (root / "report" / "index.html").read_text(encoding="utf-8")
     assert "ctl\\x1b[31m\\nred\\xff.png" in index
     assert "\x1b" not in index and "\x1b" not in result.stderr + result.stdout
+
+
+def test_strict_fails_at_the_first_unusable_input(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    good_png(folder / "a-good.png")
+    (folder / "b-broken.jpg").write_text("not an image")
+    (folder / "c-empty.png").write_bytes(b"")
+    result = invoke("run", str(folder), "-o", str(tmp_path / "out"), "--strict", *FAST)
+    line = assert_user_error(result, 1, "b-broken.jpg", "not an image")
+    assert "c-empty.png" not in line
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if ".reportgen-" in p.name]

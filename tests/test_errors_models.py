@@ -219,3 +219,51 @@ def test_no_network_and_no_cached_weights(
     assert "downloading https://download.pytorch.org/models/alexnet-owt-7be5be79.pth failed" in line
     assert "--weights-dir" in line and "--weights none" in line
     assert not list(tmp_path.rglob("*.pth"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="config.read_manifest_settings accepts models named package.module:factory from a "
+    "manifest, so a report's manifest.json can make reportgen import and call code",
+)
+def test_manifest_cannot_name_code_to_run(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest is data from a report, possibly someone else's: the custom-model
+    factories it names must not be imported (only -m on the command line may)."""
+    import json
+    import sys
+
+    marker = tmp_path / "module-ran"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "manifest_payload.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten())\n"
+    )
+    monkeypatch.syspath_prepend(str(code))  # e.g. the current folder with python -m
+    monkeypatch.delitem(sys.modules, "manifest_payload", raising=False)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "generator": {"name": "reportgen", "version": "0"},
+                "settings": {"models": ["manifest_payload:build"], "weights": "none"},
+            }
+        )
+    )
+    result = invoke(
+        "run",
+        str(image),
+        "-o",
+        str(tmp_path / "report"),
+        "--from-manifest",
+        str(manifest),
+        *CPU,
+    )
+    assert not marker.exists()
+    line = error_line(result, 2)
+    assert "manifest_payload:build" in line
