@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,8 @@ def assert_images_loaded(page: Any, scope: str | None = None) -> int:
         scope,
     )
     state = page.evaluate(IMAGES_STATE, scope)
-    for _ in range(200):
-        if not state["pending"]:
-            break
+    deadline = time.monotonic() + 90  # generous: CI machines can be slow and busy
+    while state["pending"] and time.monotonic() < deadline:
         page.wait_for_timeout(100)
         state = page.evaluate(IMAGES_STATE, scope)
     assert not state["pending"], f"{page.url}: {state['pending']} images never finished loading"
