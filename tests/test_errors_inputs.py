@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import zlib
@@ -369,17 +371,44 @@ def test_unreadable_file_is_skipped_with_reason(
         load_image(file_input(locked))
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads mode 000 files"
-)
-def test_unreadable_file_chmod_000(tmp_path: Path) -> None:
-    locked = good_png(tmp_path / "locked.png")
-    locked.chmod(0)
+UNREADABLE_CHILD = r"""
+import os, sys
+from pathlib import Path
+from reportgen.errors import ReportgenError
+from reportgen.inputs import InputFile, load_image
+
+path, warm = Path(sys.argv[1]), Path(sys.argv[2])
+load_image(InputFile(warm, "warm.png", "warm"))  # lazy imports while still root
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    load_image(InputFile(path, "locked.png", "locked"))
+    print("read it")
+except ReportgenError as exc:
+    print(f"refused: {exc}")
+"""
+
+
+def test_unreadable_file_chmod_000_for_real(tmp_path: Path) -> None:
+    """A real mode-000 file; as root, the check runs in a child that became 'nobody'."""
+    scratch = Path(tempfile.mkdtemp(prefix="reportgen-unreadable-"))  # outside 0700 trees
     try:
-        with pytest.raises(ReportgenError, match="Permission denied"):
-            load_image(file_input(locked))
+        os.chmod(scratch, 0o755)
+        locked = good_png(scratch / "locked.png")
+        warm = good_png(scratch / "warm.png")
+        locked.chmod(0)
+        done = subprocess.run(
+            [sys.executable, "-c", UNREADABLE_CHILD, str(locked), str(warm)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "refused: cannot read 'locked.png': Permission denied"
     finally:
-        locked.chmod(0o644)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- one mixed run
