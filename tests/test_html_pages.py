@@ -53,6 +53,7 @@ def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = base / "report"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REPORTGEN_OFFLINE", "1")
+        mp.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
         mp.setenv("TORCH_HOME", str(base / "torch-home"))
         result = run_cli(
             "run",
