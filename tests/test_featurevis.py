@@ -277,3 +277,16 @@ def test_cli_rejects_bad_feature_vis_options(tmp_path: Path) -> None:
     result = run_cli("run", str(tmp_path), "--feature-vis", "--fv-size", "8")
     assert result.exit_code == 2
     assert "--fv-size" in result.output
+
+
+def test_channel_choice_and_best_input() -> None:
+    from reportgen.report.data import ChannelRecord, LayerRecord
+
+    layer = LayerRecord("x", "Conv2d", "output", (4, 2, 2), "p", True)
+    layer.channels = [ChannelRecord(c, f"c{c}") for c in range(4)]
+    layer.selected = {"a": [3, 1], "b": [1, 2]}
+    assert fv.chosen_channels(layer, "selected") == [1, 2, 3]
+    assert fv.chosen_channels(layer, "all") == [0, 1, 2, 3]
+    layer.channels[1].stats = {"a": {"mean": 0.5}, "b": {"mean": 2.0}, "c": {"mean": None}}
+    assert fv.best_input_mean(layer.channels[1]) == 2.0
+    assert fv.best_input_mean(layer.channels[0]) is None
