@@ -169,13 +169,21 @@ def _downloads() -> Path:
     return _download_dir
 
 
+_downloaded: dict[str, InputFile] = {}
+
+
 def _download(url: str) -> InputFile:
-    """Fetch an image URL (within fetch's limits) into a temporary file."""
+    """Fetch an image URL (within fetch's limits) into a temporary file, once per
+    process: a second discovery of the same URL (e.g. a rebuild check) reuses it."""
+    known = _downloaded.get(url)
+    if known is not None and known.path.is_file():
+        return known
     fetched = fetch.fetch(url)
     ident = input_id(urllib.parse.urlsplit(url).path or url, url)
     target = _downloads() / f"{ident}.download"
     target.write_bytes(fetched.data)
-    return InputFile(target, url, ident)
+    _downloaded[url] = InputFile(target, printable(url), ident)
+    return _downloaded[url]
 
 
 def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
