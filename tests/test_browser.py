@@ -328,7 +328,7 @@ def _single_file_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out = base / "report.html"
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("REPORTGEN_OFFLINE", "1")
-        mp.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
+            mp.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
             result = run_cli(
                 "run",
                 str(images),
