@@ -24,7 +24,8 @@ class ReportgenGroup(click.Group):
     """Turns user errors into one ``Error: ...`` line and the right exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
+        # The group's own options are parsed before invoke(): -v is in ctx.params.
+        verbose = bool(ctx.params.get("verbose"))
         try:
             return super().invoke(ctx)
         except ReportgenError as exc:
