@@ -651,7 +651,17 @@ def _run_model(
             fresh: dict[str, list[Prediction]] = {}
             if todo:
                 batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
-                logits, outputs = recorder.run(batch)
+                top_cams = None
+                if gradcam_layer is not None:
+                    # One pass for both: Grad-CAM's forward pass also feeds the recorder.
+                    from reportgen.gradcam import grad_cam_and_logits
+
+                    top_cams, logits = grad_cam_and_logits(
+                        model.module, gradcam_layer, batch, [None] * len(todo)
+                    )
+                    outputs = recorder.collect()
+                else:
+                    logits, outputs = recorder.run(batch)
                 probabilities = torch.softmax(logits, dim=1)
                 top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
                 for b, file in enumerate(todo):
@@ -678,6 +688,7 @@ def _run_model(
                         table,
                         settings.alpha,
                         builders,
+                        top_cams,
                     )
                 for plan in plans:
                     output = outputs.pop(plan.name)
@@ -811,17 +822,24 @@ def _gradcam_batch(
     table: np.ndarray,
     alpha: float,
     builders: dict[str, Any] | None = None,
+    top_cams: list[Any] | None = None,
 ) -> None:
     """Grad-CAM for each input's top class and, when asked, the target class.
 
-    ``builders``: per input id, where the cache collects the maps and pictures."""
+    ``builders``: per input id, where the cache collects the maps and pictures.
+    ``top_cams``: the top-class Grad-CAMs, when the caller's pass already made them."""
     from reportgen.gradcam import grad_cam
 
     runs: list[tuple[str, list[int | None]]] = [("top prediction", [None] * len(batch_files))]
     if target_class is not None:
         runs.append(("target class", [target_class] * len(batch_files)))
     for kind, classes in runs:
-        for b, cam in enumerate(grad_cam(model.module, layer, batch, classes)):
+        cams = (
+            top_cams
+            if kind == "top prediction" and top_cams is not None
+            else grad_cam(model.module, layer, batch, classes)
+        )
+        for b, cam in enumerate(cams):
             file = batch_files[b]
             suffix = "" if kind == "top prediction" else "-target"
             image = paths.gradcam_image(model.id, file.id + suffix)

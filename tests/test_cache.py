@@ -35,15 +35,16 @@ def _settings(images: Path, out: Path, cache_dir: Path | None, **options: Any) -
 
 @pytest.fixture
 def forward_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batch sizes of every recorded forward pass."""
+    """Batch sizes of every recorded forward pass (with Grad-CAM or without)."""
     sizes: list[int] = []
-    original = ActivationRecorder.run
+    original = ActivationRecorder.collect
 
-    def spy(self: ActivationRecorder, batch: Any) -> Any:
-        sizes.append(int(batch.shape[0]))
-        return original(self, batch)
+    def spy(self: ActivationRecorder) -> Any:
+        recorded = original(self)
+        sizes.append(int(next(iter(recorded.values())).shape[0]))
+        return recorded
 
-    monkeypatch.setattr(ActivationRecorder, "run", spy)
+    monkeypatch.setattr(ActivationRecorder, "collect", spy)
     return sizes
 
 

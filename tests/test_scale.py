@@ -95,13 +95,14 @@ def test_inputs_stream_in_batches(
     small_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    original = ActivationRecorder.run
+    original = ActivationRecorder.collect
 
-    def spy(self: ActivationRecorder, batch: Any) -> Any:
-        sizes.append(int(batch.shape[0]))
-        return original(self, batch)
+    def spy(self: ActivationRecorder) -> Any:
+        recorded = original(self)
+        sizes.append(int(next(iter(recorded.values())).shape[0]))
+        return recorded
 
-    monkeypatch.setattr(ActivationRecorder, "run", spy)
+    monkeypatch.setattr(ActivationRecorder, "collect", spy)
     pipeline.build_report(_settings(small_images, tmp_path / "r"))
     assert sizes == [2, 1]  # 3 inputs, --batch-size 2
 
