@@ -85,11 +85,14 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
     """Expand files and folders into a sorted, de-duplicated list of image files.
 
     A folder is searched recursively for files with an image suffix; a file named
-    directly is always tried, whatever its suffix. Raises when an argument does not
-    exist; unreadable entries found inside folders are reported as skipped.
+    directly is always tried, whatever its suffix. An argument that does not exist
+    is skipped with a reason while other arguments give inputs, and raises when
+    nothing else was found (so a lone typo fails at once); unreadable entries found
+    inside folders are reported as skipped.
     """
     found: dict[str, InputFile] = {}
     skipped: list[SkippedInput] = []
+    missing: list[ReportgenError] = []
     for argument in arguments:
         if fetch.is_url(argument):
             if argument not in found:
@@ -104,11 +107,14 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
             )
         path = Path(argument)
         if not path.exists():
-            if path.is_symlink():
-                raise ReportgenError(
-                    f"input {argument!r} is a symbolic link to nothing (or a link loop)"
-                )
-            raise ReportgenError(f"input {argument!r} does not exist")
+            reason = (
+                "is a symbolic link to nothing (or a link loop)"
+                if path.is_symlink()
+                else "does not exist"
+            )
+            missing.append(ReportgenError(f"input {argument!r} {reason}"))
+            skipped.append(SkippedInput(printable(argument), reason))
+            continue
         if path.is_dir():
             for file_path, problem in _walk_images(path):
                 raw = os.path.join(argument, os.path.relpath(file_path, path))
@@ -121,6 +127,8 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
             found[argument] = InputFile(
                 path, printable(argument), input_id(printable(argument), argument)
             )
+    if missing and not found:
+        raise missing[0]
     files = sorted(found.values(), key=lambda f: f.source)
     return files, skipped
 

@@ -86,6 +86,14 @@ def test_missing_path_is_one_error_line(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_missing_path_among_usable_ones_is_skipped(tmp_path: Path) -> None:
+    good = good_png(tmp_path / "good.png")
+    missing = str(tmp_path / "typo.png")
+    files, skipped = discover_inputs([str(good), missing])
+    assert [f.path for f in files] == [good]
+    assert [(s.source, s.reason) for s in skipped] == [(missing, "does not exist")]
+
+
 def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = invoke("run", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), *FAST)
