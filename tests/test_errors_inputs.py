@@ -524,3 +524,23 @@ def test_strict_fails_at_the_first_unusable_input(tmp_path: Path) -> None:
     assert "c-empty.png" not in line
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if ".reportgen-" in p.name]
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["plain", "-v"])
+def test_traceback_only_with_verbose(tmp_path: Path, verbose: bool) -> None:
+    """A real process: one Error line; the traceback is there with -v and only then."""
+    missing = str(tmp_path / "nope.png")
+    flags = ["-v"] if verbose else []
+    done = subprocess.run(
+        [sys.executable, "-m", "reportgen", *flags, "run", missing, "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1] == f"Error: input {missing!r} does not exist"
+    assert sum(line.startswith("Error:") for line in lines) == 1
+    assert ("Traceback" in done.stderr) is verbose
+    assert done.stdout == ""
