@@ -139,15 +139,19 @@ IMAGES_STATE = """(scope) => {
 
 def assert_images_loaded(page: Any, scope: str | None = None) -> int:
     """Every image of the page (or of the part ``scope`` selects) loads, lazy ones too."""
-    page.evaluate(
+    # The whole document first: a lazy image parsed after the switch below would wait
+    # for a scroll that never comes.
+    page.wait_for_load_state("domcontentloaded")
+    eager = (
         "(scope) => { const root = scope ? document.querySelector(scope) : document;"
-        " root.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; }); }",
-        scope,
+        " root.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; }); }"
     )
+    page.evaluate(eager, scope)
     state = page.evaluate(IMAGES_STATE, scope)
     deadline = time.monotonic() + 90  # generous: CI machines can be slow and busy
     while state["pending"] and time.monotonic() < deadline:
         page.wait_for_timeout(100)
+        page.evaluate(eager, scope)
         state = page.evaluate(IMAGES_STATE, scope)
     assert not state["pending"], f"{page.url}: {state['pending']} images never finished loading"
     assert not state["broken"], f"{page.url}: images that did not load: {state['broken'][:5]}"

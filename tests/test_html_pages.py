@@ -31,7 +31,6 @@ CSP_REQUIRED = (
 CHANNEL_PAGES_PER_LAYER = 6
 
 
-_BUILT: dict[str, Path] = {}
 _FAILED: list[str] = []
 
 
@@ -39,11 +38,14 @@ def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small report per test session (shared by the HTML, browser and notebook tests):
     AlexNet with random weights, two conv layers and one Linear layer, two inputs, one of
     them with HTML in its file name."""
-    if "report" in _BUILT:
-        return _BUILT["report"]
+    # Cached in the session's temporary folder (module globals are not shared when
+    # pytest imports test modules on its own, e.g. --import-mode=importlib).
+    base = tmp_path_factory.getbasetemp() / "reportgen-small-report"
+    if (base / "report" / "manifest.json").is_file():
+        return base / "report"
     if _FAILED:
         pytest.fail(f"the small report could not be built: {_FAILED[0]}")
-    base = tmp_path_factory.mktemp("html-report")
+    base.mkdir(parents=True, exist_ok=True)
     images = base / "images"
     images.mkdir()
     rng = np.random.default_rng(1)
@@ -76,7 +78,6 @@ def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if result.exit_code != 0:
         _FAILED.append(result.output)
         pytest.fail(f"the small report could not be built: {result.output}")
-    _BUILT["report"] = out
     return out
 
 
