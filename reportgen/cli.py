@@ -23,6 +23,24 @@ log = logging.getLogger("reportgen")
 class ReportgenGroup(click.Group):
     """Turns user errors into one ``Error: ...`` line and the right exit code."""
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's own parse errors also become one ``Error:`` line (exit 2)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         # The group's own options are parsed before invoke(): -v is in ctx.params.
         verbose = bool(ctx.params.get("verbose"))
@@ -366,6 +384,15 @@ def run(
     )
     quiet = ctx.obj["quiet"]
     manifest = ctx.meta.get("reportgen.manifest")
+    sources = ctx.meta.get("reportgen.defaults", {})
+    if (
+        manifest is not None
+        and ctx.get_parameter_source("models") == click.core.ParameterSource.DEFAULT_MAP
+        and "models" not in sources.get("config", {})
+    ):
+        from reportgen.config import refuse_code_in_manifest
+
+        refuse_code_in_manifest({"models": list(models)}, "the manifest")
     if manifest is not None and not quiet:
         from reportgen.config import rebuild_notes
 

@@ -142,6 +142,23 @@ def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, 
     return settings, manifest
 
 
+def refuse_code_in_manifest(settings: dict[str, Any], where: str) -> None:
+    """A manifest is data, maybe from someone else's report: it may not name a custom
+    model factory (``package.module:factory``), which would import and run code.
+    Only -m on the command line (or in --config, the user's own file) may do that;
+    the CLI calls this when the models of a run come from a manifest."""
+    models = settings.get("models") or []
+    if isinstance(models, str):
+        models = [models]
+    for spec in models:
+        name = str(spec).partition("=")[0]
+        if ":" in name:
+            raise UsageError(
+                f"--from-manifest {where!r} names the custom model {name!r}; reportgen does "
+                "not import code named in a manifest: give it with -m on the command line"
+            )
+
+
 def embedded_manifest(html_text: str, where: str) -> str:
     """The manifest inside a ``--single-file`` report (its "Save manifest.json" link)."""
     import base64

@@ -221,11 +221,6 @@ def test_no_network_and_no_cached_weights(
     assert not list(tmp_path.rglob("*.pth"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.read_manifest_settings accepts models named package.module:factory from a "
-    "manifest, so a report's manifest.json can make reportgen import and call code",
-)
 def test_manifest_cannot_name_code_to_run(
     image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
