@@ -23,7 +23,7 @@ log = logging.getLogger("reportgen")
 class ReportgenGroup(click.Group):
     """Turns user errors into one ``Error: ...`` line and the right exit code."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Any = None,
         prog_name: str | None = None,
