@@ -54,12 +54,19 @@ def grad_cam_and_logits(
     def keep_output(_mod: Any, _inp: Any, output: Any) -> Any:
         if not isinstance(output, torch.Tensor):
             return None
-        # The rest of the network gets a copy: an in-place op after the layer (ReLU)
-        # then changes the copy, never the tensor whose values and gradient we keep.
-        captured["value"] = output.detach()
-        output.register_hook(lambda grad: gradients.__setitem__("value", grad))
-        return output.clone()
+        # Only this output's gradient is wanted: it becomes the leaf of the graph, so the
+        # backward pass computes no weight gradients and stops here (about twice the
+        # forward pass saved). The rest of the network gets a copy: an in-place op after
+        # the layer (ReLU) then changes the copy, never the tensor whose values and
+        # gradient we keep.
+        leaf = output.detach().requires_grad_(True)
+        captured["value"] = leaf.detach()
+        leaf.register_hook(lambda grad: gradients.__setitem__("value", grad))
+        return leaf.clone()
 
+    frozen = [p for p in module.parameters() if p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
     handle = target.register_forward_hook(keep_output)
     try:
         with torch.enable_grad():
@@ -78,6 +85,8 @@ def grad_cam_and_logits(
             scores.sum().backward()
     finally:
         handle.remove()
+        for parameter in frozen:
+            parameter.requires_grad_(True)
     if "value" not in captured or "value" not in gradients:
         raise ReportgenError(f"layer {layer!r} is not on the path to the prediction")
     activations = captured["value"].detach()
