@@ -74,7 +74,9 @@ def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:
     return results
 
 
-def map_to_view(y: int, x: int, map_size: tuple[int, int], view_size: tuple[int, int]) -> tuple[int, int]:
+def map_to_view(
+    y: int, x: int, map_size: tuple[int, int], view_size: tuple[int, int]
+) -> tuple[int, int]:
     """Centre, in input-view pixels (x, y), of map cell (y, x)."""
     map_h, map_w = map_size
     view_w, view_h = view_size

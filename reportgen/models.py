@@ -162,8 +162,11 @@ def custom_preprocessing(
 
     crop = input_size or 224
     return Preprocessing(
-        (round(crop * 256 / 224),), (crop,), tuple(mean) or IMAGENET_MEAN,
-        tuple(std) or IMAGENET_STD, InterpolationMode.BILINEAR,
+        (round(crop * 256 / 224),),
+        (crop,),
+        tuple(mean) or IMAGENET_MEAN,
+        tuple(std) or IMAGENET_STD,
+        InterpolationMode.BILINEAR,
     )
 
 
@@ -199,14 +202,22 @@ def load_custom_model(
     else:
         path = Path(weights_spec)
         if not path.is_file():
-            raise ReportgenError(f"weights {weights_spec!r} for custom model {spec!r} is not a file")
+            raise ReportgenError(
+                f"weights {weights_spec!r} for custom model {spec!r} is not a file"
+            )
         resolved = ResolvedWeights("file", path.name, path)
         apply_state_dict(module, load_state_dict(path), path)
     categories = read_labels(labels_file) if labels_file else None
     module.eval().to(device)
     return LoadedModel(
-        model_id_, spec, module, resolved, custom_preprocessing(input_size, mean, std),
-        categories, device, notes,
+        model_id_,
+        spec,
+        module,
+        resolved,
+        custom_preprocessing(input_size, mean, std),
+        categories,
+        device,
+        notes,
     )
 
 
@@ -246,9 +257,7 @@ def load_model(
         )
         categories = _architecture_categories(reference, module)
         if categories:
-            notes.append(
-                "class names are ImageNet's, as for torchvision's weights of this model"
-            )
+            notes.append("class names are ImageNet's, as for torchvision's weights of this model")
     module.eval().to(device)
     return LoadedModel(model_id_, name, module, resolved, preprocessing, categories, device, notes)
 
@@ -278,9 +287,7 @@ def apply_state_dict(module: Any, state: dict[str, Any], path: Any) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong_shape = [
-        k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)
-    ]
+    wrong_shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
     if missing or unexpected or wrong_shape:
         parts = []
         if missing:

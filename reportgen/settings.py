@@ -61,3 +61,11 @@ class RunSettings:
             if isinstance(value, tuple):
                 data[key] = list(value)
         return dict(sorted(data.items()))
+
+
+def report_settings(settings: RunSettings) -> dict[str, Any]:
+    """The settings a report records: every effective option but -o, so that the same
+    run written to two places (or a report moved) gives byte-identical files."""
+    recorded = settings.as_manifest()
+    recorded.pop("output", None)
+    return recorded

@@ -16,7 +16,9 @@ MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 
 
 @pytest.fixture(autouse=True)
-def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _offline_and_isolated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests never download: an empty torch hub folder and REPORTGEN_OFFLINE=1."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
     monkeypatch.setenv("REPORTGEN_OFFLINE", "1")

@@ -85,8 +85,18 @@ def test_gradcam_mass_lies_on_the_object_with_real_weights(
     view.save(images / "half_cat.png")
     out = tmp_path / "report"
     result = run_cli(
-        "run", str(images), "-m", "mobilenet_v2", "--weights-dir", str(mobilenet_weights_dir),
-        "-l", "features.18.0", "--examples", "0", "-o", str(out),
+        "run",
+        str(images),
+        "-m",
+        "mobilenet_v2",
+        "--weights-dir",
+        str(mobilenet_weights_dir),
+        "-l",
+        "features.18.0",
+        "--examples",
+        "0",
+        "-o",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -197,9 +207,22 @@ def test_compare_two_checkpoints_puts_most_changed_filters_first(tmp_path: Path)
     images = _small_images(tmp_path / "in")
     out = tmp_path / "report"
     result = run_cli(
-        "run", str(images), "-m", f"alexnet={tmp_path / 'base.pth'}",
-        "-m", f"alexnet={tmp_path / 'tuned.pth'}", "--label", "base", "--label", "tuned",
-        "-l", "features.0", "--examples", "2", "-o", str(out),
+        "run",
+        str(images),
+        "-m",
+        f"alexnet={tmp_path / 'base.pth'}",
+        "-m",
+        f"alexnet={tmp_path / 'tuned.pth'}",
+        "--label",
+        "base",
+        "--label",
+        "tuned",
+        "-l",
+        "features.0",
+        "--examples",
+        "2",
+        "-o",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -232,9 +255,24 @@ def test_custom_model_factory_with_weights_labels_and_normalisation(
     images = _small_images(tmp_path / "in", 3)
     out = tmp_path / "report"
     result = run_cli(
-        "run", str(images), "-m", "tinynet_factory:build", "--weights", str(tmp_path / "tiny.pth"),
-        "--input-size", "32", "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25",
-        "--labels", str(tmp_path / "labels.txt"), "--examples", "2", "-o", str(out),
+        "run",
+        str(images),
+        "-m",
+        "tinynet_factory:build",
+        "--weights",
+        str(tmp_path / "tiny.pth"),
+        "--input-size",
+        "32",
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.25,0.25,0.25",
+        "--labels",
+        str(tmp_path / "labels.txt"),
+        "--examples",
+        "2",
+        "-o",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())

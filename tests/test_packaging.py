@@ -44,8 +44,17 @@ def test_installed_wheel_builds_a_report_from_another_directory(
 ) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
     )
     work = tmp_path / "elsewhere"
@@ -54,13 +63,36 @@ def test_installed_wheel_builds_a_report_from_another_directory(
     env = {**os.environ, "PYTHONPATH": str(target), "REPORTGEN_OFFLINE": "1"}
     probe = subprocess.run(
         [sys.executable, "-c", "import reportgen.report.render as r; print(r.templates_dir())"],
-        cwd=work, env=env, capture_output=True, text=True, check=True,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert Path(probe.stdout.strip()).is_relative_to(target)
     run = subprocess.run(
-        [sys.executable, "-m", "reportgen", "run", "grey.png", "-m", "alexnet", "--weights",
-         "none", "-l", "features.0", "--examples", "0", "--no-gradcam", "-o", "out"],
-        cwd=work, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "reportgen",
+            "run",
+            "grey.png",
+            "-m",
+            "alexnet",
+            "--weights",
+            "none",
+            "-l",
+            "features.0",
+            "--examples",
+            "0",
+            "--no-gradcam",
+            "-o",
+            "out",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     assert (work / "out" / "index.html").is_file()

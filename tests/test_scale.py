@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reportgen import imaging, pipeline
+from reportgen import imaging, pipeline, site
 from reportgen.capture import ActivationRecorder
 from reportgen.settings import RunSettings
 
@@ -113,15 +113,15 @@ def test_pages_rendered_by_several_processes_are_the_same(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     one = tmp_path / "one"
     pipeline.build_report(_settings(small_images, one, jobs=1))
-    monkeypatch.setattr(pipeline, "_PARALLEL_PAGES", 1)  # fork even for this small report
+    monkeypatch.setattr(site, "_PARALLEL_PAGES", 1)  # fork even for this small report
     calls: list[int] = []
-    original = pipeline._render_in_processes
+    original = site.render_in_processes
 
     def spy(data: Any, staged: Any, csp: str, workers: int) -> int:
         calls.append(workers)
         return original(data, staged, csp, workers)
 
-    monkeypatch.setattr(pipeline, "_render_in_processes", spy)
+    monkeypatch.setattr(site, "render_in_processes", spy)
     two = tmp_path / "two"
     summary = pipeline.build_report(_settings(small_images, two, jobs=2))
     assert calls == [2]

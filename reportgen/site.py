@@ -1,0 +1,95 @@
+"""Writing the pages of a report: the folder site (pages rendered in forked processes
+when --jobs allows) or one self-contained file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reportgen.report import paths
+from reportgen.report.data import (
+    ReportData,
+)
+from reportgen.settings import RunSettings
+
+# Pages are pure Python (Jinja) work: below this many, forking costs more than it saves.
+_PARALLEL_PAGES = 200
+
+
+_SHARED_RENDER: tuple[Any, ...] | None = None
+
+
+def write_single_file_report(
+    data: ReportData, staged: Any, build_manifest: Any, settings: RunSettings, warnings: list[str]
+) -> tuple[int, list[dict[str, Any]]]:
+    from reportgen.report.render import make_environment
+    from reportgen.report.singlefile import write_single_file
+
+    pages, notes = write_single_file(
+        data, staged, build_manifest, make_environment(), settings.extra.get("max_single_file_mb")
+    )
+    warnings.extend(notes)
+    return pages, []
+
+
+def write_site(data: ReportData, staged: Any, jobs: int = 1) -> int:
+    from reportgen.report.pages import render_pages
+    from reportgen.report.render import make_environment, templates_dir
+
+    for asset in ("style.css", "app.js"):
+        staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
+    csp = (
+        "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    workers = _render_workers(data, jobs)
+    if workers <= 1:
+        return render_pages(data, make_environment(), staged.write, csp)
+    return render_in_processes(data, staged, csp, workers)
+
+
+def _render_workers(data: ReportData, jobs: int) -> int:
+    import multiprocessing
+
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    channels = sum(len(layer.channels) for model in data.models for layer in model.layers)
+    return min(jobs, 8) if channels >= _PARALLEL_PAGES else 1
+
+
+def _render_share(k: int, n: int) -> list[tuple[str, str]]:
+    """In a forked worker: render every n-th page from the k-th; pages come back as text."""
+    from reportgen.report.pages import render_pages
+    from reportgen.report.render import make_environment
+
+    assert _SHARED_RENDER is not None
+    data, csp = _SHARED_RENDER
+    out: list[tuple[str, str]] = []
+    render_pages(
+        data, make_environment(), lambda path, text: out.append((path, text)), csp, share=(k, n)
+    )
+    return out
+
+
+def render_in_processes(data: ReportData, staged: Any, csp: str, workers: int) -> int:
+    """Pages rendered by ``workers`` processes (forked: they share the report data without
+    copying it); this process renders its share and writes every page."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from reportgen.report.pages import render_pages
+    from reportgen.report.render import make_environment
+
+    global _SHARED_RENDER
+    _SHARED_RENDER = (data, csp)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_render_share, k, workers) for k in range(1, workers)]
+            count = render_pages(data, make_environment(), staged.write, csp, share=(0, workers))
+            for future in futures:
+                for path, text in future.result():
+                    staged.write(path, text)
+                    count += 1
+    finally:
+        _SHARED_RENDER = None
+    return count
