@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from PIL import Image
 
 from reportgen.errors import ReportgenError
@@ -34,30 +34,11 @@ from reportgen.inputs import (
     input_id,
     load_image,
 )
+from tests.helpers import error_line, invoke
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")
 HTML_NAME = "<svg onload=alert(1)>.png"
-
-
-def invoke(*args: str) -> Result:
-    from reportgen.cli import main
-
-    return CliRunner().invoke(main, list(args))
-
-
-def assert_user_error(result: Result, code: int, *needles: str) -> str:
-    """One ``Error:`` line (the last), the exit code, no traceback; returns the line."""
-    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    assert lines[-1] == errors[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG", **save: object) -> bytes:
@@ -82,7 +63,7 @@ def file_input(path: Path) -> InputFile:
 def test_missing_path_is_one_error_line(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.jpg")
     result = invoke("run", missing, "-o", str(tmp_path / "out"), *FAST)
-    assert_user_error(result, 1, missing, "does not exist")
+    error_line(result, 1, missing, "does not exist")
     assert not (tmp_path / "out").exists()
 
 
@@ -97,7 +78,7 @@ def test_missing_path_among_usable_ones_is_skipped(tmp_path: Path) -> None:
 def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = invoke("run", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), *FAST)
-    assert_user_error(result, 1, "no image files found", "empty")
+    error_line(result, 1, "no image files found", "empty")
 
 
 def test_folder_of_non_images(tmp_path: Path) -> None:
@@ -106,7 +87,7 @@ def test_folder_of_non_images(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("hello")
     (folder / "data.csv").write_text("a,b\n1,2\n")
     result = invoke("run", str(folder), "-o", str(tmp_path / "out"), *FAST)
-    assert_user_error(result, 1, "no image files found", ".png")
+    error_line(result, 1, "no image files found", ".png")
 
 
 def test_zero_byte_file(tmp_path: Path) -> None:
@@ -115,7 +96,7 @@ def test_zero_byte_file(tmp_path: Path) -> None:
     with pytest.raises(ReportgenError, match=r"zero\.png.*empty \(0 bytes\)"):
         load_image(file_input(empty))
     result = invoke("run", str(empty), "-o", str(tmp_path / "out"), *FAST)
-    assert_user_error(result, 1, "zero.png", "0 bytes")
+    error_line(result, 1, "zero.png", "0 bytes")
 
 
 def test_truncated_jpeg(tmp_path: Path) -> None:
@@ -140,7 +121,7 @@ def test_all_inputs_unusable_fails_naming_the_first(tmp_path: Path) -> None:
     (folder / "a.jpg").write_text("text")
     (folder / "b.png").write_bytes(b"")
     result = invoke("run", str(folder), "-o", str(tmp_path / "out"), *FAST)
-    line = assert_user_error(result, 1, "none of the 2 inputs could be used", "a.jpg")
+    line = error_line(result, 1, "none of the 2 inputs could be used", "a.jpg")
     assert "not an image" in line
     assert not (tmp_path / "out").exists()
 
@@ -520,7 +501,7 @@ def test_strict_fails_at_the_first_unusable_input(tmp_path: Path) -> None:
     (folder / "b-broken.jpg").write_text("not an image")
     (folder / "c-empty.png").write_bytes(b"")
     result = invoke("run", str(folder), "-o", str(tmp_path / "out"), "--strict", *FAST)
-    line = assert_user_error(result, 1, "b-broken.jpg", "not an image")
+    line = error_line(result, 1, "b-broken.jpg", "not an image")
     assert "c-empty.png" not in line
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if ".reportgen-" in p.name]

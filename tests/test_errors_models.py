@@ -13,30 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 from PIL import Image
 
 from reportgen.errors import ReportgenError
 from reportgen.layers import resolve_layers, trace_layers
 from reportgen.weights import load_state_dict
+from tests.helpers import error_line, invoke
 
 CPU = ("--device", "cpu", "--jobs", "2")
-
-
-def invoke(*args: str) -> Result:
-    from reportgen.cli import main
-
-    return CliRunner().invoke(main, list(args))
-
-
-def error_line(result: Result, code: int = 1) -> str:
-    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return errors[0]
 
 
 @pytest.fixture

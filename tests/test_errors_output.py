@@ -21,34 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from PIL import Image
 
 from reportgen.report import output as output_module
+from tests.helpers import error_line, invoke, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")
 STAGING = ".reportgen-staging-"
-
-
-def invoke(*args: str) -> Result:
-    from reportgen.cli import main
-
-    return CliRunner().invoke(main, list(args))
-
-
-def error_line(result: Result, code: int = 1) -> str:
-    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return errors[0]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def leftovers(parent: Path) -> list[str]:

@@ -16,13 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from PIL import Image
 
 from reportgen import fetch
 from reportgen.errors import ReportgenError
 from reportgen.fetch import FetchError
 from reportgen.inputs import discover_inputs, load_image
+from tests.helpers import error_line, invoke
 
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")
 
@@ -144,21 +144,6 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-def invoke(*args: str) -> Result:
-    from reportgen.cli import main
-
-    return CliRunner().invoke(main, list(args))
-
-
-def one_error_line(result: Result) -> str:
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr
-    return errors[0]
-
-
 # ---------------------------------------------------------------- the fetcher
 
 
@@ -267,6 +252,6 @@ def test_only_input_a_failing_url_is_one_error_line(server: str, tmp_path: Path)
     bad = f"{server}/page.html"
     result = invoke("run", bad, "-o", str(tmp_path / "report"), *FAST)
     assert result.exit_code == 1
-    line = one_error_line(result)
+    line = error_line(result, None)
     assert bad in line and "text/html" in line
     assert not (tmp_path / "report").exists()
