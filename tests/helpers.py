@@ -29,6 +29,19 @@ def error_line(result: Result, code: int | None = 1, *needles: str) -> str:
     return errors[0]
 
 
+def invoke_reproducible(args: list[str]) -> Result:
+    """``reportgen ARGS`` with a fixed creation time, offline and without the cache, so
+    two runs can be compared byte for byte."""
+    from reportgen.cli import main
+
+    env = {
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "REPORTGEN_OFFLINE": "1",
+        "REPORTGEN_CACHE_DIR": "off",
+    }
+    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` with its bytes, to show a report was left untouched."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from reportgen.errors import UsageError
+from tests.helpers import invoke_reproducible, snapshot
 
 CONFIG = """
 # options of `reportgen run`, long names
@@ -26,25 +26,6 @@ strategy = "top_max"
 colormap = "viridis"
 output = "from-config"
 """
-
-
-def run_cli(args: list[str]) -> Any:
-    from reportgen.cli import main
-
-    env = {
-        "SOURCE_DATE_EPOCH": "1700000000",
-        "REPORTGEN_OFFLINE": "1",
-        "REPORTGEN_CACHE_DIR": "off",
-    }
-    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +42,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     here = os.getcwd()
     os.chdir(root)
     try:
-        first = run_cli(["run", "--config", "reportgen.toml", "--top-k", "2", "--json"])
+        first = invoke_reproducible(["run", "--config", "reportgen.toml", "--top-k", "2", "--json"])
         assert first.exit_code == 0, first.output
-        again = run_cli(
+        again = invoke_reproducible(
             ["run", "--from-manifest", "from-config/manifest.json", "-o", "rebuilt", "--json"]
         )
         assert again.exit_code == 0, again.output
@@ -86,7 +67,7 @@ def test_config_file_with_command_line_winning(runs: dict[str, Any]) -> None:
 
 def test_rebuild_from_manifest_gives_the_same_report(runs: dict[str, Any]) -> None:
     root = runs["root"]
-    assert tree(root / "from-config") == tree(root / "rebuilt")
+    assert snapshot(root / "from-config") == snapshot(root / "rebuilt")
     assert "Warning" not in runs["again"].stderr  # same inputs and library versions
 
 
@@ -106,20 +87,20 @@ def test_json_summary_on_stdout(runs: dict[str, Any]) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('top-k = 3\ncolour = "red"\n')
-    result = run_cli(["run", "--config", str(bad), "x.png"])
+    result = invoke_reproducible(["run", "--config", str(bad), "x.png"])
     assert result.exit_code == 2
     assert "unknown option 'colour'" in result.output and "top-k" in result.output
     bad.write_text("top-k = ")
-    result = run_cli(["run", "--config", str(bad), "x.png"])
+    result = invoke_reproducible(["run", "--config", str(bad), "x.png"])
     assert result.exit_code == 2 and "not valid TOML" in result.output
     bad.write_text("top-k = 'many'\n")
-    assert run_cli(["run", "--config", str(bad), "x.png"]).exit_code == 2
-    result = run_cli(["run", "--from-manifest", str(tmp_path / "none.json"), "x.png"])
+    assert invoke_reproducible(["run", "--config", str(bad), "x.png"]).exit_code == 2
+    result = invoke_reproducible(["run", "--from-manifest", str(tmp_path / "none.json"), "x.png"])
     assert result.exit_code == 2 and "cannot read --from-manifest" in result.output
 
 
 def test_missing_input_fails_with_exit_1(tmp_path: Path) -> None:
-    result = run_cli(["run", str(tmp_path / "nothing-here"), "--weights", "none"])
+    result = invoke_reproducible(["run", str(tmp_path / "nothing-here"), "--weights", "none"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: ")
 

@@ -15,24 +15,15 @@ from collections import deque
 from html.parser import HTMLParser
 from pathlib import Path
 from posixpath import normpath
-from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from reportgen.verify import verify_report
+from tests.helpers import invoke_reproducible, snapshot
 
-EPOCH = "1700000000"
 RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
-
-
-def run_cli(args: list[str]) -> Any:
-    from reportgen.cli import main
-
-    env = {"SOURCE_DATE_EPOCH": EPOCH, "REPORTGEN_OFFLINE": "1", "REPORTGEN_CACHE_DIR": "off"}
-    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +41,16 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     os.chdir(root)  # inputs named as a user would: relative to where reportgen runs
     try:
         for out in (first, second):
-            result = run_cli(["-q", "run", "images", *RUN, "-o", str(out)])
+            result = invoke_reproducible(["-q", "run", "images", *RUN, "-o", str(out)])
             assert result.exit_code == 0, result.output
     finally:
         os.chdir(here)
     return root, first, second
 
 
-def tree(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 def test_two_runs_are_byte_identical(two_runs: tuple[Path, Path, Path]) -> None:
     _root, first, second = two_runs
-    a, b = tree(first), tree(second)
+    a, b = snapshot(first), snapshot(second)
     assert sorted(a) == sorted(b)
     different = [path for path in a if a[path] != b[path]]
     assert different == []
@@ -78,7 +61,7 @@ def test_report_is_verifiable(two_runs: tuple[Path, Path, Path]) -> None:
     _root, first, _second = two_runs
     result = verify_report(first)
     assert result.ok, [d.line() for d in result.differences]
-    assert result.checked == len(tree(first)) - 1  # all but manifest.json itself
+    assert result.checked == len(snapshot(first)) - 1  # all but manifest.json itself
 
 
 def test_same_names_in_two_folders_stay_apart(two_runs: tuple[Path, Path, Path]) -> None:
@@ -96,7 +79,7 @@ def test_same_names_in_two_folders_stay_apart(two_runs: tuple[Path, Path, Path])
 def test_no_machine_paths_in_the_report(two_runs: tuple[Path, Path, Path]) -> None:
     root, first, _second = two_runs
     needle = str(root).encode()
-    assert [p for p, data in tree(first).items() if needle in data] == []
+    assert [p for p, data in snapshot(first).items() if needle in data] == []
 
 
 def png_chunks(data: bytes) -> list[str]:

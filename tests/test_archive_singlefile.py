@@ -13,24 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from reportgen.report.output import is_single_file_report
+from tests.helpers import invoke_reproducible
 
 RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
 URL_ATTRS = {"src", "href", "srcset", "poster", "data", "action", "formaction", "xlink:href"}
-
-
-def run_cli(args: list[str]) -> Any:
-    from reportgen.cli import main
-
-    env = {
-        "SOURCE_DATE_EPOCH": "1700000000",
-        "REPORTGEN_OFFLINE": "1",
-        "REPORTGEN_CACHE_DIR": "off",
-    }
-    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +34,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     here = os.getcwd()
     os.chdir(root)
     try:
-        result = run_cli(
+        result = invoke_reproducible(
             [
                 "run",
                 "images",
@@ -187,7 +176,9 @@ def test_refuses_to_replace_another_file(tmp_path: Path) -> None:
     target.write_text("<p>my notes</p>")
     (tmp_path / "images").mkdir()
     Image.new("RGB", (32, 32), "red").save(tmp_path / "images" / "red.png")
-    result = run_cli(["run", str(tmp_path / "images"), *RUN, "--single-file", "-o", str(target)])
+    result = invoke_reproducible(
+        ["run", str(tmp_path / "images"), *RUN, "--single-file", "-o", str(target)]
+    )
     assert result.exit_code == 1
     assert "not a reportgen single-file report" in result.output
     assert target.read_text() == "<p>my notes</p>"
