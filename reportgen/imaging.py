@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from reportgen.errors import UsageError
+from reportgen.sheets import SheetGrid
 
 PNG_COMPRESS_LEVEL = 6
 JPEG_QUALITY = 88
@@ -118,6 +119,28 @@ def map_pngs(
     """PNG bytes of every channel of a [C, H, W] layer output (see ``map_png``)."""
     levels = layer_levels(values, lows, highs)
     return [palette_png(levels[c], table) for c in range(levels.shape[0])]
+
+
+def sheet_levels(levels: np.ndarray, grid: SheetGrid) -> np.ndarray:
+    """Every channel's levels [C, H, W] tiled into one [rows, columns] picture, each
+    tile padded with its own edge pixels (see reportgen.sheets); cells past the last
+    channel are level 0."""
+    channels, height, width = levels.shape
+    if (channels, height, width) != (grid.channels, grid.tile_height, grid.tile_width):
+        raise ValueError(f"levels of shape {levels.shape} do not fit {grid}")
+    pad = grid.pad
+    cells = np.zeros((grid.rows * grid.columns, grid.cell_height, grid.cell_width), np.uint8)
+    cells[:channels] = np.pad(levels, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+    by_row = cells.reshape(grid.rows, grid.columns, grid.cell_height, grid.cell_width)
+    return by_row.transpose(0, 2, 1, 3).reshape(grid.height, grid.width)
+
+
+def map_sheet_png(
+    values: np.ndarray, lows: np.ndarray, highs: np.ndarray, table: np.ndarray, grid: SheetGrid
+) -> bytes:
+    """One palette PNG holding every channel's map of a [C, H, W] layer output, each on
+    its own range (``lows``/``highs``): the same levels as ``map_pngs``, one file."""
+    return palette_png(sheet_levels(layer_levels(values, lows, highs), grid), table)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -28,7 +28,8 @@ from reportgen.report.data import (
     Prediction,
 )
 from reportgen.run_cache import STAT_ARRAYS, InputCacheContext, layer_part
-from reportgen.settings import RunSettings
+from reportgen.settings import RunSettings, maps_in_sheets
+from reportgen.sheets import SheetGrid
 
 Progress = Callable[[int], None]
 
@@ -190,6 +191,9 @@ def run_model(
             ],
         )
         layer.receptive_field = fields[plan.name].size[0] if plan.name in fields else None
+        if plan.spatial and maps_in_sheets(settings):
+            channels, height, width = plan.output_shape
+            layer.sheet_grid = SheetGrid.for_layer(channels, height, width)
         layers.append(layer)
     record.layers = layers
 
@@ -589,9 +593,16 @@ def _record_layer_input(
     by_layer = settings.scale == "layer"
     chosen = sorted(set(selected))
     channels = len(layer.channels)
-    map_paths = [paths.map_image(model_id, plan.name, input_id, c) for c in range(channels)]
-    for c, channel in enumerate(layer.channels):
-        channel.maps[input_id] = map_paths[c]
+    grid = layer.sheet_grid
+    # Where the maps go: one sheet for the layer (folder reports), or a file per map.
+    map_files: dict[str, str] = {}
+    if grid is not None:
+        map_files["sheet"] = layer.sheets[input_id] = paths.map_sheet(model_id, plan.name, input_id)
+    else:
+        for c, channel in enumerate(layer.channels):
+            map_files[f"map{c}"] = channel.maps[input_id] = paths.map_image(
+                model_id, plan.name, input_id, c
+            )
     overlays = {c: paths.overlay_image(model_id, plan.name, input_id, c) for c in chosen}
     for c, overlay in overlays.items():
         layer.channels[c].overlays[input_id] = overlay
@@ -600,8 +611,8 @@ def _record_layer_input(
         blobs = cached["blobs"]
 
         def write_cached_maps() -> None:
-            for c in range(channels):
-                staged.write(map_paths[c], blobs[f"map{c}"])
+            for name, path in map_files.items():
+                staged.write(path, blobs[name])
             for c, overlay in overlays.items():
                 staged.write(overlay, blobs[f"overlay{c}"])
 
@@ -617,13 +628,18 @@ def _record_layer_input(
 
     def encode_maps(vals: np.ndarray) -> None:
         # The whole layer at once: levels in one numpy pass, PNGs written with zlib.
-        for c, data in enumerate(imaging.map_pngs(vals, lows, highs, table)):
-            staged.write(map_paths[c], data)
+        if grid is not None:
+            encoded = [("sheet", imaging.map_sheet_png(vals, lows, highs, table, grid))]
+        else:
+            pictures = imaging.map_pngs(vals, lows, highs, table)
+            encoded = [(f"map{c}", data) for c, data in enumerate(pictures)]
+        for name, data in encoded:
+            staged.write(map_files[name], data)
             if builder is not None:
-                builder.add(f"map{c}", data)
+                builder.add(name, data)
 
     if builder is not None:
-        builder.expect(channels)
+        builder.expect(len(map_files))
     # One task per layer and input keeps the queue short; channels of a layer are cheap.
     encoder.submit(encode_maps, values)
     for c, overlay in overlays.items():

@@ -223,6 +223,30 @@ class LayerView:
         record = next((c for c in channels if c.get("index") == channel), None)
         return dict(record.get("stats", {}).get(input_id, {})) if record else {}
 
+    def _map(self, input_id: str, channel: int) -> str:
+        """A channel's map as an <img>: its own file (single-file style) or its tile,
+        cropped out of the layer's sheet for this input."""
+        alt, cls = f"Map of channel {channel}", "rg-map"
+        grid_entry = self.info.get("map_sheet")
+        sheet = self._pattern("map_sheet", input_id, channel)
+        if not (grid_entry and sheet):
+            return self.report._img(self._pattern("map", input_id, channel), alt, cls)
+        import io
+
+        from PIL import Image
+
+        from reportgen.sheets import SheetGrid
+
+        try:
+            with Image.open(self.report.root / sheet) as picture:
+                tile = picture.crop(SheetGrid.from_manifest(grid_entry).box(channel))
+        except OSError:
+            return f'<span class="rg-muted">({_e(alt)}: missing)</span>'
+        buffer = io.BytesIO()
+        tile.save(buffer, format="PNG")
+        uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return f'<img class="{cls}" src="{uri}" alt="{_e(alt)}">'
+
     def _pattern(self, kind: str, input_id: str, channel: int) -> str | None:
         pattern = self.info.get("images", {}).get(kind)
         if not pattern:
@@ -245,13 +269,12 @@ class LayerView:
         for input_id in list(info.get("selected", {}))[: report.max_inputs]:
             chosen = self.selected(input_id)[: self.max_channels]
             parts.append(f"<h4>{_e(names.get(input_id, input_id))}</h4>")
-            if "map" in info.get("images", {}):
+            images = info.get("images", {})
+            if "map" in images or "map_sheet" in images:
                 parts.append('<div class="rg-row">')
                 for c in chosen:
                     s = self.stats(c, input_id)
-                    pictures = report._img(
-                        self._pattern("map", input_id, c), f"Map of channel {c}", "rg-map"
-                    )
+                    pictures = self._map(input_id, c)
                     overlay = self._pattern("overlay", input_id, c)
                     if overlay:
                         pictures += report._img(

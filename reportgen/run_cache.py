@@ -15,7 +15,7 @@ from reportgen.inputs import (
 )
 from reportgen.model_setup import split_model_spec
 from reportgen.results import RunSummary
-from reportgen.settings import RunSettings, report_settings
+from reportgen.settings import RunSettings, maps_in_sheets, report_settings
 
 if TYPE_CHECKING:
     from reportgen.model_pass import LayerPlan
@@ -124,6 +124,7 @@ class InputCacheContext:
             model.preprocessing.describe(),
             str(model.device),
             recorded,
+            "map sheets" if maps_in_sheets(settings) else "map files",
         )
 
     def _key(self, model_key: str, input_id: str, part: str) -> str:

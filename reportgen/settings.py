@@ -69,3 +69,10 @@ def report_settings(settings: RunSettings) -> dict[str, Any]:
     recorded = settings.as_manifest()
     recorded.pop("output", None)
     return recorded
+
+
+def maps_in_sheets(settings: RunSettings) -> bool:
+    """Folder reports tile a layer's maps into one sheet per input (reportgen.sheets);
+    a single-file report embeds each map on its own, since one data: URI cannot be
+    shared by the tiles of a page."""
+    return not settings.extra.get("single_file")

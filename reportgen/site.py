@@ -32,11 +32,15 @@ def write_single_file_report(
 
 
 def write_site(data: ReportData, staged: Any, jobs: int = 1) -> int:
+    from reportgen.report import tiles
     from reportgen.report.pages import render_pages
     from reportgen.report.render import make_environment, templates_dir
 
     for asset in ("style.css", "app.js"):
         staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
+    grids = tiles.report_grids(data)
+    if grids:
+        staged.write(f"{paths.ASSETS}/{tiles.STYLESHEET}", tiles.stylesheet(grids))
     csp = (
         "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "base-uri 'none'; form-action 'none'"

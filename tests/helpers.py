@@ -1,8 +1,9 @@
-"""Small helpers shared by the CLI error tests."""
+"""Small helpers shared by the tests: the CLI error contract, reproducible runs, maps."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner, Result
 
@@ -45,3 +46,16 @@ def invoke_reproducible(args: list[str]) -> Result:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` with its bytes, to show a report was left untouched."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def map_tile(sheet: Path, entry: dict[str, Any], channel: int) -> Any:
+    """Channel ``channel``'s map cut out of a map sheet (a PIL image), by the manifest's
+    description of the layout, written out here rather than taken from reportgen.sheets."""
+    from PIL import Image
+
+    pad, width, height = entry["pad"], entry["tile_width"], entry["tile_height"]
+    column, row = channel % entry["columns"], channel // entry["columns"]
+    x0, y0 = column * (width + 2 * pad) + pad, row * (height + 2 * pad) + pad
+    with Image.open(sheet) as image:
+        image.load()
+        return image.crop((x0, y0, x0 + width, y0 + height))

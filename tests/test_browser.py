@@ -14,6 +14,8 @@ REPORTGEN_REQUIRE_BROWSER=1 (CI) to make that a failure instead.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import time
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 
 from .conftest import run_cli
+from .helpers import map_tile
 from .test_html_pages import build_small_report
 
 CHROMIUM_ARGS = [
@@ -482,6 +485,58 @@ def test_overlay_opacity_slider(browser: Any, report: Path) -> None:
         assert page.inner_text("#opacity-value") == "80%"
         page.fill("#opacity", "0")
         assert set(page.evaluate(opacity)) == {"0"}
+        watch.check()
+    finally:
+        ctx.close()
+
+
+def _shown_pixels(screenshot: bytes, width: int, height: int) -> Any:
+    """The colour at the centre of each map pixel of a box screenshot, as [h, w, 3]."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(screenshot)) as shot:
+        box = np.asarray(shot.convert("RGB")).astype(int)
+    ys = ((np.arange(height) + 0.5) * box.shape[0] / height).astype(int)
+    xs = ((np.arange(width) + 0.5) * box.shape[1] / width).astype(int)
+    return box[ys][:, xs]
+
+
+def test_map_tiles_show_their_own_channels_pixels(browser: Any, report: Path) -> None:
+    """What a person sees in a map box is that channel's map: the box, screenshotted, holds
+    at the centre of every map pixel the colour of that pixel in the sheet; so a tile
+    shifted by one map pixel, or a neighbour's, fails. The overlay (smoothed, at full
+    opacity) shows the same map."""
+    import numpy as np
+
+    manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
+    layer = next(x for x in manifest["models"][0]["layers"] if x["name"] == "features.3")
+    grid = layer["map_sheet"]
+    ctx, page, watch = new_page(browser, report, device_scale_factor=1)
+    try:
+        for channel in (5, 100, 191):
+            page.goto((report / LAYER / f"c{channel:04d}.html").as_uri())
+            page.fill("#opacity", "100")
+            for input_id in layer["selected"]:
+                sheet = report / layer["images"]["map_sheet"].format(input=input_id)
+                expected = np.asarray(map_tile(sheet, grid, channel).convert("RGB")).astype(int)
+                figure = page.locator(f"figure[id='in-{input_id}']")
+                shown = _shown_pixels(
+                    figure.locator(".pair > .tile.map").screenshot(),
+                    grid["tile_width"],
+                    grid["tile_height"],
+                )
+                assert np.abs(shown - expected).max() <= 3, (channel, input_id)
+                over = _shown_pixels(
+                    figure.locator(".stack .tile.map-over").screenshot(),
+                    grid["tile_width"],
+                    grid["tile_height"],
+                )
+                # Smoothing blends each pixel with its neighbours a little, far less than
+                # a shift by one map pixel would change it.
+                error = np.median(np.abs(over - expected))
+                shifted = np.median(np.abs(over[:, 1:] - expected[:, :-1]))
+                assert error <= 20 and error < shifted / 2, (channel, input_id, error, shifted)
         watch.check()
     finally:
         ctx.close()

@@ -24,6 +24,7 @@ from PIL import Image
 from torchvision.models import AlexNet_Weights, alexnet
 
 from reportgen.settings import RunSettings
+from tests.helpers import map_tile
 
 pytestmark = pytest.mark.slow
 
@@ -127,6 +128,29 @@ def _parse(path: Path) -> _Page:
             ids.update(str(attrs[k]) for k in ("id", "name") if attrs.get(k))
         _parsed[path] = _Page(tags, ids)
     return _parsed[path]
+
+
+TILE_PLACE = re.compile(r"\btc(\d+)\b.*\btr(\d+)\b")
+
+
+def _map_pictures(page: _Page) -> list[tuple[str, int, int, str]]:
+    """The maps a page shows, in order, as (sheet src, column, row, classes): each is a
+    <span class="tile ... tcI trJ"> holding the <img> of a whole sheet."""
+    found = []
+    for (tag, attrs), (next_tag, next_attrs) in zip(page.tags, page.tags[1:]):
+        classes = str(attrs.get("class") or "")
+        if tag == "span" and "tile" in classes.split():
+            assert next_tag == "img", "a tile holds its sheet's <img>"
+            place = TILE_PLACE.search(classes)
+            assert place, classes
+            found.append(
+                (str(next_attrs.get("src")), int(place.group(1)), int(place.group(2)), classes)
+            )
+    return found
+
+
+def _cell(entry: dict[str, Any], channel: int) -> tuple[int, int]:
+    return channel % entry["columns"], channel // entry["columns"]
 
 
 def _pages(root: Path) -> list[Path]:
@@ -402,21 +426,28 @@ def test_activation_maps_are_true_resolution_pictures_of_the_values(
     layer = _layer(built, "features.0")
     model = built.manifest["models"][0]
     layer_page = built.root / layer["page"]
+    grid = layer["map_sheet"]
+    assert (grid["channels"], grid["tile_height"], grid["tile_width"]) == (64, 55, 55)
     for input_id, outputs in reference.items():
         values = outputs["features.0"].numpy()
+        sheet_path = layer["images"]["map_sheet"].format(input=input_id)
+        with Image.open(built.root / sheet_path) as sheet:
+            assert sheet.mode == "P"
+            assert sheet.size == (grid["columns"] * 57, grid["rows"] * 57)
         for c in (0, 17, 63):
+            # The channel page shows this channel's tile of the input's sheet, twice
+            # (the map, and over the view).
             page = _parse(built.root / layer["channels"][c]["page"])
-            sources = [
-                attrs["src"]
-                for tag, attrs in page.tags
-                if tag == "img" and f"maps/{input_id}/" in str(attrs.get("src"))
+            shown = [
+                (column, row)
+                for src, column, row, _ in _map_pictures(page)
+                if src.endswith(f"sheets/{input_id}.png")
             ]
-            assert sources, f"channel {c} page shows no map for {input_id}"
-            png = (built.root / layer["channels"][c]["page"]).parent / str(sources[0])
-            with Image.open(png) as image:
-                assert image.size == (55, 55)
-                levels = np.asarray(image).astype(int)  # palette indices
-                rgb = np.asarray(image.convert("RGB"))
+            assert shown == [_cell(grid, c)] * 2, f"channel {c} on {input_id}: {shown}"
+            image = map_tile(built.root / sheet_path, grid, c)
+            assert image.size == (55, 55)
+            levels = np.asarray(image).astype(int)  # palette indices
+            rgb = np.asarray(image.convert("RGB"))
             plane = values[c].astype(np.float64)
             low, high = plane.min(), plane.max()
             expected = np.rint((plane - low) / (high - low) * 255.0)
@@ -503,10 +534,9 @@ def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Pat
     input_id = manifest["inputs"][0]["id"]
     maxima = [c["stats"][input_id]["max"] for c in layer["channels"]]
     top = int(np.argmax(maxima))
-    folder = (out / layer["page"]).parent / "maps" / input_id
+    sheet = out / layer["images"]["map_sheet"].format(input=input_id)
     for c in (top, (top + 1) % 64):
-        with Image.open(folder / f"c{c:04d}.png") as image:
-            levels = np.asarray(image)
+        levels = np.asarray(map_tile(sheet, layer["map_sheet"], c))
         assert (levels.max() == 255) == (c == top) or maxima[c] == maxima[top]
     overlays = sorted(
         p.name for p in ((out / layer["page"]).parent / "overlays" / input_id).iterdir()
@@ -547,12 +577,22 @@ def test_true_value_ranges_are_shown_as_numbers(built: Built) -> None:
 def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> None:
     layer = _layer(built, "features.0")
     page = _parse(built.root / layer["page"])
-    sources = [str(attrs.get("src")) for tag, attrs in page.tags if tag == "img"]
+    # Every picture in order; a tile as "sheets/INPUT.png@column,row".
+    sources: list[str] = []
+    tags = iter(page.tags)
+    for tag, attrs in tags:
+        place = TILE_PLACE.search(str(attrs.get("class") or ""))
+        if tag == "span" and place:
+            _, sheet = next(tags)  # the tile's <img>: the whole sheet
+            sources.append(f"{sheet.get('src')}@{place.group(1)},{place.group(2)}")
+        elif tag == "img":
+            sources.append(str(attrs.get("src")))
     for input_id, chosen in layer["selected"].items():
         for c in chosen:
             name = f"c{c:04d}"
+            column, row = _cell(layer["map_sheet"], c)
             overlay = sources.index(f"overlays/{input_id}/{name}.jpg")
-            map_index = sources.index(f"maps/{input_id}/{name}.png")
+            map_index = sources.index(f"sheets/{input_id}.png@{column},{row}")
             filter_index = max(
                 i for i, s in enumerate(sources[:map_index]) if s == f"filters/{name}-rgb.png"
             )
@@ -562,7 +602,7 @@ def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> N
 def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None:
     model = built.manifest["models"][0]
     page = built.root / model["compare_page"]
-    sources = {str(attrs.get("src")) for tag, attrs in _parse(page).tags if tag == "img"}
+    tiles = {(src, column, row) for src, column, row, _ in _map_pictures(_parse(page))}
     text = html.unescape(page.read_text(encoding="utf-8"))
     assert "55\u00d755" in text and "27\u00d727" in text
     for layer in model["layers"]:
@@ -570,5 +610,5 @@ def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None
             continue
         for input_id, chosen in layer["selected"].items():
             for c in chosen[:4]:
-                expected = f"layers/{layer['name']}/maps/{input_id}/c{c:04d}.png"
-                assert expected in sources
+                sheet = f"layers/{layer['name']}/sheets/{input_id}.png"
+                assert (sheet, *_cell(layer["map_sheet"], c)) in tiles

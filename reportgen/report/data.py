@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reportgen.sheets import SheetGrid
+
 
 @dataclass
 class InputRecord:
@@ -35,7 +37,9 @@ class ChannelRecord:
     index: int
     page: str
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # input id -> stats
-    maps: dict[str, str] = field(default_factory=dict)  # input id -> map image path
+    # input id -> map image path; only in single-file reports (a folder report's maps
+    # are tiles of the layer's sheets: LayerRecord.sheets)
+    maps: dict[str, str] = field(default_factory=dict)
     overlays: dict[str, str] = field(default_factory=dict)  # input id -> overlay (selected)
     filter: dict[str, str] = field(default_factory=dict)  # "rgb"/"r"/"g"/"b" or "mean" -> path
     # Feature visualisation (featurevis.py): {image, activation, steps, size, best_input,
@@ -60,6 +64,9 @@ class LayerRecord:
     charts: dict[str, str] = field(default_factory=dict)  # input id -> ranked chart (2-D)
     channels: list[ChannelRecord] = field(default_factory=list)
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
+    # Folder reports: per input, one sheet holding every channel's map (reportgen.sheets)
+    sheets: dict[str, str] = field(default_factory=dict)
+    sheet_grid: SheetGrid | None = None
 
 
 @dataclass

@@ -58,6 +58,9 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "selected": layer.selected,
                         "ranges": {k: list(v) for k, v in layer.ranges.items()},
                         "images": layer_image_patterns(m.id, layer),
+                        "map_sheet": (
+                            layer.sheet_grid.describe() if layer.sheet_grid is not None else None
+                        ),
                         "receptive_field": layer.receptive_field,
                         "channels": [
                             {
@@ -136,11 +139,17 @@ def comparison_entry(comparison: ComparisonRecord) -> dict[str, Any]:
 
 def layer_image_patterns(model_id: str, layer: LayerRecord) -> dict[str, str]:
     """Where a layer's pictures are, as patterns: {input} is an input id, {channel} a
-    channel index. Maps exist for every channel, overlays for the selected ones."""
+    channel index. Maps exist for every channel: in a folder report as tiles of one
+    sheet per input (``map_sheet``; the layer's ``map_sheet`` entry says where each tile
+    is), in a single-file report as one picture each (``map``). Overlays exist for the
+    selected channels."""
     patterns: dict[str, str] = {}
-    if layer.spatial:
+    if layer.spatial and layer.sheet_grid is not None:
+        patterns["map_sheet"] = paths.map_sheet(model_id, layer.name, "{input}")
+    elif layer.spatial:
         sample_map = paths.map_image(model_id, layer.name, "{input}", 0)
         patterns["map"] = sample_map.replace("c0000", "c{channel:04d}")
+    if layer.spatial:
         sample_overlay = paths.overlay_image(model_id, layer.name, "{input}", 0)
         patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
     else:

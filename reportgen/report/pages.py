@@ -15,6 +15,7 @@ import jinja2
 from reportgen.report import paths
 from reportgen.report.data import LayerRecord, ModelRecord, ReportData
 from reportgen.report.render import Linker
+from reportgen.report.tiles import report_grids
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def render_pages(
     page from the k-th (n processes render a report together).
     """
     inputs = {record.id: record for record in data.inputs}
+    tiles_stylesheet = bool(report_grids(data))
     count = 0
     templates: dict[str, jinja2.Template] = {}
     for index, page in enumerate(plan_pages(data)):
@@ -140,6 +142,7 @@ def render_pages(
             page=page,
             url=linker(page.path),
             csp=csp,
+            tiles_stylesheet=tiles_stylesheet,
             **page.context,
         )
         write(page.path, text)

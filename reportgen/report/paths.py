@@ -59,6 +59,10 @@ def map_image(model_id: str, layer: str, input_id: str, channel: int) -> str:
     return f"{layer_dir(model_id, layer)}/maps/{input_id}/{channel_name(channel)}.png"
 
 
+def map_sheet(model_id: str, layer: str, input_id: str) -> str:
+    return f"{layer_dir(model_id, layer)}/sheets/{input_id}.png"
+
+
 def overlay_image(model_id: str, layer: str, input_id: str, channel: int) -> str:
     return f"{layer_dir(model_id, layer)}/overlays/{input_id}/{channel_name(channel)}.jpg"
 

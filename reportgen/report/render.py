@@ -38,6 +38,9 @@ def make_environment() -> jinja2.Environment:
     env.globals["channel_table"] = summary.channel_table
     env.globals["summary_chart"] = summary.summary_chart
     env.globals["stats_cells"] = StatsCells()
+    from reportgen.report.tiles import map_picture
+
+    env.globals["map_picture"] = map_picture
     return env
 
 

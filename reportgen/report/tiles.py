@@ -1,0 +1,104 @@
+"""Showing one tile of a map sheet (reportgen.sheets) in a page, with CSS only.
+
+A tile is ``<span class="tile GRID tcI trJ"><img src=SHEET alt=...></span>``: the span is
+the box the map is shown in (its size comes from the page's classes, e.g. ``map big``)
+and clips the sheet; the image is the whole sheet, scaled so that one tile fills the
+span, and moved so that tile I, J is the one inside it. The positions are percentages
+of the span, so the same rules work at every display size. They are class rules in a
+generated stylesheet (``assets/tiles.css``): the pages' Content-Security-Policy allows
+no inline style. The <img> keeps what a picture should have: alt text, lazy loading,
+and "open image" in the browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from reportgen.sheets import SheetGrid
+
+STYLESHEET = "tiles.css"  # in the report's assets folder
+
+
+def grid_class(grid: SheetGrid) -> str:
+    """One class per sheet geometry: layers of the same shape share their rules."""
+    return f"g{grid.columns}x{grid.rows}-{grid.tile_width}x{grid.tile_height}p{grid.pad}"
+
+
+def tile_classes(grid: SheetGrid, channel: int) -> str:
+    column, row = grid.cell(channel)
+    return f"tile {grid_class(grid)} tc{column} tr{row}"
+
+
+def _percent(value: float) -> str:
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def grid_rules(grid: SheetGrid) -> list[str]:
+    """CSS for one geometry. For a span E pixels wide showing a tile w map pixels wide,
+    the sheet (W wide) is drawn E*W/w wide, i.e. W/w*100% of the span, and its left edge
+    sits x0/w spans to the left of the span's, where x0 is the tile's first pixel."""
+    name = grid_class(grid)
+    rules = [
+        f".{name} > img {{ width: {_percent(100 * grid.width / grid.tile_width)}; "
+        f"height: {_percent(100 * grid.height / grid.tile_height)}; }}"
+    ]
+    for column in range(grid.columns):
+        x0 = column * grid.cell_width + grid.pad
+        left = _percent(-100 * x0 / grid.tile_width)
+        rules.append(f".{name}.tc{column} > img {{ left: {left}; }}")
+    for row in range(grid.rows):
+        y0 = row * grid.cell_height + grid.pad
+        top = _percent(-100 * y0 / grid.tile_height)
+        rules.append(f".{name}.tr{row} > img {{ top: {top}; }}")
+    return rules
+
+
+def stylesheet(grids: Iterable[SheetGrid]) -> str:
+    """The rules for every sheet geometry in a report, in a stable order."""
+    lines = [
+        "/* reportgen: tiles of map sheets, generated for this report's layers "
+        "(reportgen/report/tiles.py); .tile itself is styled in style.css */",
+    ]
+    seen: set[str] = set()
+    for grid in sorted(set(grids), key=grid_class):
+        if grid_class(grid) not in seen:
+            seen.add(grid_class(grid))
+            lines.extend(grid_rules(grid))
+    return "\n".join(lines) + "\n"
+
+
+def report_grids(data: Any) -> list[SheetGrid]:
+    """Every sheet geometry of a report (none in a single-file report)."""
+    return [
+        layer.sheet_grid
+        for model in data.models
+        for layer in model.layers
+        if layer.sheet_grid is not None
+    ]
+
+
+def map_picture(
+    url: Callable[[str], str], layer: Any, channel: Any, input_id: str, classes: str, alt: str
+) -> Markup:
+    """A channel's map on one input, as page HTML: a tile of the layer's sheet, or (in a
+    single-file report) the map's own picture. Python, not a Jinja macro: a layer page
+    shows every channel for every input, and a macro call costs tens of microseconds."""
+    # f-strings over escape(): Markup.format is several times slower, and a big report
+    # has hundreds of thousands of these.
+    grid = layer.sheet_grid
+    if grid is not None:
+        place = tile_classes(grid, channel.index)
+        sheet = url(layer.sheets[input_id])
+        return Markup(
+            f'<span class="{escape(classes)} {place}"><img src="{escape(sheet)}" '
+            f'alt="{escape(alt)}" loading="lazy"></span>'
+        )
+    picture = url(channel.maps[input_id])
+    return Markup(
+        f'<img class="{escape(classes)}" src="{escape(picture)}" alt="{escape(alt)}" '
+        'loading="lazy">'
+    )
