@@ -188,3 +188,13 @@ def test_map_picture_is_a_tile_or_a_file_and_escapes_its_text() -> None:
     single = str(tiles.map_picture(lambda p: p, _Layer(None), _Channel(), "x", "map", alt))
     assert single.startswith('<img class="map" src="models/m/layers/l/maps/x/c0005.png"')
     assert "<img src=x" not in single
+
+
+@given(st.text())
+def test_fast_escape_matches_markupsafe(text: str) -> None:
+    """The pages' Python-built parts escape exactly as Jinja's autoescape does."""
+    from markupsafe import escape
+
+    from reportgen.report.render import escape_text
+
+    assert escape_text(text) == str(escape(text))

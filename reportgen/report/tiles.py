@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from reportgen.report.render import escape_text as esc
 from reportgen.sheets import SheetGrid
 
 STYLESHEET = "tiles.css"  # in the report's assets folder
@@ -87,18 +88,17 @@ def map_picture(
     """A channel's map on one input, as page HTML: a tile of the layer's sheet, or (in a
     single-file report) the map's own picture. Python, not a Jinja macro: a layer page
     shows every channel for every input, and a macro call costs tens of microseconds."""
-    # f-strings over escape(): Markup.format is several times slower, and a big report
-    # has hundreds of thousands of these.
+    # f-strings and escape_text: Markup.format and escape() are several times slower,
+    # and a big report has hundreds of thousands of these.
     grid = layer.sheet_grid
     if grid is not None:
         place = tile_classes(grid, channel.index)
         sheet = url(layer.sheets[input_id])
         return Markup(
-            f'<span class="{escape(classes)} {place}"><img src="{escape(sheet)}" '
-            f'alt="{escape(alt)}" loading="lazy"></span>'
+            f'<span class="{esc(classes)} {place}"><img src="{esc(sheet)}" '
+            f'alt="{esc(alt)}" loading="lazy"></span>'
         )
     picture = url(channel.maps[input_id])
     return Markup(
-        f'<img class="{escape(classes)}" src="{escape(picture)}" alt="{escape(alt)}" '
-        'loading="lazy">'
+        f'<img class="{esc(classes)}" src="{esc(picture)}" alt="{esc(alt)}" loading="lazy">'
     )

@@ -1,0 +1,159 @@
+"""The parts of pages that repeat once per channel and input, made in Python.
+
+A layer page shows, for every input, a grid with every channel's map and a table with
+every channel's statistics; a channel page shows, for every input, a statistics row and
+the map beside the overlay. That is thousands of items per input for four AlexNet
+layers, millions in a big report. As Jinja loops (a loop turn, a filter or a macro call
+costs microseconds to tens of microseconds) they were most of the time spent writing
+pages; here they are plain string building, with every shown text escaped. The
+templates call these where the loops were; the markup is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from markupsafe import Markup
+
+from reportgen.report.render import escape_text as esc
+from reportgen.report.render import format_number
+from reportgen.report.tiles import map_picture
+
+Url = Callable[[str], str]
+
+
+class ChannelLinks:
+    """Each channel's page link from one page, computed once per page and layer."""
+
+    def __init__(self) -> None:
+        self._page: Any = None
+        self._links: dict[int, list[str]] = {}
+
+    def __call__(self, url: Url, layer: Any) -> list[str]:
+        if url is not self._page:  # a new page: links are relative to it
+            self._page, self._links = url, {}
+        links = self._links.get(id(layer))
+        if links is None:
+            links = self._links[id(layer)] = [str(esc(url(c.page))) for c in layer.channels]
+        return links
+
+
+class LayerFragments:
+    """``channel_grid`` and ``channel_stats_rows`` for layer.html."""
+
+    def __init__(self, stats_cells: Callable[[dict[str, Any]], Markup]) -> None:
+        self.links = ChannelLinks()
+        self.stats_cells = stats_cells
+
+    def channel_grid(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
+        """Every channel's map on one input, selected ones marked, as <li> items."""
+        links = self.links(url, layer)
+        marked = set(chosen)
+        items = []
+        for channel, link in zip(layer.channels, links):
+            c = channel.index
+            selected = c in marked
+            alt = f"Channel {c} (selected)" if selected else f"Channel {c}"
+            picture = map_picture(url, layer, channel, input_id, "map", alt)
+            mark = ' class="sel"' if selected else ""
+            dot = "&#9679; " if selected else ""
+            items.append(
+                f'<li data-c="{c}"{mark}><a href="{link}">{picture}'
+                f'<span aria-hidden="true">{dot}{c}</span></a></li>\n'
+            )
+        return Markup("".join(items))
+
+    def channel_stats_rows(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
+        """One table row per channel: its statistics on one input."""
+        links = self.links(url, layer)
+        marked = set(chosen)
+        rows = []
+        for channel, link in zip(layer.channels, links):
+            c = channel.index
+            cells = self.stats_cells(channel.stats[input_id])
+            if c in marked:
+                rows.append(
+                    f'<tr data-c="{c}" class="sel"><th scope="row"><a href="{link}">'
+                    f'<span aria-hidden="true">&#9679; </span>{c}</a>'
+                    f'<span class="vh"> (selected)</span></th>{cells}</tr>\n'
+                )
+            else:
+                rows.append(
+                    f'<tr data-c="{c}"><th scope="row"><a href="{link}">{c}</a></th>{cells}</tr>\n'
+                )
+        return Markup("".join(rows))
+
+
+def value_range(low: Any, high: Any) -> str:
+    """Same markup as the ``value_range`` macro in macros.html."""
+    return (
+        f'<span class="range">{esc(format_number(low))} &hellip; {esc(format_number(high))}</span>'
+    )
+
+
+class ChannelFragments:
+    """``input_stats_rows`` and ``input_figures`` for channel.html."""
+
+    def __init__(self, stats_cells: Callable[[dict[str, Any]], Markup]) -> None:
+        self.stats_cells = stats_cells
+
+    def input_stats_rows(
+        self, layer: Any, channel: Any, inputs: dict[str, Any], selected_for: list[str]
+    ) -> Markup:
+        """One table row per input: this channel's statistics on it."""
+        marked = set(selected_for)
+        rows = []
+        for input_id, stats in channel.stats.items():
+            source = esc(inputs[input_id].source)
+            name = f'<a href="#in-{esc(input_id)}">{source}</a>' if layer.spatial else source
+            mark = ' class="sel"' if input_id in marked else ""
+            rows.append(f'<tr{mark}><th scope="row">{name}</th>{self.stats_cells(stats)}</tr>\n')
+        return Markup("".join(rows))
+
+    def input_figures(
+        self,
+        url: Url,
+        model: Any,
+        layer: Any,
+        channel: Any,
+        inputs: dict[str, Any],
+        selected_for: list[str],
+        alpha_class: str,
+        by_layer: bool,
+    ) -> Markup:
+        """Per input: the map, and the map over the network's view (the browser blends
+        them; the opacity slider changes ``alpha_class``), with the value range."""
+        marked = set(selected_for)
+        c = channel.index
+        figures = []
+        for input_id in layer.ranges:
+            source = inputs[input_id].source
+            selected = input_id in marked
+            shown = map_picture(
+                url, layer, channel, input_id, "map big", f"Map of channel {c} on {source}"
+            )
+            over = map_picture(
+                url, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
+            )
+            view = esc(url(model.views[input_id]))
+            if by_layer:
+                low, high = layer.ranges[input_id]
+            else:
+                stats = channel.stats[input_id]
+                low, high = stats["min"], stats["max"]
+            saved = ""
+            if input_id in channel.overlays:
+                link = esc(url(channel.overlays[input_id]))
+                saved = f'; <a href="{link}">saved overlay (JPEG)</a>'
+            tag = '<strong class="sel-tag">selected</strong> ' if selected else ""
+            mark = " sel" if selected else ""
+            figures.append(
+                f'<figure class="detail{mark}" id="in-{esc(input_id)}">\n'
+                f'<div class="pair">\n{shown}\n'
+                f'<span class="stack {esc(alpha_class)}"><img class="view" src="{view}" '
+                f'alt="Network view of {esc(source)}" loading="lazy">{over}</span>\n</div>\n'
+                f"<figcaption>{tag}{esc(source)}: range {value_range(low, high)}{saved}"
+                "</figcaption>\n</figure>\n"
+            )
+        return Markup("".join(figures))
