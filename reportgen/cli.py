@@ -263,6 +263,13 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     help="Opacity of the map in overlays, 0..1.",
 )
 @click.option(
+    "--overlay-files/--no-overlay-files",
+    default=False,
+    show_default=True,
+    help="Also save each selected channel's overlay as a JPEG. Pages compose overlays "
+    "in the browser from the view and the map either way.",
+)
+@click.option(
     "--scale",
     type=click.Choice(SCALES),
     default="channel",

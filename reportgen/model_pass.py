@@ -603,7 +603,11 @@ def _record_layer_input(
             map_files[f"map{c}"] = channel.maps[input_id] = paths.map_image(
                 model_id, plan.name, input_id, c
             )
-    overlays = {c: paths.overlay_image(model_id, plan.name, input_id, c) for c in chosen}
+    overlays = (
+        {c: paths.overlay_image(model_id, plan.name, input_id, c) for c in chosen}
+        if settings.overlay_files
+        else {}
+    )
     for c, overlay in overlays.items():
         layer.channels[c].overlays[input_id] = overlay
 

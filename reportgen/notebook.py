@@ -55,6 +55,18 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{number:.{digits}g}"
 
 
+def _picture_img(picture: Any, kind: str, alt: str, cls: str) -> str:
+    """A PIL image as an <img> with a data: URI; a note when there is none."""
+    if picture is None:
+        return f'<span class="rg-muted">({_e(alt)}: missing)</span>'
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format=kind)
+    uri = f"data:image/{kind.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+    return f'<img class="{cls}" src="{uri}" alt="{_e(alt)}">'
+
+
 class Report:
     """A report folder written by ``reportgen run``, displayable in Jupyter."""
 
@@ -223,29 +235,56 @@ class LayerView:
         record = next((c for c in channels if c.get("index") == channel), None)
         return dict(record.get("stats", {}).get(input_id, {})) if record else {}
 
-    def _map(self, input_id: str, channel: int) -> str:
-        """A channel's map as an <img>: its own file (single-file style) or its tile,
-        cropped out of the layer's sheet for this input."""
-        alt, cls = f"Map of channel {channel}", "rg-map"
-        grid_entry = self.info.get("map_sheet")
-        sheet = self._pattern("map_sheet", input_id, channel)
-        if not (grid_entry and sheet):
-            return self.report._img(self._pattern("map", input_id, channel), alt, cls)
-        import io
-
+    def _map_picture(self, input_id: str, channel: int) -> Any:
+        """A channel's map as a PIL image: its own file, or its tile cropped out of the
+        layer's sheet for this input (folder reports). None when it is missing."""
         from PIL import Image
 
         from reportgen.sheets import SheetGrid
 
+        grid_entry = self.info.get("map_sheet")
+        sheet = self._pattern("map_sheet", input_id, channel)
+        single = self._pattern("map", input_id, channel)
         try:
-            with Image.open(self.report.root / sheet) as picture:
-                tile = picture.crop(SheetGrid.from_manifest(grid_entry).box(channel))
+            if grid_entry and sheet:
+                with Image.open(self.report.root / sheet) as picture:
+                    return picture.crop(SheetGrid.from_manifest(grid_entry).box(channel))
+            if single:
+                with Image.open(self.report.root / single) as picture:
+                    picture.load()
+                    return picture
         except OSError:
-            return f'<span class="rg-muted">({_e(alt)}: missing)</span>'
-        buffer = io.BytesIO()
-        tile.save(buffer, format="PNG")
-        uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-        return f'<img class="{cls}" src="{uri}" alt="{_e(alt)}">'
+            pass
+        return None
+
+    def _overlay_picture(self, input_id: str, map_picture: Any) -> Any:
+        """The map over the network's view, blended as the report's pages do it (the map
+        smoothed to the view's size, at the report's --alpha)."""
+        from PIL import Image
+
+        view_path = self.model.get("views", {}).get(input_id)
+        if map_picture is None or not view_path:
+            return None
+        alpha = float(self.report.manifest.get("settings", {}).get("alpha", 0.5))
+        try:
+            with Image.open(self.report.root / view_path) as opened:
+                view = opened.convert("RGB")
+        except OSError:
+            return None
+        smoothed = map_picture.convert("RGB").resize(view.size, Image.Resampling.BILINEAR)
+        return Image.blend(view, smoothed, alpha)
+
+    def _pictures(self, input_id: str, channel: int) -> str:
+        """The map and the overlay of one channel on one input, as <img> elements."""
+        report = self.report
+        alt = f"Channel {channel} overlaid on the input"
+        picture = self._map_picture(input_id, channel)
+        shown = _picture_img(picture, "PNG", f"Map of channel {channel}", "rg-map")
+        overlay_file = self._pattern("overlay", input_id, channel)
+        if overlay_file:  # written with --overlay-files
+            return shown + report._img(overlay_file, alt, "rg-overlay")
+        overlay = self._overlay_picture(input_id, picture)
+        return shown + _picture_img(overlay, "JPEG", alt, "rg-overlay")
 
     def _pattern(self, kind: str, input_id: str, channel: int) -> str | None:
         pattern = self.info.get("images", {}).get(kind)
@@ -274,12 +313,7 @@ class LayerView:
                 parts.append('<div class="rg-row">')
                 for c in chosen:
                     s = self.stats(c, input_id)
-                    pictures = self._map(input_id, c)
-                    overlay = self._pattern("overlay", input_id, c)
-                    if overlay:
-                        pictures += report._img(
-                            overlay, f"Channel {c} overlaid on the input", "rg-overlay"
-                        )
+                    pictures = self._pictures(input_id, c)
                     parts.append(
                         f"<figure>{pictures}<figcaption>channel {c}: mean {_num(s.get('mean'))}"
                         f", max {_num(s.get('max'))}</figcaption></figure>"

@@ -33,6 +33,9 @@ class RunSettings:
     interesting_max: float = 2.0
     colormap: str = "jet"
     alpha: float = 0.5
+    # Overlays are composed by the browser from the view and the map; this also writes
+    # each selected channel's overlay as a JPEG file.
+    overlay_files: bool = False
     scale: str = "channel"
     offline: bool = False
     # Grad-CAM, dataset examples, comparisons and custom models (issue 6).

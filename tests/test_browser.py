@@ -485,6 +485,11 @@ def test_overlay_opacity_slider(browser: Any, report: Path) -> None:
         assert page.inner_text("#opacity-value") == "80%"
         page.fill("#opacity", "0")
         assert set(page.evaluate(opacity)) == {"0"}
+        # The layer page composes the selected channels' overlays the same way.
+        page.goto((report / LAYER / "index.html").as_uri())
+        assert len(page.evaluate(opacity)) == page.locator(".selected figure").count() > 0
+        page.fill("#opacity", "35")
+        assert set(page.evaluate(opacity)) == {"0.35"}
         watch.check()
     finally:
         ctx.close()

@@ -455,16 +455,13 @@ def test_activation_maps_are_true_resolution_pictures_of_the_values(
             from reportgen.imaging import colormap_table
 
             np.testing.assert_array_equal(rgb, colormap_table("jet")[levels])
-    # Overlays exist for the selected channels only, at the network's view size.
-    for input_id, chosen in layer["selected"].items():
-        for c in range(64):
-            overlay = layer_page.parent / "overlays" / input_id / f"c{c:04d}.jpg"
-            assert overlay.is_file() == (c in chosen)
-        view = built.root / model["page"]
-        assert view.is_file()
-        for c in chosen:
-            with Image.open(layer_page.parent / "overlays" / input_id / f"c{c:04d}.jpg") as image:
-                assert image.size == (224, 224)
+    # Overlays are composed by the browser (the map over the view the network saw): no
+    # overlay files without --overlay-files.
+    assert not (layer_page.parent / "overlays").exists()
+    assert "overlay" not in layer["images"]
+    for input_id in layer["selected"]:
+        with Image.open(built.root / model["views"][input_id]) as view:
+            assert view.size == (224, 224)
 
 
 def test_first_layer_filters_are_rgb_and_apart(built: Built) -> None:
@@ -522,7 +519,7 @@ def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Pat
     out = tmp_path / "out"
     args = ["-q", "run", str(small_images), "-m", "resnet18", "--weights", "none", "-l", "conv1"]
     args += ["--strategy", "manual", "--channels", "5,0", "--scale", "layer", "-o", str(out)]
-    args += ["--colormap", "gray", "--alpha", "0.3"]
+    args += ["--colormap", "gray", "--alpha", "0.3", "--overlay-files"]
     result = run_cli(*args)
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and result.stderr == ""
@@ -538,10 +535,16 @@ def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Pat
     for c in (top, (top + 1) % 64):
         levels = np.asarray(map_tile(sheet, layer["map_sheet"], c))
         assert (levels.max() == 255) == (c == top) or maxima[c] == maxima[top]
-    overlays = sorted(
-        p.name for p in ((out / layer["page"]).parent / "overlays" / input_id).iterdir()
-    )
-    assert overlays == ["c0000.jpg", "c0005.jpg"]
+    # --overlay-files: the selected channels' overlays saved as JPEGs, at the view's size,
+    # linked from the channel pages.
+    for input_id in layer["selected"]:
+        folder = (out / layer["page"]).parent / "overlays" / input_id
+        assert sorted(p.name for p in folder.iterdir()) == ["c0000.jpg", "c0005.jpg"]
+        with Image.open(folder / "c0005.jpg") as image:
+            assert image.size == (224, 224)
+    assert layer["images"]["overlay"].format(input=input_id, channel=5).endswith("c0005.jpg")
+    channel_page = (out / layer["channels"][5]["page"]).read_text(encoding="utf-8")
+    assert f'overlays/{input_id}/c0005.jpg">saved overlay (JPEG)' in channel_page
 
 
 def test_png_files_are_real_pngs(built: Built) -> None:
@@ -575,6 +578,7 @@ def test_true_value_ranges_are_shown_as_numbers(built: Built) -> None:
 
 
 def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> None:
+    """Filter, map, then the overlay: the view with the same tile laid over it."""
     layer = _layer(built, "features.0")
     page = _parse(built.root / layer["page"])
     # Every picture in order; a tile as "sheets/INPUT.png@column,row".
@@ -591,12 +595,15 @@ def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> N
         for c in chosen:
             name = f"c{c:04d}"
             column, row = _cell(layer["map_sheet"], c)
-            overlay = sources.index(f"overlays/{input_id}/{name}.jpg")
-            map_index = sources.index(f"sheets/{input_id}.png@{column},{row}")
+            tile = f"sheets/{input_id}.png@{column},{row}"
+            map_index = sources.index(tile)
             filter_index = max(
                 i for i, s in enumerate(sources[:map_index]) if s == f"filters/{name}-rgb.png"
             )
-            assert filter_index < map_index < overlay <= map_index + 1
+            assert filter_index == map_index - 1
+            view = built.manifest["models"][0]["views"][input_id]  # from the report root
+            link = posixpath.relpath(view, posixpath.dirname(layer["page"]))
+            assert sources[map_index + 1 : map_index + 3] == [link, tile]
 
 
 def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None:

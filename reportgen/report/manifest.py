@@ -141,8 +141,9 @@ def layer_image_patterns(model_id: str, layer: LayerRecord) -> dict[str, str]:
     """Where a layer's pictures are, as patterns: {input} is an input id, {channel} a
     channel index. Maps exist for every channel: in a folder report as tiles of one
     sheet per input (``map_sheet``; the layer's ``map_sheet`` entry says where each tile
-    is), in a single-file report as one picture each (``map``). Overlays exist for the
-    selected channels."""
+    is), in a single-file report as one picture each (``map``). Overlay files exist
+    for the selected channels with --overlay-files (pages compose overlays in the
+    browser)."""
     patterns: dict[str, str] = {}
     if layer.spatial and layer.sheet_grid is not None:
         patterns["map_sheet"] = paths.map_sheet(model_id, layer.name, "{input}")
@@ -150,8 +151,9 @@ def layer_image_patterns(model_id: str, layer: LayerRecord) -> dict[str, str]:
         sample_map = paths.map_image(model_id, layer.name, "{input}", 0)
         patterns["map"] = sample_map.replace("c0000", "c{channel:04d}")
     if layer.spatial:
-        sample_overlay = paths.overlay_image(model_id, layer.name, "{input}", 0)
-        patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
+        if any(channel.overlays for channel in layer.channels):  # --overlay-files
+            sample_overlay = paths.overlay_image(model_id, layer.name, "{input}", 0)
+            patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
     else:
         patterns["chart"] = paths.ranked_chart(model_id, layer.name, "{input}")
     if layer.channels and layer.channels[0].filter:
