@@ -495,7 +495,7 @@ def _write_examples(
         wanted = by_input.get(file.id)
         if not wanted:
             continue
-        view = np.asarray(model.preprocessing.view(load_image(file).image), dtype=np.uint8)
+        view = model.preprocessing.view(load_image(file).image).convert("RGB")
         for tiles, k, box in wanted:
             tiles[k] = imaging.crop_tile(view, box)
     for strip, tiles in channel_tiles.items():

@@ -198,3 +198,27 @@ def test_fast_escape_matches_markupsafe(text: str) -> None:
     from reportgen.report.render import escape_text
 
     assert escape_text(text) == str(escape(text))
+
+
+def test_example_tiles_resample_the_box_like_a_crop_then_resize() -> None:
+    """Dataset-example tiles are taken from the view without copying the crop out; the
+    pixels are those of cropping, then resizing (but for the outermost pixels, which may
+    now blend in the view just outside the box), and the strip puts them side by side."""
+    rng = np.random.default_rng(5)
+    noise = Image.fromarray(rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8), "RGB")
+    boxes = [[0, 0, 11, 11], [100, 37, 151, 88], [29, 29, 224, 224], [213, 0, 224, 40]]
+    for box in boxes:
+        tile = imaging.crop_tile(noise, box)
+        expected = noise.crop(tuple(box)).resize((64, 64), Image.Resampling.BILINEAR)
+        assert tile.size == (64, 64)
+        inner = np.asarray(tile, int)[4:-4, 4:-4] - np.asarray(expected, int)[4:-4, 4:-4]
+        assert np.abs(inner).max() <= 1, box
+    y, x = np.mgrid[0:224, 0:224]
+    smooth = np.stack([x, y, 128 + 100 * np.sin(x / 9.0) * np.cos(y / 13.0)], axis=-1)
+    view = Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8), "RGB")
+    tiles = [imaging.crop_tile(view, box) for box in boxes]
+    with Image.open(io.BytesIO(imaging.tiles_strip_jpeg(tiles))) as strip:
+        assert strip.size == (64 * len(boxes), 64)
+        for k, tile in enumerate(tiles):
+            part = np.asarray(strip.crop((64 * k, 0, 64 * (k + 1), 64)), int)
+            assert np.abs(part - np.asarray(tile, int)).mean() < 3  # JPEG
