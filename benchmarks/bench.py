@@ -9,8 +9,10 @@ process's maximum resident set size (``os.wait4``). The pipelines alternate roun
 round so that load from other programs falls on all of them alike; medians are reported.
 
 Measured:
-* ``reportgen run`` (every channel of AlexNet features.0,3,6,8, overlays and filters for
-  the selected channels, every page, the manifest; ``--weights none``, ``--no-cache``)
+* ``reportgen run`` (every channel's map of AlexNet features.0,3,6,8, in one sheet per
+  layer and input; overlays of the selected channels, composed by the browser; filters,
+  Grad-CAM, dataset examples, every page, the manifest; ``--weights none``,
+  ``--no-cache``)
   against ``benchmarks/notebook_style.py`` for the small and the large input set;
   the marginal cost per image is (T(large) - T(small)) / (large - small);
 * the floor (``benchmarks/floor.py``): the same forward passes and encodings alone;

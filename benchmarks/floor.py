@@ -1,9 +1,12 @@
 """The floor: the report's forward passes and image encodings on their own.
 
 Same model, layers, inputs and batches as ``reportgen run``; the same encoders
-(reportgen.imaging) for every map, the overlays of the top-12 channels per layer and
-input, the network views, thumbnails and filters, on one thread per core. Nothing else:
-no statistics dictionaries, no pages, no manifest, no files (the bytes are dropped).
+(reportgen.imaging) for every map (one sheet per layer and input, as a folder report
+writes them), the network views, thumbnails and filters, on one thread per core.
+Overlays are composed by the browser, so the report encodes none (``--overlays`` adds
+the JPEGs of the top-12 channels per layer and input that ``--overlay-files`` writes).
+Nothing else: no Grad-CAM, no statistics dictionaries, no pages, no manifest, no files
+(the bytes are dropped).
 
 Usage: python benchmarks/floor.py IMAGES_DIR [--layers a,b] [--batch-size 8] [--top-k 12]
 """
@@ -24,6 +27,7 @@ from torchvision import transforms
 from torchvision.models import get_model
 
 from reportgen import imaging
+from reportgen.sheets import SheetGrid
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", default="features.0,features.3,features.6,features.8")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=12)
+    parser.add_argument("--overlays", action="store_true", help="also the overlay JPEGs")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -60,10 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     futures = []
 
     def maps(values: np.ndarray) -> int:
-        return sum(
-            len(imaging.map_png(values[c], float(values[c].min()), float(values[c].max()), table))
-            for c in range(values.shape[0])
-        )
+        lows, highs = values.min(axis=(1, 2)), values.max(axis=(1, 2))
+        grid = SheetGrid.for_layer(*values.shape)
+        return len(imaging.map_sheet_png(values, lows, highs, table, grid))
 
     for name in layers:
         weight = modules[name].weight.detach().numpy()
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
             values = outputs.pop(name).numpy()
             for b in range(values.shape[0]):
                 futures.append(pool.submit(maps, values[b]))
+                if not args.overlays:
+                    continue
                 means = values[b].reshape(values.shape[1], -1).mean(axis=1)
                 for c in np.argsort(-means)[: args.top_k]:
                     v = values[b, c]
