@@ -490,14 +490,19 @@ def _write_examples(
             if examples:
                 channel.examples_image = paths.examples_image(model.id, plan.name, channel.index)
                 channel_tiles[channel.examples_image] = tiles
-    # One input at a time: crops are small tiles, so memory does not grow with inputs.
+
+    # One task per input on the encoder threads (Pillow releases the GIL while it
+    # decodes and resamples): crops are small tiles, so memory does not grow with inputs.
+    def crop_input(file: InputFile, wanted: list[tuple[list[Any], int, list[int]]]) -> None:
+        cropper = imaging.ExampleCropper(model.preprocessing.view(load_image(file).image))
+        for tiles, k, box in wanted:
+            tiles[k] = cropper.tile(box)
+
     for file in usable:
         wanted = by_input.get(file.id)
-        if not wanted:
-            continue
-        view = model.preprocessing.view(load_image(file).image).convert("RGB")
-        for tiles, k, box in wanted:
-            tiles[k] = imaging.crop_tile(view, box)
+        if wanted:
+            encoder.submit(crop_input, file, wanted)
+    encoder.drain()  # every tile is cropped before its strip is put together
     for strip, tiles in channel_tiles.items():
         encoder.write(strip, imaging.tiles_strip_jpeg, tiles)
 

@@ -60,23 +60,29 @@ def _render_workers(data: ReportData, jobs: int) -> int:
     return min(jobs, 8) if channels >= _PARALLEL_PAGES else 1
 
 
-def _render_share(k: int, n: int) -> list[tuple[str, str]]:
-    """In a forked worker: render every n-th page from the k-th; pages come back as text."""
+def _render_share(k: int, n: int) -> list[tuple[str, str, int]]:
+    """In a forked worker: render every n-th page from the k-th and write it into the
+    staging folder; what comes back is (path, sha256, bytes) of each, for the manifest
+    (not the pages' text: sending megabytes of HTML back through a pipe costs time)."""
     from reportgen.report.pages import render_pages
     from reportgen.report.render import make_environment
 
     assert _SHARED_RENDER is not None
-    data, csp = _SHARED_RENDER
-    out: list[tuple[str, str]] = []
-    render_pages(
-        data, make_environment(), lambda path, text: out.append((path, text)), csp, share=(k, n)
-    )
-    return out
+    data, staged, csp = _SHARED_RENDER
+    written: list[tuple[str, str, int]] = []
+
+    def write(path: str, text: str) -> None:
+        staged.write(path, text)
+        written.append((path, *staged.recorded(path)))
+
+    render_pages(data, make_environment(), write, csp, share=(k, n))
+    return written
 
 
 def render_in_processes(data: ReportData, staged: Any, csp: str, workers: int) -> int:
     """Pages rendered by ``workers`` processes (forked: they share the report data without
-    copying it); this process renders its share and writes every page."""
+    copying it), each writing its own pages; this process renders its share too and
+    lists every page for the manifest."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -84,15 +90,15 @@ def render_in_processes(data: ReportData, staged: Any, csp: str, workers: int) -
     from reportgen.report.render import make_environment
 
     global _SHARED_RENDER
-    _SHARED_RENDER = (data, csp)
+    _SHARED_RENDER = (data, staged, csp)
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
             futures = [pool.submit(_render_share, k, workers) for k in range(1, workers)]
             count = render_pages(data, make_environment(), staged.write, csp, share=(0, workers))
             for future in futures:
-                for path, text in future.result():
-                    staged.write(path, text)
+                for path, digest, size in future.result():
+                    staged.record(path, digest, size)
                     count += 1
     finally:
         _SHARED_RENDER = None

@@ -619,3 +619,15 @@ def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None
             for c in chosen[:4]:
                 sheet = f"layers/{layer['name']}/sheets/{input_id}.png"
                 assert (sheet, *_cell(layer["map_sheet"], c)) in tiles
+
+
+def test_every_file_written_is_listed_with_its_hash(built: Built) -> None:
+    """Pages rendered and written by forked workers, pictures by encoder threads: the
+    manifest lists each file with the sha256 of what is on disk, and nothing else."""
+    from reportgen.verify import verify_report
+
+    result = verify_report(built.root)
+    assert result.ok, result.differences[:5]
+    pages = [f for f in built.manifest["files"] if f["path"].endswith(".html")]
+    channels = sum(len(layer["channels"]) for layer in built.manifest["models"][0]["layers"])
+    assert len(pages) >= channels >= 200  # enough channels for the forked page workers

@@ -217,6 +217,12 @@ def test_example_tiles_resample_the_box_like_a_crop_then_resize() -> None:
     smooth = np.stack([x, y, 128 + 100 * np.sin(x / 9.0) * np.cos(y / 13.0)], axis=-1)
     view = Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8), "RGB")
     tiles = [imaging.crop_tile(view, box) for box in boxes]
+    # Large boxes come from a reduced copy of the view: the same picture within rounding.
+    cropper = imaging.ExampleCropper(view)
+    for box, tile in zip([*boxes, [10, 20, 205, 215], [0, 0, 224, 224]], tiles + [None, None]):
+        fast = np.asarray(cropper.tile(box), int)
+        direct = np.asarray(tile or imaging.crop_tile(view, box), int)
+        assert np.abs(fast - direct).mean() < 1.0 and np.abs(fast - direct).max() <= 12, box
     with Image.open(io.BytesIO(imaging.tiles_strip_jpeg(tiles))) as strip:
         assert strip.size == (64 * len(boxes), 64)
         for k, tile in enumerate(tiles):

@@ -224,9 +224,18 @@ class StagedReport:
                 f"cannot write the report in {str(self.root.parent)!r}: {exc.strerror or exc}"
             ) from exc
         digest = hashlib.sha256(payload).hexdigest()
-        with self._lock:
-            self._files[relpath] = (digest, len(payload))
+        self.record(relpath, digest, len(payload))
         return relpath
+
+    def record(self, relpath: str, digest: str, size: int) -> None:
+        """List a file of the report for the manifest (``write`` does it; a worker
+        process that wrote files into the staging folder reports them here)."""
+        with self._lock:
+            self._files[relpath] = (digest, size)
+
+    def recorded(self, relpath: str) -> tuple[str, int]:
+        """(sha256, bytes) of a file written into the report."""
+        return self._files[relpath]
 
     def file_list(self) -> list[dict[str, Any]]:
         return [
