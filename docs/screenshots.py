@@ -39,7 +39,7 @@ def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
     """index, layer, channel and comparison pages of the report's first model."""
     manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
     model = manifest["models"][0]
-    spatial = [x for x in model["layers"] if "map" in x.get("images", {})]
+    spatial = [x for x in model["layers"] if len(x.get("output_shape", [])) == 3]
     if not spatial:
         raise SystemExit("the report has no layer with maps to show")
     if layer is None:
