@@ -11,7 +11,7 @@ templates call these where the loops were; the markup is the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from markupsafe import Markup
@@ -35,7 +35,7 @@ class ChannelLinks:
             self._page, self._links = url, {}
         links = self._links.get(id(layer))
         if links is None:
-            links = self._links[id(layer)] = [str(esc(url(c.page))) for c in layer.channels]
+            links = self._links[id(layer)] = [esc(url(c.page)) for c in layer.channels]
         return links
 
 
@@ -46,14 +46,17 @@ class LayerFragments:
         self.links = ChannelLinks()
         self.stats_cells = stats_cells
 
+    def _channels(self, url: Url, layer: Any, chosen: list[int]) -> Iterator[tuple[Any, str, bool]]:
+        """(channel, link to its page, whether it is selected) for every channel."""
+        marked = set(chosen)
+        for channel, link in zip(layer.channels, self.links(url, layer)):
+            yield channel, link, channel.index in marked
+
     def channel_grid(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
         """Every channel's map on one input, selected ones marked, as <li> items."""
-        links = self.links(url, layer)
-        marked = set(chosen)
         items = []
-        for channel, link in zip(layer.channels, links):
+        for channel, link, selected in self._channels(url, layer, chosen):
             c = channel.index
-            selected = c in marked
             alt = f"Channel {c} (selected)" if selected else f"Channel {c}"
             picture = map_picture(url, layer, channel, input_id, "map", alt)
             mark = ' class="sel"' if selected else ""
@@ -66,13 +69,11 @@ class LayerFragments:
 
     def channel_stats_rows(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
         """One table row per channel: its statistics on one input."""
-        links = self.links(url, layer)
-        marked = set(chosen)
         rows = []
-        for channel, link in zip(layer.channels, links):
+        for channel, link, selected in self._channels(url, layer, chosen):
             c = channel.index
             cells = self.stats_cells(channel.stats[input_id])
-            if c in marked:
+            if selected:
                 rows.append(
                     f'<tr data-c="{c}" class="sel"><th scope="row"><a href="{link}">'
                     f'<span aria-hidden="true">&#9679; </span>{c}</a>'
