@@ -491,17 +491,19 @@ def _write_examples(
                 channel.examples_image = paths.examples_image(model.id, plan.name, channel.index)
                 channel_tiles[channel.examples_image] = tiles
 
-    # One task per input on the encoder threads (Pillow releases the GIL while it
-    # decodes and resamples): crops are small tiles, so memory does not grow with inputs.
-    def crop_input(file: InputFile, wanted: list[tuple[list[Any], int, list[int]]]) -> None:
-        cropper = imaging.ExampleCropper(model.preprocessing.view(load_image(file).image))
+    # Inputs are decoded here, one at a time (decoding sets warning filters, which are
+    # process-wide: never on two threads at once); the crops of each run on the encoder
+    # threads (Pillow releases the GIL while it resamples). Crops are small tiles, so
+    # memory does not grow with inputs.
+    def crop_input(view: Any, wanted: list[tuple[list[Any], int, list[int]]]) -> None:
+        cropper = imaging.ExampleCropper(view)
         for tiles, k, box in wanted:
             tiles[k] = cropper.tile(box)
 
     for file in usable:
         wanted = by_input.get(file.id)
         if wanted:
-            encoder.submit(crop_input, file, wanted)
+            encoder.submit(crop_input, model.preprocessing.view(load_image(file).image), wanted)
     encoder.drain()  # every tile is cropped before its strip is put together
     for strip, tiles in channel_tiles.items():
         encoder.write(strip, imaging.tiles_strip_jpeg, tiles)

@@ -69,7 +69,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         patch.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
         patch.setenv("TORCH_HOME", str(base / "torch-home"))
         patch.chdir(base)
-        args = ["run", "images", "-m", "alexnet", "--weights", "none", "--seed", "0"]
+        # --jobs 2: pages are rendered by forked workers whatever the machine's core count
+        args = ["run", "images", "-m", "alexnet", "--weights", "none", "--seed", "0", "--jobs", "2"]
         for layer in LAYERS:
             args += ["-l", layer]
         result = run_cli(*args, "--top-k", str(TOP_K), "-o", "report")

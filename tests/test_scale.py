@@ -130,3 +130,27 @@ def test_pages_rendered_by_several_processes_are_the_same(
     _, mismatch, errors = filecmp.cmpfiles(one, two, files, shallow=False)
     assert mismatch == [] and errors == []
     assert summary.pages == sum(1 for f in files if f.endswith(".html"))
+
+
+def test_a_run_leaves_the_warning_filters_as_it_found_them(tmp_path: Path) -> None:
+    """Decoding sets warning filters for its duration, and those are process-wide: a run
+    with worker threads must never decode on two at once, or an interleaved restore
+    would leave "ignore every warning" behind for the API user's whole process."""
+    import warnings
+
+    import reportgen
+
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(16):  # big enough that decodes on two threads would overlap
+        pixels = rng.integers(0, 256, size=(600, 500 + i, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"p{i:02d}.png")
+    options: dict[str, Any] = dict(
+        models=["alexnet"], weights="none", layers=["features.0"], gradcam=False, cache_dir="off"
+    )
+    # A first run imports torch and the rest, which add filters of their own.
+    reportgen.build_report([str(images / "p00.png")], str(tmp_path / "warm"), **options)
+    before = list(warnings.filters)
+    reportgen.build_report([str(images)], str(tmp_path / "out"), jobs=2, **options)
+    assert list(warnings.filters) == before

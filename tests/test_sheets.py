@@ -187,6 +187,10 @@ def test_map_picture_is_a_tile_or_a_file_and_escapes_its_text() -> None:
     assert "<img src=x" not in tile and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in tile
     single = str(tiles.map_picture(lambda p: p, _Layer(None), _Channel(), "x", "map", alt))
     assert single.startswith('<img class="map" src="models/m/layers/l/maps/x/c0005.png"')
+    sized = str(tiles.map_picture(lambda p: p, _Layer(None), _Channel(), "x", "map", alt, 64))
+    assert ' width="64" height="64" loading="lazy">' in sized  # no layout shift while loading
+    tile = str(tiles.map_picture(lambda p: p, layer, channel, "x", "map", alt, 64))
+    assert "width=" not in tile  # a tile's <img> is the whole sheet: its box sizes it
     assert "<img src=x" not in single
 
 

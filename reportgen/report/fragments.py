@@ -6,7 +6,7 @@ the map beside the overlay. That is thousands of items per input for four AlexNe
 layers, millions in a big report. As Jinja loops (a loop turn, a filter or a macro call
 costs microseconds to tens of microseconds) they were most of the time spent writing
 pages; here they are plain string building, with every shown text escaped. The
-templates call these where the loops were; the markup is the same.
+templates call these where the loops were, with the same markup.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class LayerFragments:
         for channel, link, selected in self._channels(url, layer, chosen):
             c = channel.index
             alt = f"Channel {c} (selected)" if selected else f"Channel {c}"
-            picture = map_picture(url, layer, channel, input_id, "map", alt)
+            picture = map_picture(url, layer, channel, input_id, "map", alt, size=64)
             mark = ' class="sel"' if selected else ""
             dot = "&#9679; " if selected else ""
             items.append(
@@ -131,9 +131,8 @@ class ChannelFragments:
         for input_id in layer.ranges:
             source = inputs[input_id].source
             selected = input_id in marked
-            shown = map_picture(
-                url, layer, channel, input_id, "map big", f"Map of channel {c} on {source}"
-            )
+            alt = f"Map of channel {c} on {source}"
+            shown = map_picture(url, layer, channel, input_id, "map big", alt, size=168)
             over = map_picture(
                 url, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
             )

@@ -83,11 +83,18 @@ def report_grids(data: Any) -> list[SheetGrid]:
 
 
 def map_picture(
-    url: Callable[[str], str], layer: Any, channel: Any, input_id: str, classes: str, alt: str
+    url: Callable[[str], str],
+    layer: Any,
+    channel: Any,
+    input_id: str,
+    classes: str,
+    alt: str,
+    size: int | None = None,
 ) -> Markup:
     """A channel's map on one input, as page HTML: a tile of the layer's sheet, or (in a
-    single-file report) the map's own picture. Python, not a Jinja macro: a layer page
-    shows every channel for every input, and a macro call costs tens of microseconds."""
+    single-file report) the map's own picture, ``size`` pixels square before CSS (a tile's
+    box is sized by its classes). Python, not a Jinja macro: a layer page shows every
+    channel for every input, and a macro call costs tens of microseconds."""
     # f-strings and escape_text: Markup.format and escape() are several times slower,
     # and a big report has hundreds of thousands of these.
     grid = layer.sheet_grid
@@ -99,6 +106,7 @@ def map_picture(
             f'alt="{esc(alt)}" loading="lazy"></span>'
         )
     picture = url(channel.maps[input_id])
+    box = f' width="{size}" height="{size}"' if size else ""
     return Markup(
-        f'<img class="{esc(classes)}" src="{esc(picture)}" alt="{esc(alt)}" loading="lazy">'
+        f'<img class="{esc(classes)}" src="{esc(picture)}" alt="{esc(alt)}"{box} loading="lazy">'
     )
