@@ -94,6 +94,16 @@ def code_fingerprint() -> str:
     return digest(FORMAT, entries, versions)
 
 
+def weights_file_identity(weights: Any) -> list[Any] | None:
+    """[path, size, mtime] of a loaded model's weights file (None without a file): a
+    changed or replaced checkpoint must miss every cache entry made with the old one."""
+    path = getattr(weights, "path", None)
+    if path is None:
+        return None
+    info = Path(path).stat()
+    return [str(path), info.st_size, info.st_mtime_ns]
+
+
 def weights_fingerprint(spec: str, weights_dir: str | None) -> Any:
     """What ``--weights`` may read, without importing torch: a file's identity, or the
     checkpoint folders torchvision weights are looked up in."""

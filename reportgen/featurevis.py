@@ -406,16 +406,10 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: Any) ->
     """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
     torch, the model and its weights file, the preprocessing, the device, the layer, the
     exact channel list (they are optimised as one batch) and the options."""
-    from pathlib import Path
-
-    from reportgen.cache import code_fingerprint, digest
+    from reportgen.cache import code_fingerprint, digest, weights_file_identity
 
     weights = model.weights
-    path = getattr(weights, "path", None)
-    identity = None
-    if path is not None:
-        info = Path(path).stat()
-        identity = [str(path), info.st_size, info.st_mtime_ns]
+    identity = weights_file_identity(weights)
     describe = getattr(weights, "describe", None)
     return digest(
         "featurevis/1",

@@ -105,14 +105,10 @@ class InputCacheContext:
             return ""
         import torch
 
-        from reportgen.cache import code_fingerprint, digest
+        from reportgen.cache import code_fingerprint, digest, weights_file_identity
 
         weights = model.weights
-        path = getattr(weights, "path", None)
-        identity = None
-        if path is not None:
-            info = Path(path).stat()
-            identity = [str(path), info.st_size, info.st_mtime_ns]
+        identity = weights_file_identity(weights)
         recorded = {k: v for k, v in report_settings(settings).items() if k not in NOT_IN_INPUT_KEY}
         return digest(
             "input-results",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,3 +62,20 @@ def run_cli(*args: str) -> Result:
     from reportgen.cli import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def forward_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Batch sizes of every recorded forward pass (with Grad-CAM or without)."""
+    from reportgen.capture import ActivationRecorder  # torch: only for tests that ask
+
+    sizes: list[int] = []
+    original = ActivationRecorder.collect
+
+    def spy(self: Any) -> Any:
+        recorded = original(self)
+        sizes.append(int(next(iter(recorded.values())).shape[0]))
+        return recorded
+
+    monkeypatch.setattr(ActivationRecorder, "collect", spy)
+    return sizes

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from reportgen import cache
-from reportgen.capture import ActivationRecorder
 from reportgen.pipeline import build_report
 from reportgen.settings import RunSettings
 
@@ -31,21 +30,6 @@ def _settings(images: Path, out: Path, cache_dir: Path | None, **options: Any) -
         extra=extra,
         **options,
     )
-
-
-@pytest.fixture
-def forward_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batch sizes of every recorded forward pass (with Grad-CAM or without)."""
-    sizes: list[int] = []
-    original = ActivationRecorder.collect
-
-    def spy(self: ActivationRecorder) -> Any:
-        recorded = original(self)
-        sizes.append(int(next(iter(recorded.values())).shape[0]))
-        return recorded
-
-    monkeypatch.setattr(ActivationRecorder, "collect", spy)
-    return sizes
 
 
 @pytest.fixture(autouse=True)
