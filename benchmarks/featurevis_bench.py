@@ -40,15 +40,15 @@ def benchmark(
     import torch
     from torchvision.models import get_model
 
-    from reportgen.featurevis import visualise
-    from reportgen.models import IMAGENET_MEAN, IMAGENET_STD
+    from reportgen.nn.featurevis import visualise
+    from reportgen.nn.models import IMAGENET_MEAN, IMAGENET_STD
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     module = get_model(model, weights=None)
     if weights_dir:
-        from reportgen.weights import load_state_dict
+        from reportgen.nn.weights import load_state_dict
 
         files = sorted(Path(weights_dir).glob(f"{model}-*.pth"))
         if files:

@@ -1,7 +1,7 @@
 """The floor: the report's forward passes and image encodings on their own.
 
 Same model, layers, inputs and batches as ``reportgen run``; the same encoders
-(reportgen.imaging) for every map (one sheet per layer and input, as a folder report
+(reportgen.imaging.pictures) for every map (one sheet per layer and input, as a folder report
 writes them), the network views, thumbnails and filters, on one thread per core.
 Overlays are composed by the browser, so the report encodes none (``--overlays`` adds
 the JPEGs of the top-12 channels per layer and input that ``--overlay-files`` writes).
@@ -26,8 +26,8 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.models import get_model
 
-from reportgen import imaging
-from reportgen.sheets import SheetGrid
+from reportgen.imaging import pictures as imaging
+from reportgen.imaging.sheets import SheetGrid
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 

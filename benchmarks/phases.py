@@ -33,7 +33,9 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def main(argv: list[str]) -> None:
     started = time.perf_counter()
-    from reportgen import cli, encoding, pipeline
+    from reportgen import pipeline
+    from reportgen.cli import commands as cli
+    from reportgen.compute import encoding
     from reportgen.report import output
 
     pipeline.load_models = timed("load models", pipeline.load_models)

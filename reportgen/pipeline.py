@@ -15,28 +15,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reportgen import __version__, imaging
-from reportgen.encoding import ImageEncoder
+from reportgen import __version__
+from reportgen.compute.cached import InputCacheContext, replay_run, run_cache_key
+from reportgen.compute.encoding import ImageEncoder
+from reportgen.compute.model_pass import plan_layers, run_model
+from reportgen.compute.model_setup import compare_loaded_models, load_models
 from reportgen.errors import ReportgenError, UsageError
-from reportgen.inputs import (
+from reportgen.imaging import pictures as imaging
+from reportgen.inputs.files import (
     IMAGE_SUFFIXES,
     InputFile,
     SkippedInput,
     discover_inputs,
     load_image,
 )
-from reportgen.model_pass import plan_layers, run_model
-from reportgen.model_setup import compare_loaded_models, load_models
 from reportgen.report import paths
 from reportgen.report.data import (
     InputRecord,
     ReportData,
     SkippedRecord,
 )
-from reportgen.results import RunSummary
-from reportgen.run_cache import InputCacheContext, replay_run, run_cache_key
+from reportgen.report.site import write_single_file_report, write_site
+from reportgen.results.summary import RunSummary
 from reportgen.settings import SCALES, STRATEGIES, RunSettings, report_settings
-from reportgen.site import write_single_file_report, write_site
 
 log = logging.getLogger("reportgen")
 Progress = Callable[[int], None]
@@ -69,7 +70,7 @@ def validate_settings(settings: RunSettings) -> None:
     imaging.colormap_table(settings.colormap)  # raises with the valid names
     _check_output_apart(settings)
     if settings.feature_vis:
-        from reportgen.featurevis import check_settings
+        from reportgen.nn.featurevis import check_settings
 
         check_settings(settings.fv_steps, settings.fv_size, settings.fv_channels)
 
@@ -80,7 +81,7 @@ def _check_output_apart(settings: RunSettings) -> None:
     A run replaces the whole output folder (inputs inside it would be lost), and a
     report inside an input folder would be read as inputs by the next run.
     """
-    from reportgen.fetch import is_url
+    from reportgen.inputs.fetch import is_url
 
     output = os.path.realpath(settings.output)
     for argument in settings.inputs:
@@ -136,7 +137,7 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
             f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
             f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    from reportgen.cache import RunCache, cache_root
+    from reportgen.results.store import RunCache, cache_root
 
     cache_dir = cache_root(settings.extra.get("cache_dir"), bool(settings.extra.get("no_cache")))
     whole_site = not (settings.extra.get("single_file") or settings.extra.get("analysis_only"))
@@ -149,7 +150,7 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
 
     import torch
 
-    from reportgen.models import select_device
+    from reportgen.nn.models import select_device
 
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)

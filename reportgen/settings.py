@@ -75,7 +75,7 @@ def report_settings(settings: RunSettings) -> dict[str, Any]:
 
 
 def maps_in_sheets(settings: RunSettings) -> bool:
-    """Folder reports tile a layer's maps into one sheet per input (reportgen.sheets);
+    """Folder reports tile a layer's maps into one sheet per input (reportgen.imaging.sheets);
     a single-file report embeds each map on its own, since one data: URI cannot be
     shared by the tiles of a page."""
     return not settings.extra.get("single_file")

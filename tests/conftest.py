@@ -59,7 +59,7 @@ def small_images(tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str) -> Result:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
@@ -67,7 +67,7 @@ def run_cli(*args: str) -> Result:
 @pytest.fixture
 def forward_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Batch sizes of every recorded forward pass (with Grad-CAM or without)."""
-    from reportgen.capture import ActivationRecorder  # torch: only for tests that ask
+    from reportgen.nn.capture import ActivationRecorder  # torch: only for tests that ask
 
     sizes: list[int] = []
     original = ActivationRecorder.collect

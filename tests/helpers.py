@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 def invoke(*args: str) -> Result:
     """``reportgen ARGS`` in-process, with stdout and stderr kept apart."""
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, list(args))
 
@@ -33,7 +33,7 @@ def error_line(result: Result, code: int | None = 1, *needles: str) -> str:
 def invoke_reproducible(args: list[str]) -> Result:
     """``reportgen ARGS`` with a fixed creation time, offline and without the cache, so
     two runs can be compared byte for byte."""
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     env = {
         "SOURCE_DATE_EPOCH": "1700000000",
@@ -50,7 +50,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def map_tile(sheet: Path, entry: dict[str, Any], channel: int) -> Any:
     """Channel ``channel``'s map cut out of a map sheet (a PIL image), by the manifest's
-    description of the layout, written out here rather than taken from reportgen.sheets."""
+    description of the layout, written out here rather than taken from reportgen.imaging.sheets."""
     from PIL import Image
 
     pad, width, height = entry["pad"], entry["tile_width"], entry["tile_height"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reportgen.analysis import (
+from reportgen.analysis.stats import (
     STAT_NAMES,
     ChannelStats,
     channel_stats,

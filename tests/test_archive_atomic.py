@@ -35,7 +35,7 @@ EPOCH = "1700000000"
 ZYGOTE = r"""
 import json, os, sys
 import torch, torchvision.models  # the slow imports, once
-from reportgen.cli import main
+from reportgen.cli.commands import main
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -228,7 +228,7 @@ def test_a_report_replaces_a_report(tmp_path: Path) -> None:
             staged.commit({"generator": {"name": "reportgen"}, "files": staged.file_list()})
     assert (target / "index.html").read_text() == "second"
     assert leftovers(target) == []
-    from reportgen.verify import verify_report
+    from reportgen.tools.verify import verify_report
 
     assert verify_report(target).ok
 
@@ -276,7 +276,7 @@ def test_crash_between_the_two_renames_is_recovered(
 
 
 def _cli(args: list[str]) -> Any:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, args, catch_exceptions=False, env={"SOURCE_DATE_EPOCH": EPOCH})
 

@@ -108,8 +108,8 @@ def test_missing_input_fails_with_exit_1(tmp_path: Path) -> None:
 def test_normalise_names_and_shapes() -> None:
     import click
 
-    from reportgen.cli import run
-    from reportgen.config import normalise
+    from reportgen.cli.commands import run
+    from reportgen.cli.config import normalise
 
     params = {p.name: p for p in run.params if p.name}
     values = normalise(

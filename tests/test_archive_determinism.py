@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reportgen.verify import verify_report
+from reportgen.tools.verify import verify_report
 from tests.helpers import invoke_reproducible, snapshot
 
 RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]

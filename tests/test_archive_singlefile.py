@@ -186,7 +186,7 @@ def test_refuses_to_replace_another_file(tmp_path: Path) -> None:
 
 
 def test_single_file_holds_the_settings_to_rebuild_it(single: Any) -> None:
-    from reportgen.config import read_manifest_settings
+    from reportgen.cli.config import read_manifest_settings
 
     settings, manifest = read_manifest_settings(single[0])
     assert settings["models"] == ["alexnet"] and settings["top_k"] == 2

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 import reportgen
 from reportgen.report.output import StagedReport
-from reportgen.verify import verify_report
+from reportgen.tools.verify import verify_report
 
 FILES = {
     "index.html": "<!DOCTYPE html><title>r</title>",
@@ -41,7 +41,7 @@ def report(tmp_path: Path) -> Path:
 
 
 def verify_cli(*args: str) -> Result:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, ["verify", *args], catch_exceptions=False)
 
@@ -125,8 +125,8 @@ def test_not_a_report(tmp_path: Path) -> None:
 def test_archive_modules_do_not_import_torch() -> None:
     """verify, config, the report writer and the single-file renderer stay torch-free."""
     code = (
-        "import sys, reportgen.verify, reportgen.config, reportgen.report.output, "
-        "reportgen.report.singlefile, reportgen.report.render, reportgen.cli; "
+        "import sys, reportgen.tools.verify, reportgen.cli.config, reportgen.report.output, "
+        "reportgen.report.singlefile, reportgen.report.render, reportgen.cli.commands; "
         "sys.exit('torch' in sys.modules)"
     )
     source = str(Path(reportgen.__file__).resolve().parent.parent)

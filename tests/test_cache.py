@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reportgen import cache
 from reportgen.pipeline import build_report
+from reportgen.results import store as cache
 from reportgen.settings import RunSettings
 
 LAYERS = ("features.0", "features.3")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.models import alexnet, resnet18
 
-from reportgen.capture import ActivationRecorder
 from reportgen.errors import ReportgenError
+from reportgen.nn.capture import ActivationRecorder
 
 
 @pytest.fixture(scope="module")

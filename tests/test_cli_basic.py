@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str) -> Result:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 

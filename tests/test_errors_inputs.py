@@ -26,7 +26,7 @@ from click.testing import Result
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs import (
+from reportgen.inputs.files import (
     MAX_PIXELS,
     InputFile,
     decode_rgb,
@@ -169,7 +169,7 @@ def test_decompression_bomb_under_an_address_space_limit(tmp_path: Path) -> None
     code = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from reportgen.inputs import InputFile, load_image\n"
+        "from reportgen.inputs.files import InputFile, load_image\n"
         "from reportgen.errors import ReportgenError\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
         "path = Path(sys.argv[1])\n"
@@ -364,7 +364,7 @@ UNREADABLE_CHILD = r"""
 import os, sys
 from pathlib import Path
 from reportgen.errors import ReportgenError
-from reportgen.inputs import InputFile, load_image
+from reportgen.inputs.files import InputFile, load_image
 
 path, warm = Path(sys.argv[1]), Path(sys.argv[2])
 load_image(InputFile(warm, "warm.png", "warm"))  # lazy imports while still root

@@ -17,8 +17,8 @@ from click.testing import Result
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.layers import resolve_layers, trace_layers
-from reportgen.weights import load_state_dict
+from reportgen.nn.layers import resolve_layers, trace_layers
+from reportgen.nn.weights import load_state_dict
 from tests.helpers import error_line, invoke
 
 CPU = ("--device", "cpu", "--jobs", "2")

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reportgen import fetch
 from reportgen.errors import ReportgenError
-from reportgen.fetch import FetchError
-from reportgen.inputs import discover_inputs, load_image
+from reportgen.inputs.fetch import FetchError
+from reportgen.inputs.files import discover_inputs, fetch, load_image
 from tests.helpers import error_line, invoke
 
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")

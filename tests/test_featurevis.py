@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reportgen import featurevis as fv
 from reportgen.errors import UsageError
+from reportgen.nn import featurevis as fv
 from tests.conftest import MOBILENET_FILE, run_cli
 
 MEAN = (0.485, 0.456, 0.406)
@@ -189,7 +189,7 @@ def test_optimised_images_beat_every_input_and_the_other_channels(
     """Measured, not assumed: for the channels that the sample photographs drive hardest
     (what --fv-channels selected picks), the optimised image drives its channel above
     the best photograph, and its channel above the layer's other channels on average."""
-    from reportgen.models import default_preprocessing
+    from reportgen.nn.models import default_preprocessing
 
     prep = default_preprocessing()
     photos = sorted(p for p in sample_images.iterdir() if p.suffix in (".png", ".jpg"))

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs import InputFile, discover_inputs, input_id, load_image
+from reportgen.inputs.files import InputFile, discover_inputs, input_id, load_image
 
 # A tiny model of the user's own (``module:factory``) keeps each whole run, and its
 # pages, small; what is fuzzed is the input side, not the network.
@@ -179,7 +179,7 @@ def check_pages(report: Path) -> int:
 def test_fuzzed_folder_gives_a_report_and_nothing_escapes(
     entries: list[tuple[str, str, bytes]],
 ) -> None:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     with tempfile.TemporaryDirectory(prefix="reportgen-fuzz-") as temp:
         root = Path(temp)

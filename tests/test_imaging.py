@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reportgen import imaging
 from reportgen.errors import UsageError
+from reportgen.imaging import pictures as imaging
 
 
 def _decode(data: bytes) -> Image.Image:

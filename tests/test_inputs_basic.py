@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs import InputFile, discover_inputs, input_id, load_image
+from reportgen.inputs.files import InputFile, discover_inputs, input_id, load_image
 
 
 def _file(path: Path) -> InputFile:

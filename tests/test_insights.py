@@ -13,9 +13,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from reportgen.examples import TopExamples
-from reportgen.gradcam import grad_cam, last_conv_layer
-from reportgen.receptive import receptive_fields
+from reportgen.analysis.examples import TopExamples
+from reportgen.nn.gradcam import grad_cam, last_conv_layer
+from reportgen.nn.receptive import receptive_fields
 from tests.conftest import SAMPLE_IMAGES, run_cli
 
 TESTS = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ import torch
 from torchvision.models import alexnet, resnet18
 
 from reportgen.errors import ReportgenError
-from reportgen.layers import LayerInfo, resolve_layers, trace_layers
+from reportgen.nn.layers import LayerInfo, resolve_layers, trace_layers
 
 
 @pytest.fixture(scope="module")

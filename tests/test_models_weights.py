@@ -19,7 +19,7 @@ from torchvision.models import (
 )
 
 from reportgen.errors import ReportgenError
-from reportgen.models import (
+from reportgen.nn.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     apply_state_dict,
@@ -31,7 +31,7 @@ from reportgen.models import (
     preprocessing_from_transforms,
     select_device,
 )
-from reportgen.weights import check_hash_prefix, load_state_dict, resolve_weights
+from reportgen.nn.weights import check_hash_prefix, load_state_dict, resolve_weights
 
 SMALL = "squeezenet1_1"  # 1.2 M parameters: cheap to build and save
 SMALL_FILE = "squeezenet1_1-b8a52dc0.pth"

@@ -1,4 +1,4 @@
-"""reportgen.notebook: a report, or one of its layers, inline in Jupyter (_repr_html_)."""
+"""reportgen.tools.notebook: a report, or one of its layers, inline in Jupyter (_repr_html_)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from reportgen.notebook import LayerView, Report
+from reportgen.tools.notebook import LayerView, Report
 
 from .test_html_pages import build_small_report
 
@@ -98,5 +98,5 @@ def test_missing_picture_is_said_not_broken(report: Path, tmp_path: Path) -> Non
 
 
 def test_importing_it_does_not_import_torch() -> None:
-    code = "import sys, reportgen.notebook; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, reportgen.tools.notebook; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

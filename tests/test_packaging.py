@@ -33,7 +33,7 @@ def test_wheel_holds_package_and_every_template(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in (REPO / "templates").iterdir():
         assert f"reportgen/templates/{template.name}" in names
-    assert "reportgen/cli.py" in names
+    assert "reportgen/cli/commands.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "reportgen = reportgen.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -14,8 +14,8 @@ from PIL import Image
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from reportgen.errors import ReportgenError
-from reportgen.models import load_model
-from reportgen.weights import resolve_weights
+from reportgen.nn.models import load_model
+from reportgen.nn.weights import resolve_weights
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ PHOTOS = {"cat": "cat_chelsea.png", "coffee": "coffee.png"}
 
 
 def run_cli(*args: str) -> Result:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 

@@ -34,7 +34,7 @@ TOP_K = 3
 
 
 def run_cli(*args: str) -> Result:
-    from reportgen.cli import main
+    from reportgen.cli.commands import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
@@ -453,7 +453,7 @@ def test_activation_maps_are_true_resolution_pictures_of_the_values(
             low, high = plane.min(), plane.max()
             expected = np.rint((plane - low) / (high - low) * 255.0)
             assert np.abs(levels - expected).max() <= 1
-            from reportgen.imaging import colormap_table
+            from reportgen.imaging.pictures import colormap_table
 
             np.testing.assert_array_equal(rgb, colormap_table("jet")[levels])
     # Overlays are composed by the browser (the map over the view the network saw): no
@@ -625,7 +625,7 @@ def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None
 def test_every_file_written_is_listed_with_its_hash(built: Built) -> None:
     """Pages rendered and written by forked workers, pictures by encoder threads: the
     manifest lists each file with the sha256 of what is on disk, and nothing else."""
-    from reportgen.verify import verify_report
+    from reportgen.tools.verify import verify_report
 
     result = verify_report(built.root)
     assert result.ok, result.differences[:5]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reportgen import imaging, pipeline, site
+from reportgen import pipeline
+from reportgen.imaging import pictures as imaging
+from reportgen.report import site
 from reportgen.settings import RunSettings
 
 

@@ -1,6 +1,6 @@
 """Map sheets: one picture per layer and input holding every channel's map.
 
-The layout (reportgen.sheets), the pixels (imaging.sheet_levels / map_sheet_png against
+The layout (reportgen.imaging.sheets), the pixels (imaging.sheet_levels / map_sheet_png against
 the one-map-per-file encoder), and the CSS that shows one tile (report.tiles), checked
 by working out with plain arithmetic which sheet pixels a browser puts in the box.
 """
@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from reportgen import imaging
+from reportgen.imaging import pictures as imaging
+from reportgen.imaging.sheets import SheetGrid
 from reportgen.report import tiles
-from reportgen.sheets import SheetGrid
 
 shapes = st.tuples(st.integers(1, 70), st.integers(1, 9), st.integers(1, 9))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reportgen.sheets import SheetGrid
+from reportgen.imaging.sheets import SheetGrid
 
 
 @dataclass
@@ -64,7 +64,7 @@ class LayerRecord:
     charts: dict[str, str] = field(default_factory=dict)  # input id -> ranked chart (2-D)
     channels: list[ChannelRecord] = field(default_factory=list)
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
-    # Folder reports: per input, one sheet holding every channel's map (reportgen.sheets)
+    # Folder reports: per input, one sheet holding every channel's map (reportgen.imaging.sheets)
     sheets: dict[str, str] = field(default_factory=dict)
     sheet_grid: SheetGrid | None = None
 

@@ -140,7 +140,7 @@ def check_target(target: Path, single_file: bool = False) -> None:
                 f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
                 "reportgen will not replace it: choose another -o path (e.g. a new folder)"
             )
-        from reportgen.verify import unlisted_files
+        from reportgen.tools.verify import unlisted_files
 
         manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
         foreign = unlisted_files(target, manifest)

@@ -1,4 +1,4 @@
-"""Showing one tile of a map sheet (reportgen.sheets) in a page, with CSS only.
+"""Showing one tile of a map sheet (reportgen.imaging.sheets) in a page, with CSS only.
 
 A tile is ``<span class="tile GRID tcI trJ"><img src=SHEET alt=...></span>``: the span is
 the box the map is shown in (its size comes from the page's classes, e.g. ``map big``)
@@ -17,8 +17,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from reportgen.imaging.sheets import SheetGrid
 from reportgen.report.render import escape_text as esc
-from reportgen.sheets import SheetGrid
 
 STYLESHEET = "tiles.css"  # in the report's assets folder
 

@@ -20,7 +20,7 @@ def split_model_spec(spec: str, default_weights: str) -> tuple[str, str]:
 
 
 def load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list[Any]:
-    from reportgen.models import is_custom, load_custom_model, load_model, model_id
+    from reportgen.nn.models import is_custom, load_custom_model, load_model, model_id
 
     if settings.model_labels and len(settings.model_labels) != len(settings.models):
         raise UsageError(
@@ -58,7 +58,7 @@ def load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list
                 model_id_=ident,
             )
             if settings.labels_file:
-                from reportgen.models import read_labels
+                from reportgen.nn.models import read_labels
 
                 loaded.categories = read_labels(settings.labels_file)
         loaded.display_label = label or default_label
@@ -71,7 +71,7 @@ def compare_loaded_models(
     models: list[Any], plans: list[list[Any]], records: list[ModelRecord]
 ) -> list[Any]:
     """The first model against each other one, on the layers they share."""
-    from reportgen.compare import compare_models
+    from reportgen.analysis.compare import compare_models
 
     if len(records) < 2:
         return []

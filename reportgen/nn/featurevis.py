@@ -383,7 +383,7 @@ def image_path(layer_dir: str, channel_name: str, kind: str) -> str:
 def encode_png(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
-    from reportgen import imaging
+    from reportgen.imaging import pictures as imaging
 
     return imaging.encode_png(Image.fromarray(np.ascontiguousarray(pixels), mode="RGB"))
 
@@ -406,7 +406,7 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: Any) ->
     """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
     torch, the model and its weights file, the preprocessing, the device, the layer, the
     exact channel list (they are optimised as one batch) and the options."""
-    from reportgen.cache import code_fingerprint, digest, weights_file_identity
+    from reportgen.results.store import code_fingerprint, digest, weights_file_identity
 
     weights = model.weights
     identity = weights_file_identity(weights)
@@ -430,7 +430,7 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: Any) ->
 
 
 def _cached(store: Any, key: str) -> list[Visualisation] | None:
-    """A layer's results from the run cache (``reportgen.cache.InputCache``), or None."""
+    """A layer's results from the run cache (``reportgen.results.store.InputCache``), or None."""
     if store is None:
         return None
     entry = store.load(key)
@@ -455,7 +455,7 @@ def _cached(store: Any, key: str) -> list[Visualisation] | None:
 def _store(store: Any, key: str, results: list[Visualisation]) -> None:
     if store is None or not results:
         return
-    from reportgen.cache import Entry
+    from reportgen.results.store import Entry
 
     header = {
         "results": [
@@ -482,7 +482,7 @@ def feature_vis_for_model(
     """Feature visualisations of the chosen channels of every layer of one model.
 
     ``write(path, encode, *args)`` stores an image in the report (the pipeline's
-    encoder); ``cache`` (a ``reportgen.cache.InputCache``, or None) keeps each layer's
+    encoder); ``cache`` (a ``reportgen.results.store.InputCache``, or None) keeps each layer's
     results for the next run. Fills each chosen ``ChannelRecord.feature_vis``; returns
     seconds per channel for each layer that was computed (not read from the cache).
     """

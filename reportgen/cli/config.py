@@ -176,7 +176,7 @@ def embedded_manifest(html_text: str, where: str) -> str:
 def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:
     """Why a rebuild from ``manifest`` may not give the same files: inputs that changed
     or are gone, and library versions that differ from those that made the report."""
-    from reportgen.inputs import discover_inputs
+    from reportgen.inputs.files import discover_inputs
 
     notes: list[str] = []
     recorded = {

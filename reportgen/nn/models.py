@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportgenError
-from reportgen.weights import ResolvedWeights, load_state_dict, model_weights_enum, resolve_weights
+from reportgen.nn.weights import (
+    ResolvedWeights,
+    load_state_dict,
+    model_weights_enum,
+    resolve_weights,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from reportgen import fetch
 from reportgen.errors import ReportgenError
+from reportgen.inputs import fetch
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}

@@ -9,16 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reportgen.inputs import (
+from reportgen.compute.model_setup import split_model_spec
+from reportgen.inputs.files import (
     InputFile,
     SkippedInput,
 )
-from reportgen.model_setup import split_model_spec
-from reportgen.results import RunSummary
+from reportgen.results.summary import RunSummary
 from reportgen.settings import RunSettings, maps_in_sheets, report_settings
 
 if TYPE_CHECKING:
-    from reportgen.model_pass import LayerPlan
+    from reportgen.compute.model_pass import LayerPlan
 
 Progress = Callable[[int], None]
 
@@ -30,7 +30,7 @@ def run_cache_key(
     setting but -o, each input's id, source and content, the weights files."""
     import hashlib
 
-    from reportgen.cache import code_fingerprint, digest, weights_fingerprint
+    from reportgen.results.store import code_fingerprint, digest, weights_fingerprint
 
     contents = []
     for file in files:
@@ -91,7 +91,7 @@ class InputCacheContext:
     """The per-input cache as the pipeline uses it (``None`` root: caching off)."""
 
     def __init__(self, root: Path | None, input_sha: dict[str, str] | None = None) -> None:
-        from reportgen.cache import InputCache
+        from reportgen.results.store import InputCache
 
         self.store = InputCache(root)
         self.input_sha = input_sha or {}
@@ -105,7 +105,7 @@ class InputCacheContext:
             return ""
         import torch
 
-        from reportgen.cache import code_fingerprint, digest, weights_file_identity
+        from reportgen.results.store import code_fingerprint, digest, weights_file_identity
 
         weights = model.weights
         identity = weights_file_identity(weights)
@@ -124,7 +124,7 @@ class InputCacheContext:
         )
 
     def _key(self, model_key: str, input_id: str, part: str) -> str:
-        from reportgen.cache import digest
+        from reportgen.results.store import digest
 
         return digest(model_key, part, self.input_sha.get(input_id, input_id))
 
@@ -133,8 +133,8 @@ class InputCacheContext:
         computed again: the network runs for the whole input anyway)."""
         if not self.enabled or input_id not in self.input_sha:
             return None
-        from reportgen.analysis import ChannelStats
-        from reportgen.cache import Entry
+        from reportgen.analysis.stats import ChannelStats
+        from reportgen.results.store import Entry
 
         top = self.store.load(self._key(model_key, input_id, "input"))
         if top is None or "view" not in top.blobs:
@@ -163,7 +163,7 @@ class InputCacheContext:
     def builder(self, model_key: str, input_id: str, part: str, header: dict[str, Any]) -> Any:
         if not self.enabled or input_id not in self.input_sha:
             return None
-        from reportgen.cache import Entry, EntryBuilder
+        from reportgen.results.store import Entry, EntryBuilder
 
         return EntryBuilder(self.store, self._key(model_key, input_id, part), Entry(dict(header)))
 

@@ -1,6 +1,6 @@
 """A report, or one layer of it, shown inline in a Jupyter notebook.
 
-    from reportgen.notebook import Report
+    from reportgen.tools.notebook import Report
     report = Report("report")          # a folder written by `reportgen run`
     report                             # inputs, predictions and the layers
     report.layer("features.0")         # selected channels: maps, overlays, statistics
@@ -240,7 +240,7 @@ class LayerView:
         layer's sheet for this input (folder reports). None when it is missing."""
         from PIL import Image
 
-        from reportgen.sheets import SheetGrid
+        from reportgen.imaging.sheets import SheetGrid
 
         grid_entry = self.info.get("map_sheet")
         sheet = self._pattern("map_sheet", input_id, channel)

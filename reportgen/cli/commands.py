@@ -132,7 +132,7 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     command line wins, then --config, then --from-manifest."""
     if value is None:
         return None
-    from reportgen import config
+    from reportgen.cli import config
 
     params = {p.name: p for p in ctx.command.params if p.name}
     layers = ctx.meta.setdefault("reportgen.defaults", {})
@@ -404,11 +404,11 @@ def run(
         and ctx.get_parameter_source("models") == click.core.ParameterSource.DEFAULT_MAP
         and "models" not in sources.get("config", {})
     ):
-        from reportgen.config import refuse_code_in_manifest
+        from reportgen.cli.config import refuse_code_in_manifest
 
         refuse_code_in_manifest({"models": list(models)}, "the manifest")
     if manifest is not None and not quiet:
-        from reportgen.config import rebuild_notes
+        from reportgen.cli.config import rebuild_notes
 
         for note in rebuild_notes(manifest, settings.inputs):
             click.echo(f"Warning: {note}", err=True)
@@ -447,7 +447,7 @@ def verify(ctx: click.Context, report: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from reportgen.verify import verify_report
+    from reportgen.tools.verify import verify_report
 
     result = verify_report(Path(report))
     if as_json:
@@ -500,8 +500,8 @@ def layers(model: str, show_all: bool) -> None:
     import torch
     from torchvision.models import get_model
 
-    from reportgen.layers import trace_layers
-    from reportgen.models import check_model_name
+    from reportgen.nn.layers import trace_layers
+    from reportgen.nn.models import check_model_name
 
     check_model_name(model)
     torch.manual_seed(0)
@@ -520,7 +520,7 @@ def layers(model: str, show_all: bool) -> None:
 @main.command()
 def models() -> None:
     """List the torchvision classification models reportgen can run."""
-    from reportgen.models import classification_models
+    from reportgen.nn.models import classification_models
 
     for name in classification_models():
         click.echo(name)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from reportgen.errors import UsageError
-from reportgen.sheets import SheetGrid
+from reportgen.imaging.sheets import SheetGrid
 
 PNG_COMPRESS_LEVEL = 6
 JPEG_QUALITY = 88
@@ -123,7 +123,7 @@ def map_pngs(
 
 def sheet_levels(levels: np.ndarray, grid: SheetGrid) -> np.ndarray:
     """Every channel's levels [C, H, W] tiled into one [rows, columns] picture, each
-    tile padded with its own edge pixels (see reportgen.sheets); cells past the last
+    tile padded with its own edge pixels (see reportgen.imaging.sheets); cells past the last
     channel are level 0."""
     channels, height, width = levels.shape
     if (channels, height, width) != (grid.channels, grid.tile_height, grid.tile_width):

@@ -73,14 +73,10 @@ def _stat_entry(path: Path) -> list[Any]:
 def code_fingerprint() -> str:
     """reportgen's version, its source files and templates (names, sizes, times), and the
     versions of the libraries that compute or encode: a change to any of them is a miss."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
+    folders = [package, *sorted(p.parent for p in package.glob("*/__init__.py"))]
     entries: list[Any] = []
-    for folder in (
-        package,
-        package / "report",
-        package / "templates",
-        package.parent / "templates",
-    ):
+    for folder in (*folders, package / "templates", package.parent / "templates"):
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
                 if path.is_file() and not path.name.endswith((".pyc", ".pyo")):

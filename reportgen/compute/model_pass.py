@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from reportgen import imaging
-from reportgen.encoding import ImageEncoder, encode_and_write, write_cached
+from reportgen.analysis.examples import TopExamples
+from reportgen.compute.cached import STAT_ARRAYS, InputCacheContext, layer_part
+from reportgen.compute.encoding import ImageEncoder, encode_and_write, write_cached
 from reportgen.errors import ReportgenError, UsageError
-from reportgen.examples import TopExamples
-from reportgen.inputs import (
+from reportgen.imaging import pictures as imaging
+from reportgen.imaging.sheets import SheetGrid
+from reportgen.inputs.files import (
     InputFile,
     LoadedImage,
     load_image,
@@ -27,9 +29,7 @@ from reportgen.report.data import (
     ModelRecord,
     Prediction,
 )
-from reportgen.run_cache import STAT_ARRAYS, InputCacheContext, layer_part
 from reportgen.settings import RunSettings, maps_in_sheets
-from reportgen.sheets import SheetGrid
 
 Progress = Callable[[int], None]
 
@@ -56,7 +56,7 @@ class LayerPlan:
 def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> list[LayerPlan]:
     import torch
 
-    from reportgen.layers import resolve_layers, trace_layers
+    from reportgen.nn.layers import resolve_layers, trace_layers
 
     size = int(model.preprocessing.crop_size[0])
     infos = trace_layers(model.module, size, model.device)
@@ -156,8 +156,8 @@ def run_model(
 ) -> ModelRecord:
     import torch
 
-    from reportgen.analysis import channel_stats, map_to_view, select_channels, value_range
-    from reportgen.capture import ActivationRecorder
+    from reportgen.analysis.stats import channel_stats, map_to_view, select_channels, value_range
+    from reportgen.nn.capture import ActivationRecorder
 
     record = ModelRecord(
         id=model.id,
@@ -198,7 +198,7 @@ def run_model(
     record.layers = layers
 
     # Incremental re-runs: inputs whose results are cached skip the network and the
-    # encoders (see reportgen.cache); Grad-CAM needs the gradients, so it turns this off.
+    # encoders (see reportgen.results.store); Grad-CAM needs the gradients, so it turns this off.
     cached_run = cache if cache is not None else InputCacheContext(None)
     model_key = cached_run.model_key(model, settings)
     crop = tuple(int(v) for v in model.preprocessing.crop_size)
@@ -219,7 +219,7 @@ def run_model(
                 top_cams = None
                 if gradcam_layer is not None:
                     # One pass for both: Grad-CAM's forward pass also feeds the recorder.
-                    from reportgen.gradcam import grad_cam_and_logits
+                    from reportgen.nn.gradcam import grad_cam_and_logits
 
                     top_cams, logits = grad_cam_and_logits(
                         model.module, gradcam_layer, batch, [None] * len(todo)
@@ -324,7 +324,7 @@ def run_model(
             if progress:
                 progress(len(batch_files))
     if settings.feature_vis:
-        from reportgen.featurevis import feature_vis_for_model
+        from reportgen.nn.featurevis import feature_vis_for_model
 
         store = cache.store if cache is not None and cache.enabled else None
         feature_vis_for_model(model, plans, layers, settings, encoder.write, store)
@@ -333,7 +333,7 @@ def run_model(
 
 
 def _receptive_fields(model: Any, plans: list[LayerPlan]) -> dict[str, Any]:
-    from reportgen.receptive import receptive_fields
+    from reportgen.nn.receptive import receptive_fields
 
     spatial = [p.name for p in plans if p.spatial]
     if not spatial:
@@ -343,7 +343,7 @@ def _receptive_fields(model: Any, plans: list[LayerPlan]) -> dict[str, Any]:
 
 
 def _gradcam_layer(model: Any, settings: RunSettings) -> str | None:
-    from reportgen.gradcam import last_conv_layer
+    from reportgen.nn.gradcam import last_conv_layer
 
     if not settings.gradcam:
         return None
@@ -391,7 +391,7 @@ def _gradcam_batch(
 
     ``builders``: per input id, where the cache collects the maps and pictures.
     ``top_cams``: the top-class Grad-CAMs, when the caller's pass already made them."""
-    from reportgen.gradcam import grad_cam
+    from reportgen.nn.gradcam import grad_cam
 
     runs: list[tuple[str, list[int | None]]] = [("top prediction", [None] * len(batch_files))]
     if target_class is not None:

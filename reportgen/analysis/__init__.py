@@ -1,0 +1,2 @@
+"""Stage 3, analysis: per-channel statistics, channel selection, top examples that merge,
+model comparison. numpy only."""

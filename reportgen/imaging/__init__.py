@@ -1,0 +1,2 @@
+"""Stage 5, imaging: arrays to PNG/JPEG bytes (maps, sheets, overlays, filters, charts,
+crops). No torch."""

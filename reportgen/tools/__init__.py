@@ -1,0 +1,1 @@
+"""Tools that read finished reports: verify and the notebook view."""
