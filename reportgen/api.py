@@ -23,9 +23,6 @@ def make_settings(
     """RunSettings from keyword options named as ``reportgen run``'s long options
     (``top_k=8``, ``layers=["conv1"]``); unknown names are an error."""
     known = {f.name for f in dataclasses.fields(RunSettings)}
-    extra: dict[str, Any] = {
-        k: options.pop(k) for k in ("jobs", "strict", "cache_dir", "no_cache") if k in options
-    }
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}")
@@ -34,7 +31,7 @@ def make_settings(
             value = options[name]
             options[name] = (value,) if isinstance(value, (str, int, float)) else tuple(value)
     paths = (inputs,) if isinstance(inputs, str) else tuple(str(i) for i in inputs)
-    return RunSettings(inputs=paths, output=str(output), **options, extra=extra)
+    return RunSettings(inputs=paths, output=str(output), **options)
 
 
 def build_report(
@@ -68,8 +65,7 @@ def analyze(inputs: Iterable[str] | str, **options: Any) -> dict[str, Any]:
     from reportgen.pipeline import build_report as run_pipeline
 
     settings = make_settings(inputs, "unused", **options)
-    settings = dataclasses.replace(settings, extra={**settings.extra, "analysis_only": True})
-    summary = run_pipeline(settings)
+    summary = run_pipeline(settings, analysis_only=True)
     analysis: dict[str, Any] = summary.extra["analysis"]
     analysis.pop("files", None)
     return analysis

@@ -127,8 +127,11 @@ def environment(device: Any) -> dict[str, str]:
     }
 
 
-def build_report(settings: RunSettings, progress: Progress | None = None) -> RunSummary:
-    """Run the whole pipeline and put a complete report at ``settings.output``."""
+def build_report(
+    settings: RunSettings, progress: Progress | None = None, analysis_only: bool = False
+) -> RunSummary:
+    """Run the whole pipeline and put a complete report at ``settings.output``
+    (``analysis_only``: compute everything, write and encode nothing)."""
     started = time.perf_counter()
     validate_settings(settings)
     files, skipped_found = discover_inputs(settings.inputs)
@@ -139,8 +142,8 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
         )
     from reportgen.results.store import RunCache, cache_root
 
-    cache_dir = cache_root(settings.extra.get("cache_dir"), bool(settings.extra.get("no_cache")))
-    whole_site = not (settings.extra.get("single_file") or settings.extra.get("analysis_only"))
+    cache_dir = cache_root(settings.cache_dir, settings.no_cache)
+    whole_site = not (settings.single_file or analysis_only)
     run_cache = RunCache(cache_dir if whole_site else None)
     run_key = run_cache_key(settings, files, skipped_found) if run_cache.enabled else ""
     if run_key:
@@ -160,9 +163,8 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
 
     from reportgen.report.output import StagedReport
 
-    jobs = settings.extra.get("jobs") or os.cpu_count() or 1
-    single_file = bool(settings.extra.get("single_file"))
-    analysis_only = bool(settings.extra.get("analysis_only"))
+    jobs = settings.jobs or os.cpu_count() or 1
+    single_file = settings.single_file
     output: Any = (
         DiscardedOutput()
         if analysis_only
@@ -173,7 +175,7 @@ def build_report(settings: RunSettings, progress: Progress | None = None) -> Run
         encoder = ImageEncoder(jobs, staged)
         try:
             inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
-            if settings.extra.get("strict") and skipped:
+            if settings.strict and skipped:
                 raise ReportgenError(f"input {skipped[0].source!r}: {skipped[0].reason}")
             if not usable:
                 raise ReportgenError(

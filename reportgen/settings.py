@@ -6,8 +6,12 @@ The CLI builds it, the pipeline reads it, the manifest records it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+# Options that say how a run is carried out (and change no byte of the report): kept
+# apart from the report's settings, never recorded in the manifest.
+RUNTIME_FIELDS = ("jobs", "cache_dir", "no_cache", "strict", "single_file", "max_single_file_mb")
 
 STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
 SCALES = ("channel", "layer")
@@ -54,12 +58,19 @@ class RunSettings:
     fv_size: int = 128
     fv_channels: str = "selected"  # "selected" (for any input) or "all"
     fv_negative: bool = False  # also the image that most suppresses each channel
-    extra: dict[str, Any] = field(default_factory=dict)
+    # How the run is carried out: not recorded in the manifest (RUNTIME_FIELDS).
+    jobs: int | None = None  # page and encoder workers; None: one per CPU core
+    cache_dir: str | None = None  # None: REPORTGEN_CACHE_DIR, else ~/.cache/reportgen
+    no_cache: bool = False
+    strict: bool = False  # an unreadable input fails the run instead of being skipped
+    single_file: bool = False  # one self-contained HTML file instead of a folder
+    max_single_file_mb: float = 25.0
 
     def as_manifest(self) -> dict[str, Any]:
-        """Every effective option, JSON-ready, in a stable order."""
+        """Every effective option that shapes the report, JSON-ready, in a stable order."""
         data = dataclasses.asdict(self)
-        data.pop("extra")
+        for name in RUNTIME_FIELDS:
+            data.pop(name)
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)
@@ -78,4 +89,4 @@ def maps_in_sheets(settings: RunSettings) -> bool:
     """Folder reports tile a layer's maps into one sheet per input (reportgen.imaging.sheets);
     a single-file report embeds each map on its own, since one data: URI cannot be
     shared by the tiles of a page."""
-    return not settings.extra.get("single_file")
+    return not settings.single_file

@@ -3,6 +3,7 @@ cached output is byte for byte the output of a run without the cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import shutil
 from pathlib import Path
@@ -20,14 +21,14 @@ LAYERS = ("features.0", "features.3")
 
 
 def _settings(images: Path, out: Path, cache_dir: Path | None, **options: Any) -> RunSettings:
-    extra = {"cache_dir": str(cache_dir)} if cache_dir else {"no_cache": True}
+    cache: dict[str, Any] = {"cache_dir": str(cache_dir)} if cache_dir else {"no_cache": True}
     return RunSettings(
         inputs=(str(images),),
         output=str(out),
         models=("alexnet",),
         weights="none",
         layers=LAYERS,
-        extra=extra,
+        **cache,
         **options,
     )
 
@@ -155,8 +156,7 @@ def test_a_changed_report_file_is_not_replayed(
 
 def test_no_cache_writes_nothing(small_images: Path, tmp_path: Path) -> None:
     store = tmp_path / "cache"
-    settings = _settings(small_images, tmp_path / "r", store)
-    settings.extra["no_cache"] = True
+    settings = dataclasses.replace(_settings(small_images, tmp_path / "r", store), no_cache=True)
     build_report(settings)
     assert not store.exists()
 

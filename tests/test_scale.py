@@ -79,7 +79,7 @@ def test_overlay_alpha_extremes_and_size() -> None:
     assert only[0, 0, 0] <= 1 and only[-1, -1, 0] >= 254  # low corner dark, high corner bright
 
 
-def _settings(images: Path, out: Path, **extra: Any) -> RunSettings:
+def _settings(images: Path, out: Path, **runtime: Any) -> RunSettings:
     return RunSettings(
         inputs=(str(images),),
         output=str(out),
@@ -88,7 +88,8 @@ def _settings(images: Path, out: Path, **extra: Any) -> RunSettings:
         layers=("features.0",),
         batch_size=2,
         gradcam=False,
-        extra={"no_cache": True, **extra},
+        no_cache=True,
+        **runtime,
     )
 
 

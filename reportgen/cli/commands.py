@@ -387,14 +387,12 @@ def run(
         layers=tuple(layers),
         channels=channels,
         **options,
-        extra={
-            "jobs": jobs,
-            "cache_dir": cache_dir,
-            "no_cache": no_cache,
-            "strict": strict,
-            "single_file": single_file,
-            "max_single_file_mb": max_single_file_mb,
-        },
+        jobs=jobs,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        strict=strict,
+        single_file=single_file,
+        max_single_file_mb=max_single_file_mb,
     )
     quiet = ctx.obj["quiet"]
     manifest = ctx.meta.get("reportgen.manifest")

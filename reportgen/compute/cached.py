@@ -40,12 +40,12 @@ def run_cache_key(
             content = f"unreadable: {exc}"
         contents.append([file.id, file.source, content])
     specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}
-    extra = {k: v for k, v in settings.extra.items() if k not in ("jobs", "cache_dir", "no_cache")}
+    shape = {"single_file": settings.single_file, "strict": settings.strict}
     return digest(
         "run",
         code_fingerprint(),
         report_settings(settings),
-        extra,
+        shape,
         contents,
         [[s.source, s.reason] for s in skipped],
         {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)},

@@ -25,7 +25,7 @@ def write_single_file_report(
     from reportgen.report.singlefile import write_single_file
 
     pages, notes = write_single_file(
-        data, staged, build_manifest, make_environment(), settings.extra.get("max_single_file_mb")
+        data, staged, build_manifest, make_environment(), settings.max_single_file_mb
     )
     warnings.extend(notes)
     return pages, []
