@@ -1,5 +1,5 @@
-"""Recording layer outputs: forward hooks held in a context manager, one forward
-pass for all selected layers, outputs copied before anything can change them."""
+"""Recording layer outputs: forward hooks held by the hook owner (reportgen.nn.hooks),
+one forward pass for all selected layers, outputs copied before anything can change them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from reportgen.errors import ReportgenError
+from reportgen.nn.hooks import ForwardHooks
 
 
 class ActivationRecorder:
@@ -27,12 +28,11 @@ class ActivationRecorder:
         self.model = model
         self.layer_names = list(layer_names)
         self._modules = {name: modules[name] for name in layer_names}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._hooks = ForwardHooks(self._modules.items(), self._record)
         self.outputs: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> ActivationRecorder:
-        for name, module in self._modules.items():
-            self._handles.append(module.register_forward_hook(self._hook(name)))
+        self._hooks.__enter__()
         return self
 
     def __exit__(
@@ -41,21 +41,16 @@ class ActivationRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._hooks.__exit__(exc_type, exc, tb)
         self.outputs = {}
 
-    def _hook(self, name: str) -> Any:
-        def record(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor):
-                self.outputs[name] = output.detach().to("cpu", torch.float32, copy=True)
-
-        return record
+    def _record(self, name: str, _module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            self.outputs[name] = output.detach().to("cpu", torch.float32, copy=True)
 
     def run(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward pass; returns the logits and each layer's recorded output."""
-        if not self._handles:
+        if not self._hooks.active:
             raise RuntimeError("ActivationRecorder.run() outside its 'with' block")
         self.outputs = {}
         with torch.inference_mode():

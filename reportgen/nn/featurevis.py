@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from reportgen.errors import UsageError
+from reportgen.nn.hooks import ForwardHooks
 
 log = logging.getLogger("reportgen")
 
@@ -224,7 +225,7 @@ class LayerProbe:
         self.layer = layer
         self._means: torch.Tensor | None = None
 
-    def _hook(self, _module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+    def _hook(self, _name: str, _module: torch.nn.Module, _inputs: Any, output: Any) -> None:
         if not isinstance(output, torch.Tensor) or output.dim() < 2:
             return
         values = output.float()
@@ -243,16 +244,15 @@ class LayerProbe:
 
     @contextlib.contextmanager
     def open(self) -> Iterator[LayerProbe]:
-        handle = self.target.register_forward_hook(self._hook)
-        flags = [(p, p.requires_grad) for p in self.module.parameters()]
-        for parameter, _ in flags:
-            parameter.requires_grad_(False)
-        try:
-            yield self
-        finally:
-            handle.remove()
-            for parameter, flag in flags:
-                parameter.requires_grad_(flag)
+        with ForwardHooks([(self.layer, self.target)], self._hook):
+            flags = [(p, p.requires_grad) for p in self.module.parameters()]
+            for parameter, _ in flags:
+                parameter.requires_grad_(False)
+            try:
+                yield self
+            finally:
+                for parameter, flag in flags:
+                    parameter.requires_grad_(flag)
 
 
 @contextlib.contextmanager

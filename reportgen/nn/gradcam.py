@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from reportgen.errors import ReportgenError
+from reportgen.nn.hooks import ForwardHooks
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def grad_cam_and_logits(
     captured: dict[str, torch.Tensor] = {}
     gradients: dict[str, torch.Tensor] = {}
 
-    def keep_output(_mod: Any, _inp: Any, output: Any) -> Any:
+    def keep_output(_name: str, _mod: Any, _inp: Any, output: Any) -> Any:
         if not isinstance(output, torch.Tensor):
             return None
         # Only this output's gradient is wanted: it becomes the leaf of the graph, so the
@@ -67,9 +68,8 @@ def grad_cam_and_logits(
     frozen = [p for p in module.parameters() if p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(False)
-    handle = target.register_forward_hook(keep_output)
     try:
-        with torch.enable_grad():
+        with ForwardHooks([(layer, target)], keep_output), torch.enable_grad():
             inputs = batch.detach().requires_grad_(False)
             logits = module(inputs)
             chosen = [
@@ -84,7 +84,6 @@ def grad_cam_and_logits(
             module.zero_grad(set_to_none=True)
             scores.sum().backward()
     finally:
-        handle.remove()
         for parameter in frozen:
             parameter.requires_grad_(True)
     if "value" not in captured or "value" not in gradients:

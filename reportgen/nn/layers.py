@@ -30,30 +30,21 @@ def trace_layers(module: Any, input_size: int = 224, device: Any = "cpu") -> lis
     """
     import torch
 
+    from reportgen.nn.hooks import ForwardHooks, dry_pass_mode
+
     named = [(n, m) for n, m in module.named_modules() if n]
     shapes: dict[str, tuple[int, ...]] = {}
     finished: list[str] = []  # leaf modules in the order their forward finished
     leaves = {n for n, m in named if not any(True for _ in m.children())}
 
-    def hook_for(name: str) -> Any:
-        def hook(_mod: Any, _inp: Any, out: Any) -> None:
-            if name not in shapes and isinstance(out, torch.Tensor):
-                shapes[name] = tuple(out.shape[1:])
-            if name in leaves:
-                finished.append(name)
+    def hook(name: str, _mod: Any, _inp: Any, out: Any) -> None:
+        if name not in shapes and isinstance(out, torch.Tensor):
+            shapes[name] = tuple(out.shape[1:])
+        if name in leaves:
+            finished.append(name)
 
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in named]
-    try:
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            module(torch.zeros(1, 3, input_size, input_size, device=device))
-        module.train(was_training)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with ForwardHooks(named, hook), dry_pass_mode(module):
+        module(torch.zeros(1, 3, input_size, input_size, device=device))
     modules = dict(named)
     infos = []
     for name, sub in named:

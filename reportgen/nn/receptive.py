@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from reportgen.nn.hooks import ForwardHooks
+
 
 @dataclass(frozen=True)
 class ReceptiveField:
@@ -48,31 +50,24 @@ def receptive_fields(
     """Receptive field of each named layer's output cells, for a square input."""
     events: list[tuple[str, torch.nn.Module, tuple[int, int], tuple[int, int]]] = []
 
-    def hook_for(name: str) -> Any:
-        def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
-            first = inputs[0] if inputs else None
-            if (
-                isinstance(first, torch.Tensor)
-                and isinstance(output, torch.Tensor)
-                and first.dim() == 4
-                and output.dim() == 4
-            ):
-                in_hw = (int(first.shape[2]), int(first.shape[3]))
-                events.append((name, mod, in_hw, (int(output.shape[2]), int(output.shape[3]))))
+    def hook(name: str, mod: torch.nn.Module, inputs: Any, output: Any) -> None:
+        first = inputs[0] if inputs else None
+        if (
+            isinstance(first, torch.Tensor)
+            and isinstance(output, torch.Tensor)
+            and first.dim() == 4
+            and output.dim() == 4
+        ):
+            in_hw = (int(first.shape[2]), int(first.shape[3]))
+            events.append((name, mod, in_hw, (int(output.shape[2]), int(output.shape[3]))))
 
-        return hook
-
-    handles = [
-        sub.register_forward_hook(hook_for(name))
+    targets = [
+        (name, sub)
         for name, sub in module.named_modules()
         if name and (isinstance(sub, _GEOMETRIC) or name in layers)
     ]
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, 3, input_size, input_size, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with ForwardHooks(targets, hook), torch.no_grad():
+        module(torch.zeros(1, 3, input_size, input_size, device=device))
     size = [1.0, 1.0]
     stride = [1.0, 1.0]
     start = [0.5 - 0.5, 0.5 - 0.5]  # centre of pixel 0 is at 0.0 in index coordinates
