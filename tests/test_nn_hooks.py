@@ -1,8 +1,10 @@
 """The one hook owner (reportgen.nn.hooks): hooks are gone after every exit, owners
-nest, every user of forward hooks leaves none behind."""
+nest, every user of forward hooks leaves none behind; the default Grad-CAM layer is
+the last Conv2d that runs."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ import torchvision
 from reportgen.errors import ReportgenError
 from reportgen.nn import featurevis as fv
 from reportgen.nn.capture import ActivationRecorder
-from reportgen.nn.gradcam import grad_cam
+from reportgen.nn.gradcam import default_gradcam_layer, grad_cam, last_conv_layer
 from reportgen.nn.hooks import ForwardHooks, dry_pass_mode, modules_that_run
 from reportgen.nn.layers import trace_layers
 from reportgen.nn.receptive import receptive_fields
@@ -196,3 +198,59 @@ def test_layer_probe_leaves_no_hooks() -> None:
     assert all(p.requires_grad for p in model.parameters())
     fv.visualise(model, "3", [0], mean=[0.5] * 3, std=[0.25] * 3, steps=1, size=32)
     assert _no_hooks_left(model)
+
+
+# --- the default Grad-CAM layer -------------------------------------------------------
+
+
+def _model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    extra: dict[str, Any] = {}
+    if name in ("googlenet", "inception_v3"):
+        extra = {"aux_logits": True, "init_weights": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torchvision.models.get_model(name, weights=None, **extra).eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "expected", "side"),
+    [
+        # The last Conv2d in model order is an auxiliary head (aux2) that eval skips.
+        ("googlenet", 224, "inception5b.branch4.1.conv", 7),
+        ("inception_v3", 299, "Mixed_7c.branch_pool.conv", 8),
+    ],
+)
+def test_default_gradcam_layer_is_one_that_runs(
+    name: str, size: int, expected: str, side: int
+) -> None:
+    model = _model(name)
+    layer = default_gradcam_layer(model, size, "cpu")
+    assert layer == expected
+    assert _no_hooks_left(model) and not model.training
+    # It is on the path to the prediction: Grad-CAM works with it.
+    cams = grad_cam(model, layer, torch.rand(1, 3, size, size), [None])
+    assert cams[0].map.shape == (side, side)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "alexnet", "mobilenet_v2"])
+def test_default_gradcam_layer_is_unchanged_where_the_last_conv_runs(name: str) -> None:
+    model = _model(name)
+    assert default_gradcam_layer(model, (224,), "cpu") == last_conv_layer(model)
+
+
+def test_default_gradcam_layer_without_a_conv_that_runs() -> None:
+    with pytest.raises(ReportgenError, match="no Conv2d layer for Grad-CAM"):
+        default_gradcam_layer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2)), 8)
+
+    class SkipsItsConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = torch.nn.Conv2d(3, 3, 1)
+            self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(x)
+
+    with pytest.raises(ReportgenError, match="runs in its forward pass"):
+        default_gradcam_layer(SkipsItsConv(), 8)

@@ -6,6 +6,7 @@ backward module hook: those break when an in-place op (ReLU) follows the layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from reportgen.errors import ReportgenError
-from reportgen.nn.hooks import ForwardHooks
+from reportgen.nn.hooks import ForwardHooks, modules_that_run
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,38 @@ class GradCam:
     score: float  # the class logit
 
 
+_NO_CONV = "the model has no Conv2d layer for Grad-CAM; choose --gradcam-layer"
+
+
 def last_conv_layer(module: torch.nn.Module) -> str:
-    """The last Conv2d in model order: torchvision classifiers end their features there."""
+    """The last Conv2d in model order, whether it runs or not (see default_gradcam_layer)."""
     name = None
     for candidate, sub in module.named_modules():
         if isinstance(sub, torch.nn.Conv2d):
             name = candidate
     if name is None:
-        raise ReportgenError("the model has no Conv2d layer for Grad-CAM; choose --gradcam-layer")
+        raise ReportgenError(_NO_CONV)
     return name
+
+
+def default_gradcam_layer(
+    module: torch.nn.Module, size: int | Sequence[int], device: Any = "cpu"
+) -> str:
+    """The last Conv2d to run in a dry forward pass (eval mode, no gradients, one zero
+    image of the crop ``size``): torchvision classifiers end their features there.
+
+    The last Conv2d in model order is not always one that runs: GoogLeNet's auxiliary
+    heads come after its last inception block and are skipped in eval mode, so their
+    output has no gradient to the logits.
+    """
+    if not any(isinstance(sub, torch.nn.Conv2d) for sub in module.modules()):
+        raise ReportgenError(_NO_CONV)
+    fired = modules_that_run(module, size, device, torch.nn.Conv2d)
+    if not fired:
+        raise ReportgenError(
+            "no Conv2d layer of the model runs in its forward pass; choose --gradcam-layer"
+        )
+    return fired[-1]
 
 
 def grad_cam(
