@@ -1,6 +1,9 @@
 """The effective options of one ``reportgen run``, as one plain object.
 
-The CLI builds it, the pipeline reads it, the manifest records it.
+The CLI builds it, the pipeline reads it, the manifest records it. Each option's
+default lives here only: the click options of ``reportgen run`` read theirs with
+:func:`default_of`, and ``reportgen.api.make_settings`` leaves unset ones to the
+dataclass.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
 SCALES = ("channel", "layer")
 DEVICES = ("auto", "cpu", "cuda")
 FV_CHANNELS = ("selected", "all")
+# -o when --single-file is given without it: one HTML file rather than a folder.
+SINGLE_FILE_OUTPUT = "report.html"
 
 
 @dataclass(frozen=True)
 class RunSettings:
     inputs: tuple[str, ...]
-    output: str
+    output: str = "report"  # the report folder; with single_file see default_output()
     models: tuple[str, ...] = ("resnet18",)
     weights: str = "imagenet"
     weights_dir: str | None = None
@@ -75,6 +80,25 @@ class RunSettings:
             if isinstance(value, tuple):
                 data[key] = list(value)
         return dict(sorted(data.items()))
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(RunSettings)}
+
+
+def default_of(name: str) -> Any:
+    """The default of the option ``name`` (a RunSettings field): the one place it is
+    written. KeyError for a field without one (``inputs``)."""
+    field = _FIELDS[name]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise KeyError(f"RunSettings.{name} has no default")
+
+
+def default_output(single_file: bool) -> str:
+    """-o when it is not given: the report folder, or one HTML file with --single-file."""
+    return SINGLE_FILE_OUTPUT if single_file else str(default_of("output"))
 
 
 def report_settings(settings: RunSettings) -> dict[str, Any]:

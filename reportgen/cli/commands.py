@@ -15,7 +15,14 @@ import click
 
 from reportgen import __version__
 from reportgen.errors import ReportgenError
-from reportgen.settings import DEVICES, SCALES, STRATEGIES
+from reportgen.settings import (
+    DEVICES,
+    FV_CHANNELS,
+    SCALES,
+    SINGLE_FILE_OUTPUT,
+    STRATEGIES,
+    default_of,
+)
 
 log = logging.getLogger("reportgen")
 
@@ -103,6 +110,11 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
+def _joined(values: tuple[float, ...]) -> str | None:
+    """A list option's default as its command-line text (0,5,10); None for none."""
+    return ",".join(str(v) for v in values) or None
+
+
 def _parse_channels(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> tuple[int, ...]:
@@ -173,27 +185,31 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option(
     "-o",
     "--output",
-    default="report",
+    default=default_of("output"),
     show_default=True,
-    help="Report folder to write (with --single-file: the HTML file, default report.html).",
+    help="Report folder to write (with --single-file: the HTML file, "
+    f"default {SINGLE_FILE_OUTPUT}).",
 )
 @click.option(
     "-m",
     "--model",
     "models",
     multiple=True,
+    default=default_of("models"),
     help="torchvision model name, NAME=WEIGHTS for per-model weights (compare checkpoints), "
-    "or package.module:factory for your own model; repeatable. [default: resnet18]",
+    "or package.module:factory for your own model; repeatable. "
+    f"[default: {', '.join(default_of('models'))}]",
 )
 @click.option(
     "--label",
     "model_labels",
     multiple=True,
+    default=default_of("model_labels"),
     help="Display label of each -m, in the same order (e.g. --label imagenet --label finetuned).",
 )
 @click.option(
     "--weights",
-    default="imagenet",
+    default=default_of("weights"),
     show_default=True,
     help="imagenet (the model's DEFAULT), a torchvision weights name (IMAGENET1K_V1, "
     "DEFAULT), none, or a state-dict file.",
@@ -202,69 +218,102 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     "--weights-dir",
     type=click.Path(file_okay=False),
     envvar="REPORTGEN_WEIGHTS_DIR",
+    default=default_of("weights_dir"),
     help="Folder of checkpoints under torchvision's file names, searched first. "
     "[env: REPORTGEN_WEIGHTS_DIR]",
 )
-@click.option("--offline", is_flag=True, help="Never download weights. [env: REPORTGEN_OFFLINE=1]")
+@click.option(
+    "--offline",
+    is_flag=True,
+    default=default_of("offline"),
+    help="Never download weights. [env: REPORTGEN_OFFLINE=1]",
+)
 @click.option(
     "-l",
     "--layer",
     "layers",
     multiple=True,
+    default=default_of("layers"),
     help="Layer name, glob pattern (layer?.0.conv1) or 'conv'; repeatable. [default: every Conv2d]",
 )
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option(
+    "--device", type=click.Choice(DEVICES), default=default_of("device"), show_default=True
+)
 @click.option(
     "--seed",
     type=int,
-    default=0,
+    default=default_of("seed"),
     show_default=True,
     help="Seed for random weights (--weights none).",
 )
 @click.option(
-    "--batch-size", type=int, default=8, show_default=True, help="Images per forward pass."
+    "--batch-size",
+    type=int,
+    default=default_of("batch_size"),
+    show_default=True,
+    help="Images per forward pass.",
 )
 @click.option(
-    "--jobs", type=int, default=None, help="Threads encoding images. [default: all cores]"
+    "--jobs",
+    type=int,
+    default=default_of("jobs"),
+    help="Threads encoding images. [default: all cores]",
 )
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
-    default=None,
+    default=default_of("cache_dir"),
     help="Cache of earlier results, for fast re-runs. [default: REPORTGEN_CACHE_DIR, "
     "else ~/.cache/reportgen]",
 )
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    default=default_of("no_cache"),
+    help="Neither read nor write the cache.",
+)
 @click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
-    default="top_mean",
+    default=default_of("strategy"),
     show_default=True,
     help="How channels are selected for detail, per input and layer.",
 )
 @click.option(
     "--top-k",
     type=int,
-    default=12,
+    default=default_of("top_k"),
     show_default=True,
     help="Channels selected per layer and input.",
 )
 @click.option(
-    "--channels", callback=_parse_channels, help="Channels for --strategy manual, e.g. 0,5,10."
+    "--channels",
+    default=_joined(default_of("channels")),
+    callback=_parse_channels,
+    help="Channels for --strategy manual, e.g. 0,5,10.",
 )
-@click.option("--interesting-mean", type=float, default=0.3, show_default=True)
-@click.option("--interesting-max", type=float, default=2.0, show_default=True)
-@click.option("--colormap", default="jet", show_default=True, help="Any matplotlib colormap.")
+@click.option(
+    "--interesting-mean", type=float, default=default_of("interesting_mean"), show_default=True
+)
+@click.option(
+    "--interesting-max", type=float, default=default_of("interesting_max"), show_default=True
+)
+@click.option(
+    "--colormap",
+    default=default_of("colormap"),
+    show_default=True,
+    help="Any matplotlib colormap.",
+)
 @click.option(
     "--alpha",
     type=float,
-    default=0.5,
+    default=default_of("alpha"),
     show_default=True,
     help="Opacity of the map in overlays, 0..1.",
 )
 @click.option(
     "--overlay-files/--no-overlay-files",
-    default=False,
+    default=default_of("overlay_files"),
     show_default=True,
     help="Also save each selected channel's overlay as a JPEG. Pages compose overlays "
     "in the browser from the view and the map either way.",
@@ -272,78 +321,108 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option(
     "--scale",
     type=click.Choice(SCALES),
-    default="channel",
+    default=default_of("scale"),
     show_default=True,
     help="Colour range: each map its own, or one per layer.",
 )
 @click.option(
     "--gradcam/--no-gradcam",
-    default=True,
+    default=default_of("gradcam"),
     show_default=True,
     help="Grad-CAM of each input's top class (and of --target-class).",
 )
-@click.option("--gradcam-layer", help="Layer for Grad-CAM. [default: the last Conv2d]")
-@click.option("--target-class", help="Also Grad-CAM for this class: an index or a label.")
+@click.option(
+    "--gradcam-layer",
+    default=default_of("gradcam_layer"),
+    help="Layer for Grad-CAM. [default: the last Conv2d]",
+)
+@click.option(
+    "--target-class",
+    default=default_of("target_class"),
+    help="Also Grad-CAM for this class: an index or a label.",
+)
 @click.option(
     "--examples",
     type=click.IntRange(min=0),
-    default=9,
+    default=default_of("examples"),
     show_default=True,
     help="Top inputs per channel across the run (dataset examples); 0 turns them off.",
 )
-@click.option("--input-size", type=click.IntRange(min=8), help="Custom models: crop size.")
 @click.option(
-    "--mean", callback=_parse_floats, help="Custom models: normalisation mean, e.g. 0.5,0.5,0.5."
+    "--input-size",
+    type=click.IntRange(min=8),
+    default=default_of("input_size"),
+    help="Custom models: crop size.",
 )
-@click.option("--std", callback=_parse_floats, help="Custom models: normalisation std.")
+@click.option(
+    "--mean",
+    default=_joined(default_of("mean")),
+    callback=_parse_floats,
+    help="Custom models: normalisation mean, e.g. 0.5,0.5,0.5.",
+)
+@click.option(
+    "--std",
+    default=_joined(default_of("std")),
+    callback=_parse_floats,
+    help="Custom models: normalisation std.",
+)
 @click.option(
     "--labels",
     "labels_file",
     type=click.Path(dir_okay=False),
+    default=default_of("labels_file"),
     help="Class names, one a line (custom models, or to rename a model's classes).",
 )
 @click.option(
     "--feature-vis",
     is_flag=True,
+    default=default_of("feature_vis"),
     help="Feature visualisation: for each chosen channel, an image optimised to excite it "
     "(slow on CPU: see docs/feature-vis.md).",
 )
 @click.option(
     "--fv-steps",
     type=click.IntRange(min=1),
-    default=256,
+    default=default_of("fv_steps"),
     show_default=True,
     help="Optimisation steps per feature visualisation.",
 )
 @click.option(
     "--fv-size",
     type=click.IntRange(min=32),
-    default=128,
+    default=default_of("fv_size"),
     show_default=True,
     help="Side of each feature visualisation, in pixels.",
 )
 @click.option(
     "--fv-channels",
-    type=click.Choice(("selected", "all")),
-    default="selected",
+    type=click.Choice(FV_CHANNELS),
+    default=default_of("fv_channels"),
     show_default=True,
     help="Channels to visualise: those selected for any input, or every channel.",
 )
 @click.option(
     "--fv-negative",
     is_flag=True,
+    default=default_of("fv_negative"),
     help="Also optimise the image that most suppresses each channel.",
 )
-@click.option("--strict", is_flag=True, help="Fail at the first input that cannot be used.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    default=default_of("strict"),
+    help="Fail at the first input that cannot be used.",
+)
 @click.option(
     "--single-file",
     is_flag=True,
+    default=default_of("single_file"),
     help="Write the whole report as one HTML file at -o (images, CSS and JS inside).",
 )
 @click.option(
     "--max-single-file-mb",
     type=click.FloatRange(min=0, min_open=True),
-    default=25.0,
+    default=default_of("max_single_file_mb"),
     show_default=True,
     help="Warn when a --single-file report is larger than this.",
 )
@@ -356,19 +435,47 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.pass_context
 def run(
     ctx: click.Context,
+    *,
     inputs: tuple[str, ...],
     output: str,
     models: tuple[str, ...],
+    model_labels: tuple[str, ...],
+    weights: str,
+    weights_dir: str | None,
+    offline: bool,
     layers: tuple[str, ...],
-    channels: tuple[int, ...],
+    device: str,
+    seed: int,
+    batch_size: int,
     jobs: int | None,
     cache_dir: str | None,
     no_cache: bool,
+    strategy: str,
+    top_k: int,
+    channels: tuple[int, ...],
+    interesting_mean: float,
+    interesting_max: float,
+    colormap: str,
+    alpha: float,
+    overlay_files: bool,
+    scale: str,
+    gradcam: bool,
+    gradcam_layer: str | None,
+    target_class: str | None,
+    examples: int,
+    input_size: int | None,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    labels_file: str | None,
+    feature_vis: bool,
+    fv_steps: int,
+    fv_size: int,
+    fv_channels: str,
+    fv_negative: bool,
     strict: bool,
     single_file: bool,
     max_single_file_mb: float,
     as_json: bool,
-    **options: Any,
 ) -> None:
     """Analyse INPUTS (image files or folders) and write an HTML report.
 
@@ -376,17 +483,45 @@ def run(
     130 interrupted (nothing replaced).
     """
     from reportgen.api import build_report
-    from reportgen.settings import RunSettings
+    from reportgen.settings import RunSettings, default_output
 
-    if single_file and ctx.get_parameter_source("output") == click.core.ParameterSource.DEFAULT:
-        output = "report.html"
+    if ctx.get_parameter_source("output") == click.core.ParameterSource.DEFAULT:
+        output = default_output(single_file)
     settings = RunSettings(
         inputs=inputs,
         output=output,
-        models=tuple(models) or ("resnet18",),
+        # An empty list (model = [] in --config) means the default model too.
+        models=tuple(models) or default_of("models"),
+        model_labels=tuple(model_labels),
+        weights=weights,
+        weights_dir=weights_dir,
+        offline=offline,
         layers=tuple(layers),
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+        strategy=strategy,
+        top_k=top_k,
         channels=channels,
-        **options,
+        interesting_mean=interesting_mean,
+        interesting_max=interesting_max,
+        colormap=colormap,
+        alpha=alpha,
+        overlay_files=overlay_files,
+        scale=scale,
+        gradcam=gradcam,
+        gradcam_layer=gradcam_layer,
+        target_class=target_class,
+        examples=examples,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        labels_file=labels_file,
+        feature_vis=feature_vis,
+        fv_steps=fv_steps,
+        fv_size=fv_size,
+        fv_channels=fv_channels,
+        fv_negative=fv_negative,
         jobs=jobs,
         cache_dir=cache_dir,
         no_cache=no_cache,
