@@ -1,7 +1,11 @@
 """``reportgen run`` as a function: inputs and settings in, a report folder out.
 
-Stages run one way: inputs -> models -> capture -> analysis -> imaging -> report.
-Images are encoded on worker threads while the next batch runs through the network.
+The orchestrator, the one module that joins the computation and the report (neither
+imports the other): inputs are found; each model's inputs go through
+``compute.model_run`` (the network, the one cache branch, the encoders); each finished
+per-input result has its pictures written into the staging folder and is folded into
+the model's results; then the records are built from the merged results and the pages
+rendered from the records; the staging folder is swapped into place.
 """
 
 from __future__ import annotations
@@ -12,14 +16,13 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reportgen import __version__
-from reportgen.compute.cached import InputCacheContext, replay_run, run_cache_key
+from reportgen.compute.batch import PictureOptions
 from reportgen.compute.encoding import ImageEncoder
-from reportgen.compute.model_pass import plan_layers, run_model
-from reportgen.compute.model_setup import compare_loaded_models, load_models
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.imaging import pictures as imaging
 from reportgen.inputs.files import (
@@ -30,14 +33,11 @@ from reportgen.inputs.files import (
     load_image,
 )
 from reportgen.report import paths
-from reportgen.report.data import (
-    InputRecord,
-    ReportData,
-    SkippedRecord,
-)
-from reportgen.report.site import write_single_file_report, write_site
+from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
+from reportgen.results.records import InputResult, PictureKey
+from reportgen.results.run import ModelResults
 from reportgen.results.summary import RunSummary
-from reportgen.settings import SCALES, STRATEGIES, RunSettings, report_settings
+from reportgen.settings import SCALES, STRATEGIES, RunSettings, maps_in_sheets, report_settings
 
 log = logging.getLogger("reportgen")
 Progress = Callable[[int], None]
@@ -131,7 +131,7 @@ def build_report(
     settings: RunSettings, progress: Progress | None = None, analysis_only: bool = False
 ) -> RunSummary:
     """Run the whole pipeline and put a complete report at ``settings.output``
-    (``analysis_only``: compute everything, write and encode nothing)."""
+    (``analysis_only``: compute everything, encode and write nothing)."""
     started = time.perf_counter()
     validate_settings(settings)
     files, skipped_found = discover_inputs(settings.inputs)
@@ -140,6 +140,7 @@ def build_report(
             f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
             f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
+    from reportgen.compute.cached import run_cache_key
     from reportgen.results.store import RunCache, cache_root
 
     cache_dir = cache_root(settings.cache_dir, settings.no_cache)
@@ -153,100 +154,237 @@ def build_report(
 
     import torch
 
+    from reportgen.compute.model_run import plan_layers
+    from reportgen.compute.model_setup import load_models
     from reportgen.nn.models import select_device
+    from reportgen.report.output import StagedReport
 
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)
     warnings: list[str] = []
     models = load_models(settings, device, warnings)
-    plans = [plan_layers(model, settings, warnings) for model in models]
-
-    from reportgen.report.output import StagedReport
-
+    facts = [plan_layers(model, settings, warnings) for model in models]
     jobs = settings.jobs or os.cpu_count() or 1
-    single_file = settings.single_file
     output: Any = (
         DiscardedOutput()
         if analysis_only
-        else StagedReport(Path(settings.output), single_file=single_file)
+        else StagedReport(Path(settings.output), single_file=settings.single_file)
     )
-    analysis: dict[str, Any] | None = None
     with output as staged:
-        encoder = ImageEncoder(jobs, staged)
+        encoder = ImageEncoder(jobs)
         try:
             inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
-            if settings.strict and skipped:
-                raise ReportgenError(f"input {skipped[0].source!r}: {skipped[0].reason}")
-            if not usable:
-                raise ReportgenError(
-                    f"none of the {len(files) + len(skipped_found)} inputs could be used; "
-                    f"first problem: {skipped[0].source!r}: {skipped[0].reason}"
-                )
-            for item in skipped:
-                warnings.append(f"skipped input {item.source!r}: {item.reason}")
+            _check_usable(settings, files, skipped_found, usable, skipped, warnings)
+            colorbar = f"{paths.ASSETS}/colormap-{settings.colormap}.png"
             table = imaging.colormap_table(settings.colormap)
-            colorbar = staged.write(
-                f"{paths.ASSETS}/colormap-{settings.colormap}.png", imaging.colorbar_png(table)
+            if not analysis_only:
+                staged.write(colorbar, imaging.colorbar_png(table))
+            options = PictureOptions(
+                table=table,
+                alpha=settings.alpha,
+                sheets=maps_in_sheets(settings),
+                overlay_files=settings.overlay_files,
+                scale_by_layer=settings.scale == "layer",
+                encode=not analysis_only,
             )
-            input_cache = InputCacheContext(cache_dir, {i.id: i.sha256 for i in inputs})
-            model_records = [
-                run_model(
-                    model, plan, usable, settings, staged, encoder, table, progress, input_cache
-                )
-                for model, plan in zip(models, plans)
+            run = _Run(settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder)
+            results = [
+                _run_model(run, model, f, progress, cache_dir) for model, f in zip(models, facts)
             ]
             encoder.drain()
         finally:
             encoder.close()
-        comparisons = compare_loaded_models(models, plans, model_records)
-        data = ReportData(
-            title="reportgen report",
-            created=creation_time(),
-            generator_version=__version__,
-            environment=environment(device),
-            settings=report_settings(settings),
-            inputs=inputs,
-            skipped=[SkippedRecord(s.source, s.reason) for s in skipped],
-            models=model_records,
-            warnings=warnings,
-            colorbar=colorbar,
-            comparisons=comparisons,
-        )
-        from reportgen.report.manifest import build_manifest
+        data = _report_data(settings, device, inputs, skipped, results, warnings, colorbar)
+        summary = _write_report(settings, data, staged, jobs, analysis_only, started)
+        manifest = summary.extra.pop("manifest", None)
+        if run_key and manifest is not None:
+            run_cache.save(run_key, staged.target, manifest)
+        return summary
 
-        if analysis_only:
-            pages, file_list = 0, list[dict[str, Any]]()
-            analysis = build_manifest(data, [])
-        elif single_file:
-            pages, file_list = write_single_file_report(
-                data, staged, build_manifest, settings, warnings
-            )
-        else:
-            pages = write_site(data, staged, jobs)
-            file_list = staged.file_list()
-            manifest = build_manifest(data, file_list)
-            staged.commit(manifest)
-            if run_key:
-                run_cache.save(run_key, staged.target, manifest)
+
+def _check_usable(
+    settings: RunSettings,
+    files: list[InputFile],
+    skipped_found: list[SkippedInput],
+    usable: list[InputFile],
+    skipped: list[SkippedInput],
+    warnings: list[str],
+) -> None:
+    if settings.strict and skipped:
+        raise ReportgenError(f"input {skipped[0].source!r}: {skipped[0].reason}")
+    if not usable:
+        raise ReportgenError(
+            f"none of the {len(files) + len(skipped_found)} inputs could be used; "
+            f"first problem: {skipped[0].source!r}: {skipped[0].reason}"
+        )
+    for item in skipped:
+        warnings.append(f"skipped input {item.source!r}: {item.reason}")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every model of a run shares."""
+
+    settings: RunSettings
+    options: PictureOptions
+    usable: list[InputFile]
+    input_sha: dict[str, str]
+    staged: Any  # the staging folder (report.output.StagedReport) or DiscardedOutput
+    encoder: ImageEncoder
+
+
+def _run_model(
+    run: _Run, model: Any, facts: Any, progress: Progress | None, cache_dir: Path | None
+) -> ModelResults:
+    """One model: its inputs, then the work after all inputs; pictures into the report."""
+    settings, options, staged, encoder, usable = (
+        run.settings,
+        run.options,
+        run.staged,
+        run.encoder,
+        run.usable,
+    )
+    from reportgen.compute import model_run
+    from reportgen.compute.cached import ResultStore, model_key
+    from reportgen.report.records import picture_path
+
+    layout = "map sheets" if options.sheets else "map files"
+    pictures = f"{layout}; {'encoded' if options.encode else 'none'}"
+    key = model_key(model, settings, pictures) if cache_dir is not None else ""
+    store = ResultStore(cache_dir, key, run.input_sha, facts.layers)
+
+    def write_input(result: InputResult) -> None:
+        for picture, data in result.pictures.items():
+            encoder.submit(staged.write, picture_path(facts.id, result.input_id, picture), data)
+
+    def write_picture(picture: PictureKey, data: bytes) -> None:
+        staged.write(picture_path(facts.id, "", picture), data)
+
+    emit = write_picture if options.encode else None
+    if emit is not None:
+        for layer in facts.layers:
+            model_run.encode_filters(layer, encoder, emit)
+    results = model_run.run_inputs(
+        model, facts, usable, settings, options, store, encoder, write_input, progress
+    )
+    if settings.feature_vis:
+        from reportgen.compute.featurevis import feature_vis_for_model
+
+        feature_vis_for_model(model, results, settings, emit, store.cache if key else None)
+    results.example_boxes = model_run.example_boxes(model, results)
+    if emit is not None:
+        model_run.encode_example_strips(model, results.example_boxes, usable, encoder, emit)
+    return results
+
+
+def _report_data(
+    settings: RunSettings,
+    device: Any,
+    inputs: list[InputRecord],
+    skipped: list[SkippedInput],
+    results: list[ModelResults],
+    warnings: list[str],
+    colorbar: str,
+) -> ReportData:
+    from reportgen.report.compare import compare_all
+    from reportgen.report.records import model_record
+
+    records: list[ModelRecord] = [
+        model_record(r, maps_in_sheets(settings), settings.overlay_files) for r in results
+    ]
+    return ReportData(
+        title="reportgen report",
+        created=creation_time(),
+        generator_version=__version__,
+        environment=environment(device),
+        settings=report_settings(settings),
+        inputs=inputs,
+        skipped=[SkippedRecord(s.source, s.reason) for s in skipped],
+        models=records,
+        warnings=warnings,
+        colorbar=colorbar,
+        comparisons=compare_all([r.facts for r in results], records),
+    )
+
+
+def _write_report(
+    settings: RunSettings,
+    data: ReportData,
+    staged: Any,
+    jobs: int,
+    analysis_only: bool,
+    started: float,
+) -> RunSummary:
+    """Pages and manifest into the staging folder (committed: swapped into place when the
+    staging context ends). The summary's ``extra`` carries the manifest."""
+    from reportgen.report.manifest import build_manifest
+    from reportgen.report.site import write_single_file_report, write_site
+
+    analysis: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    if analysis_only:
+        pages, file_list = 0, list[dict[str, Any]]()
+        analysis = build_manifest(data, [])
+    elif settings.single_file:
+        pages, file_list = write_single_file_report(
+            data, staged, build_manifest, settings, data.warnings
+        )
+    else:
+        pages = write_site(data, staged, jobs)
+        file_list = staged.file_list()
+        manifest = build_manifest(data, file_list)
+        staged.commit(manifest)
+    extra: dict[str, Any] = {}
+    if analysis is not None:
+        extra["analysis"] = analysis
+    if manifest is not None:
+        extra["manifest"] = manifest
     return RunSummary(
         report=str(Path(settings.output)),
-        inputs=[i.source for i in inputs],
-        skipped=[{"source": s.source, "reason": s.reason} for s in skipped],
-        models=[m.id for m in model_records],
-        layers={m.id: [layer.name for layer in m.layers] for m in model_records},
-        warnings=warnings,
+        inputs=[i.source for i in data.inputs],
+        skipped=[{"source": s.source, "reason": s.reason} for s in data.skipped],
+        models=[m.id for m in data.models],
+        layers={m.id: [layer.name for layer in m.layers] for m in data.models},
+        warnings=data.warnings,
         pages=pages,
-        files=1 if single_file else len(file_list) + 1,
+        files=1 if settings.single_file else len(file_list) + 1,
         seconds=round(time.perf_counter() - started, 3),
-        extra={"analysis": analysis} if analysis is not None else {},
+        extra=extra,
+    )
+
+
+def replay_run(
+    run_cache: Any, key: str, settings: RunSettings, started: float, progress: Progress | None
+) -> RunSummary | None:
+    """A report kept in the cache under ``key``, put in place; None when there is none."""
+    from reportgen.report.output import StagedReport
+
+    target = Path(settings.output)
+    with StagedReport(target) as staged:
+        manifest = run_cache.replay(key, staged.root)
+        if manifest is None:
+            return None
+        staged.commit(manifest)  # writes manifest.json anew: the kept copy stays untouched
+    if progress:
+        progress(len(manifest["inputs"]))
+    files = manifest["files"]
+    return RunSummary(
+        report=str(target),
+        inputs=[i["source"] for i in manifest["inputs"]],
+        skipped=[{"source": s["source"], "reason": s["reason"]} for s in manifest["skipped"]],
+        models=[m["id"] for m in manifest["models"]],
+        layers={m["id"]: [layer["name"] for layer in m["layers"]] for m in manifest["models"]},
+        warnings=list(manifest["warnings"]),
+        pages=sum(1 for f in files if f["path"].endswith(".html")),
+        files=len(files) + 1,
+        seconds=round(time.perf_counter() - started, 3),
+        extra={"cache": "replayed"},
     )
 
 
 class DiscardedOutput:
     """Stands in for the report folder when only the analysis is wanted (``analyze``):
-    paths are handed out as usual, nothing is encoded or written."""
-
-    discards = True
+    nothing is encoded or written."""
 
     def __enter__(self) -> DiscardedOutput:
         return self
@@ -255,19 +393,20 @@ class DiscardedOutput:
         return None
 
     def write(self, relpath: str, data: bytes | str) -> str:
-        return relpath
-
-    def file_list(self) -> list[dict[str, Any]]:
-        return []
+        raise AssertionError(f"analysis only: nothing is written ({relpath})")
 
 
 def _prepare_inputs(
-    files: list[InputFile], skipped_found: list[SkippedInput], staged: Any, encoder: ImageEncoder
+    files: list[InputFile],
+    skipped_found: list[SkippedInput],
+    staged: Any,
+    encoder: ImageEncoder,
 ) -> tuple[list[InputRecord], list[InputFile], list[SkippedInput]]:
     """Read every input once: its facts and thumbnail, or why it is skipped."""
     records: list[InputRecord] = []
     usable: list[InputFile] = []
     skipped = list(skipped_found)
+    write = not isinstance(staged, DiscardedOutput)
     for file in files:
         try:
             loaded = load_image(file)
@@ -276,7 +415,8 @@ def _prepare_inputs(
             skipped.append(SkippedInput(file.source, str(exc)))
             continue
         thumbnail = paths.input_thumbnail(file.id)
-        encoder.write(thumbnail, imaging.thumbnail_jpeg, loaded.image)
+        if write:
+            encoder.submit(_write_thumbnail, staged, thumbnail, loaded.image)
         records.append(
             InputRecord(
                 file.id,
@@ -290,3 +430,7 @@ def _prepare_inputs(
         )
         usable.append(file)
     return records, usable, skipped
+
+
+def _write_thumbnail(staged: Any, path: str, image: Any) -> None:
+    staged.write(path, imaging.thumbnail_jpeg(image))

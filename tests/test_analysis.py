@@ -9,12 +9,12 @@ import torch
 from reportgen.analysis.stats import (
     STAT_NAMES,
     ChannelStats,
-    channel_stats,
     map_to_view,
     select_channels,
     value_range,
 )
 from reportgen.errors import UsageError
+from reportgen.nn.reduce import channel_stats
 
 
 def _activations(seed: int = 0, shape: tuple[int, ...] = (3, 10, 7, 5)) -> np.ndarray:

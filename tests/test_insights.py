@@ -174,7 +174,7 @@ def test_top_examples_keep_the_highest_inputs_per_channel_with_bounded_memory() 
     maxima = rng.normal(size=(50, 4))  # 50 inputs, 4 channels
     tracker = TopExamples(channels=4, count=5)
     for i in range(50):
-        tracker.add(f"in{i}", maxima[i], np.full(4, i % 7), np.full(4, i % 5))
+        tracker.add(f"in{i}", i, maxima[i], np.full(4, i % 7), np.full(4, i % 5))
     for channel in range(4):
         expected = [f"in{i}" for i in np.argsort(-maxima[:, channel], kind="stable")[:5]]
         got = tracker.top(channel)

@@ -1,26 +1,23 @@
-"""How the pipeline uses the cache: keys for whole runs and per-input results,
-replaying a finished report, looking results up and storing them."""
+"""The cache, as the computation sees it: keys for whole runs and per-input results, and
+the ONE branch: each input's stored result, else compute it and store it.
+
+Nothing else in the computation knows about the cache: a stored result and a computed
+one are the same ``InputResult``, and go the same way to the report."""
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reportgen.compute.model_setup import split_model_spec
-from reportgen.inputs.files import (
-    InputFile,
-    SkippedInput,
-)
-from reportgen.results.summary import RunSummary
-from reportgen.settings import RunSettings, maps_in_sheets, report_settings
-
-if TYPE_CHECKING:
-    from reportgen.compute.model_pass import LayerPlan
-
-Progress = Callable[[int], None]
+from reportgen.inputs.files import InputFile, SkippedInput
+from reportgen.results.records import InputResult, LayerFacts
+from reportgen.results.store import InputCache, result_entry, result_from_entry
+from reportgen.settings import RunSettings, report_settings
 
 
 def run_cache_key(
@@ -55,121 +52,92 @@ def run_cache_key(
     )
 
 
-def replay_run(
-    run_cache: Any, key: str, settings: RunSettings, started: float, progress: Progress | None
-) -> RunSummary | None:
-    """A report kept in the cache under ``key``, put in place; None when there is none."""
-    from reportgen.report.output import StagedReport
+class ResultStore:
+    """Per-input results of one model in the cache (``root`` None: caching off)."""
 
-    target = Path(settings.output)
-    with StagedReport(target) as staged:
-        manifest = run_cache.replay(key, staged.root)
-        if manifest is None:
+    def __init__(
+        self,
+        root: Path | None,
+        model_key: str,
+        input_sha: dict[str, str],
+        layers: tuple[LayerFacts, ...],
+    ) -> None:
+        self.cache = InputCache(root)
+        self.model_key = model_key
+        self.input_sha = input_sha
+        self.layer_names = [layer.name for layer in layers]
+        self.shape = [[layer.name, list(layer.output_shape)] for layer in layers]
+
+    def _key(self, input_id: str) -> str | None:
+        if not self.cache.enabled or input_id not in self.input_sha:
             return None
-        staged.commit(manifest)  # writes manifest.json anew: the kept copy stays untouched
-    if progress:
-        progress(len(manifest["inputs"]))
-    files = manifest["files"]
-    return RunSummary(
-        report=str(target),
-        inputs=[i["source"] for i in manifest["inputs"]],
-        skipped=[{"source": s["source"], "reason": s["reason"]} for s in manifest["skipped"]],
-        models=[m["id"] for m in manifest["models"]],
-        layers={m["id"]: [layer["name"] for layer in m["layers"]] for m in manifest["models"]},
-        warnings=list(manifest["warnings"]),
-        pages=sum(1 for f in files if f["path"].endswith(".html")),
-        files=len(files) + 1,
-        seconds=round(time.perf_counter() - started, 3),
-        extra={"cache": "replayed"},
-    )
-
-
-STAT_ARRAYS = ("mean", "max", "min", "std", "sparsity", "argmax_y", "argmax_x")
-
-
-class InputCacheContext:
-    """The per-input cache as the pipeline uses it (``None`` root: caching off)."""
-
-    def __init__(self, root: Path | None, input_sha: dict[str, str] | None = None) -> None:
-        from reportgen.results.store import InputCache
-
-        self.store = InputCache(root)
-        self.input_sha = input_sha or {}
-
-    @property
-    def enabled(self) -> bool:
-        return self.store.enabled
-
-    def model_key(self, model: Any, settings: RunSettings) -> str:
-        if not self.enabled:
-            return ""
-        import torch
-
-        from reportgen.results.store import code_fingerprint, digest, weights_file_identity
-
-        weights = model.weights
-        identity = weights_file_identity(weights)
-        recorded = {k: v for k, v in report_settings(settings).items() if k not in NOT_IN_INPUT_KEY}
-        return digest(
-            "input-results",
-            code_fingerprint(),
-            torch.__version__,
-            model.name,
-            weights.describe(),
-            identity,
-            model.preprocessing.describe(),
-            str(model.device),
-            recorded,
-            "map sheets" if maps_in_sheets(settings) else "map files",
-        )
-
-    def _key(self, model_key: str, input_id: str, part: str) -> str:
         from reportgen.results.store import digest
 
-        return digest(model_key, part, self.input_sha.get(input_id, input_id))
+        return digest(self.model_key, "input", self.input_sha[input_id], self.shape)
 
-    def lookup(self, model_key: str, input_id: str, plans: list[LayerPlan]) -> Any:
-        """The input's cached results for every planned layer, or None (then all are
-        computed again: the network runs for the whole input anyway)."""
-        if not self.enabled or input_id not in self.input_sha:
+    def load(self, input_id: str) -> InputResult | None:
+        key = self._key(input_id)
+        entry = self.cache.load(key) if key else None
+        if entry is None:
             return None
-        from reportgen.analysis.stats import ChannelStats
-        from reportgen.results.store import Entry
+        result = result_from_entry(entry, self.layer_names)
+        return result if result is not None and result.input_id == input_id else None
 
-        top = self.store.load(self._key(model_key, input_id, "input"))
-        if top is None or "view" not in top.blobs:
-            return None
-        layers = {}
-        for plan in plans:
-            entry = self.store.load(self._key(model_key, input_id, layer_part(plan)))
-            if entry is None or any(name not in entry.arrays for name in STAT_ARRAYS):
-                return None
-            stats = ChannelStats(
-                **{name: entry.arrays[name] for name in STAT_ARRAYS},
-                map_size=tuple(entry.header["map_size"]),
-            )
-            layers[plan.name] = {
-                "stats": stats,
-                "range": tuple(entry.header.get("range", (0.0, 0.0))),
-                "blobs": entry.blobs,
-            }
-        header = {
-            "predictions": top.header["predictions"],
-            "gradcam": top.header.get("gradcam", []),
-            "layers": layers,
-        }
-        return Entry(header, {}, top.blobs)
-
-    def builder(self, model_key: str, input_id: str, part: str, header: dict[str, Any]) -> Any:
-        if not self.enabled or input_id not in self.input_sha:
-            return None
-        from reportgen.results.store import Entry, EntryBuilder
-
-        return EntryBuilder(self.store, self._key(model_key, input_id, part), Entry(dict(header)))
+    def save(self, result: InputResult) -> None:
+        key = self._key(result.input_id)
+        if key:
+            self.cache.store(key, result_entry(result))
 
 
-def layer_part(plan: LayerPlan) -> str:
-    return f"layer:{plan.name}:{list(plan.output_shape)}"
+Compute = Callable[[list[InputFile]], list["Future[InputResult]"]]
+
+
+def stored_else_computed(
+    store: ResultStore, files: list[InputFile], compute: Compute
+) -> list[Future[InputResult]]:
+    """The one cache branch: each input's stored result, else compute it (the missing
+    inputs of the batch together) and store it once it is complete. In input order."""
+    stored = {f.id: store.load(f.id) for f in files}
+    missing = [f for f in files if stored[f.id] is None]
+    computed = dict(zip([f.id for f in missing], compute(missing))) if missing else {}
+    for future in computed.values():
+        future.add_done_callback(partial(_save_when_done, store))
+    return [computed[f.id] if stored[f.id] is None else _done(stored[f.id]) for f in files]
+
+
+def _save_when_done(store: ResultStore, future: Future[InputResult]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        store.save(future.result())
+
+
+def _done(result: InputResult | None) -> Future[InputResult]:
+    future: Future[InputResult] = Future()
+    future.set_result(result)  # type: ignore[arg-type]
+    return future
+
+
+def model_key(model: Any, settings: RunSettings, pictures: str) -> str:
+    """What every per-input result of a model depends on besides the input: reportgen's
+    code, torch, the model and its weights file, preprocessing, device, the options that
+    change results, and which pictures are made (``pictures``)."""
+    import torch
+
+    from reportgen.results.store import code_fingerprint, digest, weights_file_identity
+
+    weights = model.weights
+    recorded = {k: v for k, v in report_settings(settings).items() if k not in NOT_IN_INPUT_KEY}
+    return digest(
+        "input-results",
+        code_fingerprint(),
+        torch.__version__,
+        model.name,
+        weights.describe(),
+        weights_file_identity(weights),
+        model.preprocessing.describe(),
+        str(model.device),
+        recorded,
+        pictures,
+    )
 
 
 # Options that change no per-input result (or are keyed otherwise: the model, weights).
@@ -187,4 +155,6 @@ NOT_IN_INPUT_KEY = {
     "fv_size",
     "fv_channels",
     "fv_negative",
+    # Dataset examples are made after all inputs, from their statistics.
+    "examples",
 }

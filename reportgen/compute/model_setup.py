@@ -1,5 +1,4 @@
-"""The models of a run: -m NAME[=WEIGHTS] and custom factories loaded with labels,
-and the comparison of the first model with each other one."""
+"""The models of a run: -m NAME[=WEIGHTS] and custom factories loaded with labels."""
 
 from __future__ import annotations
 
@@ -7,9 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import UsageError
-from reportgen.report.data import (
-    ModelRecord,
-)
 from reportgen.settings import RunSettings
 
 
@@ -65,18 +61,3 @@ def load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list
         warnings.extend(f"{ident}: {note}" for note in loaded.notes if "not available" in note)
         models.append(loaded)
     return models
-
-
-def compare_loaded_models(
-    models: list[Any], plans: list[list[Any]], records: list[ModelRecord]
-) -> list[Any]:
-    """The first model against each other one, on the layers they share."""
-    from reportgen.analysis.compare import compare_models
-
-    if len(records) < 2:
-        return []
-    kernels = [{p.name: p.weight for p in plan if p.weight is not None} for plan in plans]
-    return [
-        compare_models(records[0], records[i], kernels[0], kernels[i])
-        for i in range(1, len(records))
-    ]

@@ -79,6 +79,11 @@ def examples_image(model_id: str, layer: str, channel: int) -> str:
     return f"{layer_dir(model_id, layer)}/examples/{channel_name(channel)}.jpg"
 
 
+def featurevis_image(model_id: str, layer: str, channel: int, kind: str) -> str:
+    """A channel's feature visualisation: ``max`` excites it, ``min`` suppresses it."""
+    return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.png"
+
+
 def comparison_page() -> str:
     return "comparison.html"
 

@@ -38,9 +38,17 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.analysis.stats import ChannelStats
+from reportgen.results.records import (
+    GradCamResult,
+    InputResult,
+    LayerResult,
+    PictureKey,
+)
+
 CACHE_ENV = "REPORTGEN_CACHE_DIR"
 OFF_WORDS = {"", "0", "off", "none", "false", "no"}
-FORMAT = 1
+FORMAT = 2  # 2: one entry per input and model, holding its InputResult
 _MAGIC = b"RGC1"
 
 
@@ -328,3 +336,61 @@ def _link_files(source: Path, target: Path, relpaths: Iterable[str]) -> None:
         except OSError:
             link = shutil.copyfile  # another file system, or no links: copy from now on
             link(src, dst)
+
+
+# --- per-input results ---------------------------------------------------------------
+
+STAT_ARRAYS = ("mean", "max", "min", "std", "sparsity", "argmax_y", "argmax_x")
+
+
+def result_entry(result: InputResult) -> Entry:
+    """An input's result as one cache entry: facts in the header, statistics as arrays,
+    pictures as blobs."""
+    header: dict[str, Any] = {
+        "input": result.input_id,
+        "predictions": [list(p) for p in result.predictions],
+        "gradcam": [[c.kind, c.class_index, c.layer, c.map] for c in result.gradcam],
+        "layers": {
+            name: {
+                "selected": layer.selected,
+                "range": None if layer.value_range is None else list(layer.value_range),
+                "map_size": list(layer.stats.map_size),
+            }
+            for name, layer in result.layers.items()
+        },
+    }
+    arrays = {
+        f"{name}\x1f{stat}": getattr(layer.stats, stat)
+        for name, layer in result.layers.items()
+        for stat in STAT_ARRAYS
+    }
+    blobs = {key.token(): data for key, data in result.pictures.items()}
+    return Entry(header, arrays, blobs)
+
+
+def result_from_entry(entry: Entry, layer_names: Iterable[str]) -> InputResult | None:
+    """The result an entry holds, or None when it lacks a layer asked for (or is damaged)."""
+    try:
+        header = entry.header
+        layers = {}
+        for name in layer_names:
+            part = header["layers"][name]
+            stats = ChannelStats(
+                **{stat: entry.arrays[f"{name}\x1f{stat}"] for stat in STAT_ARRAYS},
+                map_size=(int(part["map_size"][0]), int(part["map_size"][1])),
+            )
+            low_high = part["range"]
+            layers[name] = LayerResult(
+                stats,
+                [int(c) for c in part["selected"]],
+                None if low_high is None else (float(low_high[0]), float(low_high[1])),
+            )
+        return InputResult(
+            str(header["input"]),
+            [(int(i), float(p)) for i, p in header["predictions"]],
+            [GradCamResult(str(k), int(c), str(la), m) for k, c, la, m in header["gradcam"]],
+            layers,
+            {PictureKey.from_token(token): data for token, data in entry.blobs.items()},
+        )
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None

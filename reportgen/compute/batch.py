@@ -1,0 +1,224 @@
+"""One batch of inputs through one model, into per-input results.
+
+Two steps, so the network never waits for the encoders:
+
+* ``forward_batch`` (main thread): decode, preprocess, one hooked forward pass (with
+  Grad-CAM's top-class map from the same pass), the target-class Grad-CAM pass (with no
+  layer recorded), per-channel statistics. Gives one ``PassOutput`` per input.
+* ``finish_input`` (an encoder thread): selection, value ranges and the encoded pictures of
+  one input: a complete ``InputResult``.
+
+No cache and no report paths here: the cache branch is ``compute.cached``, and the report
+stage decides where pictures go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reportgen.analysis.stats import ChannelStats, select_channels, value_range
+from reportgen.imaging import pictures as imaging
+from reportgen.imaging.sheets import SheetGrid
+from reportgen.inputs.files import InputFile, load_image
+from reportgen.results.records import (
+    GRADCAM_TARGET,
+    GRADCAM_TOP,
+    GradCamResult,
+    InputResult,
+    LayerFacts,
+    LayerResult,
+    PictureKey,
+)
+from reportgen.settings import RunSettings
+
+
+@dataclass(frozen=True)
+class PictureOptions:
+    """Which pictures a per-input result carries."""
+
+    table: np.ndarray  # the colormap, 256x3 uint8
+    alpha: float
+    sheets: bool  # a layer's maps tiled into one sheet (folder reports), else one per map
+    overlay_files: bool  # also each selected channel's overlay as a JPEG
+    scale_by_layer: bool  # --scale layer: one colour range per layer and input
+    encode: bool = True  # False: statistics and selections only (``reportgen.analyze``)
+
+
+@dataclass
+class LayerOutput:
+    stats: ChannelStats
+    values: np.ndarray  # [C, H, W] or [C], float32
+
+
+@dataclass
+class PassOutput:
+    """One input after the forward pass: numpy and PIL only."""
+
+    input_id: str
+    view: Any  # PIL image of the network's view
+    predictions: list[tuple[int, float]]
+    gradcam: list[tuple[GradCamResult, np.ndarray]]  # record, unrounded map for the overlay
+    layers: dict[str, LayerOutput]
+
+
+def forward_batch(
+    model: Any,
+    layers: tuple[LayerFacts, ...],
+    files: list[InputFile],
+    gradcam_layer: str | None,
+    target_class: int | None,
+) -> list[PassOutput]:
+    """The network's part of a batch: everything that needs torch."""
+    import torch
+
+    from reportgen.nn.capture import ActivationRecorder
+    from reportgen.nn.gradcam import grad_cam, grad_cam_and_logits
+    from reportgen.nn.reduce import channel_stats
+
+    views = [model.preprocessing.view(load_image(f).image) for f in files]
+    batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
+    top_cams: list[Any] = []
+    with ActivationRecorder(model.module, [layer.name for layer in layers]) as recorder:
+        if gradcam_layer is not None:
+            # One pass for both: Grad-CAM's forward pass also feeds the recorder.
+            top_cams, logits = grad_cam_and_logits(
+                model.module, gradcam_layer, batch, [None] * len(files)
+            )
+            outputs = recorder.collect()
+        else:
+            logits, outputs = recorder.run(batch)
+    # The target class needs a pass of its own; the recorder is closed, so no layer is
+    # copied again.
+    target_cams = (
+        grad_cam(model.module, gradcam_layer, batch, [target_class] * len(files))
+        if gradcam_layer is not None and target_class is not None
+        else []
+    )
+    probabilities = torch.softmax(logits, dim=1)
+    top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
+    per_layer = {
+        layer.name: (channel_stats(outputs[layer.name]), outputs.pop(layer.name).numpy())
+        for layer in layers
+    }
+    results = []
+    for b, file in enumerate(files):
+        cams = [(GRADCAM_TOP, top_cams[b])] if top_cams else []
+        cams += [(GRADCAM_TARGET, target_cams[b])] if target_cams else []
+        results.append(
+            PassOutput(
+                input_id=file.id,
+                view=views[b],
+                predictions=[
+                    (int(i), round(float(p), 6)) for p, i in zip(top.values[b], top.indices[b])
+                ],
+                gradcam=[
+                    (
+                        GradCamResult(
+                            kind,
+                            cam.class_index,
+                            str(gradcam_layer),
+                            [[round(float(v), 6) for v in row] for row in cam.map],
+                        ),
+                        cam.map,
+                    )
+                    for kind, cam in cams
+                ],
+                layers={
+                    name: LayerOutput(stats[b], values[b])
+                    for name, (stats, values) in per_layer.items()
+                },
+            )
+        )
+    return results
+
+
+def finish_input(
+    output: PassOutput,
+    layers: tuple[LayerFacts, ...],
+    settings: RunSettings,
+    options: PictureOptions,
+) -> InputResult:
+    """Selections, ranges and pictures of one input: its complete result."""
+    view_array = np.asarray(output.view, dtype=np.uint8)
+    pictures: dict[PictureKey, bytes] = {}
+    if options.encode:
+        pictures[PictureKey("view")] = imaging.view_jpeg(output.view)
+        for cam, cam_map in output.gradcam:
+            pictures[PictureKey("gradcam", part=cam.kind)] = imaging.overlay_jpeg(
+                view_array, cam_map, 0.0, 1.0, options.table, options.alpha
+            )
+    result = InputResult(
+        output.input_id, output.predictions, [cam for cam, _ in output.gradcam], {}, pictures
+    )
+    for layer in layers:
+        recorded = output.layers[layer.name]
+        result.layers[layer.name] = _layer_result(
+            layer, recorded, view_array, settings, options, pictures
+        )
+    return result
+
+
+def _layer_result(
+    layer: LayerFacts,
+    recorded: LayerOutput,
+    view: np.ndarray,
+    settings: RunSettings,
+    options: PictureOptions,
+    pictures: dict[PictureKey, bytes],
+) -> LayerResult:
+    stats, values = recorded.stats, recorded.values
+    selected = select_channels(
+        stats,
+        settings.strategy,
+        settings.top_k,
+        settings.channels,
+        settings.interesting_mean,
+        settings.interesting_max,
+    )
+    if not layer.spatial:
+        if options.encode:
+            names = [f"unit {i}" for i in range(values.shape[0])]
+            pictures[PictureKey("chart", layer.name)] = imaging.ranked_chart_png(
+                values.astype(np.float64), names, f"{layer.name}: top values"
+            )
+        return LayerResult(stats, selected)
+    low, high = value_range(values)
+    if options.encode:
+        pictures.update(_map_pictures(layer, stats, values, view, (low, high), selected, options))
+    return LayerResult(stats, selected, (low, high))
+
+
+def _map_pictures(
+    layer: LayerFacts,
+    stats: ChannelStats,
+    values: np.ndarray,
+    view: np.ndarray,
+    layer_range: tuple[float, float],
+    selected: list[int],
+    options: PictureOptions,
+) -> dict[PictureKey, bytes]:
+    """Every channel's map (one sheet, or one picture each) and the selected overlays."""
+    channels = layer.channels
+    if options.scale_by_layer:
+        lows = np.full(channels, layer_range[0], dtype=np.float64)
+        highs = np.full(channels, layer_range[1], dtype=np.float64)
+    else:
+        lows, highs = np.asarray(stats.min, np.float64), np.asarray(stats.max, np.float64)
+    pictures: dict[PictureKey, bytes] = {}
+    # The whole layer at once: levels in one numpy pass, PNGs written with zlib.
+    if options.sheets:
+        grid = SheetGrid.for_layer(*layer.output_shape)
+        sheet = imaging.map_sheet_png(values, lows, highs, options.table, grid)
+        pictures[PictureKey("sheet", layer.name)] = sheet
+    else:
+        for c, data in enumerate(imaging.map_pngs(values, lows, highs, options.table)):
+            pictures[PictureKey("map", layer.name, c)] = data
+    if options.overlay_files:
+        for c in sorted(set(selected)):
+            pictures[PictureKey("overlay", layer.name, c)] = imaging.overlay_jpeg(
+                view, values[c], float(lows[c]), float(highs[c]), options.table, options.alpha
+            )
+    return pictures

@@ -1,0 +1,192 @@
+"""Feature visualisation over a run: for each model's chosen channels, the images that
+most excite (and, with --fv-negative, suppress) them, optimised by ``reportgen.nn.featurevis``,
+measured against the run's inputs, and kept in the cache per layer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from reportgen.nn.featurevis import LEARNING_RATE, MAX_BATCH, Visualisation, visualise
+from reportgen.results.records import PictureKey
+from reportgen.results.run import ModelResults
+from reportgen.settings import RunSettings
+
+log = logging.getLogger("reportgen")
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    from reportgen.imaging import pictures as imaging
+
+    return imaging.encode_png(Image.fromarray(np.ascontiguousarray(pixels), mode="RGB"))
+
+
+def chosen_channels(results: ModelResults, layer: str, which: str) -> list[int]:
+    """``selected``: every channel selected for at least one input; ``all``: every one."""
+    if which == "all":
+        facts = {f.name: f for f in results.facts.layers}[layer]
+        return list(range(facts.channels))
+    return sorted({c for r in results.inputs.values() for c in r.layers[layer].selected})
+
+
+def best_input_mean(results: ModelResults, layer: str, channel: int) -> float | None:
+    """The largest mean activation of a channel over the run's inputs."""
+    means = [float(r.layers[layer].stats.mean[channel]) for r in results.inputs.values()]
+    finite = [m for m in means if math.isfinite(m)]
+    return max(finite) if finite else None
+
+
+def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSettings) -> str:
+    """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
+    torch, the model and its weights file, the preprocessing, the device, the layer, the
+    exact channel list (they are optimised as one batch) and the options."""
+    import torch
+
+    from reportgen.results.store import code_fingerprint, digest, weights_file_identity
+
+    weights = model.weights
+    identity = weights_file_identity(weights)
+    describe = getattr(weights, "describe", None)
+    return digest(
+        "featurevis/1",
+        code_fingerprint(),
+        torch.__version__,
+        model.name,
+        describe() if callable(describe) else str(weights),
+        identity,
+        model.preprocessing.describe(),
+        list(model.preprocessing.mean),
+        list(model.preprocessing.std),
+        str(model.device),
+        layer,
+        list(channels),
+        [settings.fv_steps, settings.fv_size, settings.fv_negative, settings.seed],
+        [LEARNING_RATE, MAX_BATCH],
+    )
+
+
+def _cached(store: Any, key: str) -> list[Visualisation] | None:
+    """A layer's results from the cache (``reportgen.results.store.InputCache``), or None."""
+    if store is None:
+        return None
+    entry = store.load(key)
+    if entry is None or "images" not in entry.arrays:
+        return None
+    try:
+        images = entry.arrays["images"]
+        return [
+            Visualisation(
+                int(item["channel"]),
+                int(item["sign"]),
+                np.array(images[i], dtype=np.uint8),
+                float(item["activation"]),
+                float(item["others_mean"]),
+            )
+            for i, item in enumerate(entry.header["results"])
+        ]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _store(store: Any, key: str, results: list[Visualisation]) -> None:
+    if store is None or not results:
+        return
+    from reportgen.results.store import Entry
+
+    header = {
+        "results": [
+            {
+                "channel": r.channel,
+                "sign": r.sign,
+                "activation": r.activation,
+                "others_mean": r.others_mean,
+            }
+            for r in results
+        ]
+    }
+    store.store(key, Entry(header, {"images": np.stack([r.image for r in results])}))
+
+
+def _visualise_layer(
+    model: Any, layer: str, channels: list[int], settings: RunSettings, store: Any
+) -> tuple[list[Visualisation], float | None]:
+    """A layer's visualisations, from the cache or optimised; seconds per channel when
+    optimised."""
+    key = cache_key(model, layer, channels, settings) if store is not None else ""
+    cached = _cached(store, key) if store is not None else None
+    if cached is not None:
+        log.info("%s %s: feature visualisations from the cache", model.id, layer)
+        return cached, None
+    started = time.perf_counter()
+    results = visualise(
+        model.module,
+        layer,
+        channels,
+        mean=model.preprocessing.mean,
+        std=model.preprocessing.std,
+        steps=settings.fv_steps,
+        size=settings.fv_size,
+        seed=settings.seed,
+        device=model.device,
+        negative=settings.fv_negative,
+    )
+    seconds = time.perf_counter() - started
+    log.info(
+        "%s %s: feature visualisation of %d channels in %.1f s (%.2f s per channel)",
+        model.id,
+        layer,
+        len(channels),
+        seconds,
+        seconds / len(channels),
+    )
+    if store is not None:
+        _store(store, key, results)
+    return results, seconds / len(channels)
+
+
+def feature_vis_for_model(
+    model: Any,
+    results: ModelResults,
+    settings: RunSettings,
+    emit: Callable[[PictureKey, bytes], None] | None,
+    store: Any = None,
+) -> dict[str, float]:
+    """Feature visualisations of the chosen channels of every layer of one model, into
+    ``results.feature_vis``; pictures go to ``emit`` (None: none are encoded). Returns
+    seconds per channel for each layer that was optimised (not read from the cache)."""
+    timings: dict[str, float] = {}
+    for layer in results.facts.layers:
+        channels = chosen_channels(results, layer.name, settings.fv_channels)
+        if not channels:
+            continue
+        found, seconds = _visualise_layer(model, layer.name, channels, settings, store)
+        if seconds is not None:
+            timings[layer.name] = seconds
+        numbers = results.feature_vis.setdefault(layer.name, {})
+        for item in found:
+            if item.sign > 0:
+                best = best_input_mean(results, layer.name, item.channel)
+                others = item.others_mean
+                numbers[item.channel] = {
+                    "activation": round(item.activation, 6),
+                    "steps": settings.fv_steps,
+                    "size": settings.fv_size,
+                    "best_input": None if best is None else round(best, 6),
+                    "others_mean": round(others, 6),
+                    "ratio": round(item.activation / others, 4) if others > 0 else None,
+                }
+            else:
+                numbers[item.channel]["negative"] = {"activation": round(item.activation, 6)}
+            if emit is not None:
+                part = "max" if item.sign > 0 else "min"
+                emit(
+                    PictureKey("featurevis", layer.name, item.channel, part), encode_png(item.image)
+                )
+    return timings

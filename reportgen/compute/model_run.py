@@ -1,0 +1,286 @@
+"""One model over all inputs: its layers planned, its inputs in batches through the one
+cache branch, each finished result handed on in input order and folded into the model's
+results; then the work that needs every input (dataset examples, feature visualisation)
+and the once-per-model pictures (filters)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
+from reportgen.compute.cached import ResultStore, stored_else_computed
+from reportgen.compute.encoding import ImageEncoder
+from reportgen.errors import ReportgenError, UsageError
+from reportgen.imaging import pictures as imaging
+from reportgen.inputs.files import InputFile, load_image
+from reportgen.results.records import InputResult, LayerFacts, ModelFacts, PictureKey
+from reportgen.results.run import ModelResults
+from reportgen.settings import RunSettings
+
+Progress = Callable[[int], None]
+# Where pictures go: the caller (the pipeline) knows the report; compute does not.
+PictureSink = Callable[[PictureKey, bytes], None]
+ResultSink = Callable[[InputResult], None]
+
+
+def batches(items: list[InputFile], size: int) -> Iterator[list[InputFile]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> ModelFacts:
+    """The model's facts with its chosen layers: names resolved, shapes traced, kernels
+    and receptive fields read. Layers whose output is not [C, H, W] or [C] are left out."""
+    import torch
+
+    from reportgen.nn.layers import resolve_layers, trace_layers
+
+    size = int(model.preprocessing.crop_size[0])
+    infos = trace_layers(model.module, size, model.device)
+    chosen = resolve_layers(infos, settings.layers, model.name)
+    by_name = {info.name: info for info in infos}
+    modules = dict(model.module.named_modules())
+    kept = []
+    for name in chosen:
+        info = by_name[name]
+        shape = tuple(info.output_shape or ())
+        if len(shape) not in (1, 3):
+            warnings.append(
+                f"{model.id}: layer {name} ({info.type}) has output shape {shape}; "
+                "only [C, H, W] and [C] outputs are shown, so it is left out"
+            )
+            continue
+        module = modules[name]
+        weight = None
+        if isinstance(module, torch.nn.Conv2d):
+            weight = module.weight.detach().float().cpu().numpy()
+        kept.append(LayerFacts(name, info.type, info.value, shape, len(shape) == 3, weight))
+        check_channel_options(model.id, name, int(shape[0]), settings, warnings)
+    if not kept:
+        raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
+    fields = receptive_fields(model, kept)
+    layers = tuple(
+        LayerFacts(
+            layer.name,
+            layer.type,
+            layer.value,
+            layer.output_shape,
+            layer.spatial,
+            layer.weight,
+            fields[layer.name].size[0] if layer.name in fields else None,
+        )
+        for layer in kept
+    )
+    crop = tuple(int(v) for v in model.preprocessing.crop_size)
+    return ModelFacts(
+        id=model.id,
+        name=model.name,
+        weights=model.weights.label,
+        weights_detail=model.weights.describe(),
+        preprocessing=model.preprocessing.describe(),
+        notes=tuple(model.notes),
+        label=model.display_label,
+        categories=tuple(model.categories) if model.categories else None,
+        view_size=(crop[-1], crop[0]),
+        layers=layers,
+    )
+
+
+def check_channel_options(
+    model_id: str, layer: str, channels: int, settings: RunSettings, warnings: list[str]
+) -> None:
+    """Manual channels must exist in the layer; a --top-k above its count is clamped, said so."""
+    if settings.strategy == "manual":
+        bad = [c for c in settings.channels if not 0 <= c < channels]
+        if bad:
+            raise UsageError(
+                f"--channels {bad[0]} is out of range for layer {layer} of {model_id!r}: "
+                f"it has {channels} channels (0-{channels - 1})"
+            )
+    elif settings.top_k > channels:
+        warnings.append(
+            f"{model_id}: layer {layer} has {channels} channels; --top-k {settings.top_k} "
+            f"clamped to {channels}"
+        )
+
+
+def receptive_fields(model: Any, layers: list[LayerFacts]) -> dict[str, Any]:
+    from reportgen.nn.receptive import receptive_fields as fields_of
+
+    spatial = [layer.name for layer in layers if layer.spatial]
+    if not spatial:
+        return {}
+    size = int(model.preprocessing.crop_size[0])
+    return fields_of(model.module, spatial, size, model.device)
+
+
+def gradcam_layer(model: Any, settings: RunSettings) -> str | None:
+    from reportgen.nn.gradcam import default_gradcam_layer
+
+    if not settings.gradcam:
+        return None
+    if settings.gradcam_layer:
+        if settings.gradcam_layer not in dict(model.module.named_modules()):
+            raise ReportgenError(
+                f"--gradcam-layer {settings.gradcam_layer!r} is not a layer of {model.id!r} "
+                f"(see 'reportgen layers {model.name}')"
+            )
+        return settings.gradcam_layer
+    # The last Conv2d that runs: the last in module order may be a head that eval skips.
+    return default_gradcam_layer(model.module, tuple(model.preprocessing.crop_size), model.device)
+
+
+def target_class(model: Any, target: str | None) -> int | None:
+    """--target-class as an index: a number, or a category name of the model."""
+    if target is None or target == "":
+        return None
+    if target.strip().lstrip("-").isdigit():
+        return int(target)
+    names = [c.lower() for c in (model.categories or [])]
+    if target.lower() in names:
+        return names.index(target.lower())
+    import difflib
+
+    close = difflib.get_close_matches(target, model.categories or [], n=3)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise UsageError(f"--target-class {target!r} is not a class of {model.id!r}{hint}")
+
+
+def run_inputs(
+    model: Any,
+    facts: ModelFacts,
+    usable: list[InputFile],
+    settings: RunSettings,
+    options: PictureOptions,
+    store: ResultStore,
+    encoder: ImageEncoder,
+    on_result: ResultSink,
+    progress: Progress | None = None,
+) -> ModelResults:
+    """Every input through the model (or from the store), folded into the model's results
+    in input order. ``on_result`` gets each complete result (pictures included) once."""
+    layer = gradcam_layer(model, settings)
+    target = target_class(model, settings.target_class)
+
+    def compute(files: list[InputFile]) -> list[Future[InputResult]]:
+        outputs = forward_batch(model, facts.layers, files, layer, target)
+        return [
+            encoder.future(finish_input, output, facts.layers, settings, options)
+            for output in outputs
+        ]
+
+    results = ModelResults.empty(facts, settings.examples)
+    # The next batch runs through the network while the encoders finish this one; results
+    # are folded in input order, whichever finishes first.
+    pending: deque[list[Future[InputResult]]] = deque()
+
+    def fold(futures: list[Future[InputResult]]) -> None:
+        for future in futures:
+            result = future.result()
+            on_result(result)
+            results.add(result.without_pictures(), len(results.inputs))
+        if progress:
+            progress(len(futures))
+
+    for batch in batches(usable, settings.batch_size):
+        pending.append(stored_else_computed(store, batch, compute))
+        while len(pending) > 1:
+            fold(pending.popleft())
+    while pending:
+        fold(pending.popleft())
+    return results
+
+
+def encode_filters(layer: LayerFacts, encoder: ImageEncoder, emit: PictureSink) -> None:
+    """Every channel's filter pictures (``LayerFacts.filter_parts``), on the encoder threads."""
+    if layer.weight is None:
+        return
+    rgb = layer.filter_parts[0] == "rgb"
+    for channel, kernel in enumerate(layer.weight):
+        key = PictureKey("filter", layer.name, channel, layer.filter_parts[0])
+        encoder.submit(_emit_rgb_filter if rgb else _emit_mean_filter, key, kernel, emit)
+
+
+def _emit_mean_filter(key: PictureKey, kernel: np.ndarray, emit: PictureSink) -> None:
+    emit(key, imaging.filter_mean_png(kernel))
+
+
+def _emit_rgb_filter(key: PictureKey, kernel: np.ndarray, emit: PictureSink) -> None:
+    emit(key, imaging.filter_rgb_png(kernel))
+    for colour, data in imaging.filter_channel_pngs(kernel).items():
+        emit(PictureKey("filter", key.layer, key.channel, colour), data)
+
+
+def example_boxes(model: Any, results: ModelResults) -> dict[str, list[list[dict[str, Any]]]]:
+    """Per layer and channel, the top inputs over the run: {input, value, box}, where box is
+    the receptive field of the argmax in view pixels (the whole view for 2-D layers)."""
+    fields = receptive_fields(model, list(results.facts.layers))
+    width, height = results.facts.view_size
+    boxes: dict[str, list[list[dict[str, Any]]]] = {}
+    for layer in results.facts.layers:
+        tracker = results.examples[layer.name]
+        field = fields.get(layer.name)
+        per_channel = []
+        for channel in range(layer.channels):
+            per_channel.append(
+                [
+                    {
+                        "input": example.input_id,
+                        "value": _finite(example.value),
+                        "box": (
+                            field.box(example.y, example.x, (width, height))
+                            if field is not None and layer.spatial
+                            else [0, 0, width, height]
+                        ),
+                    }
+                    for example in tracker.top(channel)
+                ]
+            )
+        boxes[layer.name] = per_channel
+    return boxes
+
+
+def encode_example_strips(
+    model: Any,
+    boxes: dict[str, list[list[dict[str, Any]]]],
+    usable: list[InputFile],
+    encoder: ImageEncoder,
+    emit: PictureSink,
+) -> None:
+    """Each channel's top inputs as one strip of crops. Inputs are read again, one at a
+    time: memory stays bounded."""
+    strips: dict[PictureKey, list[Any]] = {}
+    wanted_by_input: dict[str, list[tuple[list[Any], int, list[int]]]] = {}
+    for layer, channels in boxes.items():
+        for channel, examples in enumerate(channels):
+            if not examples:
+                continue
+            tiles: list[Any] = [None] * len(examples)
+            strips[PictureKey("examples", layer, channel)] = tiles
+            for k, example in enumerate(examples):
+                wanted_by_input.setdefault(example["input"], []).append((tiles, k, example["box"]))
+
+    # Inputs are decoded here, one at a time (decoding sets warning filters, which are
+    # process-wide: never on two threads at once); the crops of each run on the encoder
+    # threads (Pillow releases the GIL while it resamples).
+    def crop_input(view: Any, wanted: list[tuple[list[Any], int, list[int]]]) -> None:
+        cropper = imaging.ExampleCropper(view)
+        for tiles, k, box in wanted:
+            tiles[k] = cropper.tile(box)
+
+    for file in usable:
+        wanted = wanted_by_input.get(file.id)
+        if wanted:
+            encoder.submit(crop_input, model.preprocessing.view(load_image(file).image), wanted)
+    encoder.drain()  # every tile is cropped before its strip is put together
+    for key, tiles in strips.items():
+        encoder.submit(lambda k, t: emit(k, imaging.tiles_strip_jpeg(t)), key, tiles)
+
+
+def _finite(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)

@@ -1,0 +1,121 @@
+"""The typed records that cross stage boundaries. Plain data (numpy arrays, bytes), no torch.
+
+* ``ModelFacts`` and ``LayerFacts``: what the network stage found out about a model and
+  its chosen layers (names, shapes, weights, receptive fields), once per model.
+* ``InputResult``: everything one input gives for one model: top-5 predictions, Grad-CAM,
+  per layer the per-channel statistics, the channels selected and the value range, and the
+  encoded pictures (network view, Grad-CAM overlays, map sheets or maps, overlays, charts).
+  It is independent of every other input: it is what the cache stores, and what a shard
+  computed elsewhere sends back.
+* ``PictureKey``: a picture's name, independent of where a report puts it (the report stage
+  maps keys to paths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reportgen.analysis.stats import ChannelStats
+
+GRADCAM_TOP = "top prediction"
+GRADCAM_TARGET = "target class"
+
+
+@dataclass(frozen=True)
+class PictureKey:
+    """Which picture: ``kind`` with the layer, channel and part it belongs to.
+
+    kinds: ``view``, ``gradcam`` (part: the Grad-CAM kind), ``sheet``, ``map``, ``overlay``,
+    ``chart`` (of an input and layer); ``filter`` (part: rgb/r/g/b/mean), ``examples``,
+    ``featurevis`` (part: max/min) of a channel.
+    """
+
+    kind: str
+    layer: str = ""
+    channel: int = -1
+    part: str = ""
+
+    def token(self) -> str:
+        """A one-string form, for the cache's blob names."""
+        return "\x1f".join((self.kind, self.layer, str(self.channel), self.part))
+
+    @classmethod
+    def from_token(cls, token: str) -> PictureKey:
+        kind, layer, channel, part = token.split("\x1f")
+        return cls(kind, layer, int(channel), part)
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """A chosen layer of a model, as the network stage found it."""
+
+    name: str
+    type: str
+    value: str  # what a recorded value is, e.g. "output of Conv2d, before ReLU"
+    output_shape: tuple[int, ...]
+    spatial: bool  # [C, H, W] output (else [C])
+    weight: np.ndarray | None = None  # Conv2d kernels [out, in/groups, kh, kw]
+    receptive_field: int | None = None  # side of an output cell's field, in view pixels
+
+    @property
+    def channels(self) -> int:
+        return int(self.output_shape[0])
+
+    @property
+    def filter_parts(self) -> tuple[str, ...]:
+        """How each channel's filter is drawn: first-layer kernels (over RGB) in colour and
+        as R, G and B apart; deeper ones as the mean over their input channels."""
+        if self.weight is None:
+            return ()
+        return ("rgb", "r", "g", "b") if self.weight.shape[1] == 3 else ("mean",)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """A loaded model, described without torch."""
+
+    id: str
+    name: str
+    weights: str
+    weights_detail: str
+    preprocessing: str
+    notes: tuple[str, ...]
+    label: str
+    categories: tuple[str, ...] | None
+    view_size: tuple[int, int]  # (width, height) of the network's view
+    layers: tuple[LayerFacts, ...] = ()
+
+    def class_label(self, index: int) -> str:
+        if self.categories and 0 <= index < len(self.categories):
+            return self.categories[index]
+        return f"class {index}"
+
+
+@dataclass(frozen=True)
+class GradCamResult:
+    kind: str  # GRADCAM_TOP or GRADCAM_TARGET
+    class_index: int
+    layer: str
+    map: list[list[float]]  # layer resolution, scaled to 0..1, rounded to 6 places
+
+
+@dataclass
+class LayerResult:
+    stats: ChannelStats
+    selected: list[int]
+    value_range: tuple[float, float] | None = None  # finite (min, max); spatial layers only
+
+
+@dataclass
+class InputResult:
+    input_id: str
+    predictions: list[tuple[int, float]]  # top-5: (class index, probability)
+    gradcam: list[GradCamResult] = field(default_factory=list)  # top class first
+    layers: dict[str, LayerResult] = field(default_factory=dict)
+    pictures: dict[PictureKey, bytes] = field(default_factory=dict)
+
+    def without_pictures(self) -> InputResult:
+        """The same result with its pictures dropped (once they are written)."""
+        return InputResult(self.input_id, self.predictions, self.gradcam, self.layers, {})
