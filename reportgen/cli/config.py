@@ -21,7 +21,6 @@ No torch here.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Iterable
 from importlib import metadata
@@ -115,31 +114,20 @@ def _long_name(param: Any) -> str:
 
 
 def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``settings`` of a report's manifest (a manifest.json or its report folder),
-    and the whole manifest."""
-    manifest_path = Path(path)
-    if manifest_path.is_dir():
-        manifest_path = manifest_path / "manifest.json"
+    """The ``settings`` of a report's manifest (a manifest.json, its report folder, or a
+    --single-file report), and the whole manifest. Read by the report stage's one reader;
+    its errors (same words as ``reportgen verify`` and the notebook view) become usage
+    errors here: the manifest is the value of an option."""
+    from reportgen.report.manifest_file import ManifestError, ManifestUnreadable, read_manifest
+
     try:
-        text = manifest_path.read_text(encoding="utf-8")
-        if manifest_path.suffix.lower() in (".html", ".htm"):
-            text = embedded_manifest(text, str(path))
-        manifest = json.loads(text)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read --from-manifest {str(path)!r}: {exc.strerror or exc}"
-        ) from exc
-    except ValueError as exc:
-        raise UsageError(f"--from-manifest {str(path)!r} is not valid JSON: {exc}") from exc
-    settings = manifest.get("settings") if isinstance(manifest, dict) else None
-    generator = manifest.get("generator") if isinstance(manifest, dict) else None
-    if (
-        not isinstance(settings, dict)
-        or not isinstance(generator, dict)
-        or generator.get("name") != "reportgen"
-    ):
-        raise UsageError(f"--from-manifest {str(path)!r} is not a reportgen manifest")
-    return settings, manifest
+        manifest = read_manifest(path)
+        settings = manifest.require("settings", dict, "to rebuild a report from")
+    except ManifestUnreadable as exc:
+        raise UsageError(f"cannot read --from-manifest {str(path)!r}: {exc.detail}") from exc
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from exc
+    return settings, manifest.data
 
 
 def refuse_code_in_manifest(settings: dict[str, Any], where: str) -> None:
@@ -157,20 +145,6 @@ def refuse_code_in_manifest(settings: dict[str, Any], where: str) -> None:
                 f"--from-manifest {where!r} names the custom model {name!r}; reportgen does "
                 "not import code named in a manifest: give it with -m on the command line"
             )
-
-
-def embedded_manifest(html_text: str, where: str) -> str:
-    """The manifest inside a ``--single-file`` report (its "Save manifest.json" link)."""
-    import base64
-    import re
-
-    found = re.search(
-        r'href="data:application/json;base64,([A-Za-z0-9+/=]+)" download="manifest.json"',
-        html_text,
-    )
-    if not found:
-        raise UsageError(f"--from-manifest {where!r} is not a reportgen single-file report")
-    return base64.b64decode(found.group(1)).decode("utf-8")
 
 
 def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:

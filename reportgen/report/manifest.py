@@ -1,4 +1,6 @@
-"""manifest.json: the machine-readable twin of the report (format documented in README)."""
+"""manifest.json: the machine-readable twin of the report (format documented in README).
+
+This module writes it; reportgen.report.manifest_file reads it (``read_manifest``)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,15 @@ from typing import Any
 
 from reportgen.report import paths
 from reportgen.report.data import ComparisonRecord, LayerRecord, ModelRecord, ReportData
+from reportgen.report.manifest_file import GENERATOR_NAME, MANIFEST_FORMAT
 
-MANIFEST_FORMAT = "reportgen-manifest/1"
+__all__ = ["MANIFEST_FORMAT", "build_manifest"]
 
 
 def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
-        "generator": {"name": "reportgen", "version": data.generator_version},
+        "generator": {"name": GENERATOR_NAME, "version": data.generator_version},
         "created": data.created,
         "environment": data.environment,
         "settings": data.settings,

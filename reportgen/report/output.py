@@ -15,11 +15,10 @@ from types import TracebackType
 from typing import Any
 
 from reportgen.errors import ReportgenError
-from reportgen.report.paths import MANIFEST
+from reportgen.report.manifest_file import MANIFEST, Manifest, read_manifest, unlisted_files
 
 STAGING_TAG = ".reportgen-staging-"
 OLD_TAG = ".reportgen-old-"
-GENERATOR_NAME = "reportgen"
 # How a single-file report (``--single-file``) says that reportgen wrote it.
 SINGLE_FILE_MARK = b'<meta name="generator" content="reportgen'
 
@@ -70,15 +69,19 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def report_manifest(folder: Path) -> Manifest | None:
+    """The manifest of ``folder`` when it is a report that reportgen wrote, else None."""
+    if not folder.is_dir():
+        return None
+    try:
+        return read_manifest(folder)
+    except ReportgenError:
+        return None
+
+
 def is_report(folder: Path) -> bool:
     """True when ``folder`` holds a manifest that reportgen wrote."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(manifest, dict) and manifest.get("generator", {}).get("name") == GENERATOR_NAME
-    )
+    return report_manifest(folder) is not None
 
 
 def _siblings(target: Path, tag: str) -> list[Path]:
@@ -135,15 +138,13 @@ def check_target(target: Path, single_file: bool = False) -> None:
             f"output {str(target)!r} exists and is not a folder; choose another -o path"
         )
     elif target.is_dir() and any(target.iterdir()):
-        if not is_report(target):
+        manifest = report_manifest(target)
+        if manifest is None:
             raise ReportgenError(
                 f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
                 "reportgen will not replace it: choose another -o path (e.g. a new folder)"
             )
-        from reportgen.tools.verify import unlisted_files
-
-        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
-        foreign = unlisted_files(target, manifest)
+        foreign = unlisted_files(target, manifest.data)
         if foreign:
             shown = ", ".join(foreign[:5]) + (
                 f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from reportgen.report import paths
 from reportgen.report.data import ReportData
+from reportgen.report.manifest_file import EMBEDDED_URI_PREFIX
 from reportgen.report.render import Linker
 
 # Default size above which a single file gets a warning (mail attachment limits are
@@ -160,7 +161,7 @@ def _raw_text(text: str, tag: str) -> str:
 
 def _manifest_section(manifest: dict[str, Any], page_ids: set[str]) -> str:
     text = json.dumps(manifest, ensure_ascii=False, allow_nan=False, indent=1)
-    uri = "data:application/json;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
+    uri = EMBEDDED_URI_PREFIX + base64.b64encode(text.encode("utf-8")).decode("ascii")
     files = len(manifest.get("files", []))
     return (
         f'<section class="rg-page" id="{paths.MANIFEST}" aria-label="manifest.json">\n'
@@ -168,7 +169,7 @@ def _manifest_section(manifest: dict[str, Any], page_ids: set[str]) -> str:
         "<p>The report's machine-readable twin (format in README): settings, environment, "
         f"inputs, predictions and statistics, and the {files} pictures and assets embedded "
         "in this file with their sha256.</p>\n"
-        f'<p><a href="{uri}" download="manifest.json">Save manifest.json</a> &middot; '
+        f'<p><a href="{uri}" download="{paths.MANIFEST}">Save manifest.json</a> &middot; '
         f'<a href="#{paths.INDEX}">back to the report</a></p>\n</main>\n</section>\n'
     )
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import mimetypes
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LayerView", "Report"]
+from reportgen.report.manifest_file import MANIFEST, ManifestUnreadable, read_manifest
 
-MANIFEST = "manifest.json"
+__all__ = ["LayerView", "Report"]
 
 _STYLE = """<style>
 .rg-nb { font: 13px/1.4 system-ui, sans-serif; }
@@ -68,7 +67,11 @@ def _picture_img(picture: Any, kind: str, alt: str, cls: str) -> str:
 
 
 class Report:
-    """A report folder written by ``reportgen run``, displayable in Jupyter."""
+    """A report folder written by ``reportgen run``, displayable in Jupyter.
+
+    ``path`` is the folder or its manifest.json. FileNotFoundError when there is no
+    manifest; a bad one raises the report stage's ManifestError (a ReportgenError),
+    with the same message as ``reportgen verify`` and ``run --from-manifest``."""
 
     def __init__(self, path: str | os.PathLike[str], max_inputs: int = 8) -> None:
         folder = Path(path)
@@ -83,8 +86,12 @@ class Report:
                 else ""
             )
             raise FileNotFoundError(f"no {MANIFEST} in {str(folder)!r}: not a report folder{hint}")
+        try:  # a bad manifest: the reader's ManifestError, as verify and --from-manifest say
+            manifest = read_manifest(folder)
+        except ManifestUnreadable as exc:
+            raise FileNotFoundError(f"{exc}: not a report folder") from exc
         self.root = folder
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.manifest: dict[str, Any] = manifest.data
         self.max_inputs = max_inputs
 
     # --- data ---------------------------------------------------------------------

@@ -5,22 +5,20 @@ sha256, and no file may be there that the manifest does not list. The manifest
 cannot list itself; its own sha256 is returned so that it can be recorded
 elsewhere (a CI log, a release note) and compared later.
 
-No torch here: verifying a report needs only the standard library.
+No torch here: verifying a report needs only the standard library. The manifest is
+read by the report stage's one reader (reportgen.report.manifest_file).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reportgen.errors import ReportgenError, UsageError
+from reportgen.errors import UsageError
+from reportgen.report.manifest_file import MANIFEST, present_files, read_manifest
 
-MANIFEST = "manifest.json"
-GENERATOR_NAME = "reportgen"
 _CHUNK = 1 << 20
 
 
@@ -65,36 +63,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(report: Path) -> tuple[dict[str, Any], str]:
-    """The manifest of a report folder and the sha256 of its bytes; raises if none."""
-    path = report / MANIFEST
-    if not report.is_dir():
-        raise UsageError(
-            f"{str(report)!r} is not a folder: verify checks a report folder against its "
-            "manifest.json (a --single-file report is one file: record and compare its sha256)"
-        )
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ReportgenError(
-            f"{str(report)!r} has no readable {MANIFEST} ({exc.strerror or exc}); "
-            "is it a reportgen report?"
-        ) from exc
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:
-        raise ReportgenError(f"{str(path)!r} is not valid JSON ({exc})") from exc
-    if (
-        not isinstance(manifest, dict)
-        or not isinstance(manifest.get("generator"), dict)
-        or (manifest["generator"].get("name") != GENERATOR_NAME)
-    ):
-        raise ReportgenError(f"{str(path)!r} was not written by reportgen")
-    if not isinstance(manifest.get("files"), list):
-        raise ReportgenError(f"{str(path)!r} has no 'files' list to check against")
-    return manifest, hashlib.sha256(raw).hexdigest()
-
-
 def _safe_relpath(value: Any) -> str | None:
     """A listed path, if it stays inside the report; None when it does not."""
     if not isinstance(value, str) or not value or "\\" in value:
@@ -105,42 +73,20 @@ def _safe_relpath(value: Any) -> str | None:
     return value
 
 
-def present_files(report: Path) -> tuple[set[str], list[str]]:
-    """Report-relative paths of the regular files in ``report``, and its symlinks.
-
-    Symbolic links are never followed: a report that reportgen wrote has none.
-    """
-    files: set[str] = set()
-    links: list[str] = []
-    for root, dirs, names in os.walk(report, followlinks=False):
-        rel_root = os.path.relpath(root, report)
-        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
-        for name in list(dirs):
-            if os.path.islink(os.path.join(root, name)):
-                links.append(prefix + name)
-        for name in names:
-            full = os.path.join(root, name)
-            if os.path.islink(full):
-                links.append(prefix + name)
-            else:
-                files.add(prefix + name)
-    return files, sorted(links)
-
-
-def unlisted_files(report: Path, manifest: dict[str, Any]) -> list[str]:
-    """Files in ``report`` that its manifest does not list (and is not the manifest)."""
-    listed = {entry.get("path") for entry in manifest.get("files", []) if isinstance(entry, dict)}
-    files, links = present_files(report)
-    return sorted((files - listed - {MANIFEST}) | set(links))
-
-
 def verify_report(report: Path) -> VerifyResult:
-    """Compare a report folder with its manifest; raises ReportgenError if it has none."""
-    manifest, manifest_digest = read_manifest(report)
+    """Compare a report folder with its manifest; raises ReportgenError if it has none
+    (a ManifestError from the report stage's reader when it is missing or bad)."""
+    if not report.is_dir():
+        raise UsageError(
+            f"{str(report)!r} is not a folder: verify checks a report folder against its "
+            f"{MANIFEST} (a --single-file report is one file: record and compare its sha256)"
+        )
+    manifest = read_manifest(report)
+    entries = manifest.require("files", list, "to check against")
     present, links = present_files(report)
-    result = VerifyResult(str(report), manifest_digest, 0)
+    result = VerifyResult(str(report), manifest.sha256, 0)
     listed: set[str] = set()
-    for index, entry in enumerate(manifest["files"]):
+    for index, entry in enumerate(entries):
         relpath = _safe_relpath(entry.get("path")) if isinstance(entry, dict) else None
         if relpath is None or not isinstance(entry, dict):
             result.differences.append(

@@ -1,0 +1,203 @@
+"""Reading a report's manifest.json: the one reader, for every part of reportgen.
+
+``read_manifest`` takes a report folder, its manifest.json (or any JSON file), or a
+``--single-file`` report (the manifest is embedded in its "Save manifest.json" link)
+and returns the manifest with the sha256 of its bytes. Here, and only here, is
+decided what the file is called, what makes it a reportgen manifest and what a bad
+one is told: every failure is a ``ManifestError`` (a ``ReportgenError``) whose one
+line names the file and the reason, the same whoever reads it (``reportgen
+verify``, ``run --from-manifest``, the notebook view, the replay of a cached report).
+Callers that need a part of the manifest ask for it with ``Manifest.require``.
+
+What a report folder holds beside its manifest (``present_files``,
+``unlisted_files``) is here too: the writer (refusing to replace a folder with
+foreign files) and ``reportgen verify`` both use it.
+
+Standard library only: no torch, no Jinja2.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import ReportgenError
+from reportgen.report.paths import MANIFEST
+
+__all__ = [
+    "EMBEDDED_URI_PREFIX",
+    "GENERATOR_NAME",
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "Manifest",
+    "ManifestError",
+    "ManifestUnreadable",
+    "listed_paths",
+    "parse_manifest",
+    "present_files",
+    "read_manifest",
+    "unlisted_files",
+]
+
+MANIFEST_FORMAT = "reportgen-manifest/1"
+GENERATOR_NAME = "reportgen"
+# A --single-file report embeds its manifest as the "Save manifest.json" link:
+# <a href="data:application/json;base64,..." download="manifest.json">
+EMBEDDED_URI_PREFIX = "data:application/json;base64,"
+_EMBEDDED = re.compile(
+    rb'href="'
+    + re.escape(EMBEDDED_URI_PREFIX.encode("ascii"))
+    + rb'([A-Za-z0-9+/=]+)" download="'
+    + re.escape(MANIFEST.encode("ascii"))
+    + rb'"'
+)
+SINGLE_FILE_SUFFIXES = (".html", ".htm")
+
+
+class ManifestError(ReportgenError):
+    """A manifest that cannot be used; the message is ``'<file>' <reason>``."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path!r} {reason}")
+
+
+class ManifestUnreadable(ManifestError):
+    """No manifest could be read where one was looked for (missing, unreadable)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, detail: str) -> None:
+        super().__init__(path, reason)
+        self.detail = detail  # the operating system's words, e.g. "No such file or directory"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as read: its data, where it was, the sha256 of its bytes."""
+
+    path: Path  # the file read: a manifest.json, or the single-file report
+    data: dict[str, Any]
+    sha256: str  # of the manifest's JSON bytes (embedded ones for a single-file report)
+    single_file: bool = False
+
+    @property
+    def folder(self) -> Path | None:
+        """The report folder, None for a single-file report."""
+        return None if self.single_file else self.path.parent
+
+    def require(self, key: str, kind: type, purpose: str) -> Any:
+        """``data[key]``, which must be a ``kind`` (dict or list); a ManifestError says
+        what is missing and what for, e.g. "has no 'files' list to check against"."""
+        value = self.data.get(key)
+        if not isinstance(value, kind):
+            noun = "table" if kind is dict else "list" if kind is list else kind.__name__
+            raise ManifestError(self.path, f"has no {key!r} {noun} {purpose}")
+        return value
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """The manifest of a report: ``path`` is a report folder, a manifest.json (any JSON
+    file), or a ``--single-file`` report (``.html``/``.htm``).
+
+    Raises ``ManifestUnreadable`` when there is no file to read, ``ManifestError``
+    when it is not a manifest that reportgen wrote (not JSON, not an object, no
+    ``generator`` named reportgen, no embedded manifest in an HTML file).
+    """
+    given = Path(path)
+    in_folder = given.is_dir()
+    location = given / MANIFEST if in_folder else given
+    try:
+        raw = location.read_bytes()
+    except OSError as exc:
+        detail = exc.strerror or str(exc)
+        if in_folder:
+            reason = f"has no readable {MANIFEST} ({detail}); is it a reportgen report?"
+            raise ManifestUnreadable(given, reason, detail) from exc
+        raise ManifestUnreadable(location, f"cannot be read ({detail})", detail) from exc
+    single_file = location.suffix.lower() in SINGLE_FILE_SUFFIXES
+    if single_file:
+        raw = _embedded_bytes(raw, location)
+    return Manifest(
+        location, parse_manifest(raw, location), hashlib.sha256(raw).hexdigest(), single_file
+    )
+
+
+def parse_manifest(raw: bytes, where: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest in ``raw`` (JSON bytes read from ``where``), checked."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ManifestError(where, f"is not valid JSON (not UTF-8 text: byte {exc.start})") from exc
+    except ValueError as exc:
+        raise ManifestError(where, f"is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(where, "was not written by reportgen (not a JSON object)")
+    generator = data.get("generator")
+    if not isinstance(generator, dict) or generator.get("name") != GENERATOR_NAME:
+        raise ManifestError(where, "was not written by reportgen")
+    return data
+
+
+def _embedded_bytes(html: bytes, where: Path) -> bytes:
+    """The manifest's JSON bytes inside a single-file report."""
+    found = _EMBEDDED.search(html)
+    if not found:
+        raise ManifestError(
+            where, f"is not a reportgen single-file report (no embedded {MANIFEST})"
+        )
+    try:
+        return base64.b64decode(found.group(1), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ManifestError(
+            where, f"has an embedded {MANIFEST} that is not base64 ({exc})"
+        ) from exc
+
+
+# --- what a report folder holds beside its manifest ---------------------------------
+
+
+def listed_paths(manifest: dict[str, Any]) -> set[str]:
+    """The paths the manifest lists in ``files`` (entries without a path are skipped)."""
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return set()
+    return {
+        entry["path"]
+        for entry in files
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str)
+    }
+
+
+def present_files(report: Path) -> tuple[set[str], list[str]]:
+    """Report-relative paths of the regular files in ``report``, and its symlinks.
+
+    Symbolic links are never followed: a report that reportgen wrote has none.
+    """
+    files: set[str] = set()
+    links: list[str] = []
+    for root, dirs, names in os.walk(report, followlinks=False):
+        rel_root = os.path.relpath(root, report)
+        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
+        for name in list(dirs):
+            if os.path.islink(os.path.join(root, name)):
+                links.append(prefix + name)
+        for name in names:
+            full = os.path.join(root, name)
+            if os.path.islink(full):
+                links.append(prefix + name)
+            else:
+                files.add(prefix + name)
+    return files, sorted(links)
+
+
+def unlisted_files(report: Path, manifest: dict[str, Any]) -> list[str]:
+    """Files in ``report`` that its manifest does not list (and is not the manifest)."""
+    files, links = present_files(report)
+    return sorted((files - listed_paths(manifest) - {MANIFEST}) | set(links))
