@@ -16,8 +16,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from reportgen.report.render import escape_text as esc
-from reportgen.report.render import format_number
+from reportgen.report.text import escape_text as esc
+from reportgen.report.text import format_number
 from reportgen.report.tiles import map_picture
 
 Url = Callable[[str], str]

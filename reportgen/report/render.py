@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -10,6 +9,21 @@ import jinja2
 from markupsafe import Markup
 
 from reportgen.report.paths import relative
+
+# The text helpers live in reportgen.report.text (below this module, fragments.py and
+# tiles.py: no import circle); imported here for the filters and for older imports.
+from reportgen.report.text import escape_text, format_number, format_percent
+
+__all__ = [
+    "Inliner",
+    "Linker",
+    "StatsCells",
+    "escape_text",
+    "format_number",
+    "format_percent",
+    "make_environment",
+    "templates_dir",
+]
 
 
 def templates_dir() -> Path:
@@ -49,41 +63,6 @@ def make_environment() -> jinja2.Environment:
     env.globals["input_stats_rows"] = per_input.input_stats_rows
     env.globals["input_figures"] = per_input.input_figures
     return env
-
-
-def escape_text(value: Any) -> str:
-    """HTML-escaped text as a plain str, with the same entities as markupsafe's escape.
-
-    For the Python-built parts of pages (fragments.py, tiles.py): escape() returns a
-    Markup object, and making a million of them costs seconds in a big report."""
-    return (
-        str(value)
-        .replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&#34;")
-        .replace("'", "&#39;")
-    )
-
-
-def format_number(value: Any, digits: int = 4) -> str:
-    """Numbers as people read them in a table; NaN and None as an em dash."""
-    if value is None:
-        return "\u2014"
-    if isinstance(value, int):
-        return str(value)
-    number = float(value)
-    if math.isnan(number):
-        return "\u2014"
-    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
-        return f"{number:.{digits - 1}e}"
-    return f"{number:.{digits}g}" if abs(number) >= 1 else f"{number:.{digits}f}"
-
-
-def format_percent(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "\u2014"
-    return f"{100.0 * float(value):.1f}%"
 
 
 class Inliner(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from reportgen.imaging.sheets import SheetGrid
-from reportgen.report.render import escape_text as esc
+from reportgen.report.text import escape_text as esc
 
 STYLESHEET = "tiles.css"  # in the report's assets folder
 
