@@ -43,8 +43,9 @@ log = logging.getLogger("reportgen")
 Progress = Callable[[int], None]
 
 
-def validate_settings(settings: RunSettings) -> None:
-    """Reject contradictory or out-of-range options before any work is done."""
+def validate_settings(settings: RunSettings, writes: bool = True) -> None:
+    """Reject contradictory or out-of-range options before any work is done
+    (``writes``: a report is written, so -o must lie apart from the inputs)."""
     if settings.strategy not in STRATEGIES:
         raise UsageError(
             f"unknown --strategy {settings.strategy!r}; use one of {', '.join(STRATEGIES)}"
@@ -68,7 +69,8 @@ def validate_settings(settings: RunSettings) -> None:
     if not settings.models:
         raise UsageError("no model given (-m)")
     imaging.colormap_table(settings.colormap)  # raises with the valid names
-    _check_output_apart(settings)
+    if writes:
+        _check_output_apart(settings)
     if settings.feature_vis:
         from reportgen.nn.featurevis import check_settings
 
@@ -133,7 +135,7 @@ def build_report(
     """Run the whole pipeline and put a complete report at ``settings.output``
     (``analysis_only``: compute everything, encode and write nothing)."""
     started = time.perf_counter()
-    validate_settings(settings)
+    validate_settings(settings, writes=not analysis_only)
     files, skipped_found = discover_inputs(settings.inputs)
     if not files and not skipped_found:
         raise ReportgenError(

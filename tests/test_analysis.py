@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from reportgen.analysis.stats import (
-    STAT_NAMES,
-    ChannelStats,
     map_to_view,
     select_channels,
     value_range,
 )
 from reportgen.errors import UsageError
+from reportgen.nn.channel_stats import STAT_NAMES, ChannelStats
 from reportgen.nn.reduce import channel_stats
 
 

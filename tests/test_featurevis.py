@@ -280,13 +280,28 @@ def test_cli_rejects_bad_feature_vis_options(tmp_path: Path) -> None:
 
 
 def test_channel_choice_and_best_input() -> None:
-    from reportgen.report.data import ChannelRecord, LayerRecord
+    from reportgen.compute import featurevis as run_fv
+    from reportgen.nn.channel_stats import ChannelStats
+    from reportgen.results.records import InputResult, LayerFacts, LayerResult, ModelFacts
+    from reportgen.results.run import ModelResults
 
-    layer = LayerRecord("x", "Conv2d", "output", (4, 2, 2), "p", True)
-    layer.channels = [ChannelRecord(c, f"c{c}") for c in range(4)]
-    layer.selected = {"a": [3, 1], "b": [1, 2]}
-    assert fv.chosen_channels(layer, "selected") == [1, 2, 3]
-    assert fv.chosen_channels(layer, "all") == [0, 1, 2, 3]
-    layer.channels[1].stats = {"a": {"mean": 0.5}, "b": {"mean": 2.0}, "c": {"mean": None}}
-    assert fv.best_input_mean(layer.channels[1]) == 2.0
-    assert fv.best_input_mean(layer.channels[0]) is None
+    layer = LayerFacts("x", "Conv2d", "output", (4, 2, 2), True)
+    facts = ModelFacts("m", "m", "none", "", "", (), "", None, (8, 8), (layer,))
+    results = ModelResults.empty(facts, examples=2)
+    for index, (name, selected, means) in enumerate(
+        [
+            ("a", [3, 1], [0.0, 0.5, 0.0, 0.0]),
+            ("b", [1, 2], [0.0, 2.0, 0.0, 0.0]),
+            ("c", [], [0.0, float("nan"), 0.0, 0.0]),
+        ]
+    ):
+        mean = np.asarray(means)
+        stats = ChannelStats(
+            mean, mean, mean, mean, mean, np.zeros(4, int), np.zeros(4, int), (2, 2)
+        )
+        layers = {"x": LayerResult(stats, selected, (0.0, 1.0))}
+        results.add(InputResult(name, [(0, 1.0)], [], layers), index)
+    assert run_fv.chosen_channels(results, "x", "selected") == [1, 2, 3]
+    assert run_fv.chosen_channels(results, "x", "all") == [0, 1, 2, 3]
+    assert run_fv.best_input_mean(results, "x", 1) == 2.0  # NaN means are left out
+    assert run_fv.best_input_mean(results, "x", 0) == 0.0

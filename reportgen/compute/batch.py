@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.analysis.stats import ChannelStats, select_channels, value_range
+from reportgen.analysis.stats import select_channels, value_range
 from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.inputs.files import InputFile, load_image
+from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.records import (
     GRADCAM_TARGET,
     GRADCAM_TOP,

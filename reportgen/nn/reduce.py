@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reportgen.analysis.stats import ChannelStats
 from reportgen.errors import ReportgenError
+from reportgen.nn.channel_stats import ChannelStats
 
 
 def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reportgen.analysis.stats import ChannelStats
+from reportgen.nn.channel_stats import ChannelStats
 
 GRADCAM_TOP = "top prediction"
 GRADCAM_TARGET = "target class"

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.analysis.stats import ChannelStats
+from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.records import (
     GradCamResult,
     InputResult,
