@@ -359,11 +359,12 @@ def replay_run(
     run_cache: Any, key: str, settings: RunSettings, started: float, progress: Progress | None
 ) -> RunSummary | None:
     """A report kept in the cache under ``key``, put in place; None when there is none."""
+    from reportgen.report.manifest_file import read_manifest
     from reportgen.report.output import StagedReport
 
     target = Path(settings.output)
     with StagedReport(target) as staged:
-        manifest = run_cache.replay(key, staged.root)
+        manifest = run_cache.replay(key, staged.root, lambda folder: read_manifest(folder).data)
         if manifest is None:
             return None
         staged.commit(manifest)  # writes manifest.json anew: the kept copy stays untouched

@@ -32,6 +32,7 @@ RANKS = {
     "report": 6,
     "tools": 7,
     "pipeline": 8,
+    "notebook": 8,  # reportgen.notebook: the notebook view under its first import path
     "api": 9,
     "cli": 10,
     "__main__": 11,

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.errors import ReportgenError
 from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.records import (
     GradCamResult,
@@ -301,14 +302,17 @@ class RunCache:
         for old in runs[keep:]:
             shutil.rmtree(old, ignore_errors=True)
 
-    def replay(self, key: str, into: Path) -> dict[str, Any] | None:
+    def replay(
+        self, key: str, into: Path, read_manifest: Callable[[Path], dict[str, Any]]
+    ) -> dict[str, Any] | None:
         """Put a kept report's files under ``into``; its manifest, or None on a miss or any
-        file that no longer matches its sha256 (then the kept report is dropped)."""
+        file that no longer matches its sha256 (then the kept report is dropped).
+        ``read_manifest``: the report stage's one manifest reader (raises on a bad one)."""
         folder = self.folder(key)
         if folder is None or not (folder / "manifest.json").is_file():
             return None
         try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            manifest = read_manifest(folder)
             files = manifest["files"]
             for item in files:
                 data = (folder / item["path"]).read_bytes()
@@ -316,7 +320,7 @@ class RunCache:
                     raise ValueError(f"{item['path']} changed")
             _link_files(folder, into, [f["path"] for f in files])
             os.utime(folder)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, ReportgenError):
             shutil.rmtree(folder, ignore_errors=True)
             return None
         return manifest
