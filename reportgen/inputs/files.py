@@ -11,11 +11,12 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import unicodedata
 import urllib.parse
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,11 @@ IMAGE_SUFFIXES = frozenset(
 MAX_PIXELS = 64_000_000
 # Bytes read from one image file (or URL, see fetch.MAX_BYTES) at most.
 MAX_FILE_BYTES = 256 * 1024 * 1024
+# Pixels any picture made from an input may have: the network's view and the picture
+# the preprocessing resizes it to before cropping (a 30000x1 strip resized to 256 px on
+# its short side would be 7,680,000x256). Checked on the header, before decoding, and
+# again before resizing.
+MAX_VIEW_PIXELS = 16_000_000
 # Background that transparent pixels are composited on.
 BACKGROUND_RGB = (255, 255, 255)
 EXIF_ORIENTATION = 0x0112
@@ -66,6 +72,99 @@ class LoadedImage:
 class SkippedInput:
     source: str
     reason: str
+
+
+# Sizes of a preprocessing: torchvision's resize (one number: the short side; two: height
+# and width) and centre crop (one number: a square; two: height and width).
+ViewSizes = tuple[Sequence[int], Sequence[int]]
+
+
+def resized_size(width: int, height: int, resize: Sequence[int]) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` picture after torchvision's resize to
+    ``resize`` (the rule of ``torchvision.transforms.functional.resize``)."""
+    if len(resize) >= 2:
+        return int(resize[1]), int(resize[0])
+    short, long = (width, height) if width <= height else (height, width)
+    new_short = int(resize[0])
+    new_long = int(new_short * long / max(short, 1))
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def check_view_size(source: str, width: int, height: int, sizes: ViewSizes) -> None:
+    """Raise ReportgenError when the preprocessing ``sizes`` (resize, crop) would make a
+    picture of more than ``MAX_VIEW_PIXELS`` from a ``width`` x ``height`` input."""
+    resize, crop = sizes
+    pictures = [("resize", resized_size(width, height, resize))]
+    crop_pair = (int(crop[-1]), int(crop[0])) if crop else (0, 0)
+    pictures.append(("crop", crop_pair))
+    for step, (new_width, new_height) in pictures:
+        if new_width * new_height > MAX_VIEW_PIXELS:
+            what = (
+                f"resizing it to {'x'.join(map(str, resize))} would make "
+                if step == "resize"
+                else "its centre crop would be "
+            )
+            raise ReportgenError(
+                f"{source!r} is {width}x{height} pixels: {what}{new_width}x{new_height} "
+                f"({new_width * new_height:,} pixels), more than the limit of "
+                f"{MAX_VIEW_PIXELS:,} for one view; refusing it"
+            )
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def not_regular_reason(mode: int) -> str | None:
+    """Why a file of ``mode`` (from stat, links followed) is not read; None: a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+    return f"is {kind}, not a regular file; not read"
+
+
+def read_input_bytes(path: Path, source: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of one regular file, at most ``limit`` of them, or ReportgenError.
+
+    Opened without blocking (a FIFO put in place after the folder was listed cannot hang
+    the run), checked to be a regular file on the open descriptor, and read up to one
+    byte past the limit whatever ``st_size`` says (files in /proc report 0 and grow).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ReportgenError(f"cannot read {source!r}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        try:
+            info = os.fstat(fd)
+            reason = not_regular_reason(info.st_mode)
+            if reason is not None:
+                raise ReportgenError(f"{source!r} {reason}")
+            if info.st_size > limit:
+                raise ReportgenError(
+                    f"{source!r} is {info.st_size:,} bytes, more than the limit of "
+                    f"{limit:,} for one image file"
+                )
+            chunks: list[bytes] = []
+            total = 0
+            while total <= limit:
+                chunk = handle.read(min(1 << 20, limit + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        except OSError as exc:
+            raise ReportgenError(f"cannot read {source!r}: {exc.strerror or exc}") from exc
+    if total > limit:
+        raise ReportgenError(
+            f"{source!r} is more than the limit of {limit:,} bytes for one image file"
+        )
+    return b"".join(chunks)
 
 
 def input_id(source: str, unique: str | None = None) -> str:
@@ -124,6 +223,11 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
                 if raw not in found:
                     found[raw] = InputFile(file_path, printable(raw), input_id(printable(raw), raw))
         elif argument not in found:
+            problem = _regular_file_problem(path)
+            if problem is not None:
+                missing.append(ReportgenError(f"input {printable(argument)!r} {problem}"))
+                skipped.append(SkippedInput(printable(argument), problem))
+                continue
             found[argument] = InputFile(
                 path, printable(argument), input_id(printable(argument), argument)
             )
@@ -225,35 +329,54 @@ def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
                 if not entry.exists():
                     yield entry, "broken symbolic link"
                 else:
-                    yield entry, None
+                    yield entry, _regular_file_problem(entry)
 
     yield from visit(folder)
 
 
-def load_image(file: InputFile) -> LoadedImage:
-    """Read one file as an upright RGB image, or raise ReportgenError saying why not."""
+def _regular_file_problem(path: Path) -> str | None:
+    """Why ``path`` (links followed) is not read as an image; None for a regular file."""
     try:
-        size = file.path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ReportgenError(
-                f"{file.source!r} is {size:,} bytes, more than the limit of "
-                f"{MAX_FILE_BYTES:,} for one image file"
-            )
-        data = file.path.read_bytes()
+        return not_regular_reason(path.stat().st_mode)
     except OSError as exc:
-        raise ReportgenError(f"cannot read {file.source!r}: {exc.strerror or exc}") from exc
+        return f"cannot read: {exc.strerror or exc}"
+
+
+def load_image(file: InputFile, views: Sequence[ViewSizes] = ()) -> LoadedImage:
+    """Read one file as an upright RGB image, or raise ReportgenError saying why not.
+
+    Only a regular file is read, at most ``MAX_FILE_BYTES`` of it. ``views``: the
+    (resize, crop) sizes of each preprocessing the image will go through; one that would
+    make a picture of more than ``MAX_VIEW_PIXELS`` refuses the image before it is decoded.
+    """
+    data = read_input_bytes(file.path, file.source, MAX_FILE_BYTES)
     if not data:
         raise ReportgenError(f"{file.source!r} is empty (0 bytes)")
     notes: list[str] = []
+
+    def check(width: int, height: int) -> None:
+        for sizes in views:
+            check_view_size(file.source, width, height, sizes)
+
     try:
-        rgb = decode_rgb(data, notes)
+        rgb = decode_rgb(data, notes, check)
     except ReportgenError as exc:
-        raise ReportgenError(f"{file.source!r}: {exc}") from exc
+        message = str(exc)
+        raise ReportgenError(
+            message if message.startswith(repr(file.source)) else f"{file.source!r}: {message}"
+        ) from exc
     return LoadedImage(file, rgb, hashlib.sha256(data).hexdigest(), notes)
 
 
-def decode_rgb(data: bytes, notes: list[str]) -> Image.Image:
-    """Decode image bytes to an upright 8-bit RGB image; ``notes`` collects what was done."""
+def decode_rgb(
+    data: bytes,
+    notes: list[str],
+    check_size: Callable[[int, int], None] | None = None,
+) -> Image.Image:
+    """Decode image bytes to an upright 8-bit RGB image; ``notes`` collects what was done.
+    ``check_size(width, height)`` sees the size the header declares before anything is
+    decoded (turning it upright swaps the sides, which no pixel count depends on), and
+    may raise ReportgenError to refuse the image."""
     import io
 
     with warnings.catch_warnings():
@@ -270,6 +393,8 @@ def decode_rgb(data: bytes, notes: list[str]) -> Image.Image:
                         f"image declares {width}x{height} pixels, more than the limit of "
                         f"{MAX_PIXELS:,}; refusing to decode it"
                     )
+                if check_size is not None:
+                    check_size(width, height)
                 frames = getattr(opened, "n_frames", 1)
                 if frames > 1:
                     opened.seek(0)

@@ -52,10 +52,16 @@ class Preprocessing:
     std: tuple[float, ...]
     interpolation: Any  # torchvision InterpolationMode
 
-    def view(self, image: Any) -> Any:
-        """The cropped RGB picture (PIL) the network sees, before normalisation."""
+    def view(self, image: Any, source: str = "an input") -> Any:
+        """The cropped RGB picture (PIL) the network sees, before normalisation.
+
+        Refused (ReportgenError naming ``source`` and its size) before resizing when the
+        resized picture or the crop would have more than ``MAX_VIEW_PIXELS``."""
         from torchvision.transforms import functional as F
 
+        from reportgen.inputs.files import check_view_size
+
+        check_view_size(source, image.width, image.height, (self.resize_size, self.crop_size))
         resized = F.resize(image, list(self.resize_size), interpolation=self.interpolation)
         return F.center_crop(resized, list(self.crop_size))
 
