@@ -246,6 +246,7 @@ def test_run_with_special_files_finishes(fifo: Path, tmp_path: Path) -> None:
 
     skipped = json.loads((out / "manifest.json").read_text())["skipped"]
     assert sorted(Path(s["source"]).name for s in skipped) == ["null.png", "x.png"]
+    assert all("not a regular file" in s["reason"] for s in skipped), skipped
 
 
 # ---------------------------------------------------------------- read size cap
