@@ -45,7 +45,11 @@ Progress = Callable[[int], None]
 
 def validate_settings(settings: RunSettings, writes: bool = True) -> None:
     """Reject contradictory or out-of-range options before any work is done
-    (``writes``: a report is written, so -o must lie apart from the inputs)."""
+    (``writes``: a report is written, so -o must lie apart from the inputs). Numbers
+    first: each of its kind, in range and finite (``settings.check_values``)."""
+    from reportgen.settings import check_values
+
+    check_values(settings)
     if settings.strategy not in STRATEGIES:
         raise UsageError(
             f"unknown --strategy {settings.strategy!r}; use one of {', '.join(STRATEGIES)}"

@@ -9,6 +9,7 @@ dataclass.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,3 +115,87 @@ def maps_in_sheets(settings: RunSettings) -> bool:
     a single-file report embeds each map on its own, since one data: URI cannot be
     shared by the tiles of a page."""
     return not settings.single_file
+
+
+# --- values in range, before any work ---------------------------------------------------
+
+# Whole-number options: (lowest, highest) allowed; None for an optional one means "unset".
+# --seed stays below 2**32, the range every consumer of it takes (torch, NumPy, the seeds
+# feature visualisation derives from it).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1),
+    "batch_size": (1, 4096),
+    "top_k": (1, 2**31 - 1),
+    "examples": (0, 1000),
+    "input_size": (8, 2048),
+    "fv_steps": (1, 100_000),
+    "fv_size": (32, 2048),
+    "jobs": (1, 1024),
+}
+# Options that are numbers with a decimal point (a whole number is fine for them), which
+# must be finite. (--alpha has its own range, 0 to 1, which NaN and infinity are outside.)
+FLOAT_OPTIONS = ("interesting_mean", "interesting_max", "max_single_file_mb")
+# The long option of a field, where it is not the field's name with dashes.
+_OPTION_NAMES = {"labels_file": "--labels", "model_labels": "--label", "models": "-m"}
+
+
+def option_name(field_name: str) -> str:
+    """The command-line spelling of a RunSettings field: ``top_k`` is ``--top-k``."""
+    return _OPTION_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def check_values(settings: RunSettings) -> None:
+    """Every number of ``settings`` of the right kind and in range (UsageError, exit 2):
+    whole numbers are ints (not bools, not floats) within ``INT_RANGES``, other numbers
+    finite. Called before any work, whoever made the settings (CLI, --config,
+    --from-manifest, the API)."""
+    from reportgen.errors import UsageError
+
+    for name, (low, high) in INT_RANGES.items():
+        value = getattr(settings, name)
+        if value is None and default_of(name) is None:
+            continue
+        if not _is_int(value):
+            raise UsageError(f"{option_name(name)} must be a whole number, got {value!r}")
+        if value < low:
+            raise UsageError(f"{option_name(name)} must be at least {low}, got {value}")
+        if value > high:
+            raise UsageError(f"{option_name(name)} must be at most {high}, got {value}")
+    for name in FLOAT_OPTIONS:
+        _check_finite(option_name(name), getattr(settings, name))
+    for name in ("mean", "std"):
+        values = getattr(settings, name)
+        for value in values:
+            _check_finite(option_name(name), value)
+        if len(values) not in (0, 1, 3):
+            raise UsageError(
+                f"{option_name(name)} takes 1 or 3 numbers (one per colour), got {len(values)}"
+            )
+    if any(value <= 0 for value in settings.std):
+        raise UsageError(f"--std must be greater than 0, got {_joined(settings.std)}")
+    if settings.max_single_file_mb <= 0:
+        raise UsageError(
+            f"--max-single-file-mb must be greater than 0, got {settings.max_single_file_mb}"
+        )
+    for channel in settings.channels:
+        if not _is_int(channel):
+            raise UsageError(f"--channels must be whole numbers, got {channel!r}")
+        if not 0 <= channel < 2**31:
+            raise UsageError(f"--channels must be non-negative channel indices, got {channel}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_finite(option: str, value: Any) -> None:
+    from reportgen.errors import UsageError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{option} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+
+
+def _joined(values: tuple[float, ...]) -> str:
+    return ",".join(str(v) for v in values)

@@ -38,8 +38,16 @@ ALIASES = {"model": "models", "layer": "layers", "input": "inputs"}
 _NOT_FROM_MANIFEST = {"output", "config", "from_manifest"}
 
 
+# A config file is a few options: more than this is not one (and is not read whole).
+MAX_CONFIG_BYTES = 1024 * 1024
+# An option file needs two levels of nesting ([run], a list); deeper is refused, whatever
+# the parser could take.
+MAX_NESTING = 16
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """The option table of a TOML config file."""
+    """The option table of a TOML config file (a regular file of at most
+    ``MAX_CONFIG_BYTES``, nested at most ``MAX_NESTING`` deep)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
@@ -49,16 +57,31 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             raise UsageError(
                 "--config needs Python 3.11 or later, or the 'tomli' package on 3.10"
             ) from exc
+    from reportgen.inputs.files import read_input_bytes
+
+    where = f"--config {str(path)!r}"
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read --config {str(path)!r}: {exc.strerror or exc}") from exc
+        raw = read_input_bytes(Path(path), str(path), MAX_CONFIG_BYTES)
+    except ReportgenError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError):
+            raise UsageError(f"cannot read {where}: {cause.strerror or cause}") from exc
+        raise UsageError(f"{where}: {exc}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where} is not valid TOML (not UTF-8 text: byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {str(path)!r} is not valid TOML: {exc}") from exc
+        raise UsageError(f"{where} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{where} nests lists or tables more than {MAX_NESTING} deep") from exc
+    from reportgen.report.manifest_file import nesting_depth
+
+    if nesting_depth(data) > MAX_NESTING:
+        raise UsageError(f"{where} nests lists or tables more than {MAX_NESTING} deep")
     table = data.get("run", data)
     if not isinstance(table, dict):
-        raise UsageError(f"--config {str(path)!r}: [run] must be a table of options")
+        raise UsageError(f"{where}: [run] must be a table of options")
     return table
 
 
@@ -83,29 +106,91 @@ def normalise(
         lookup.setdefault(alias, name)
     result: dict[str, Any] = {}
     for key, value in values.items():
-        name = lookup.get(key.replace("-", "_").lower(), "")
+        name = lookup.get(str(key).replace("-", "_").lower(), "")
         if name in skipped:
             continue
         param = params.get(name)
         if param is None:
             known = ", ".join(sorted(_long_name(p) for n, p in params.items() if n not in skipped))
             raise UsageError(f"{where}: unknown option {key!r}; known options: {known}")
-        many = getattr(param, "multiple", False) or getattr(param, "nargs", 1) == -1
-        if many:
-            if isinstance(value, (str, int, float)):
-                value = [value]
-            if not isinstance(value, list):
-                raise UsageError(f"{where}: {key!r} must be a list, got {value!r}")
-            value = [str(v) for v in value]
-        elif isinstance(value, list) and getattr(param, "type", None) in (click.STRING, None):
-            # One option holding a list, as "0,5,10" (--channels, --mean, --std).
-            value = ",".join(str(v) for v in value) if value else None
-        elif isinstance(value, (list, dict)):
-            raise UsageError(f"{where}: {key!r} takes one value, got {value!r}")
         if value is None:
-            continue  # the default
+            continue  # the default (JSON null; TOML has none)
+        value = exact_value(param, value, f"{where}: {key!r}")
+        if value is None:
+            continue
         result[name] = value
     return result
+
+
+# List options given as one comma-separated string on the command line, and what each
+# element of their list is: --channels 0,5,10 is channels = [0, 5, 10].
+_LIST_ELEMENTS: dict[str, tuple[type, ...]] = {"channels": (int,), "mean": (int, float)}
+_LIST_ELEMENTS["std"] = _LIST_ELEMENTS["mean"]
+# String options whose value may also be a whole number (a class index, a count).
+_ALSO_INT = {"target_class", "detail"}
+
+
+def exact_value(param: Any, value: Any, where: str) -> Any:
+    """``value`` for click parameter ``param``, of exactly the kind it takes: a whole
+    number for an integer option (not 2.9, not true), a number for a decimal one, true or
+    false for a flag, a string for the rest; lists only for repeatable options and the
+    comma-separated ones (their elements checked the same way). UsageError otherwise."""
+    name = str(param.name)
+    many = getattr(param, "multiple", False) or getattr(param, "nargs", 1) == -1
+    if many:
+        if not isinstance(value, list):
+            value = [value]
+        allowed: tuple[type, ...] = (str, int) if name in _ALSO_INT else (str,)
+        for item in value:
+            _require(item, allowed, f"{where} (each item)")
+        return [str(v) for v in value]
+    if name in _LIST_ELEMENTS:
+        items = value if isinstance(value, list) else [value]
+        allowed = _LIST_ELEMENTS[name] + (() if isinstance(value, list) else (str,))
+        for item in items:
+            _require(item, allowed, f"{where} (each item)" if isinstance(value, list) else where)
+        return ",".join(str(v) for v in items) if items else None
+    if isinstance(value, (list, dict)):
+        raise UsageError(f"{where} takes one value, got {_shown(value)}")
+    kind = getattr(param, "type", None)
+    if isinstance(kind, click.types.BoolParamType):
+        _require(value, (bool,), where)
+    elif isinstance(kind, click.types.IntParamType):  # IntRange too
+        _require(value, (int,), where)
+    elif isinstance(kind, click.types.FloatParamType):  # FloatRange too
+        _require(value, (int, float), where)
+    else:
+        _require(value, (str, int) if name in _ALSO_INT else (str,), where)
+        value = str(value)
+    return value
+
+
+_KIND_WORDS = {
+    (bool,): "true or false",
+    (int,): "a whole number",
+    (int, float): "a number",
+    (str,): "a string",
+    (str, int): "a string or a whole number",
+    (int, str): "a whole number or a string",
+    (int, float, str): "a number or a string",
+}
+
+
+def _require(value: Any, allowed: tuple[type, ...], where: str) -> None:
+    """``value`` is of one of the ``allowed`` types, bool counting only as bool."""
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        wanted = _KIND_WORDS.get(allowed, " or ".join(t.__name__ for t in allowed))
+        raise UsageError(f"{where} must be {wanted}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it, cut short (a value may be a huge nested list)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return f"a {'list' if isinstance(value, list) else 'table'}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _long_name(param: Any) -> str:

@@ -114,7 +114,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     in_folder = given.is_dir()
     location = given / MANIFEST if in_folder else given
     try:
-        raw = location.read_bytes()
+        raw = _read_regular(location)
     except OSError as exc:
         detail = exc.strerror or str(exc)
         if in_folder:
@@ -129,14 +129,66 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     )
 
 
+# The most a manifest may weigh (a single-file report holds its pictures too) and nest:
+# reportgen writes about 11 levels (models, layers, channels, stats, argmax).
+MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
+MAX_NESTING = 32
+
+
+def _read_regular(location: Path, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+    """The bytes of ``location``, a regular file of at most ``limit`` bytes; OSError
+    otherwise (a FIFO is opened without blocking and refused, like a device)."""
+    from reportgen.inputs.files import not_regular_reason
+
+    fd = os.open(location, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        reason = not_regular_reason(os.fstat(fd).st_mode)
+        if reason is not None:
+            raise OSError(f"it {reason}")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = handle.read(min(1 << 24, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > limit:
+        raise OSError(f"it is larger than {limit:,} bytes")
+    return b"".join(chunks)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep lists and tables (dicts) nest in ``value`` (a scalar is 0), without
+    recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse_manifest(raw: bytes, where: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest in ``raw`` (JSON bytes read from ``where``), checked."""
+    """The manifest in ``raw`` (JSON bytes read from ``where``), checked: a JSON object
+    nested at most ``MAX_NESTING`` deep, written by reportgen."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ManifestError(where, f"is not valid JSON (not UTF-8 text: byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise ManifestError(where, f"nests lists or objects more than {MAX_NESTING} deep") from exc
     except ValueError as exc:
         raise ManifestError(where, f"is not valid JSON ({exc})") from exc
+    if nesting_depth(data) > MAX_NESTING:
+        raise ManifestError(where, f"nests lists or objects more than {MAX_NESTING} deep")
     if not isinstance(data, dict):
         raise ManifestError(where, "was not written by reportgen (not a JSON object)")
     generator = data.get("generator")
