@@ -2,7 +2,7 @@
 the two measured conditions on real MobileNetV2 weights, and the report it writes.
 
 Kept small for shared CPUs: tiny models for the unit tests, one early MobileNetV2
-layer, a handful of channels, 64-pixel images and few steps for the real ones.
+layer, a handful of channels and few steps for the real ones.
 """
 
 from __future__ import annotations
@@ -94,10 +94,94 @@ def test_gather_sampler_equals_grid_sample(scale: float, degrees: float) -> None
     )
 
 
+@pytest.mark.parametrize("source, target", [((32, 48), (64, 72)), ((50, 40), (24, 30))])
+def test_resize_is_torchs_antialiased_bilinear(
+    source: tuple[int, int], target: tuple[int, int]
+) -> None:
+    images = torch.rand(2, 3, *source)
+    resize = fv.Resize(source, target, "cpu")
+    expected = torch.nn.functional.interpolate(
+        images, size=target, mode="bilinear", align_corners=False, antialias=True
+    )
+    assert torch.allclose(resize(images), expected, atol=1e-5)
+    assert fv.Resize(source, source, "cpu")(images) is images
+    assert fv.pair(7) == (7, 7) and fv.pair((224,)) == (224, 224) and fv.pair([5, 6]) == (5, 6)
+
+
+def test_resize_of_an_upsampled_picture_is_close_to_pils() -> None:
+    """The loop's upsampling is the resize the photos' view makes (PIL, bilinear)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    ours = fv.Resize((40, 40), (96, 96), "cpu")(
+        torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
+    )
+    theirs = np.asarray(Image.fromarray(pixels).resize((96, 96), Image.Resampling.BILINEAR))
+    difference = ours[0].permute(1, 2, 0).numpy() - theirs.astype(np.float32)
+    assert float(np.abs(difference).max()) <= 1.0  # PIL rounds to 8 bits
+
+
+def test_visualise_optimises_at_the_input_size_and_measures_through_the_view() -> None:
+    """The picture keeps ``size``; the model sees it upsampled to ``input_size`` (plus
+    the transforms' margin) while optimising; the numbers come from the saved 8-bit
+    picture through ``view``, exactly as a photo would be measured."""
+    from reportgen.nn.models import custom_preprocessing
+
+    model = tiny_model()
+    seen: list[tuple[int, ...]] = []
+    model[0].register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    prep = custom_preprocessing(48, MEAN, STD)
+    view = fv.photo_view(prep)
+    run = dict(mean=MEAN, std=STD, steps=3, size=32, seed=1, negative=True)
+    results = fv.visualise(model, "2", [0, 3], input_size=48, view=view, **run)
+    side = 48 + 2 * fv.PAD - fv.JITTER_FIRST - fv.JITTER_LAST
+    assert seen[:3] == [(4, 3, side, side)] * 3
+    assert seen[3] == (4, 3, 48, 48)  # the measurement: the view's crop
+    assert results[0].image.shape == (32, 32, 3)
+    probe = fv.LayerProbe(model, "2")
+    with probe.open(), torch.no_grad():
+        for result in results:
+            # Re-measured as a photo: the saved PNG, read back, through the preprocessing.
+            picture = Image.fromarray(result.image)
+            row = probe(prep.tensor(prep.view(picture))[None])[0]
+            assert float(row[result.channel]) == pytest.approx(result.activation, abs=1e-5)
+            others = (float(row.sum()) - float(row[result.channel])) / (row.numel() - 1)
+            assert others == pytest.approx(result.others_mean, abs=1e-5)
+    # Without a view, the saved picture is measured as the loop saw it (resized).
+    plain = fv.visualise(model, "2", [0, 3], input_size=48, **run)
+    assert [np.array_equal(a.image, b.image) for a, b in zip(results, plain)] == [True] * 4
+
+
+def test_deterministic_block_turns_off_nan_filling_and_restores_it() -> None:
+    settings = torch.utils.deterministic
+    before = settings.fill_uninitialized_memory
+    enabled = torch.are_deterministic_algorithms_enabled()
+    with fv.deterministic("cpu"):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert settings.fill_uninitialized_memory is False
+    assert settings.fill_uninitialized_memory == before
+    assert torch.are_deterministic_algorithms_enabled() == enabled
+    settings.fill_uninitialized_memory = False
+    try:
+        with fv.deterministic("cpu"):
+            pass
+        assert settings.fill_uninitialized_memory is False
+    finally:
+        settings.fill_uninitialized_memory = before
+
+
+def test_nan_filling_changes_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_model()
+    run = dict(mean=MEAN, std=STD, steps=4, size=32, input_size=40, seed=2, negative=True)
+    plain = fv.visualise(model, "2", [1, 2], **run)
+    monkeypatch.setattr(fv, "FILL_UNINITIALIZED_MEMORY", True)
+    filled = fv.visualise(model, "2", [1, 2], **run)
+    for a, b in zip(plain, filled):
+        assert np.array_equal(a.image, b.image) and a.activation == b.activation
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_visualise_is_repeatable_on_cuda() -> None:
     model = tiny_model().cuda()
-    run = dict(mean=MEAN, std=STD, steps=8, size=48, seed=3, device="cuda")
+    run = dict(mean=MEAN, std=STD, steps=8, size=48, input_size=64, seed=3, device="cuda")
     first = fv.visualise(model, "2", [0, 1, 2], **run)
     again = fv.visualise(model, "2", [0, 1, 2], **run)
     for a, b in zip(first, again):
@@ -186,9 +270,10 @@ def mobilenet(mobilenet_weights_dir: Path) -> torch.nn.Module:
 def test_optimised_images_beat_every_input_and_the_other_channels(
     mobilenet: torch.nn.Module, sample_images: Path
 ) -> None:
-    """Measured, not assumed: for the channels that the sample photographs drive hardest
-    (what --fv-channels selected picks), the optimised image drives its channel above
-    the best photograph, and its channel above the layer's other channels on average."""
+    """Measured, not assumed, like for like: for the channels that the sample photographs
+    drive hardest (what --fv-channels selected picks), the optimised image, upsampled to
+    224 while optimised and measured through the photos' own view, drives its channel
+    above the best photograph, and its channel above the layer's other channels."""
     from reportgen.nn.models import default_preprocessing
 
     prep = default_preprocessing()
@@ -199,7 +284,16 @@ def test_optimised_images_beat_every_input_and_the_other_channels(
         best = probe(batch).max(dim=0).values
     channels = [int(c) for c in torch.topk(best, 3).indices]
     results = fv.visualise(
-        mobilenet, LAYER, channels, mean=MEAN, std=STD, steps=96, size=64, seed=0
+        mobilenet,
+        LAYER,
+        channels,
+        mean=MEAN,
+        std=STD,
+        steps=128,
+        size=128,
+        input_size=224,
+        view=fv.photo_view(prep),
+        seed=0,
     )
     for result in results:
         assert result.activation > float(best[result.channel]), result
@@ -210,9 +304,72 @@ def test_optimised_images_beat_every_input_and_the_other_channels(
 # --- the report --------------------------------------------------------------------------
 
 
+def remeasure(out: Path, layer: dict, module: torch.nn.Module, prep: object) -> int:
+    """Every saved feature-vis picture of a manifest layer, read back from its PNG and
+    measured through the photos' preprocessing, against the manifest's numbers (which
+    are rounded to 6 decimals). Returns how many pictures were checked."""
+    view = fv.photo_view(prep)
+    probe = fv.LayerProbe(module, layer["name"])
+    checked = 0
+    with probe.open(), torch.no_grad():
+        for channel in layer["channels"]:
+            entry = channel.get("feature_vis")
+            if not entry:
+                continue
+            parts = [(entry, True)]
+            if "negative" in entry:
+                parts.append((entry["negative"], False))
+            for numbers, positive in parts:
+                with Image.open(out / numbers["image"]) as picture:
+                    pixels = np.asarray(picture.convert("RGB"))
+                row = probe(view(pixels)[None])[0]
+                own = float(row[channel["index"]])
+                assert numbers["activation"] == pytest.approx(own, abs=2e-5), numbers
+                if positive:
+                    others = (float(row.sum()) - own) / (row.numel() - 1)
+                    assert entry["others_mean"] == pytest.approx(others, abs=2e-5)
+                checked += 1
+    return checked
+
+
+def test_manifest_numbers_are_the_saved_pictures_through_the_photos_view(
+    tmp_path: Path, small_images: Path
+) -> None:
+    """Like for like, on a custom model with its own input size: each picture is
+    optimised at that size, and its manifest numbers are what the saved PNG gives
+    through the photos' preprocessing (resize, centre crop, normalise); the channel
+    page says which view."""
+    from reportgen.nn.models import custom_preprocessing
+    from tests.tinynet_factory import build
+
+    out = tmp_path / "report"
+    result = run_cli(
+        "-q", "run", str(small_images), "-m", "tests.tinynet_factory:build",
+        "--weights", "none", "--input-size", "64", "-l", "conv2", "--top-k", "2",
+        "--feature-vis", "--fv-steps", "6", "--fv-size", "40", "--fv-negative",
+        "--device", "cpu", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    layer = manifest["models"][0]["layers"][0]
+    prep = custom_preprocessing(64, (), ())
+    torch.manual_seed(0)
+    assert remeasure(out, layer, build().eval(), prep) >= 2
+    entry = next(c for c in layer["channels"] if c.get("feature_vis"))
+    fv_entry = entry["feature_vis"]
+    assert fv_entry["optimised_at"] == [64, 64] and fv_entry["size"] == 40
+    assert fv_entry["measured_on"] == prep.describe()
+    with Image.open(out / fv_entry["image"]) as picture:
+        assert picture.size == (40, 40)
+    page = (out / entry["page"]).read_text()
+    assert "input size (64&times;64)" in page
+    assert f"the same preprocessing ({prep.describe()})" in page
+
+
 @pytest.mark.slow
 def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
     tmp_path: Path,
+    mobilenet: torch.nn.Module,
     mobilenet_weights_dir: Path,
     sample_images: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -250,6 +407,11 @@ def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
         page = (out / channel["page"]).read_text()
         assert "What this channel looks for" in page
         assert Path(entry["image"]).name in page and "vs best input" in page
+    # Like for like: the saved pictures through the photos' view give the manifest's numbers.
+    from reportgen.nn.models import default_preprocessing
+
+    assert remeasure(out, layer, mobilenet, default_preprocessing()) == 4
+    assert with_fv[0]["feature_vis"]["optimised_at"] == [224, 224]
     layer_page = (out / layer["page"]).read_text()
     assert "What the channels look for (2)" in layer_page
     others = [c for c in layer["channels"] if not c.get("feature_vis")]

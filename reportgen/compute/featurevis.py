@@ -1,6 +1,11 @@
 """Feature visualisation over a run: for each model's chosen channels, the images that
 most excite (and, with --fv-negative, suppress) them, optimised by ``reportgen.nn.featurevis``,
-measured against the run's inputs, and kept in the cache per layer."""
+measured against the run's inputs, and kept in the cache per layer.
+
+Like for like: each picture is optimised at the model's input size (its crop) and its
+numbers are measured from the saved 8-bit picture through the preprocessing the photos
+get (``model.preprocessing``: resize, centre crop, normalise), the view on which every
+input's mean was measured."""
 
 from __future__ import annotations
 
@@ -12,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.nn.featurevis import LEARNING_RATE, MAX_BATCH, Visualisation, visualise
+from reportgen.nn.featurevis import (
+    LEARNING_RATE,
+    MAX_BATCH,
+    Visualisation,
+    pair,
+    photo_view,
+    visualise,
+)
 from reportgen.results.records import PictureKey
 from reportgen.results.run import ModelResults
 from reportgen.settings import RunSettings
@@ -43,6 +55,18 @@ def best_input_mean(results: ModelResults, layer: str, channel: int) -> float | 
     return max(finite) if finite else None
 
 
+def input_size(model: Any) -> tuple[int, int]:
+    """(height, width) the pictures are optimised at: the model's crop (224 for
+    ImageNet models, ``--input-size`` for custom ones)."""
+    return pair(tuple(model.preprocessing.crop_size))
+
+
+def measured_on(model: Any) -> str:
+    """The photos' preprocessing, in words: the view a visualisation's numbers are
+    measured on (from the saved picture), as every input's are."""
+    return str(model.preprocessing.describe())
+
+
 def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSettings) -> str:
     """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
     torch, the model and its weights file, the preprocessing, the device, the layer, the
@@ -55,7 +79,7 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSett
     identity = weights_file_identity(weights)
     describe = getattr(weights, "describe", None)
     return digest(
-        "featurevis/1",
+        "featurevis/2",
         code_fingerprint(),
         torch.__version__,
         model.name,
@@ -64,6 +88,9 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSett
         model.preprocessing.describe(),
         list(model.preprocessing.mean),
         list(model.preprocessing.std),
+        list(model.preprocessing.resize_size),
+        list(model.preprocessing.crop_size),
+        str(getattr(model.preprocessing, "interpolation", "")),
         str(model.device),
         layer,
         list(channels),
@@ -133,6 +160,8 @@ def _visualise_layer(
         std=model.preprocessing.std,
         steps=settings.fv_steps,
         size=settings.fv_size,
+        input_size=input_size(model),
+        view=photo_view(model.preprocessing),
         seed=settings.seed,
         device=model.device,
         negative=settings.fv_negative,
@@ -162,6 +191,8 @@ def feature_vis_for_model(
     ``results.feature_vis``; pictures go to ``emit`` (None: none are encoded). Returns
     seconds per channel for each layer that was optimised (not read from the cache)."""
     timings: dict[str, float] = {}
+    optimised_at = list(input_size(model))
+    view = measured_on(model)
     for layer in results.facts.layers:
         channels = chosen_channels(results, layer.name, settings.fv_channels)
         if not channels:
@@ -178,6 +209,8 @@ def feature_vis_for_model(
                     "activation": round(item.activation, 6),
                     "steps": settings.fv_steps,
                     "size": settings.fv_size,
+                    "optimised_at": optimised_at,
+                    "measured_on": view,
                     "best_input": None if best is None else round(best, 6),
                     "others_mean": round(others, 6),
                     "ratio": round(item.activation / others, 4) if others > 0 else None,

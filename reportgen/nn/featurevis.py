@@ -6,8 +6,12 @@ as lucid and lucent implement it:
 * the image is parameterised in a Fourier basis, each frequency scaled by 1/frequency,
   with decorrelated colour (the square root of ImageNet's colour correlation matrix),
   squashed to [0, 1] with a sigmoid, then normalised as the model expects;
-* at every step it is padded, jittered, scaled and rotated at random (transformation
-  robustness), so that what survives is what the channel responds to, not noise;
+* the picture (``--fv-size``, the size that is saved) is upsampled to the model's input
+  size (its crop: 224 for ImageNet models) inside the loop, as lucid and lucent do, so
+  the network sees it at the scale it sees photos;
+* at every step it is padded, jittered, scaled and rotated at random at that size
+  (transformation robustness), so that what survives is what the channel responds to,
+  not noise;
 * Adam (lr 0.05) maximises the channel's mean activation.
 
 The channels of one layer are optimised together, one image per channel in a batch
@@ -15,8 +19,10 @@ The channels of one layer are optimised together, one image per channel in a bat
 layer (a hook raises once it has the layer's output), so early layers are cheap.
 
 After optimisation each image is rounded to 8 bits, exactly as it is saved, and measured
-in a clean forward pass (no padding or jitter): its channel's mean activation, and the
-mean of the layer's other channels on the same image.
+in a clean forward pass (no padding or jitter) through ``view``: the preprocessing the
+photos get (``photo_view``: resize, centre crop, normalise), so that its numbers
+compare like for like with theirs: its channel's mean activation, and the mean of the
+layer's other channels on the same image.
 
 torch lives here; the report and imaging layers only see uint8 arrays and numbers.
 """
@@ -26,13 +32,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic
 
 from reportgen.errors import UsageError
 from reportgen.nn.hooks import ForwardHooks
@@ -53,6 +60,10 @@ ANGLES = tuple(float(a) for a in [*range(-10, 11), 0, 0, 0, 0, 0])
 # Images optimised in one batch; a layer with more chosen channels runs in several batches.
 MAX_BATCH = 64
 MIN_SIZE = 32
+# PyTorch's deterministic mode fills every new tensor with NaN (to expose reads of
+# uninitialised memory); the optimisation reads none, so it is off in ``deterministic``:
+# the same pixels, about 10% less time per step.
+FILL_UNINITIALIZED_MEMORY = False
 
 # Square root of the colour correlation matrix of ImageNet, as lucid uses it
 # (lucid/optvis/param/color.py), columns normalised so the largest has norm 1.
@@ -123,6 +134,61 @@ def decorrelate_colour(image: torch.Tensor) -> torch.Tensor:
     """Map decorrelated colour channels to RGB with ImageNet's colour correlation sqrt."""
     matrix = torch.as_tensor(COLOR_CORRELATION, dtype=image.dtype, device=image.device)
     return torch.einsum("bchw,dc->bdhw", image, matrix)
+
+
+# --- to the model's input size -------------------------------------------------------
+
+
+def resize_matrix(source: int, target: int) -> torch.Tensor:
+    """[target, source] weights of a 1-D bilinear resize (half-pixel centres, the
+    triangle filter widened when shrinking): ``F.interpolate(..., mode="bilinear",
+    antialias=True)`` along one axis, which is what PIL's bilinear resize computes."""
+    basis = torch.eye(source, dtype=torch.float64).view(source, 1, 1, source)
+    rows = F.interpolate(
+        basis, size=(1, target), mode="bilinear", align_corners=False, antialias=True
+    )
+    return rows[:, 0, 0, :].t().contiguous().float()
+
+
+class Resize:
+    """Resize a batch [B, C, H, W] to ``size`` as two small matrix products.
+
+    Bilinear (antialiased when shrinking). Written as matrix products, its backward is
+    deterministic on every device (``F.interpolate``'s CUDA backward is not), and it
+    costs little next to the network."""
+
+    def __init__(self, source: tuple[int, int], target: tuple[int, int], device: Any) -> None:
+        self.source, self.target = source, target
+        self.identity = source == target
+        self.rows = resize_matrix(source[0], target[0]).to(device)
+        self.columns = resize_matrix(source[1], target[1]).to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return images
+        rows, columns = self.rows.to(images.dtype), self.columns.to(images.dtype)
+        return torch.matmul(torch.matmul(rows, images), columns.t())
+
+
+def pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """(height, width) from a side or torchvision's (side,) or (height, width)."""
+    if isinstance(size, int):
+        return size, size
+    values = [int(v) for v in size]
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def photo_view(preprocessing: Any) -> Callable[[np.ndarray], torch.Tensor]:
+    """The photos' preprocessing (``reportgen.nn.models.Preprocessing``: resize, centre
+    crop, normalise) as a function of a uint8 [H, W, 3] picture: the view on which the
+    run's inputs are measured."""
+    from PIL import Image
+
+    def view(pixels: np.ndarray) -> torch.Tensor:
+        picture = Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
+        return torch.as_tensor(preprocessing.tensor(preprocessing.view(picture)))
+
+    return view
 
 
 # --- transformation robustness --------------------------------------------------------
@@ -261,18 +327,24 @@ def deterministic(device: Any) -> Iterator[None]:
     Every op of the optimisation has a deterministic kernel on the CPU; on CUDA,
     cuDNN is also told to pick deterministic convolutions. ``warn_only``: a model with
     some op that has no deterministic kernel still runs (with a warning) rather than fail.
+    The deterministic mode's filling of new tensors with NaN is turned off (see
+    ``FILL_UNINITIALIZED_MEMORY``): it changes no result, and costs time at every step.
     """
     before = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn
     cudnn_before = (cudnn.deterministic, cudnn.benchmark)
+    settings: Any = torch.utils.deterministic  # a module with a property
+    fill_before = settings.fill_uninitialized_memory
     torch.use_deterministic_algorithms(True, warn_only=True)
+    settings.fill_uninitialized_memory = FILL_UNINITIALIZED_MEMORY
     if torch.device(device).type == "cuda":
         cudnn.deterministic, cudnn.benchmark = True, False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
+        settings.fill_uninitialized_memory = fill_before
         cudnn.deterministic, cudnn.benchmark = cudnn_before
 
 
@@ -283,8 +355,8 @@ class Visualisation:
     channel: int
     sign: int  # +1: maximises the channel, -1: minimises it
     image: np.ndarray  # uint8 [H, W, 3]
-    activation: float  # the channel's mean activation on ``image``
-    others_mean: float  # mean over the layer's other channels of their mean on ``image``
+    activation: float  # the channel's mean activation on ``image``, through ``view``
+    others_mean: float  # mean over the layer's other channels of their mean, the same
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
@@ -302,6 +374,8 @@ def visualise(
     std: Sequence[float],
     steps: int = 256,
     size: int = 128,
+    input_size: int | Sequence[int] | None = None,
+    view: Callable[[np.ndarray], torch.Tensor] | None = None,
     seed: int = 0,
     device: Any = "cpu",
     negative: bool = False,
@@ -310,9 +384,18 @@ def visualise(
 ) -> list[Visualisation]:
     """Optimise one image per channel (and per channel a suppressing one with
     ``negative``); the channels run together in batches of up to ``max_batch`` images.
-    Results come back positive ones first, in the order of ``channels``."""
+    Results come back positive ones first, in the order of ``channels``.
+
+    ``size``: the side of the picture (what is saved). ``input_size``: what it is
+    upsampled to inside the loop, before the random transforms (the model's crop size;
+    None: ``size``, no resizing). ``view``: the preprocessing the numbers are measured
+    through, from each saved 8-bit picture to a normalised [3, H, W] tensor
+    (``photo_view(model.preprocessing)``: as the photos are measured); None: the
+    picture resized to ``input_size`` as in the loop, normalised with ``mean``/``std``.
+    """
     jobs = [(c, 1) for c in channels] + ([(c, -1) for c in channels] if negative else [])
     results: list[Visualisation] = []
+    shape = _Shape(pair(size), pair(input_size if input_size is not None else size))
     probe = LayerProbe(module, layer)
     with probe.open(), deterministic(device):
         for start in range(0, len(jobs), max(1, max_batch)):
@@ -321,9 +404,15 @@ def visualise(
             # run is repeatable whatever else the report contains.
             generator = torch.Generator().manual_seed(seed * 1_000_003 + start)
             results.extend(
-                _optimise_batch(probe, chunk, mean, std, steps, size, device, lr, generator)
+                _optimise_batch(probe, chunk, mean, std, steps, shape, view, device, lr, generator)
             )
     return results
+
+
+@dataclass(frozen=True)
+class _Shape:
+    picture: tuple[int, int]  # (height, width) of the optimised and saved picture
+    model: tuple[int, int]  # what it is resized to before the transforms
 
 
 def _optimise_batch(
@@ -332,13 +421,15 @@ def _optimise_batch(
     mean: Sequence[float],
     std: Sequence[float],
     steps: int,
-    size: int,
+    shape: _Shape,
+    view: Callable[[np.ndarray], torch.Tensor] | None,
     device: Any,
     lr: float,
     generator: torch.Generator,
 ) -> list[Visualisation]:
     count = len(jobs)
-    image = fourier_image(count, size, generator, device)
+    image = fourier_image(count, shape.picture, generator, device)
+    resize = Resize(shape.picture, shape.model, device)
     optimiser = torch.optim.Adam([image.spectrum], lr=lr)
     centre = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
     spread = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
@@ -347,7 +438,7 @@ def _optimise_batch(
     signs = torch.tensor([float(s) for _, s in jobs], device=device)
     for _ in range(steps):
         optimiser.zero_grad(set_to_none=True)
-        batch = (random_transform(image.rgb(), generator) - centre) / spread
+        batch = (random_transform(resize(image.rgb()), generator) - centre) / spread
         means = probe(batch)
         if int(index.max()) >= means.shape[1]:
             raise UsageError(
@@ -359,8 +450,12 @@ def _optimise_batch(
         optimiser.step()
     with torch.no_grad():
         pixels = to_uint8(image.rgb())
-        saved = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255.0
-        means = probe((saved - centre) / spread).float().cpu()
+        if view is not None:
+            measured = torch.stack([view(p) for p in pixels]).float().to(device)
+        else:
+            saved = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255.0
+            measured = (resize(saved) - centre) / spread
+        means = probe(measured).float().cpu()
     results = []
     channel_count = means.shape[1]
     for b, (channel, sign) in enumerate(jobs):
