@@ -6,13 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from PIL import Image
+from click.testing import Result
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_IMAGES = REPO / "sample_images"
+from tests.helpers import SAMPLE_IMAGES, invoke, write_images
+
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 
 
@@ -23,7 +21,7 @@ def _offline_and_isolated(
     """Tests never download: an empty torch hub folder and REPORTGEN_OFFLINE=1."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
     monkeypatch.setenv("REPORTGEN_OFFLINE", "1")
-    # No cache unless a test asks for one (tests/test_cache.py): runs stay independent.
+    # No cache unless a test asks for one (tests/results/test_cache.py): runs stay independent.
     monkeypatch.setenv("REPORTGEN_CACHE_DIR", "off")
     monkeypatch.delenv("REPORTGEN_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
@@ -48,20 +46,15 @@ def sample_images() -> Path:
 
 @pytest.fixture
 def small_images(tmp_path: Path) -> Path:
-    """Three small synthetic RGB pictures in a folder."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        pixels = rng.integers(0, 256, size=(48 + 8 * i, 64, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i}.png")
-    return folder
+    """Three small synthetic RGB pictures in a folder: img0..img2.png, 48, 56 and 64
+    pixels high, 64 wide, noise from seed 0."""
+    return write_images(tmp_path / "images", 3, (48, 64), grow=8, seed=0)
 
 
 def run_cli(*args: str) -> Result:
-    from reportgen.cli.commands import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    """Only for tests/test_featurevis.py, until it moves: ``tests.helpers.invoke`` with
+    exceptions propagating. New tests call ``invoke`` itself."""
+    return invoke(*args, catch_exceptions=False)
 
 
 @pytest.fixture

@@ -1,18 +1,61 @@
-"""Small helpers shared by the tests: the CLI error contract, reproducible runs, maps."""
+"""Small helpers shared by the tests: the one CLI runner, the CLI error contract,
+reproducible runs, small random pictures, the shared small report, maps."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 from click.testing import CliRunner, Result
+from PIL import Image
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SAMPLE_IMAGES = REPO / "sample_images"
+
+# What makes two runs comparable byte for byte: a fixed creation time, offline, no cache.
+REPRODUCIBLE_ENV = {
+    "SOURCE_DATE_EPOCH": "1700000000",
+    "REPORTGEN_OFFLINE": "1",
+    "REPORTGEN_CACHE_DIR": "off",
+}
 
 
-def invoke(*args: str) -> Result:
-    """``reportgen ARGS`` in-process, with stdout and stderr kept apart."""
+def invoke(
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
+    input: str | bytes | None = None,
+    catch_exceptions: bool = True,
+) -> Result:
+    """``reportgen ARGS`` in-process, with stdout and stderr kept apart.
+
+    ``env`` is set for the run only; ``catch_exceptions=False`` lets an exception that
+    escapes the command propagate (the test errors with its traceback). With the default,
+    click keeps it in ``result.exception``: check it where the test needs to."""
     from reportgen.cli.commands import main
 
-    return CliRunner().invoke(main, list(args))
+    return CliRunner().invoke(
+        main, list(args), input=input, env=env, catch_exceptions=catch_exceptions
+    )
+
+
+def invoke_reproducible(
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
+    input: str | bytes | None = None,
+    catch_exceptions: bool = True,
+) -> Result:
+    """``invoke`` with ``REPRODUCIBLE_ENV`` (and ``env`` on top), so two runs can be
+    compared byte for byte."""
+    return invoke(
+        *args,
+        env={**REPRODUCIBLE_ENV, **(env or {})},
+        input=input,
+        catch_exceptions=catch_exceptions,
+    )
 
 
 def error_line(result: Result, code: int | None = 1, *needles: str) -> str:
@@ -30,17 +73,34 @@ def error_line(result: Result, code: int | None = 1, *needles: str) -> str:
     return errors[0]
 
 
-def invoke_reproducible(args: list[str]) -> Result:
-    """``reportgen ARGS`` with a fixed creation time, offline and without the cache, so
-    two runs can be compared byte for byte."""
-    from reportgen.cli.commands import main
+def write_images(
+    folder: Path,
+    count: int = 3,
+    size: tuple[int, int] = (48, 64),
+    *,
+    grow: int = 0,
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+    prefix: str = "img",
+    suffix: str = ".png",
+) -> Path:
+    """``count`` pictures of random RGB noise in ``folder`` (made if missing); returns it.
 
-    env = {
-        "SOURCE_DATE_EPOCH": "1700000000",
-        "REPORTGEN_OFFLINE": "1",
-        "REPORTGEN_CACHE_DIR": "off",
-    }
-    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
+    ``size`` is (height, width) of the first; each next one is ``grow`` pixels taller.
+    The pixels come one picture after the other from ``numpy.random.default_rng(seed)``.
+    Named ``names[i]`` (a name may hold a sub-folder), else ``{prefix}{i}{suffix}``; the
+    format follows the name's suffix (Pillow's defaults)."""
+    if names is not None:
+        assert len(names) == count, (names, count)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    height, width = size
+    for i in range(count):
+        pixels = rng.integers(0, 256, size=(height + grow * i, width, 3), dtype=np.uint8)
+        path = folder / (names[i] if names is not None else f"{prefix}{i}{suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    return folder
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -51,11 +111,58 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def map_tile(sheet: Path, entry: dict[str, Any], channel: int) -> Any:
     """Channel ``channel``'s map cut out of a map sheet (a PIL image), by the manifest's
     description of the layout, written out here rather than taken from reportgen.imaging.sheets."""
-    from PIL import Image
-
     pad, width, height = entry["pad"], entry["tile_width"], entry["tile_height"]
     column, row = channel % entry["columns"], channel // entry["columns"]
     x0, y0 = column * (width + 2 * pad) + pad, row * (height + 2 * pad) + pad
     with Image.open(sheet) as image:
         image.load()
         return image.crop((x0, y0, x0 + width, y0 + height))
+
+
+# --- the small report shared by the HTML, browser and notebook tests ----------------------
+
+ODD_NAME = '<b>odd & "q".png'
+_FAILED: list[str] = []
+
+
+def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small report per test session (shared by the HTML, browser and notebook tests):
+    AlexNet with random weights, two conv layers and one Linear layer, two inputs, one of
+    them with HTML in its file name."""
+    # Cached in the session's temporary folder (module globals are not shared when
+    # pytest imports test modules on its own, e.g. --import-mode=importlib).
+    base = tmp_path_factory.getbasetemp() / "reportgen-small-report"
+    if (base / "report" / "manifest.json").is_file():
+        return base / "report"
+    if _FAILED:
+        pytest.fail(f"the small report could not be built: {_FAILED[0]}")
+    base.mkdir(parents=True, exist_ok=True)
+    images = write_images(base / "images", 2, (40, 56), grow=8, names=["a.png", ODD_NAME], seed=1)
+    out = base / "report"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPORTGEN_OFFLINE", "1")
+        mp.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
+        mp.setenv("TORCH_HOME", str(base / "torch-home"))
+        result = invoke(
+            "run",
+            str(images),
+            "--weights",
+            "none",
+            "-m",
+            "alexnet",
+            "-l",
+            "features.0",
+            "-l",
+            "features.3",
+            "-l",
+            "classifier.6",
+            "--top-k",
+            "4",
+            "-o",
+            str(out),
+            catch_exceptions=False,
+        )
+    if result.exit_code != 0:
+        _FAILED.append(result.output)
+        pytest.fail(f"the small report could not be built: {result.output}")
+    return out

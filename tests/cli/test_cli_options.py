@@ -16,13 +16,13 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import reportgen
 from reportgen import api
-from reportgen.cli.commands import main, run
+from reportgen.cli.commands import run
 from reportgen.settings import SINGLE_FILE_OUTPUT, RunSettings, default_of
+from tests.helpers import invoke
 
 FIELDS = {f.name for f in dataclasses.fields(RunSettings)}
 # Parameters of `run` that are no RunSettings field, and why.
@@ -104,7 +104,7 @@ def _capture(monkeypatch: pytest.MonkeyPatch) -> list[RunSettings]:
 
 def _cli(*args: str) -> None:
     # -q: the command prints nothing about the (not built) report.
-    result = CliRunner().invoke(main, ["-q", "run", "in.png", *args], catch_exceptions=False)
+    result = invoke("-q", "run", "in.png", *args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
 
@@ -146,7 +146,7 @@ def test_defaults_on_the_command_line_are_run_settings_defaults(
 
 
 def test_help_shows_the_defaults_of_run_settings() -> None:
-    text = " ".join(CliRunner().invoke(main, ["run", "--help"]).stdout.split())
+    text = " ".join(invoke("run", "--help").stdout.split())
     assert f"[default: {default_of('top_k')}]" in text
     assert f"[default: {', '.join(default_of('models'))}]" in text
     assert f"default {SINGLE_FILE_OUTPUT}" in text

@@ -25,9 +25,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import run_cli
-from .helpers import map_tile
-from .test_html_pages import build_small_report
+from tests.helpers import build_small_report, invoke, map_tile, write_images
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -263,7 +261,7 @@ def test_every_page_kind_loads_cleanly(browser: Any, report: Path) -> None:
 
 
 def _single_file_supported() -> bool:
-    result = run_cli("run", "--help")
+    result = invoke("run", "--help", catch_exceptions=False)
     return "--single-file" in result.output
 
 
@@ -323,20 +321,12 @@ _SINGLE: dict[str, Path] = {}
 def _single_file_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "report" not in _SINGLE:
         base = tmp_path_factory.mktemp("single-file")
-        images = base / "images"
-        images.mkdir()
-        import numpy as np
-        from PIL import Image
-
-        rng = np.random.default_rng(2)
-        for i in range(2):
-            pixels = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(images / f"s{i}.png")
+        images = write_images(base / "images", 2, (48, 64), seed=2, prefix="s")
         out = base / "report.html"
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("REPORTGEN_OFFLINE", "1")
             mp.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
-            result = run_cli(
+            result = invoke(
                 "run",
                 str(images),
                 "--weights",
@@ -350,6 +340,7 @@ def _single_file_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--single-file",
                 "-o",
                 str(out),
+                catch_exceptions=False,
             )
         assert result.exit_code == 0, result.output
         assert out.is_file()

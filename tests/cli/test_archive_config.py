@@ -7,12 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from reportgen.errors import UsageError
-from tests.helpers import invoke_reproducible, snapshot
+from tests.helpers import invoke_reproducible, snapshot, write_images
 
 CONFIG = """
 # options of `reportgen run`, long names
@@ -33,19 +31,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One run from a config file (one option overridden on the command line), and a
     rebuild of it from its manifest into another folder."""
     root = tmp_path_factory.mktemp("config")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(11)
-    for i in range(2):
-        pixels = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / "images" / f"p{i}.png")
+    write_images(root / "images", 2, (40, 40), seed=11, prefix="p")
     (root / "reportgen.toml").write_text(CONFIG)
     here = os.getcwd()
     os.chdir(root)
     try:
-        first = invoke_reproducible(["run", "--config", "reportgen.toml", "--top-k", "2", "--json"])
+        first = invoke_reproducible(
+            "run", "--config", "reportgen.toml", "--top-k", "2", "--json", catch_exceptions=False
+        )
         assert first.exit_code == 0, first.output
         again = invoke_reproducible(
-            ["run", "--from-manifest", "from-config/manifest.json", "-o", "rebuilt", "--json"]
+            "run",
+            "--from-manifest",
+            "from-config/manifest.json",
+            "-o",
+            "rebuilt",
+            "--json",
+            catch_exceptions=False,
         )
         assert again.exit_code == 0, again.output
     finally:
@@ -87,20 +89,25 @@ def test_json_summary_on_stdout(runs: dict[str, Any]) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('top-k = 3\ncolour = "red"\n')
-    result = invoke_reproducible(["run", "--config", str(bad), "x.png"])
+    result = invoke_reproducible("run", "--config", str(bad), "x.png", catch_exceptions=False)
     assert result.exit_code == 2
     assert "unknown option 'colour'" in result.output and "top-k" in result.output
     bad.write_text("top-k = ")
-    result = invoke_reproducible(["run", "--config", str(bad), "x.png"])
+    result = invoke_reproducible("run", "--config", str(bad), "x.png", catch_exceptions=False)
     assert result.exit_code == 2 and "not valid TOML" in result.output
     bad.write_text("top-k = 'many'\n")
-    assert invoke_reproducible(["run", "--config", str(bad), "x.png"]).exit_code == 2
-    result = invoke_reproducible(["run", "--from-manifest", str(tmp_path / "none.json"), "x.png"])
+    result = invoke_reproducible("run", "--config", str(bad), "x.png", catch_exceptions=False)
+    assert result.exit_code == 2
+    result = invoke_reproducible(
+        "run", "--from-manifest", str(tmp_path / "none.json"), "x.png", catch_exceptions=False
+    )
     assert result.exit_code == 2 and "cannot read --from-manifest" in result.output
 
 
 def test_missing_input_fails_with_exit_1(tmp_path: Path) -> None:
-    result = invoke_reproducible(["run", str(tmp_path / "nothing-here"), "--weights", "none"])
+    result = invoke_reproducible(
+        "run", str(tmp_path / "nothing-here"), "--weights", "none", catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: ")
 

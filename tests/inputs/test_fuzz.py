@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from reportgen.errors import ReportgenError
 from reportgen.inputs.files import InputFile, discover_inputs, input_id, load_image
+from tests.helpers import invoke
 
 # A tiny model of the user's own (``module:factory``) keeps each whole run, and its
 # pages, small; what is fuzzed is the input side, not the network.
@@ -179,8 +179,6 @@ def check_pages(report: Path) -> int:
 def test_fuzzed_folder_gives_a_report_and_nothing_escapes(
     entries: list[tuple[str, str, bytes]],
 ) -> None:
-    from reportgen.cli.commands import main
-
     with tempfile.TemporaryDirectory(prefix="reportgen-fuzz-") as temp:
         root = Path(temp)
         folder = root / "in"
@@ -197,7 +195,7 @@ def test_fuzzed_folder_gives_a_report_and_nothing_escapes(
         cwd = os.getcwd()
         os.chdir(root)  # a relative path that escaped would land here
         try:
-            result = CliRunner().invoke(main, ["run", "in", "-o", "out", *SMALL])
+            result = invoke("run", "in", "-o", "out", *SMALL)
         finally:
             os.chdir(cwd)
         assert result.exception is None or isinstance(result.exception, SystemExit), (

@@ -19,24 +19,17 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
 from PIL import Image
 from torchvision.models import AlexNet_Weights, alexnet
 
 from reportgen.settings import RUNTIME_FIELDS, RunSettings
-from tests.helpers import map_tile
+from tests.helpers import invoke, map_tile
 
 pytestmark = pytest.mark.slow
 
 EVIL_NAME = '"><img src=x onerror=alert(1)>&amp;.png'
 LAYERS = ("features.0", "features.3", "classifier.6")
 TOP_K = 3
-
-
-def run_cli(*args: str) -> Result:
-    from reportgen.cli.commands import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @dataclasses.dataclass
@@ -73,7 +66,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         args = ["run", "images", "-m", "alexnet", "--weights", "none", "--seed", "0", "--jobs", "2"]
         for layer in LAYERS:
             args += ["-l", layer]
-        result = run_cli(*args, "--top-k", str(TOP_K), "-o", "report")
+        result = invoke(*args, "--top-k", str(TOP_K), "-o", "report", catch_exceptions=False)
     assert result.exit_code == 0, result.output
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     return Built(root, images, result.stdout, manifest)
@@ -522,7 +515,7 @@ def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Pat
     args = ["-q", "run", str(small_images), "-m", "resnet18", "--weights", "none", "-l", "conv1"]
     args += ["--strategy", "manual", "--channels", "5,0", "--scale", "layer", "-o", str(out)]
     args += ["--colormap", "gray", "--alpha", "0.3", "--overlay-files"]
-    result = run_cli(*args)
+    result = invoke(*args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and result.stderr == ""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

@@ -11,16 +11,12 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import html5lib
-import numpy as np
 import pytest
-from PIL import Image
 
 from reportgen.report.data import ChannelRecord, LayerRecord, ModelRecord
 from reportgen.report.summary import channel_table, summarize_layer, summary_chart
+from tests.helpers import REPO, build_small_report
 
-from .conftest import REPO, run_cli
-
-ODD_NAME = '<b>odd & "q".png'
 CSP_REQUIRED = (
     "default-src 'none'",
     "img-src 'self' data:",
@@ -29,56 +25,6 @@ CSP_REQUIRED = (
 )
 # Channel pages of one layer are alike: check this many of each layer (first ones, last one).
 CHANNEL_PAGES_PER_LAYER = 6
-
-
-_FAILED: list[str] = []
-
-
-def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small report per test session (shared by the HTML, browser and notebook tests):
-    AlexNet with random weights, two conv layers and one Linear layer, two inputs, one of
-    them with HTML in its file name."""
-    # Cached in the session's temporary folder (module globals are not shared when
-    # pytest imports test modules on its own, e.g. --import-mode=importlib).
-    base = tmp_path_factory.getbasetemp() / "reportgen-small-report"
-    if (base / "report" / "manifest.json").is_file():
-        return base / "report"
-    if _FAILED:
-        pytest.fail(f"the small report could not be built: {_FAILED[0]}")
-    base.mkdir(parents=True, exist_ok=True)
-    images = base / "images"
-    images.mkdir()
-    rng = np.random.default_rng(1)
-    for i, name in enumerate(["a.png", ODD_NAME]):
-        pixels = rng.integers(0, 256, size=(40 + 8 * i, 56, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(images / name)
-    out = base / "report"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REPORTGEN_OFFLINE", "1")
-        mp.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
-        mp.setenv("TORCH_HOME", str(base / "torch-home"))
-        result = run_cli(
-            "run",
-            str(images),
-            "--weights",
-            "none",
-            "-m",
-            "alexnet",
-            "-l",
-            "features.0",
-            "-l",
-            "features.3",
-            "-l",
-            "classifier.6",
-            "--top-k",
-            "4",
-            "-o",
-            str(out),
-        )
-    if result.exit_code != 0:
-        _FAILED.append(result.output)
-        pytest.fail(f"the small report could not be built: {result.output}")
-    return out
 
 
 @pytest.fixture(scope="module")

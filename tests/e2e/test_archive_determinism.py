@@ -16,12 +16,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from posixpath import normpath
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from reportgen.tools.verify import verify_report
-from tests.helpers import invoke_reproducible, snapshot
+from tests.helpers import invoke_reproducible, snapshot, write_images
 
 RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
 
@@ -29,11 +27,8 @@ RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("determinism")
-    rng = np.random.default_rng(3)
-    for folder in ("a", "b"):  # the same file name in two folders
-        (root / "images" / folder).mkdir(parents=True)
-        pixels = rng.integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / "images" / folder / "cat.png")
+    # the same file name in two folders
+    write_images(root / "images", 2, (40, 56), names=["a/cat.png", "b/cat.png"], seed=3)
     first = root / "first"
     second = root / "elsewhere" / "second"
     second.parent.mkdir()
@@ -41,7 +36,9 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     os.chdir(root)  # inputs named as a user would: relative to where reportgen runs
     try:
         for out in (first, second):
-            result = invoke_reproducible(["-q", "run", "images", *RUN, "-o", str(out)])
+            result = invoke_reproducible(
+                "-q", "run", "images", *RUN, "-o", str(out), catch_exceptions=False
+            )
             assert result.exit_code == 0, result.output
     finally:
         os.chdir(here)

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from reportgen.pipeline import build_report
 from reportgen.results import store as cache
 from reportgen.settings import RunSettings
+from tests.helpers import write_images
 
 LAYERS = ("features.0", "features.3")
 
@@ -44,11 +44,6 @@ def _same_tree(a: Path, b: Path) -> None:
     assert files_a == files_b
     _, mismatch, errors = filecmp.cmpfiles(a, b, [str(p) for p in files_a], shallow=False)
     assert mismatch == [] and errors == []
-
-
-def _add_image(folder: Path, name: str, seed: int) -> None:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(folder / name)
 
 
 def test_unchanged_rerun_replays_the_same_report_without_the_network(
@@ -82,7 +77,7 @@ def test_an_added_input_is_the_only_one_computed(
     out = tmp_path / "report"
     build_report(_settings(small_images, out, store, batch_size=1))
     assert forward_passes == [1, 1, 1]
-    _add_image(small_images, "img9.png", seed=9)
+    write_images(small_images, 1, (40, 56), names=["img9.png"], seed=9)
     forward_passes.clear()
     summary = build_report(_settings(small_images, out, store, batch_size=1))
     assert forward_passes == [1]  # only the new input ran through the network
@@ -98,7 +93,8 @@ def test_cached_inputs_in_a_mixed_batch_keep_input_order(
     store = tmp_path / "cache"
     out = tmp_path / "report"
     build_report(_settings(small_images, out, store))
-    _add_image(small_images, "img0a.png", seed=5)  # sorts between cached inputs
+    # sorts between cached inputs
+    write_images(small_images, 1, (40, 56), names=["img0a.png"], seed=5)
     forward_passes.clear()
     build_report(_settings(small_images, out, store))
     assert forward_passes == [1]

@@ -11,8 +11,7 @@ import html5lib
 import pytest
 
 from reportgen.tools.notebook import LayerView, Report
-
-from .test_html_pages import build_small_report
+from tests.helpers import build_small_report
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 from PIL import Image
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from reportgen.errors import ReportgenError
 from reportgen.nn.models import load_model
 from reportgen.nn.weights import resolve_weights
+from tests.helpers import invoke
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +24,6 @@ CHECKPOINT = "mobilenet_v2-b0353104.pth"
 CATEGORIES = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 PHOTOS = {"cat": "cat_chelsea.png", "coffee": "coffee.png"}
-
-
-def run_cli(*args: str) -> Result:
-    from reportgen.cli.commands import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +36,10 @@ def report(
         patch.setenv("REPORTGEN_OFFLINE", "1")
         patch.setenv("REPORTGEN_CACHE_DIR", "off")  # computed, never replayed
         patch.setenv("TORCH_HOME", str(out.parent / "torch-home"))
-        result = run_cli(
+        result = invoke(
             "run", *photos, "-m", "mobilenet_v2", "--weights-dir", str(mobilenet_weights_dir),
             "-l", "features.0.0", "--top-k", "2", "-o", str(out),
+            catch_exceptions=False,
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     return result, json.loads((out / "manifest.json").read_text(encoding="utf-8"))

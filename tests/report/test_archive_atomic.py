@@ -21,16 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
-from PIL import Image
 
 import reportgen
 from reportgen.report import output
 from reportgen.report.output import STAGING_TAG, StagedReport, recover_and_clean
+from tests.helpers import REPRODUCIBLE_ENV, invoke_reproducible, write_images
 
-EPOCH = "1700000000"
+EPOCH = REPRODUCIBLE_ENV["SOURCE_DATE_EPOCH"]
 
 ZYGOTE = r"""
 import json, os, sys
@@ -132,15 +130,6 @@ def leftovers(target: Path) -> list[str]:
     return sorted(p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}."))
 
 
-def write_images(folder: Path, count: int, size: int = 64) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    for i in range(count):
-        pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i}.png")
-    return folder
-
-
 # A run long enough to be killed while it writes: every Conv2d of AlexNet.
 HEAVY = ["--weights", "none", "-m", "alexnet", "-l", "conv", "--jobs", "1", "--top-k", "2"]
 LIGHT = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
@@ -151,7 +140,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if not hasattr(os, "fork"):
         pytest.skip("needs fork (POSIX)")
     root = tmp_path_factory.mktemp("atomic")
-    write_images(root / "images", 4)
+    write_images(root / "images", 4, (64, 64), seed=7)
     dead = root / f".previous{STAGING_TAG}dead"  # what a killed run leaves behind
     (dead / "models").mkdir(parents=True)
     (dead / "models" / "half.png").write_bytes(b"half")
@@ -275,12 +264,6 @@ def test_crash_between_the_two_renames_is_recovered(
     assert leftovers(target) == []
 
 
-def _cli(args: list[str]) -> Any:
-    from reportgen.cli.commands import main
-
-    return CliRunner().invoke(main, args, catch_exceptions=False, env={"SOURCE_DATE_EPOCH": EPOCH})
-
-
 @pytest.fixture
 def previous(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """A small finished report (made without torch: a staged report with a manifest)."""
@@ -289,7 +272,7 @@ def previous(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
         staged.write("index.html", "<p>previous</p>")
         staged.write("assets/x.png", b"png")
         staged.commit({"generator": {"name": "reportgen"}, "files": staged.file_list()})
-    images = write_images(tmp_path / "images", 2, 40)
+    images = write_images(tmp_path / "images", 2, (40, 40), seed=7)
     return target, images, tree_digest(target)
 
 
@@ -303,7 +286,9 @@ def test_exception_mid_run_leaves_previous_report(
         raise RuntimeError("boom while rendering")
 
     monkeypatch.setattr(pages, "render_pages", broken)
-    result = _cli(["run", str(images), *LIGHT, "-o", str(target)])
+    result = invoke_reproducible(
+        "run", str(images), *LIGHT, "-o", str(target), catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert "boom while rendering" in result.output
     assert tree_digest(target) == snapshot
@@ -325,7 +310,9 @@ def test_full_disk_leaves_previous_report(
         return real_path_of(self, relpath)
 
     monkeypatch.setattr(StagedReport, "path_of", filling_up)
-    result = _cli(["run", str(images), *LIGHT, "-o", str(target)])
+    result = invoke_reproducible(
+        "run", str(images), *LIGHT, "-o", str(target), catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert "No space left on device" in result.output
     assert tree_digest(target) == snapshot
@@ -336,8 +323,10 @@ def test_refuses_a_folder_that_is_not_a_report(tmp_path: Path) -> None:
     target = tmp_path / "photos"
     target.mkdir()
     (target / "holiday.jpg").write_bytes(b"precious")
-    images = write_images(tmp_path / "images", 1, 32)
-    result = _cli(["run", str(images), *LIGHT, "-o", str(target)])
+    images = write_images(tmp_path / "images", 1, (32, 32), seed=7)
+    result = invoke_reproducible(
+        "run", str(images), *LIGHT, "-o", str(target), catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert "not a reportgen report" in result.output
     assert "choose another -o path" in result.output
@@ -350,7 +339,9 @@ def test_refuses_a_report_holding_files_it_did_not_write(
 ) -> None:
     target, images, _snapshot = previous
     (target / "notes.txt").write_text("mine")
-    result = _cli(["run", str(images), *LIGHT, "-o", str(target)])
+    result = invoke_reproducible(
+        "run", str(images), *LIGHT, "-o", str(target), catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert "notes.txt" in result.output and "did not write" in result.output
     assert (target / "notes.txt").read_text() == "mine"
@@ -359,8 +350,10 @@ def test_refuses_a_report_holding_files_it_did_not_write(
 def test_refuses_a_file_for_a_folder_report(tmp_path: Path) -> None:
     target = tmp_path / "report"
     target.write_text("a file")
-    images = write_images(tmp_path / "images", 1, 32)
-    result = _cli(["run", str(images), *LIGHT, "-o", str(target)])
+    images = write_images(tmp_path / "images", 1, (32, 32), seed=7)
+    result = invoke_reproducible(
+        "run", str(images), *LIGHT, "-o", str(target), catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert "not a folder" in result.output
     assert target.read_text() == "a file"

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 import reportgen
 from reportgen.report.output import StagedReport
 from reportgen.tools.verify import verify_report
+from tests.helpers import invoke
 
 FILES = {
     "index.html": "<!DOCTYPE html><title>r</title>",
@@ -41,9 +42,7 @@ def report(tmp_path: Path) -> Path:
 
 
 def verify_cli(*args: str) -> Result:
-    from reportgen.cli.commands import main
-
-    return CliRunner().invoke(main, ["verify", *args], catch_exceptions=False)
+    return invoke("verify", *args, catch_exceptions=False)
 
 
 def test_intact_report(report: Path) -> None:

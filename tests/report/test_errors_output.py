@@ -24,9 +24,8 @@ import pytest
 from PIL import Image
 
 from reportgen.report import output as output_module
-from tests.helpers import error_line, invoke, snapshot
+from tests.helpers import REPO, error_line, invoke, snapshot
 
-REPO = Path(__file__).resolve().parent.parent
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")
 STAGING = ".reportgen-staging-"
 

@@ -10,18 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from click.testing import CliRunner, Result
+from click.testing import Result
 from torchvision.models import get_model, list_models
 
 from reportgen import __version__
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str) -> Result:
-    from reportgen.cli.commands import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+from tests.helpers import REPO, invoke
 
 
 def _one_error_line(result: Result, code: int) -> str:
@@ -34,7 +27,7 @@ def _one_error_line(result: Result, code: int) -> str:
 
 
 def test_version_matches_the_package_metadata() -> None:
-    result = run_cli("--version")
+    result = invoke("--version", catch_exceptions=False)
     assert result.exit_code == 0
     assert result.stdout.strip() == f"reportgen, version {__version__}"
     pyproject = (REPO / "pyproject.toml").read_text()
@@ -52,7 +45,7 @@ def test_version_matches_the_package_metadata() -> None:
 )
 def test_help_everywhere(args: tuple[str, ...], expected: list[str]) -> None:
     for flag in ("--help", "-h"):
-        result = run_cli(*args, flag)
+        result = invoke(*args, flag, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith("Usage: ")
         for word in expected:
@@ -60,7 +53,7 @@ def test_help_everywhere(args: tuple[str, ...], expected: list[str]) -> None:
 
 
 def test_run_help_lists_every_choice() -> None:
-    text = run_cli("run", "--help").stdout
+    text = invoke("run", "--help", catch_exceptions=False).stdout
     for word in ("top_mean", "top_max", "mixed", "interesting", "manual", "channel", "layer"):
         assert word in text
     for option in ("--colormap", "--alpha", "--scale", "--channels", "--interesting-mean"):
@@ -68,7 +61,7 @@ def test_run_help_lists_every_choice() -> None:
 
 
 def test_models_lists_torchvisions_classifiers() -> None:
-    result = run_cli("models")
+    result = invoke("models", catch_exceptions=False)
     assert result.exit_code == 0
     listed = result.stdout.split()
     assert listed == sorted(list_models(module=torchvision.models))
@@ -84,7 +77,7 @@ def _layer_rows(text: str) -> dict[str, list[str]]:
 
 
 def test_layers_of_resnet18() -> None:
-    result = run_cli("layers", "resnet18")
+    result = invoke("layers", "resnet18", catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = _layer_rows(result.stdout)
     assert rows["conv1"] == ["Conv2d", "64x112x112", "*"]
@@ -99,7 +92,7 @@ def test_layers_of_resnet18() -> None:
 
 
 def test_layers_all_includes_containers_and_alexnet_shapes() -> None:
-    rows = _layer_rows(run_cli("layers", "alexnet", "--all").stdout)
+    rows = _layer_rows(invoke("layers", "alexnet", "--all", catch_exceptions=False).stdout)
     assert rows["features"] == ["Sequential", "256x6x6"]
     assert rows["features.0"] == ["Conv2d", "64x55x55", "*"]
     assert rows["features.1"] == ["ReLU", "64x55x55"]
@@ -107,7 +100,7 @@ def test_layers_all_includes_containers_and_alexnet_shapes() -> None:
 
 
 def test_layers_of_an_unknown_model() -> None:
-    line = _one_error_line(run_cli("layers", "resnet19"), 1)
+    line = _one_error_line(invoke("layers", "resnet19", catch_exceptions=False), 1)
     assert "resnet18" in line and "reportgen models" in line
 
 
@@ -115,7 +108,16 @@ def test_layers_of_an_unknown_model() -> None:
 
 
 def _run(images: Path, tmp_path: Path, *extra: str) -> Result:
-    return run_cli("run", str(images), "-o", str(tmp_path / "out"), "--weights", "none", *extra)
+    return invoke(
+        "run",
+        str(images),
+        "-o",
+        str(tmp_path / "out"),
+        "--weights",
+        "none",
+        *extra,
+        catch_exceptions=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,9 +175,10 @@ def test_unknown_layer_in_run(small_images: Path, tmp_path: Path) -> None:
 
 
 def test_missing_weights_offline(small_images: Path, tmp_path: Path) -> None:
-    result = run_cli(
+    result = invoke(
         "run", str(small_images), "-o", str(tmp_path / "out"), "-m", "resnet18",
         "--weights-dir", str(tmp_path),
+        catch_exceptions=False,
     )  # fmt: skip
     line = _one_error_line(result, 1)
     assert "resnet18-f37072fd.pth" in line and str(tmp_path) in line

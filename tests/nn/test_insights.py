@@ -16,10 +16,7 @@ from PIL import Image
 from reportgen.analysis.examples import TopExamples
 from reportgen.nn.gradcam import grad_cam, last_conv_layer
 from reportgen.nn.receptive import receptive_fields
-from tests.conftest import SAMPLE_IMAGES, run_cli
-
-TESTS = Path(__file__).resolve().parent
-
+from tests.helpers import SAMPLE_IMAGES, TESTS, invoke, write_images
 
 # --- Grad-CAM -------------------------------------------------------------------------
 
@@ -84,7 +81,7 @@ def test_gradcam_mass_lies_on_the_object_with_real_weights(
     images.mkdir()
     view.save(images / "half_cat.png")
     out = tmp_path / "report"
-    result = run_cli(
+    result = invoke(
         "run",
         str(images),
         "-m",
@@ -97,6 +94,7 @@ def test_gradcam_mass_lies_on_the_object_with_real_weights(
         "0",
         "-o",
         str(out),
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -186,15 +184,6 @@ def test_top_examples_keep_the_highest_inputs_per_channel_with_bounded_memory() 
 # --- Comparison, custom models and the Python API ----------------------------------------
 
 
-def _small_images(folder: Path, count: int = 2) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(5)
-    for i in range(count):
-        pixels = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"pic{i}.png")
-    return folder
-
-
 @pytest.mark.slow
 def test_compare_two_checkpoints_puts_most_changed_filters_first(tmp_path: Path) -> None:
     torch.manual_seed(0)
@@ -204,9 +193,9 @@ def test_compare_two_checkpoints_puts_most_changed_filters_first(tmp_path: Path)
     tuned["features.0.weight"][5] *= -1.0  # cosine -1
     tuned["features.0.weight"][9] = torch.randn_like(tuned["features.0.weight"][9])
     torch.save(tuned, tmp_path / "tuned.pth")
-    images = _small_images(tmp_path / "in")
+    images = write_images(tmp_path / "in", 2, (64, 64), seed=5, prefix="pic")
     out = tmp_path / "report"
-    result = run_cli(
+    result = invoke(
         "run",
         str(images),
         "-m",
@@ -223,6 +212,7 @@ def test_compare_two_checkpoints_puts_most_changed_filters_first(tmp_path: Path)
         "2",
         "-o",
         str(out),
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -252,9 +242,9 @@ def test_custom_model_factory_with_weights_labels_and_normalisation(
     trained = tinynet_factory.build()
     torch.save(trained.state_dict(), tmp_path / "tiny.pth")
     (tmp_path / "labels.txt").write_text("apple\nbanana\ncherry\n")
-    images = _small_images(tmp_path / "in", 3)
+    images = write_images(tmp_path / "in", 3, (64, 64), seed=5, prefix="pic")
     out = tmp_path / "report"
-    result = run_cli(
+    result = invoke(
         "run",
         str(images),
         "-m",
@@ -273,6 +263,7 @@ def test_custom_model_factory_with_weights_labels_and_normalisation(
         "2",
         "-o",
         str(out),
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -296,7 +287,7 @@ def test_custom_model_factory_with_weights_labels_and_normalisation(
 def test_analyze_returns_the_same_data_the_report_records(tmp_path: Path) -> None:
     import reportgen
 
-    images = _small_images(tmp_path / "in")
+    images = write_images(tmp_path / "in", 2, (64, 64), seed=5, prefix="pic")
     options = dict(models=["alexnet"], weights="none", layers=["features.0"], examples=3)
     analysis = reportgen.analyze([str(images)], **options)
     assert not (tmp_path / "report").exists()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from reportgen.errors import ReportgenError
 from reportgen.inputs.files import InputFile, discover_inputs, input_id, load_image
+from tests.helpers import write_images
 
 
 def _file(path: Path) -> InputFile:
@@ -161,8 +162,7 @@ def test_unreadable_files_give_a_reason(tmp_path: Path, content: bytes, message:
 
 
 def test_truncated_image_is_an_error(tmp_path: Path) -> None:
-    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    path = _save(tmp_path / "cut.jpg", Image.fromarray(pixels), format="JPEG")
+    path = write_images(tmp_path, 1, (64, 64), names=["cut.jpg"], seed=1) / "cut.jpg"
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ReportgenError, match="cut.jpg"):
         load_image(_file(path))

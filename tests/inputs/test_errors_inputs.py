@@ -34,9 +34,8 @@ from reportgen.inputs.files import (
     input_id,
     load_image,
 )
-from tests.helpers import error_line, invoke
+from tests.helpers import REPO, error_line, invoke
 
-REPO = Path(__file__).resolve().parent.parent
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")
 HTML_NAME = "<svg onload=alert(1)>.png"
 

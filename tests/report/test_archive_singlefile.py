@@ -11,12 +11,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from reportgen.report.output import is_single_file_report
-from tests.helpers import invoke_reproducible
+from tests.helpers import invoke_reproducible, write_images
 
 RUN = ["--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2"]
 URL_ATTRS = {"src", "href", "srcset", "poster", "data", "action", "formaction", "xlink:href"}
@@ -25,27 +24,22 @@ URL_ATTRS = {"src", "href", "srcset", "poster", "data", "action", "formaction", 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
     root = tmp_path_factory.mktemp("single")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(2):
-        pixels = rng.integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / "images" / f"pic{i}.png")
+    write_images(root / "images", 2, (48, 48), seed=5, prefix="pic")
     (root / "out").mkdir()
     here = os.getcwd()
     os.chdir(root)
     try:
         result = invoke_reproducible(
-            [
-                "run",
-                "images",
-                *RUN,
-                "--single-file",
-                "-o",
-                "out/analysis.html",
-                "--max-single-file-mb",
-                "0.5",
-                "--json",
-            ]  # fmt: skip
+            "run",
+            "images",
+            *RUN,
+            "--single-file",
+            "-o",
+            "out/analysis.html",
+            "--max-single-file-mb",
+            "0.5",
+            "--json",
+            catch_exceptions=False,
         )
     finally:
         os.chdir(here)
@@ -177,7 +171,13 @@ def test_refuses_to_replace_another_file(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     Image.new("RGB", (32, 32), "red").save(tmp_path / "images" / "red.png")
     result = invoke_reproducible(
-        ["run", str(tmp_path / "images"), *RUN, "--single-file", "-o", str(target)]
+        "run",
+        str(tmp_path / "images"),
+        *RUN,
+        "--single-file",
+        "-o",
+        str(target),
+        catch_exceptions=False,
     )
     assert result.exit_code == 1
     assert "not a reportgen single-file report" in result.output
