@@ -229,6 +229,7 @@ def target(
     module = _module("mobilenet_v2", weights_dir, device)
     prep = default_preprocessing()
     photos = photo_files(list(images))
+    samples = len(photo_files([]))  # the first ones: sample_images/
     rows: list[dict[str, Any]] = []
     layer_rows: list[dict[str, Any]] = []
     pictures: dict[str, dict[str, Any]] = {}
@@ -236,6 +237,7 @@ def target(
     for layer in layers:
         means = photo_means(module, layer, photos, device)
         best = means.max(dim=0)
+        best_sample = means[:samples].max(dim=0).values
         chosen = [int(c) for c in torch.topk(best.values, channels).indices]
         after, seconds, cpu = _timed(
             device,
@@ -274,6 +276,7 @@ def target(
                 "best_photo_file": photos[int(best.indices[channel])].name,
                 "activation": round(result.activation, 4),
                 "ratio": round(result.activation / photo, 2),
+                "ratio_sample_photos": round(result.activation / float(best_sample[channel]), 2),
             }
             ratios.append(result.activation / photo)
             if before:
@@ -286,8 +289,11 @@ def target(
         summary["min_ratio"] = round(min(ratios), 2)
         layer_rows.append(summary)
     ratios = [r["activation"] / r["best_photo"] for r in rows]
+    sample_ratios = [r["ratio_sample_photos"] for r in rows]
     return {
         "photos": [p.name for p in photos],
+        "sample_photos": samples,
+        "median_ratio_sample_photos": round(statistics.median(sample_ratios), 2),
         "steps": steps,
         "size": size,
         "input_size": list(pair(prep.crop_size)),
@@ -341,7 +347,9 @@ def target_markdown(result: dict[str, Any]) -> str:
         f"{result['size']} px optimised at {'x'.join(map(str, result['input_size']))} "
         f"on {result['device']} ({result['threads']} threads). Every visualisation above "
         f"its best photo: {'yes' if result['all_above_best_photo'] else 'NO'}; median "
-        f"{result['median_ratio']:.2f}x, lowest {result['min_ratio']:.2f}x.",
+        f"{result['median_ratio']:.2f}x, lowest {result['min_ratio']:.2f}x. Against the "
+        f"{result['sample_photos']} photos of sample_images/ alone: median "
+        f"{result['median_ratio_sample_photos']:.2f}x.",
     ]
     return "\n".join(lines)
 
