@@ -25,6 +25,7 @@ from reportgen.compute.batch import PictureOptions
 from reportgen.compute.encoding import ImageEncoder
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.imaging import pictures as imaging
+from reportgen.inputs.detail import detail_inputs
 from reportgen.inputs.files import (
     IMAGE_SUFFIXES,
     InputFile,
@@ -35,9 +36,16 @@ from reportgen.inputs.files import (
 from reportgen.report import paths
 from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
 from reportgen.results.records import InputResult, PictureKey
-from reportgen.results.run import ModelResults
+from reportgen.results.run import STATS_FIELDS, ModelResults
 from reportgen.results.summary import RunSummary
-from reportgen.settings import SCALES, STRATEGIES, RunSettings, maps_in_sheets, report_settings
+from reportgen.settings import (
+    DETAIL_DEFAULT,
+    SCALES,
+    STRATEGIES,
+    RunSettings,
+    maps_in_sheets,
+    report_settings,
+)
 
 log = logging.getLogger("reportgen")
 Progress = Callable[[int], None]
@@ -185,6 +193,9 @@ def build_report(
             table = imaging.colormap_table(settings.colormap)
             if not analysis_only:
                 staged.write(colorbar, imaging.colorbar_png(table))
+            detail = frozenset(detail_inputs(usable, settings.detail, DETAIL_DEFAULT))
+            for record in inputs:
+                record.detail = record.id in detail
             options = PictureOptions(
                 table=table,
                 alpha=settings.alpha,
@@ -192,6 +203,7 @@ def build_report(
                 overlay_files=settings.overlay_files,
                 scale_by_layer=settings.scale == "layer",
                 encode=not analysis_only,
+                detail=detail,
             )
             run = _Run(settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder)
             results = [
@@ -202,6 +214,12 @@ def build_report(
             encoder.close()
         data = _report_data(settings, device, inputs, skipped, results, warnings, colorbar)
         summary = _write_report(settings, data, staged, jobs, analysis_only, started)
+        if analysis_only:
+            # analyze(): every input's statistics as arrays [input, channel, field].
+            for entry, model_run in zip(summary.extra["analysis"]["models"], results):
+                for layer in entry["layers"]:
+                    layer["stats"] = model_run.stats[layer["name"]].read()
+                    layer["stats_fields"] = list(STATS_FIELDS)
         manifest = summary.extra.pop("manifest", None)
         if run_key and manifest is not None:
             run_cache.save(run_key, staged.target, manifest)
@@ -239,10 +257,19 @@ class _Run:
     encoder: ImageEncoder
 
 
+@dataclass
+class _ModelRun:
+    """A model's merged results and, per layer, every input's statistics."""
+
+    results: ModelResults
+    stats: dict[str, Any]  # layer -> StatsFile (folder reports) or StatsTable
+
+
 def _run_model(
     run: _Run, model: Any, facts: Any, progress: Progress | None, cache_dir: Path | None
-) -> ModelResults:
-    """One model: its inputs, then the work after all inputs; pictures into the report."""
+) -> _ModelRun:
+    """One model: its inputs, then the work after all inputs; pictures and statistics
+    files into the report."""
     settings, options, staged, encoder, usable = (
         run.settings,
         run.options,
@@ -257,11 +284,14 @@ def _run_model(
     layout = "map sheets" if options.sheets else "map files"
     pictures = f"{layout}; {'encoded' if options.encode else 'none'}"
     key = model_key(model, settings, pictures) if cache_dir is not None else ""
-    store = ResultStore(cache_dir, key, run.input_sha, facts.layers)
+    store = ResultStore(cache_dir, key, run.input_sha, facts.layers, options.detail)
+    stats = _stats_tables(run, facts)
 
-    def write_input(result: InputResult) -> None:
+    def write_input(result: InputResult, index: int) -> None:
         for picture, data in result.pictures.items():
             encoder.submit(staged.write, picture_path(facts.id, result.input_id, picture), data)
+        for name, table in stats.items():
+            table.write(index, result.layers[name].stats)
 
     def write_picture(picture: PictureKey, data: bytes) -> None:
         staged.write(picture_path(facts.id, "", picture), data)
@@ -273,6 +303,8 @@ def _run_model(
     results = model_run.run_inputs(
         model, facts, usable, settings, options, store, encoder, write_input, progress
     )
+    for table in stats.values():
+        table.close()
     if settings.feature_vis:
         from reportgen.compute.featurevis import feature_vis_for_model
 
@@ -280,7 +312,24 @@ def _run_model(
     results.example_boxes = model_run.example_boxes(model, results)
     if emit is not None:
         model_run.encode_example_strips(model, results.example_boxes, usable, encoder, emit)
-    return results
+    return _ModelRun(results, stats)
+
+
+def _stats_tables(run: _Run, facts: Any) -> dict[str, Any]:
+    """Per layer, where every input's statistics go: a file of a folder report, else
+    memory (``analyze``, single-file reports)."""
+    from reportgen.report.statsfile import StatsFile
+    from reportgen.results.run import StatsTable
+
+    count = len(run.usable)
+    if not run.options.encode or run.settings.single_file:
+        return {layer.name: StatsTable(count, layer.channels) for layer in facts.layers}
+    return {
+        layer.name: StatsFile(
+            run.staged, paths.stats_file(facts.id, layer.name), count, layer.channels
+        )
+        for layer in facts.layers
+    }
 
 
 def _report_data(
@@ -288,16 +337,24 @@ def _report_data(
     device: Any,
     inputs: list[InputRecord],
     skipped: list[SkippedInput],
-    results: list[ModelResults],
+    runs: list[_ModelRun],
     warnings: list[str],
     colorbar: str,
 ) -> ReportData:
+    from reportgen.report import statsfile
     from reportgen.report.compare import compare_all
     from reportgen.report.records import model_record
 
-    records: list[ModelRecord] = [
-        model_record(r, maps_in_sheets(settings), settings.overlay_files) for r in results
-    ]
+    records: list[ModelRecord] = []
+    for run in runs:
+        tables = {name: table.read() for name, table in run.stats.items()}
+        record = model_record(run.results, tables, maps_in_sheets(settings), settings.overlay_files)
+        for layer in record.layers:
+            table = run.stats[layer.name]
+            if isinstance(table, statsfile.StatsFile):
+                layer.stats_file = statsfile.describe(table.relpath, *table.shape[:2])
+        records.append(record)
+    results = [run.results for run in runs]
     return ReportData(
         title="reportgen report",
         created=creation_time(),
@@ -309,7 +366,9 @@ def _report_data(
         models=records,
         warnings=warnings,
         colorbar=colorbar,
-        comparisons=compare_all([r.facts for r in results], records),
+        comparisons=compare_all(
+            [r.facts for r in results], records, {i.id for i in inputs if i.detail}
+        ),
     )
 
 

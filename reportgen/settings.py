@@ -21,6 +21,8 @@ STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
 SCALES = ("channel", "layer")
 DEVICES = ("auto", "cpu", "cuda")
 FV_CHANNELS = ("selected", "all")
+# Inputs with every channel's map when --detail is not given (all of a smaller run).
+DETAIL_DEFAULT = 32
 # -o when --single-file is given without it: one HTML file rather than a folder.
 SINGLE_FILE_OUTPUT = "report.html"
 
@@ -53,6 +55,9 @@ class RunSettings:
     gradcam_layer: str | None = None  # default: the model's last Conv2d
     target_class: str | None = None  # class index or label, besides the top prediction
     examples: int = 9  # top inputs per channel across the run
+    # Detail inputs keep every channel's map: () is the first DETAIL_DEFAULT inputs (all of
+    # a run with at most that many); ("all",), ("N",) or input names and globs.
+    detail: tuple[str, ...] = ()
     model_labels: tuple[str, ...] = ()  # display labels, in the order of models
     input_size: int | None = None  # custom models: crop size
     mean: tuple[float, ...] = ()  # custom models: normalisation

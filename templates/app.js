@@ -5,7 +5,6 @@
 (function () {
   "use strict";
 
-  var STATS = ["mean", "max", "min", "std", "sparsity"];
   var root = document.documentElement;
   root.classList.add("js");
 
@@ -140,7 +139,7 @@
       var byChannel = {};
       data.channels.forEach(function (c, i) {
         var row = { c: c, channel: c, selected: data.selected.indexOf(c) >= 0 };
-        STATS.forEach(function (k) { row[k] = data.stats[k][i]; });
+        Object.keys(data.stats).forEach(function (k) { row[k] = data.stats[k][i]; });
         byChannel[c] = row;
       });
       var containers = [];

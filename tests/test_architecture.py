@@ -22,20 +22,20 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reportgen"
 RANKS = {
     "reportgen": 0,  # the package root: __version__ (its API facade imports lazily)
     "errors": 0,
-    "settings": 0,
-    "inputs": 1,
-    "nn": 2,
-    "analysis": 3,
-    "results": 4,
-    "imaging": 5,
-    "compute": 6,
-    "report": 6,
-    "tools": 7,
-    "pipeline": 8,
-    "notebook": 8,  # reportgen.notebook: the notebook view under its first import path
-    "api": 9,
-    "cli": 10,
-    "__main__": 11,
+    "settings": 1,
+    "inputs": 2,
+    "nn": 3,
+    "analysis": 4,
+    "results": 5,
+    "imaging": 6,
+    "compute": 7,
+    "report": 7,
+    "tools": 8,
+    "pipeline": 9,
+    "notebook": 9,  # reportgen.notebook: the notebook view under its first import path
+    "api": 10,
+    "cli": 11,
+    "__main__": 12,
 }
 TORCH_FREE = ("inputs", "analysis", "results", "imaging", "report", "tools")
 # The network stage's output type, imported by the stages after it.

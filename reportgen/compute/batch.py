@@ -46,6 +46,8 @@ class PictureOptions:
     overlay_files: bool  # also each selected channel's overlay as a JPEG
     scale_by_layer: bool  # --scale layer: one colour range per layer and input
     encode: bool = True  # False: statistics and selections only (``reportgen.analyze``)
+    # The detail inputs (ids): only these get every channel's map, overlays and charts.
+    detail: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -154,10 +156,11 @@ def finish_input(
     result = InputResult(
         output.input_id, output.predictions, [cam for cam, _ in output.gradcam], {}, pictures
     )
+    maps = options.encode and output.input_id in options.detail
     for layer in layers:
         recorded = output.layers[layer.name]
         result.layers[layer.name] = _layer_result(
-            layer, recorded, view_array, settings, options, pictures
+            layer, recorded, view_array, settings, options, pictures if maps else None
         )
     return result
 
@@ -168,8 +171,9 @@ def _layer_result(
     view: np.ndarray,
     settings: RunSettings,
     options: PictureOptions,
-    pictures: dict[PictureKey, bytes],
+    pictures: dict[PictureKey, bytes] | None,
 ) -> LayerResult:
+    """Selection and range of one layer; with ``pictures``, its maps (or chart) too."""
     stats, values = recorded.stats, recorded.values
     selected = select_channels(
         stats,
@@ -180,14 +184,14 @@ def _layer_result(
         settings.interesting_max,
     )
     if not layer.spatial:
-        if options.encode:
+        if pictures is not None:
             names = [f"unit {i}" for i in range(values.shape[0])]
             pictures[PictureKey("chart", layer.name)] = imaging.ranked_chart_png(
                 values.astype(np.float64), names, f"{layer.name}: top values"
             )
         return LayerResult(stats, selected)
     low, high = value_range(values)
-    if options.encode:
+    if pictures is not None:
         pictures.update(_map_pictures(layer, stats, values, view, (low, high), selected, options))
     return LayerResult(stats, selected, (low, high))
 

@@ -61,8 +61,10 @@ class ResultStore:
         model_key: str,
         input_sha: dict[str, str],
         layers: tuple[LayerFacts, ...],
+        detail: frozenset[str] = frozenset(),
     ) -> None:
         self.cache = InputCache(root)
+        self.detail = detail  # detail inputs' results hold every map: keyed apart
         self.model_key = model_key
         self.input_sha = input_sha
         self.layer_names = [layer.name for layer in layers]
@@ -73,7 +75,8 @@ class ResultStore:
             return None
         from reportgen.results.store import digest
 
-        return digest(self.model_key, "input", self.input_sha[input_id], self.shape)
+        detail = input_id in self.detail
+        return digest(self.model_key, "input", self.input_sha[input_id], self.shape, detail)
 
     def load(self, input_id: str) -> InputResult | None:
         key = self._key(input_id)

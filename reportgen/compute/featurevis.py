@@ -45,14 +45,13 @@ def chosen_channels(results: ModelResults, layer: str, which: str) -> list[int]:
     if which == "all":
         facts = {f.name: f for f in results.facts.layers}[layer]
         return list(range(facts.channels))
-    return sorted({c for r in results.inputs.values() for c in r.layers[layer].selected})
+    return [int(c) for c in np.flatnonzero(results.totals[layer].selected > 0)]
 
 
 def best_input_mean(results: ModelResults, layer: str, channel: int) -> float | None:
     """The largest mean activation of a channel over the run's inputs."""
-    means = [float(r.layers[layer].stats.mean[channel]) for r in results.inputs.values()]
-    finite = [m for m in means if math.isfinite(m)]
-    return max(finite) if finite else None
+    best = float(results.totals[layer].max_mean[channel])
+    return best if math.isfinite(best) else None
 
 
 def input_size(model: Any) -> tuple[int, int]:

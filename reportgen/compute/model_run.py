@@ -25,7 +25,7 @@ from reportgen.settings import RunSettings
 Progress = Callable[[int], None]
 # Where pictures go: the caller (the pipeline) knows the report; compute does not.
 PictureSink = Callable[[PictureKey, bytes], None]
-ResultSink = Callable[[InputResult], None]
+ResultSink = Callable[[InputResult, int], None]  # a complete result and its input index
 
 
 def batches(items: list[InputFile], size: int) -> Iterator[list[InputFile]]:
@@ -163,7 +163,8 @@ def run_inputs(
     progress: Progress | None = None,
 ) -> ModelResults:
     """Every input through the model (or from the store), folded into the model's results
-    in input order. ``on_result`` gets each complete result (pictures included) once."""
+    in input order. ``on_result`` gets each complete result (pictures included) once, with
+    its index: where its pictures and per-channel statistics go is the caller's business."""
     layer = gradcam_layer(model, settings)
     target = target_class(model, settings.target_class)
 
@@ -182,8 +183,10 @@ def run_inputs(
     def fold(futures: list[Future[InputResult]]) -> None:
         for future in futures:
             result = future.result()
-            on_result(result)
-            results.add(result.without_pictures(), len(results.inputs))
+            index = len(results.inputs)
+            on_result(result, index)
+            detail = result.input_id in options.detail
+            results.add(result.without_pictures(), index, detail=detail)
         if progress:
             progress(len(futures))
 

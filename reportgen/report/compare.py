@@ -11,24 +11,23 @@ from reportgen.report.data import ComparisonRecord, LayerComparison, LayerRecord
 from reportgen.results.records import ModelFacts
 
 
-def compare_all(facts: list[ModelFacts], records: list[ModelRecord]) -> list[ComparisonRecord]:
+def compare_all(
+    facts: list[ModelFacts], records: list[ModelRecord], detail: set[str]
+) -> list[ComparisonRecord]:
     """The first model against each other one, on the layers they share."""
     if len(records) < 2:
         return []
     kernels = [{la.name: la.weight for la in f.layers if la.weight is not None} for f in facts]
     return [
-        compare_models(records[0], records[i], kernels[0], kernels[i])
+        compare_models(records[0], records[i], kernels[0], kernels[i], detail)
         for i in range(1, len(records))
     ]
 
 
-def mean_over_inputs(layer: LayerRecord, stat: str) -> list[float | None]:
-    """Per channel of a layer record, the mean of ``stat`` over its inputs (None: none)."""
-    values = []
-    for channel in layer.channels:
-        numbers = [s[stat] for s in channel.stats.values() if s.get(stat) is not None]
-        values.append(float(np.mean(numbers)) if numbers else None)
-    return values
+def over_inputs(layer: LayerRecord, stat: str) -> list[float | None]:
+    """Per channel of a layer record, ``stat`` over every input: the mean of its means,
+    its highest max or its mean sparsity (None: no input)."""
+    return [getattr(c.summary, stat) if c.summary else None for c in layer.channels]
 
 
 def compare_models(
@@ -36,6 +35,7 @@ def compare_models(
     other: ModelRecord,
     base_kernels: dict[str, np.ndarray],
     other_kernels: dict[str, np.ndarray],
+    detail: set[str],
 ) -> ComparisonRecord:
     """Compare layers of the same name and output shape; filters when shapes match too."""
     same_architecture = base.name == other.name
@@ -45,10 +45,10 @@ def compare_models(
         match = other_layers.get(layer.name)
         if match is None or tuple(match.output_shape) != tuple(layer.output_shape):
             continue
-        means_a, means_b = mean_over_inputs(layer, "mean"), mean_over_inputs(match, "mean")
-        maxes_a, maxes_b = mean_over_inputs(layer, "max"), mean_over_inputs(match, "max")
-        sparse_a = mean_over_inputs(layer, "sparsity")
-        sparse_b = mean_over_inputs(match, "sparsity")
+        means_a, means_b = over_inputs(layer, "mean"), over_inputs(match, "mean")
+        maxes_a, maxes_b = over_inputs(layer, "max"), over_inputs(match, "max")
+        sparse_a = over_inputs(layer, "sparsity")
+        sparse_b = over_inputs(match, "sparsity")
         kernel_a, kernel_b = base_kernels.get(layer.name), other_kernels.get(layer.name)
         cosine = None
         if kernel_a is not None and kernel_b is not None and kernel_a.shape == kernel_b.shape:
@@ -72,7 +72,8 @@ def compare_models(
         record.layers.append(
             LayerComparison(layer.name, len(layer.channels), rows, cosine is not None)
         )
+    # Predictions side by side for the detail inputs: bounded, whatever the run's size.
     for input_id, predictions in base.predictions.items():
-        if input_id in other.predictions:
+        if input_id in other.predictions and input_id in detail:
             record.predictions[input_id] = (predictions, other.predictions[input_id])
     return record

@@ -17,6 +17,7 @@ class InputRecord:
     height: int
     thumbnail: str  # report-relative path
     notes: list[str] = field(default_factory=list)
+    detail: bool = True  # keeps every channel's map (see --detail)
 
 
 @dataclass
@@ -32,11 +33,36 @@ class Prediction:
     probability: float
 
 
+@dataclass(frozen=True)
+class Histogram:
+    """A channel's per-input values over every input, in equal bins."""
+
+    low: float
+    high: float
+    counts: list[int]
+
+
+@dataclass
+class ChannelSummary:
+    """A channel over every input of the run."""
+
+    mean: float | None  # mean of its per-input means
+    max: float | None  # highest per-input max
+    min: float | None  # lowest per-input max
+    sparsity: float | None  # mean of its per-input sparsity
+    selected: int  # inputs that selected it
+    inputs: int  # inputs with finite statistics
+
+
 @dataclass
 class ChannelRecord:
     index: int
     page: str
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # input id -> stats
+    # detail input id -> stats (every input's are in the layer's statistics file)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: ChannelSummary | None = None
+    histograms: dict[str, Histogram] = field(default_factory=dict)  # "max"/"mean"
+    selected_by: list[str] = field(default_factory=list)  # input ids (the first ones)
     # input id -> map image path; only in single-file reports (a folder report's maps
     # are tiles of the layer's sheets: LayerRecord.sheets)
     maps: dict[str, str] = field(default_factory=dict)
@@ -67,6 +93,9 @@ class LayerRecord:
     # Folder reports: per input, one sheet holding every channel's map (reportgen.imaging.sheets)
     sheets: dict[str, str] = field(default_factory=dict)
     sheet_grid: SheetGrid | None = None
+    stats_file: dict[str, Any] | None = None  # {path, shape, fields, dtype}
+    kernel_shown: bool = False  # filters drawn on cards: first layer, or kernels over 1x1
+    detail_pages: dict[str, str] = field(default_factory=dict)  # detail input -> page
 
 
 @dataclass
@@ -94,6 +123,11 @@ class ModelRecord:
     layers: list[LayerRecord] = field(default_factory=list)
     label: str = ""  # display label (-m NAME=WEIGHTS with --label)
     gradcam: dict[str, list[GradCamRecord]] = field(default_factory=dict)  # top class first
+    input_pages: dict[str, str] = field(default_factory=dict)  # input id -> its page
+    # input id -> layer -> the channels selected for it: (channel, mean, max, sparsity)
+    selected_stats: dict[str, dict[str, list[tuple[int, Any, Any, Any]]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass

@@ -40,7 +40,8 @@ class ChannelLinks:
 
 
 class LayerFragments:
-    """``channel_grid`` and ``channel_stats_rows`` for layer.html."""
+    """``channel_cards`` for layer.html; ``channel_grid`` and ``channel_stats_rows`` for
+    input_layer.html (a detail input at one layer)."""
 
     def __init__(self, stats_cells: Callable[[dict[str, Any]], Markup]) -> None:
         self.links = ChannelLinks()
@@ -51,6 +52,40 @@ class LayerFragments:
         marked = set(chosen)
         for channel, link in zip(layer.channels, self.links(url, layer)):
             yield channel, link, channel.index in marked
+
+    def channel_cards(self, url: Url, layer: Any, filters: bool) -> Markup:
+        """One card per channel: its strongest dataset example, its filter (``filters``:
+        where it says something) and its numbers over every input; one link each."""
+        items = []
+        for channel, link in zip(layer.channels, self.links(url, layer)):
+            c, s = channel.index, channel.summary
+            example = ""
+            if channel.examples_image:
+                example = (
+                    f'<img class="example-first" src="{esc(url(channel.examples_image))}" '
+                    f'alt="Strongest dataset example of channel {c}" width="64" height="64" '
+                    'loading="lazy">'
+                )
+            drawn = channel.filter.get("rgb", channel.filter.get("mean")) if filters else None
+            kernel = (
+                f'<img class="filter" src="{esc(url(drawn))}" alt="Filter of channel {c}" '
+                'loading="lazy">'
+                if drawn
+                else ""
+            )
+            mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
+            numbers = ""
+            if s is not None:
+                numbers = (
+                    f'<span class="meta">mean {esc(format_number(s.mean))}, '
+                    f"max {esc(format_number(s.max))}, "
+                    f"{esc(_percent(s.sparsity))} &le;&nbsp;0; selected by {s.selected}</span>"
+                )
+            items.append(
+                f'<li data-c="{c}"{mark}><a href="{link}">{example}{kernel}'
+                f'<span class="name">channel {c}</span>{numbers}</a></li>\n'
+            )
+        return Markup("".join(items))
 
     def channel_grid(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
         """Every channel's map on one input, selected ones marked, as <li> items."""
@@ -84,6 +119,10 @@ class LayerFragments:
                     f'<tr data-c="{c}"><th scope="row"><a href="{link}">{c}</a></th>{cells}</tr>\n'
                 )
         return Markup("".join(rows))
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def value_range(low: Any, high: Any) -> str:
@@ -128,7 +167,7 @@ class ChannelFragments:
         marked = set(selected_for)
         c = channel.index
         figures = []
-        for input_id in layer.ranges:
+        for input_id in layer.detail_pages:
             source = inputs[input_id].source
             selected = input_id in marked
             alt = f"Map of channel {c} on {source}"

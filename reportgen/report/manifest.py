@@ -30,6 +30,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                 "height": i.height,
                 "thumbnail": i.thumbnail,
                 "notes": i.notes,
+                "detail": i.detail,
             }
             for i in data.inputs
         ],
@@ -46,6 +47,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                 "page": m.page,
                 "compare_page": m.compare_page,
                 "views": m.views,
+                "input_pages": m.input_pages,
                 "predictions": {
                     input_id: [dataclasses.asdict(p) for p in preds]
                     for input_id, preds in m.predictions.items()
@@ -65,11 +67,13 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                             layer.sheet_grid.describe() if layer.sheet_grid is not None else None
                         ),
                         "receptive_field": layer.receptive_field,
+                        "stats_file": layer.stats_file,
+                        "detail_pages": layer.detail_pages,
                         "channels": [
                             {
                                 "index": c.index,
                                 "page": c.page,
-                                "stats": c.stats,
+                                "summary": (dataclasses.asdict(c.summary) if c.summary else None),
                                 "examples": c.examples,
                                 "examples_image": c.examples_image,
                                 "feature_vis": c.feature_vis,

@@ -42,10 +42,60 @@ def _neighbours(items: list[Link], index: int) -> tuple[Link | None, Link | None
     return prev, nxt
 
 
+# Inputs per page of a gallery (the index's and each model's): pages stay small however
+# many inputs a run has; plain links lead from one gallery page to the next.
+GALLERY_SIZE = 48
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """One page of an inputs gallery: its inputs, and links to every page of it."""
+
+    number: int
+    inputs: list[str]  # input ids on this page
+    pages: list[Link]  # every page of the gallery, in order
+    total: int  # inputs in the whole gallery
+
+    @property
+    def first(self) -> int:
+        return (self.number - 1) * GALLERY_SIZE + 1
+
+
+def galleries(model_id: str | None, input_ids: list[str]) -> list[Gallery]:
+    """The pages of a gallery of ``input_ids`` (the report's: ``model_id`` None)."""
+    chunks = [input_ids[i : i + GALLERY_SIZE] for i in range(0, len(input_ids), GALLERY_SIZE)]
+    chunks = chunks or [[]]
+    links = [
+        Link(
+            f"{i * GALLERY_SIZE + 1}\u2013{i * GALLERY_SIZE + len(chunk)}",
+            paths.gallery_page(model_id, i + 1),
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+    return [Gallery(i + 1, chunk, links, len(input_ids)) for i, chunk in enumerate(chunks)]
+
+
 def plan_pages(data: ReportData) -> Iterator[Page]:
-    """All pages in a stable order; channel pages are produced lazily (there can be many)."""
+    """All pages in a stable order; per-channel and per-input pages are produced lazily
+    (there can be many)."""
     home = Link("Report", paths.INDEX)
-    yield Page(paths.INDEX, "index.html", data.title, [home])
+    report_galleries = galleries(None, [i.id for i in data.inputs])
+    yield Page(
+        paths.INDEX, "index.html", data.title, [home], context={"gallery": report_galleries[0]}
+    )
+    for gallery in report_galleries[1:]:
+        link = Link(
+            f"Inputs {gallery.pages[gallery.number - 1].title}",
+            gallery.pages[gallery.number - 1].path,
+        )
+        yield Page(
+            link.path,
+            "gallery.html",
+            link.title,
+            [home, link],
+            home,
+            context={"gallery": gallery, "model": None},
+        )
     if data.comparisons:
         comparison = Link("Model comparison", data.comparison_page)
         yield Page(
@@ -53,44 +103,107 @@ def plan_pages(data: ReportData) -> Iterator[Page]:
         )
     model_links = [Link(m.name if m.id == m.name else m.id, m.page) for m in data.models]
     for m_index, model in enumerate(data.models):
-        model_link = model_links[m_index]
-        prev, nxt = _neighbours(model_links, m_index)
+        yield from _model_pages(data, home, model_links, m_index, model)
+
+
+def _model_pages(
+    data: ReportData, home: Link, model_links: list[Link], m_index: int, model: ModelRecord
+) -> Iterator[Page]:
+    model_link = model_links[m_index]
+    prev, nxt = _neighbours(model_links, m_index)
+    model_galleries = galleries(model.id, list(model.views))
+    yield Page(
+        model.page,
+        "model.html",
+        f"{model_link.title}",
+        [home, model_link],
+        home,
+        prev,
+        nxt,
+        {"model": model, "gallery": model_galleries[0]},
+    )
+    for gallery in model_galleries[1:]:
+        here = gallery.pages[gallery.number - 1]
+        link = Link(f"Inputs {here.title}", here.path)
         yield Page(
-            model.page,
-            "model.html",
-            f"{model_link.title}",
-            [home, model_link],
-            home,
+            link.path,
+            "gallery.html",
+            f"{model_link.title}: inputs {here.title}",
+            [home, model_link, link],
+            model_link,
+            context={"gallery": gallery, "model": model},
+        )
+    compare = Link("Layer comparison", model.compare_page)
+    yield Page(
+        model.compare_page,
+        "compare.html",
+        f"{model_link.title}: layer comparison",
+        [home, model_link, compare],
+        model_link,
+        None,
+        None,
+        {"model": model},
+    )
+    yield from _input_pages(data, home, model_link, model)
+    layer_links = [Link(layer.name, layer.page) for layer in model.layers]
+    for l_index, layer in enumerate(model.layers):
+        layer_link = layer_links[l_index]
+        prev, nxt = _neighbours(layer_links, l_index)
+        yield Page(
+            layer.page,
+            "layer.html",
+            f"{model_link.title} \u203a {layer.name}",
+            [home, model_link, layer_link],
+            model_link,
             prev,
             nxt,
-            {"model": model},
+            {"model": model, "layer": layer},
         )
-        compare = Link("Layer comparison", model.compare_page)
+        yield from _input_layer_pages(data, home, model_link, layer_link, model, layer)
+        yield from _channel_pages(home, model_link, layer_link, model, layer)
+
+
+def _input_pages(
+    data: ReportData, home: Link, model_link: Link, model: ModelRecord
+) -> Iterator[Page]:
+    sources = {i.id: i.source for i in data.inputs}
+    links = [Link(sources[i], page) for i, page in model.input_pages.items()]
+    for index, input_id in enumerate(model.input_pages):
+        prev, nxt = _neighbours(links, index)
         yield Page(
-            model.compare_page,
-            "compare.html",
-            f"{model_link.title}: layer comparison",
-            [home, model_link, compare],
+            links[index].path,
+            "input.html",
+            f"{model_link.title} \u203a {sources[input_id]}",
+            [home, model_link, links[index]],
             model_link,
-            None,
-            None,
-            {"model": model},
+            prev,
+            nxt,
+            {"model": model, "input_id": input_id},
         )
-        layer_links = [Link(layer.name, layer.page) for layer in model.layers]
-        for l_index, layer in enumerate(model.layers):
-            layer_link = layer_links[l_index]
-            prev, nxt = _neighbours(layer_links, l_index)
-            yield Page(
-                layer.page,
-                "layer.html",
-                f"{model_link.title} \u203a {layer.name}",
-                [home, model_link, layer_link],
-                model_link,
-                prev,
-                nxt,
-                {"model": model, "layer": layer},
-            )
-            yield from _channel_pages(home, model_link, layer_link, model, layer)
+
+
+def _input_layer_pages(
+    data: ReportData,
+    home: Link,
+    model_link: Link,
+    layer_link: Link,
+    model: ModelRecord,
+    layer: LayerRecord,
+) -> Iterator[Page]:
+    sources = {i.id: i.source for i in data.inputs}
+    links = [Link(sources[i], page) for i, page in layer.detail_pages.items()]
+    for index, input_id in enumerate(layer.detail_pages):
+        prev, nxt = _neighbours(links, index)
+        yield Page(
+            links[index].path,
+            "input_layer.html",
+            f"{model_link.title} \u203a {layer.name} \u203a {sources[input_id]}",
+            [home, model_link, layer_link, links[index]],
+            layer_link,
+            prev,
+            nxt,
+            {"model": model, "layer": layer, "input_id": input_id},
+        )
 
 
 def _channel_pages(
@@ -99,7 +212,9 @@ def _channel_pages(
     links = [Link(f"channel {c.index}", c.page) for c in layer.channels]
     for index, channel in enumerate(layer.channels):
         prev, nxt = _neighbours(links, index)
-        selected_for = [i for i, chosen in layer.selected.items() if channel.index in chosen]
+        detail_selected_for = [
+            i for i in layer.detail_pages if channel.index in layer.selected.get(i, ())
+        ]
         yield Page(
             channel.page,
             "channel.html",
@@ -108,7 +223,12 @@ def _channel_pages(
             layer_link,
             prev,
             nxt,
-            {"model": model, "layer": layer, "channel": channel, "selected_for": selected_for},
+            {
+                "model": model,
+                "layer": layer,
+                "channel": channel,
+                "detail_selected_for": detail_selected_for,
+            },
         )
 
 

@@ -79,6 +79,31 @@ def examples_image(model_id: str, layer: str, channel: int) -> str:
     return f"{layer_dir(model_id, layer)}/examples/{channel_name(channel)}.jpg"
 
 
+def input_page(model_id: str, input_id: str) -> str:
+    """One input through one model: predictions, Grad-CAM, its channels of every layer."""
+    return f"{model_dir(model_id)}/inputs/{input_id}.html"
+
+
+def input_layer_page(model_id: str, layer: str, input_id: str) -> str:
+    """A detail input at one layer: every channel's map and statistics."""
+    return f"{layer_dir(model_id, layer)}/inputs/{input_id}.html"
+
+
+def stats_file(model_id: str, layer: str) -> str:
+    """Every input's per-channel statistics of a layer (numpy .npy)."""
+    return f"{layer_dir(model_id, layer)}/stats.npy"
+
+
+def gallery_page(model_id: str | None, number: int) -> str:
+    """Page ``number`` (1-based) of an inputs gallery: the report's or a model's. The
+    first page of the report's is the index; of a model's, the model page."""
+    if model_id is None:
+        return INDEX if number == 1 else f"gallery/page-{number}.html"
+    if number == 1:
+        return model_page(model_id)
+    return f"{model_dir(model_id)}/gallery/page-{number}.html"
+
+
 def featurevis_image(model_id: str, layer: str, channel: int, kind: str) -> str:
     """A channel's feature visualisation: ``max`` excites it, ``min`` suppresses it."""
     return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.png"

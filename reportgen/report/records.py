@@ -6,25 +6,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from reportgen.analysis.stats import map_to_view
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.report import paths
 from reportgen.report.data import (
     ChannelRecord,
+    ChannelSummary,
     GradCamRecord,
+    Histogram,
     LayerRecord,
     ModelRecord,
     Prediction,
 )
 from reportgen.results.records import (
     GRADCAM_TOP,
-    InputResult,
     LayerFacts,
     LayerResult,
     ModelFacts,
     PictureKey,
 )
-from reportgen.results.run import ModelResults
+from reportgen.results.run import STATS_FIELDS, InputFacts, ModelResults
 
 
 def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
@@ -70,8 +73,21 @@ def filter_note(layer: LayerFacts) -> str | None:
     )
 
 
-def model_record(results: ModelResults, sheets: bool, overlay_files: bool) -> ModelRecord:
-    """A model's record: its layers with every input's numbers and picture paths."""
+# Inputs listed by name on a channel page as having selected it (the count says the rest).
+SELECTED_BY_SHOWN = 50
+HISTOGRAM_BINS = 24
+_ROWS_PER_READ = 4096  # inputs read at a time from a statistics file
+
+
+def model_record(
+    results: ModelResults,
+    stats: dict[str, Any],
+    sheets: bool,
+    overlay_files: bool,
+) -> ModelRecord:
+    """A model's record from its merged results. ``stats``: per layer every input's
+    statistics as an array [input, channel, field] (a memory map of the layer's file),
+    read in chunks for the histograms."""
     facts = results.facts
     record = ModelRecord(
         id=facts.id,
@@ -85,9 +101,16 @@ def model_record(results: ModelResults, sheets: bool, overlay_files: bool) -> Mo
         label=facts.label,
     )
     record.layers = [_layer_record(facts, layer, sheets) for layer in facts.layers]
-    for result in results.inputs.values():
-        _add_input(record, facts, result, overlay_files)
+    for input_facts in results.inputs.values():
+        _add_input(record, facts, input_facts)
+    for input_id, layers in results.detail.items():
+        for layer in record.layers:
+            _add_detail_input(facts, layer, input_id, layers[layer.name], overlay_files)
     for layer in record.layers:
+        _add_summaries(layer, results)
+        table = stats.get(layer.name)
+        if table is not None:
+            _add_histograms(layer, table)
         _add_examples_and_feature_vis(facts.id, layer, results)
     return record
 
@@ -114,16 +137,18 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
         ],
     )
     record.receptive_field = layer.receptive_field
+    if layer.weight is not None:
+        # A 1x1 kernel's mean, scaled over its own range, is one mid-grey pixel.
+        record.kernel_shown = layer.filter_parts[0] == "rgb" or layer.weight[0, 0].size > 1
     if layer.spatial and sheets:
         record.sheet_grid = SheetGrid.for_layer(*layer.output_shape)
     return record
 
 
-def _add_input(
-    record: ModelRecord, facts: ModelFacts, result: InputResult, overlay_files: bool
-) -> None:
+def _add_input(record: ModelRecord, facts: ModelFacts, result: InputFacts) -> None:
     input_id = result.input_id
     record.views[input_id] = paths.model_view(facts.id, input_id)
+    record.input_pages[input_id] = paths.input_page(facts.id, input_id)
     record.predictions[input_id] = [
         Prediction(index, facts.class_label(index), probability)
         for index, probability in result.predictions
@@ -140,19 +165,28 @@ def _add_input(
             )
             for cam in result.gradcam
         ]
+    chosen = record.selected_stats[input_id] = {}
     for layer in record.layers:
-        _add_layer_input(facts, layer, input_id, result.layers[layer.name], overlay_files)
+        selected = result.selected[layer.name]
+        layer.selected[input_id] = [s.channel for s in selected]
+        chosen[layer.name] = [
+            (s.channel, _finite(s.mean), _finite(s.max), _finite(s.sparsity)) for s in selected
+        ]
+        value_range = result.ranges[layer.name]
+        if value_range is not None:
+            layer.ranges[input_id] = value_range
 
 
-def _add_layer_input(
+def _add_detail_input(
     facts: ModelFacts,
     layer: LayerRecord,
     input_id: str,
     result: LayerResult,
     overlay_files: bool,
 ) -> None:
+    """Every channel's numbers and pictures of a detail input."""
     stats = result.stats
-    layer.selected[input_id] = result.selected
+    layer.detail_pages[input_id] = paths.input_layer_page(facts.id, layer.name, input_id)
     # Plain lists: one conversion per array instead of a numpy scalar per value.
     means, maxs, mins = stats.mean.tolist(), stats.max.tolist(), stats.min.tolist()
     stds, sparsities = stats.std.tolist(), stats.sparsity.tolist()
@@ -173,8 +207,6 @@ def _add_layer_input(
     if not layer.spatial:
         layer.charts[input_id] = paths.ranked_chart(facts.id, layer.name, input_id)
         return
-    assert result.value_range is not None
-    layer.ranges[input_id] = result.value_range
     if layer.sheet_grid is not None:
         layer.sheets[input_id] = paths.map_sheet(facts.id, layer.name, input_id)
     else:
@@ -185,6 +217,76 @@ def _add_layer_input(
             layer.channels[c].overlays[input_id] = paths.overlay_image(
                 facts.id, layer.name, input_id, c
             )
+
+
+def _add_summaries(layer: LayerRecord, results: ModelResults) -> None:
+    totals = results.totals[layer.name]
+    means, sparsity = totals.mean_of_means(), totals.mean_sparsity()
+    for channel in layer.channels:
+        c = channel.index
+        channel.summary = ChannelSummary(
+            mean=_finite(float(means[c])),
+            max=_finite(float(totals.max_max[c])),
+            min=_finite(float(totals.min_max[c])),
+            sparsity=_finite(float(sparsity[c])),
+            selected=int(totals.selected[c]),
+            inputs=int(totals.inputs[c]),
+        )
+    shown: dict[int, list[str]] = {}
+    for input_id, chosen in layer.selected.items():
+        for c in chosen:
+            names = shown.setdefault(c, [])
+            if len(names) < SELECTED_BY_SHOWN:
+                names.append(input_id)
+    for c, names in shown.items():
+        layer.channels[c].selected_by = names
+
+
+def _add_histograms(layer: LayerRecord, table: Any) -> None:
+    """Per channel, the distribution of its per-input max and mean over every input, in
+    equal bins between the lowest and highest value (read in chunks of inputs)."""
+    fields = {"max": STATS_FIELDS.index("max"), "mean": STATS_FIELDS.index("mean")}
+    inputs, channels = int(table.shape[0]), int(table.shape[1])
+    if inputs == 0:
+        return
+    low = {k: np.full(channels, np.inf) for k in fields}
+    high = {k: np.full(channels, -np.inf) for k in fields}
+    for start in range(0, inputs, _ROWS_PER_READ):
+        block = _finite_block(table[start : start + _ROWS_PER_READ])
+        for name, f in fields.items():
+            low[name] = np.fmin(low[name], np.fmin.reduce(block[:, :, f], axis=0))
+            high[name] = np.fmax(high[name], np.fmax.reduce(block[:, :, f], axis=0))
+    counts = {k: np.zeros((channels, HISTOGRAM_BINS), np.int64) for k in fields}
+    for start in range(0, inputs, _ROWS_PER_READ):
+        block = _finite_block(table[start : start + _ROWS_PER_READ])
+        for name, f in fields.items():
+            counts[name] += _binned(block[:, :, f], low[name], high[name])
+    for channel in layer.channels:
+        c = channel.index
+        for name in fields:
+            if np.isfinite(low[name][c]):
+                channel.histograms[name] = Histogram(
+                    float(low[name][c]), float(high[name][c]), counts[name][c].tolist()
+                )
+
+
+def _finite_block(rows: Any) -> np.ndarray:
+    block = np.asarray(rows, np.float64)
+    return np.where(np.isfinite(block), block, np.nan)
+
+
+def _binned(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Counts per channel and bin of ``values`` [inputs, channels]; NaN is not counted."""
+    width = np.where(high > low, high - low, 1.0)
+    position = (values - low) / width * HISTOGRAM_BINS
+    bins = np.clip(np.floor(np.nan_to_num(position, nan=-1.0)), -1, HISTOGRAM_BINS - 1)
+    bins = bins.astype(np.int64)
+    channels = values.shape[1]
+    counts = np.zeros((channels, HISTOGRAM_BINS + 1), np.int64)
+    rows = np.broadcast_to(np.arange(channels), values.shape)
+    valid = np.isfinite(values)
+    np.add.at(counts, (rows[valid], bins[valid]), 1)
+    return counts[:, :HISTOGRAM_BINS]
 
 
 def _add_examples_and_feature_vis(model_id: str, layer: LayerRecord, results: ModelResults) -> None:

@@ -50,6 +50,9 @@ def make_environment() -> jinja2.Environment:
     from reportgen.report import summary
 
     env.globals["channel_table"] = summary.channel_table
+    env.globals["summary_table"] = summary.summary_table
+    env.globals["most_selected"] = summary.most_selected
+    env.globals["histogram_bars"] = summary.histogram_bars
     env.globals["summary_chart"] = summary.summary_chart
     env.globals["stats_cells"] = stats_cells = StatsCells()
     from reportgen.report.fragments import ChannelFragments, LayerFragments
@@ -58,6 +61,7 @@ def make_environment() -> jinja2.Environment:
     env.globals["map_picture"] = map_picture
     fragments = LayerFragments(stats_cells)
     env.globals["channel_grid"] = fragments.channel_grid
+    env.globals["channel_cards"] = fragments.channel_cards
     env.globals["channel_stats_rows"] = fragments.channel_stats_rows
     per_input = ChannelFragments(stats_cells)
     env.globals["input_stats_rows"] = per_input.input_stats_rows

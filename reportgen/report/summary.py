@@ -26,6 +26,48 @@ def _compact(value: Any) -> float | None:
     return None if number is None else float(f"{number:.6g}")
 
 
+def summary_table(layer: LayerRecord) -> dict[str, Any]:
+    """Every channel's numbers over all inputs, column-wise, for the layer page's grid
+    tools: mean of means, highest max, mean sparsity, inputs that selected it."""
+    rows = [channel.summary for channel in layer.channels]
+    return {
+        "channels": [channel.index for channel in layer.channels],
+        "selected": [c.index for c in layer.channels if c.summary and c.summary.selected],
+        "stats": {
+            key: [_compact(getattr(row, key)) if row else None for row in rows]
+            for key in ("mean", "max", "sparsity", "selected")
+        },
+    }
+
+
+def most_selected(layer: LayerRecord, count: int = 6) -> list[tuple[int, int]]:
+    """The channels selected for the most inputs: (channel, inputs), most first."""
+    ranked = sorted(
+        (c for c in layer.channels if c.summary and c.summary.selected),
+        key=lambda c: (-c.summary.selected, c.index),  # type: ignore[union-attr]
+    )
+    return [(c.index, c.summary.selected) for c in ranked[:count]]  # type: ignore[union-attr]
+
+
+def histogram_bars(histogram: Any, width: int = 240, height: int = 48) -> dict[str, Any]:
+    """Bar geometry of a histogram for an inline SVG."""
+    counts = histogram.counts
+    top = max(counts) or 1
+    step = width / len(counts)
+    bars = [  # empty bins draw nothing
+        {
+            "x": round(i * step, 2),
+            "width": round(max(step - 1, 1), 2),
+            "height": round(height * n / top, 2),
+            "y": round(height - height * n / top, 2),
+            "count": n,
+        }
+        for i, n in enumerate(counts)
+        if n
+    ]
+    return {"width": width, "height": height, "bars": bars, "top": top}
+
+
 def channel_table(layer: LayerRecord, input_id: str) -> dict[str, Any]:
     """One input's statistics of every channel of a layer, column-wise, for JSON."""
     rows = [channel.stats.get(input_id, {}) for channel in layer.channels]
@@ -55,11 +97,12 @@ def summarize_layer(layer: LayerRecord) -> LayerSummary:
     maxes: list[float] = []
     sparsities: list[float] = []
     for channel in layer.channels:
-        for stats in channel.stats.values():
-            for key, bucket in (("mean", means), ("max", maxes), ("sparsity", sparsities)):
-                number = _finite(stats.get(key))
-                if number is not None:
-                    bucket.append(number)
+        if channel.summary is None:
+            continue
+        for key, bucket in (("mean", means), ("max", maxes), ("sparsity", sparsities)):
+            number = _finite(getattr(channel.summary, key))
+            if number is not None:
+                bucket.append(number)
     return LayerSummary(
         name=layer.name,
         page=layer.page,

@@ -39,7 +39,8 @@ def _settings(**options: Any) -> RunSettings:
     return RunSettings(inputs=("x",), models=("alexnet",), weights="none", layers=LAYERS, **options)
 
 
-def _options(encode: bool = True, **changes: Any) -> PictureOptions:
+def _options(files: list[Any], encode: bool = True, **changes: Any) -> PictureOptions:
+    """Pictures of a folder report; ``files`` are detail inputs (every map)."""
     values: dict[str, Any] = {
         "table": pictures.colormap_table("jet"),
         "alpha": 0.5,
@@ -47,6 +48,7 @@ def _options(encode: bool = True, **changes: Any) -> PictureOptions:
         "overlay_files": False,
         "scale_by_layer": False,
         "encode": encode,
+        "detail": frozenset(f.id for f in files),
     }
     values.update(changes)
     return PictureOptions(**values)
@@ -80,7 +82,7 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
     facts = plan_layers(alexnet, settings, [])
     files, _ = discover_inputs([str(small_images)])
     outputs = forward_batch(alexnet, facts.layers, files, None, None)
-    results = [finish_input(o, facts.layers, settings, _options()) for o in outputs]
+    results = [finish_input(o, facts.layers, settings, _options(files)) for o in outputs]
     logits, plain = _plain_pass(alexnet, files)
 
     assert [r.input_id for r in results] == [f.id for f in files]
@@ -124,13 +126,30 @@ def test_each_inputs_result_is_independent_of_its_batch(alexnet: Any, small_imag
     assert alone.gradcam[1][0].class_index == 3
 
 
+def test_only_detail_inputs_get_maps(alexnet: Any, small_images: Path) -> None:
+    settings = _settings()
+    facts = plan_layers(alexnet, settings, [])
+    files, _ = discover_inputs([str(small_images)])
+    outputs = forward_batch(alexnet, facts.layers, files, "features.10", None)
+    options = _options(files[1:2])
+    results = [finish_input(o, facts.layers, settings, options) for o in outputs]
+    kinds = [sorted({k.kind for k in r.pictures}) for r in results]
+    assert kinds == [
+        ["gradcam", "view"],
+        ["chart", "gradcam", "sheet", "view"],
+        ["gradcam", "view"],
+    ]
+    # Statistics, selections and ranges are kept for every input.
+    assert all(r.layers["features.0"].value_range is not None for r in results)
+
+
 def test_pictures_follow_the_options(alexnet: Any, small_images: Path) -> None:
     settings = _settings(top_k=2)
     facts = plan_layers(alexnet, settings, [])
     files, _ = discover_inputs([str(small_images)])
     (output,) = forward_batch(alexnet, facts.layers, files[:1], "features.10", None)
     per_map = finish_input(
-        output, facts.layers, settings, _options(sheets=False, overlay_files=True)
+        output, facts.layers, settings, _options(files, sheets=False, overlay_files=True)
     )
     kinds = {(k.kind, k.layer) for k in per_map.pictures}
     assert ("sheet", "features.0") not in kinds
@@ -141,6 +160,6 @@ def test_pictures_follow_the_options(alexnet: Any, small_images: Path) -> None:
     )
     assert overlays == sorted(per_map.layers["features.0"].selected)
     assert PictureKey("gradcam", part=GRADCAM_TOP) in per_map.pictures
-    nothing = finish_input(output, facts.layers, settings, _options(encode=False))
+    nothing = finish_input(output, facts.layers, settings, _options(files, encode=False))
     assert nothing.pictures == {}
     assert nothing.layers["features.0"].selected == per_map.layers["features.0"].selected

@@ -8,6 +8,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import posixpath
 import re
 from collections.abc import Iterator
@@ -323,11 +324,19 @@ def test_manifest_has_the_documented_fields(built: Built) -> None:
         for index, channel in enumerate(layer["channels"]):
             assert channel["index"] == index
             assert (built.root / channel["page"]).is_file()
-            assert set(channel["stats"]) == set(ids)
-            for stats in channel["stats"].values():
-                assert set(stats) >= {"mean", "max", "min", "std", "sparsity", "argmax"}
+            assert set(channel["summary"]) == {
+                "mean",
+                "max",
+                "min",
+                "sparsity",
+                "selected",
+                "inputs",
+            }
+        assert layer["stats_file"]["shape"] == [len(ids), layer["output_shape"][0], 7]
+        assert set(layer["detail_pages"]) == set(ids)  # a small run: every input in detail
+        stats = _stats(built.root, built.manifest, layer)
         for input_id, chosen in layer["selected"].items():
-            means = [c["stats"][input_id]["mean"] for c in layer["channels"]]
+            means = [s["mean"] for s in stats[input_id]]
             expected = sorted(range(len(means)), key=lambda c: (-means[c], c))[:TOP_K]
             assert chosen == expected
 
@@ -375,11 +384,28 @@ def _layer(built: Built, name: str) -> dict[str, Any]:
     return next(layer for layer in built.manifest["models"][0]["layers"] if layer["name"] == name)
 
 
+def _stats(root: Path, manifest: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """Per input id, per channel, the statistics in the layer's statistics file (NaN is
+    None), as {mean, max, min, std, sparsity, argmax: {map_yx}}."""
+    table = np.load(root / layer["stats_file"]["path"])
+    fields = layer["stats_file"]["fields"]
+    result: dict[str, Any] = {}
+    for row, entry in enumerate(manifest["inputs"]):
+        per_channel = []
+        for values in table[row].tolist():
+            named = {f: (v if math.isfinite(v) else None) for f, v in zip(fields, values)}
+            named["argmax"] = {"map_yx": [int(named["argmax_y"]), int(named["argmax_x"])]}
+            per_channel.append(named)
+        result[entry["id"]] = per_channel
+    return result
+
+
 @pytest.mark.parametrize("name", LAYERS)
 def test_statistics_equal_an_independent_computation(
     built: Built, reference: dict[str, dict[str, torch.Tensor]], name: str
 ) -> None:
     layer = _layer(built, name)
+    table = _stats(built.root, built.manifest, layer)
     for input_id, outputs in reference.items():
         values = outputs[name].double().numpy()
         planes = values.reshape(values.shape[0], -1)
@@ -388,7 +414,7 @@ def test_statistics_equal_an_independent_computation(
             assert (planes < 0).any()  # before the in-place ReLU
         for channel in layer["channels"]:
             c = channel["index"]
-            stats = channel["stats"][input_id]
+            stats = table[input_id][c]
             plane = planes[c]
             assert stats["mean"] == pytest.approx(plane.mean(), rel=1e-4, abs=1e-5)
             assert stats["max"] == pytest.approx(plane.max(), rel=1e-4, abs=1e-5)
@@ -484,9 +510,12 @@ def test_linear_layer_gets_a_ranked_chart_and_no_maps(built: Built) -> None:
 
 
 def test_pages_say_what_a_value_is_and_what_the_overlay_is_drawn_on(built: Built) -> None:
-    text = (built.root / _layer(built, "features.0")["page"]).read_text(encoding="utf-8")
+    layer = _layer(built, "features.0")
+    text = (built.root / layer["page"]).read_text(encoding="utf-8")
     assert "output of Conv2d, before ReLU" in text
     assert "in-place" in text
+    detail = next(iter(layer["detail_pages"].values()))
+    text = (built.root / detail).read_text(encoding="utf-8")
     assert "crop" in text  # overlays are drawn on the cropped view the network saw
     index = (built.root / "index.html").read_text(encoding="utf-8")
     top1 = built.manifest["models"][0]["predictions"]
@@ -524,7 +553,7 @@ def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Pat
     assert manifest["settings"]["scale"] == "layer" and manifest["settings"]["alpha"] == 0.3
     # One range for the whole layer: only the channel holding the layer max reaches 255.
     input_id = manifest["inputs"][0]["id"]
-    maxima = [c["stats"][input_id]["max"] for c in layer["channels"]]
+    maxima = [s["max"] for s in _stats(out, manifest, layer)[input_id]]
     top = int(np.argmax(maxima))
     sheet = out / layer["images"]["map_sheet"].format(input=input_id)
     for c in (top, (top + 1) % 64):
@@ -550,54 +579,56 @@ def test_png_files_are_real_pngs(built: Built) -> None:
 
 def test_argmax_is_given_in_map_and_view_pixels(built: Built) -> None:
     layer = _layer(built, "features.0")
-    for channel in layer["channels"][:16]:
-        for stats in channel["stats"].values():
+    for input_id, per_channel in _stats(built.root, built.manifest, layer).items():
+        page = html.unescape((built.root / layer["detail_pages"][input_id]).read_text())
+        for stats in per_channel[:16]:
             y, x = stats["argmax"]["map_yx"]
             assert 0 <= y < 55 and 0 <= x < 55
             # The centre of map cell (y, x) on the 224x224 view the network saw.
-            assert stats["argmax"]["view_xy"] == [
-                int((x + 0.5) * 224 / 55),
-                int((y + 0.5) * 224 / 55),
-            ]
+            view_x, view_y = int((x + 0.5) * 224 / 55), int((y + 0.5) * 224 / 55)
+            assert f"<td>({y}, {x})</td><td>({view_x}, {view_y})</td>" in page
 
 
 def test_true_value_ranges_are_shown_as_numbers(built: Built) -> None:
     from reportgen.report.render import format_number
 
     layer = _layer(built, "features.0")
+    table = _stats(built.root, built.manifest, layer)
     for c in (0, 31):
         channel = layer["channels"][c]
         text = html.unescape((built.root / channel["page"]).read_text(encoding="utf-8"))
-        for stats in channel["stats"].values():
+        for per_channel in table.values():
+            stats = per_channel[c]
             assert f"{format_number(stats['min'])} \u2026 {format_number(stats['max'])}" in text
 
 
 def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> None:
     """Filter, map, then the overlay: the view with the same tile laid over it."""
     layer = _layer(built, "features.0")
-    page = _parse(built.root / layer["page"])
-    # Every picture in order; a tile as "sheets/INPUT.png@column,row".
-    sources: list[str] = []
-    tags = iter(page.tags)
-    for tag, attrs in tags:
-        place = TILE_PLACE.search(str(attrs.get("class") or ""))
-        if tag == "span" and place:
-            _, sheet = next(tags)  # the tile's <img>: the whole sheet
-            sources.append(f"{sheet.get('src')}@{place.group(1)},{place.group(2)}")
-        elif tag == "img":
-            sources.append(str(attrs.get("src")))
     for input_id, chosen in layer["selected"].items():
+        detail = layer["detail_pages"][input_id]  # every channel of this input
+        page = _parse(built.root / detail)
+        # Every picture in order; a tile as "../sheets/INPUT.png@column,row".
+        sources: list[str] = []
+        tags = iter(page.tags)
+        for tag, attrs in tags:
+            place = TILE_PLACE.search(str(attrs.get("class") or ""))
+            if tag == "span" and place:
+                _, sheet = next(tags)  # the tile's <img>: the whole sheet
+                sources.append(f"{sheet.get('src')}@{place.group(1)},{place.group(2)}")
+            elif tag == "img":
+                sources.append(str(attrs.get("src")))
         for c in chosen:
             name = f"c{c:04d}"
             column, row = _cell(layer["map_sheet"], c)
-            tile = f"sheets/{input_id}.png@{column},{row}"
+            tile = f"../sheets/{input_id}.png@{column},{row}"
             map_index = sources.index(tile)
             filter_index = max(
-                i for i, s in enumerate(sources[:map_index]) if s == f"filters/{name}-rgb.png"
+                i for i, s in enumerate(sources[:map_index]) if s == f"../filters/{name}-rgb.png"
             )
             assert filter_index == map_index - 1
             view = built.manifest["models"][0]["views"][input_id]  # from the report root
-            link = posixpath.relpath(view, posixpath.dirname(layer["page"]))
+            link = posixpath.relpath(view, posixpath.dirname(detail))
             assert sources[map_index + 1 : map_index + 3] == [link, tile]
 
 

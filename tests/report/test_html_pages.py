@@ -6,14 +6,16 @@ colours in light and dark mode."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from xml.etree import ElementTree
 
 import html5lib
+import numpy as np
 import pytest
 
-from reportgen.report.data import ChannelRecord, LayerRecord, ModelRecord
+from reportgen.report.data import ChannelRecord, ChannelSummary, LayerRecord, ModelRecord
 from reportgen.report.summary import channel_table, summarize_layer, summary_chart
 from tests.helpers import REPO, build_small_report
 
@@ -210,25 +212,41 @@ def test_channel_navigation_links(trees: dict[str, ElementTree.Element]) -> None
 
 
 def test_grid_data_matches_manifest(report: Path, trees: dict[str, ElementTree.Element]) -> None:
+    """The layer page's cards carry each channel's numbers over all inputs; each detail
+    input's page at the layer carries that input's numbers (from the statistics file)."""
     manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
     layer_info = next(
         layer for layer in manifest["models"][0]["layers"] if layer["name"] == "features.3"
     )
-    tree = trees["models/alexnet/layers/features.3/index.html"]
-    sections = [s for s in tree.iter("section") if s.get("class") == "layer-input"]
-    assert len(sections) == len(manifest["inputs"])
-    for section in sections:
-        input_id = section.get("id", "").removeprefix("in-")
+    table = np.load(report / layer_info["stats_file"]["path"])
+    fields = layer_info["stats_file"]["fields"]
+    rows = {i["id"]: n for n, i in enumerate(manifest["inputs"])}
+    pages = {"models/alexnet/layers/features.3/index.html": None}
+    pages.update({page: input_id for input_id, page in layer_info["detail_pages"].items()})
+    assert len(pages) == 1 + len(manifest["inputs"])  # a small run: every input in detail
+    for page, input_id in pages.items():
+        (section,) = [s for s in trees[page].iter("section") if s.get("class") == "layer-input"]
         block = next(s for s in section.iter("script") if s.get("type") == "application/json")
         data = json.loads(block.text or "")
         assert data["channels"] == [c["index"] for c in layer_info["channels"]]
-        assert data["selected"] == layer_info["selected"][input_id]
-        for key in ("mean", "max", "min", "std", "sparsity"):
-            expected = [c["stats"][input_id][key] for c in layer_info["channels"]]
-            assert data["stats"][key] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+        if input_id is None:
+            summaries = [c["summary"] for c in layer_info["channels"]]
+            assert data["selected"] == [
+                c["index"] for c in layer_info["channels"] if c["summary"]["selected"]
+            ]
+            for key in ("mean", "max", "sparsity", "selected"):
+                expected = [s[key] for s in summaries]
+                assert data["stats"][key] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+        else:
+            assert data["selected"] == layer_info["selected"][input_id]
+            for key in ("mean", "max", "min", "std", "sparsity"):
+                expected = table[rows[input_id], :, fields.index(key)].tolist()
+                assert data["stats"][key] == pytest.approx(expected, rel=1e-5, abs=1e-6)
         grid_items = [li for li in section.iter("li") if li.get("data-c") is not None]
         assert [int(li.get("data-c")) for li in grid_items] == data["channels"]
-        marked = [int(li.get("data-c")) for li in grid_items if li.get("class") == "sel"]
+        marked = [
+            int(li.get("data-c")) for li in grid_items if "sel" in (li.get("class") or "").split()
+        ]
         assert sorted(marked) == sorted(data["selected"])
 
 
@@ -251,8 +269,19 @@ def test_summary_chart_on_model_and_index(trees: dict[str, ElementTree.Element])
 
 
 def _layer(name: str, stats: list[dict[str, float]]) -> LayerRecord:
+    """A layer whose channels have ``stats`` over all inputs (their summaries)."""
+
+    def finite(v: float) -> float | None:
+        return v if math.isfinite(v) else None
+
     channels = [
-        ChannelRecord(index=i, page=f"{name}/c{i}.html", stats={"x": s})
+        ChannelRecord(
+            index=i,
+            page=f"{name}/c{i}.html",
+            summary=ChannelSummary(
+                finite(s["mean"]), finite(s["max"]), None, finite(s["sparsity"]), 1, 1
+            ),
+        )
         for i, s in enumerate(stats)
     ]
     return LayerRecord(

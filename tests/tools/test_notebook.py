@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import html5lib
+import numpy as np
 import pytest
 
 from reportgen.tools.notebook import LayerView, Report
@@ -57,8 +58,11 @@ def test_layer_displays_selected_channels(report: Path) -> None:
         len(v) for v in selected.values()
     )
     input_id, chosen = next(iter(selected.items()))
-    stats = layer["channels"][chosen[0]]["stats"][input_id]
-    assert f"channel {chosen[0]}: mean {stats['mean']:.4g}" in text
+    table = np.load(report / layer["stats_file"]["path"])
+    row = [i["id"] for i in manifest["inputs"]].index(input_id)
+    mean = float(table[row, chosen[0], layer["stats_file"]["fields"].index("mean")])
+    assert f"channel {chosen[0]}: mean {mean:.4g}" in text
+    assert view.stats(chosen[0], input_id)["mean"] == mean
     assert view.selected(input_id) == chosen
 
 
