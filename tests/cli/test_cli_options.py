@@ -63,6 +63,11 @@ NON_DEFAULT: dict[str, tuple[list[str], Any, Any]] = {
     "gradcam_layer": (["--gradcam-layer", "features.0"], "features.0", "features.0"),
     "target_class": (["--target-class", "281"], 281, "281"),
     "examples": (["--examples", "0"], 0, 0),
+    "detail": (
+        ["--detail", "a*.png", "--detail", "b.jpg"],
+        ["a*.png", "b.jpg"],
+        ("a*.png", "b.jpg"),
+    ),
     "input_size": (["--input-size", "64"], 64, 64),
     "mean": (["--mean", "0.5,0.4,0.3"], [0.5, 0.4, 0.3], (0.5, 0.4, 0.3)),
     "std": (["--std", "0.2"], 0.2, (0.2,)),

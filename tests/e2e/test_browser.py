@@ -216,19 +216,26 @@ def test_walk_the_folder_report(browser: Any, report: Path, javascript: bool) ->
         page.click("main table a[href='layers/features.3/index.html']")
         assert path_of(page, report) == f"{LAYER}/index.html"
         images = assert_images_loaded(page)
-        assert images > 2 * 192  # both grids
+        assert images >= 192  # a card per channel, each with its strongest example
         tools_visible = page.locator("form.grid-tools").is_visible()
         assert tools_visible is javascript  # the sort/filter tools need JavaScript
 
-        page.locator("ul.grid a[href='c0005.html']").first.click()
+        page.locator("nav.toc a").first.click()  # a detail input at this layer
+        assert path_of(page, report).startswith(f"{LAYER}/inputs/")
+        assert assert_images_loaded(page) > 192  # every channel's map
+        page.locator("ul.grid a[href='../c0005.html']").first.click()
         assert path_of(page, report) == f"{LAYER}/c0005.html"
         assert_images_loaded(page)
         assert page.locator(".opacity-tool").is_visible() is javascript
         assert page.locator(".stack").count() == 2
 
-        for expected in (f"{LAYER}/index.html", "models/alexnet/index.html", "index.html"):
+        back = ("inputs/", f"{LAYER}/index.html", "models/alexnet/index.html", "index.html")
+        for expected in back:
             page.go_back()
-            assert path_of(page, report) == expected
+            if expected == "inputs/":  # the detail input's page at the layer
+                assert path_of(page, report).startswith(f"{LAYER}/inputs/")
+            else:
+                assert path_of(page, report) == expected
         # Forward through the pager links (no JavaScript needed for them either).
         page.goto((report / LAYER / "c0005.html").as_uri())
         page.click("nav.pager a[rel=next]")
@@ -411,12 +418,39 @@ GRID_STATE = """() => Array.from(document.querySelectorAll('section.layer-input'
 })"""
 
 
-def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
+def _detail_page(report: Path) -> Path:
+    manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
+    layer = next(x for x in manifest["models"][0]["layers"] if x["page"] == f"{LAYER}/index.html")
+    return report / next(iter(layer["detail_pages"].values()))
+
+
+def test_layer_cards_sort_and_filter(browser: Any, report: Path) -> None:
     ctx, page, watch = new_page(browser, report)
     try:
         page.goto((report / LAYER / "index.html").as_uri())
+        (s,) = page.evaluate(GRID_STATE)
+        assert s["grid"] == list(range(192)) and s["rows"] == []
+        assert sorted(s["sel"]) == sorted(s["data"]["selected"])
+        for stat in ("mean", "max", "sparsity", "selected"):
+            page.select_option("form.grid-tools select[name=sort]", stat)
+            (s,) = page.evaluate(GRID_STATE)
+            values = s["data"]["stats"][stat]
+            got = [values[c] for c in s["grid"]]
+            assert got == sorted(got, reverse=True), stat
+        page.check("form.grid-tools input[name=selected]")
+        (s,) = page.evaluate(GRID_STATE)
+        assert sorted(s["grid"]) == sorted(s["data"]["selected"]) == sorted(s["sel"])
+        watch.check()
+    finally:
+        ctx.close()
+
+
+def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
+    ctx, page, watch = new_page(browser, report)
+    try:
+        page.goto(_detail_page(report).as_uri())
         sections = page.evaluate(GRID_STATE)
-        assert len(sections) == 2
+        assert len(sections) == 1
         for s in sections:
             assert s["grid"] == s["rows"] == list(range(192))
             assert "192 of 192" in s["count"]
@@ -456,7 +490,7 @@ def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
         # Enter in the number box must not submit the form (form-action 'none').
         page.fill("form.grid-tools input[name=value]", "0.1")
         page.press("form.grid-tools input[name=value]", "Enter")
-        assert path_of(page, report) == f"{LAYER}/index.html"
+        assert path_of(page, report) == _detail_page(report).relative_to(report).as_posix()
         watch.check()
     finally:
         ctx.close()
@@ -476,8 +510,9 @@ def test_overlay_opacity_slider(browser: Any, report: Path) -> None:
         assert page.inner_text("#opacity-value") == "80%"
         page.fill("#opacity", "0")
         assert set(page.evaluate(opacity)) == {"0"}
-        # The layer page composes the selected channels' overlays the same way.
-        page.goto((report / LAYER / "index.html").as_uri())
+        # A detail input's page at the layer composes the selected channels' overlays
+        # the same way.
+        page.goto(_detail_page(report).as_uri())
         assert len(page.evaluate(opacity)) == page.locator(".selected figure").count() > 0
         page.fill("#opacity", "35")
         assert set(page.evaluate(opacity)) == {"0.35"}
