@@ -163,23 +163,38 @@ def _model_pages(
         yield from _channel_pages(home, model_link, layer_link, model, layer)
 
 
-def _input_pages(
-    data: ReportData, home: Link, model_link: Link, model: ModelRecord
+def _per_input_pages(
+    data: ReportData,
+    pages: dict[str, str],
+    template: str,
+    crumbs: list[Link],
+    context: dict[str, Any],
 ) -> Iterator[Page]:
+    """A page per input in ``pages`` (input id -> path), each a step below the last of
+    ``crumbs``, chained previous/next in input order."""
     sources = {i.id: i.source for i in data.inputs}
-    links = [Link(sources[i], page) for i, page in model.input_pages.items()]
-    for index, input_id in enumerate(model.input_pages):
+    links = [Link(sources[i], page) for i, page in pages.items()]
+    parent = crumbs[-1]
+    for index, input_id in enumerate(pages):
         prev, nxt = _neighbours(links, index)
         yield Page(
             links[index].path,
-            "input.html",
-            f"{model_link.title} \u203a {sources[input_id]}",
-            [home, model_link, links[index]],
-            model_link,
+            template,
+            " \u203a ".join([*(c.title for c in crumbs[1:]), sources[input_id]]),
+            [*crumbs, links[index]],
+            parent,
             prev,
             nxt,
-            {"model": model, "input_id": input_id},
+            {**context, "input_id": input_id},
         )
+
+
+def _input_pages(
+    data: ReportData, home: Link, model_link: Link, model: ModelRecord
+) -> Iterator[Page]:
+    return _per_input_pages(
+        data, model.input_pages, "input.html", [home, model_link], {"model": model}
+    )
 
 
 def _input_layer_pages(
@@ -190,20 +205,13 @@ def _input_layer_pages(
     model: ModelRecord,
     layer: LayerRecord,
 ) -> Iterator[Page]:
-    sources = {i.id: i.source for i in data.inputs}
-    links = [Link(sources[i], page) for i, page in layer.detail_pages.items()]
-    for index, input_id in enumerate(layer.detail_pages):
-        prev, nxt = _neighbours(links, index)
-        yield Page(
-            links[index].path,
-            "input_layer.html",
-            f"{model_link.title} \u203a {layer.name} \u203a {sources[input_id]}",
-            [home, model_link, layer_link, links[index]],
-            layer_link,
-            prev,
-            nxt,
-            {"model": model, "layer": layer, "input_id": input_id},
-        )
+    return _per_input_pages(
+        data,
+        layer.detail_pages,
+        "input_layer.html",
+        [home, model_link, layer_link],
+        {"model": model, "layer": layer},
+    )
 
 
 def _channel_pages(
