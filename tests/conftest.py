@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 
-from tests.helpers import SAMPLE_IMAGES, invoke, write_images
+from tests.helpers import SAMPLE_IMAGES, write_images
 
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 
@@ -49,12 +48,6 @@ def small_images(tmp_path: Path) -> Path:
     """Three small synthetic RGB pictures in a folder: img0..img2.png, 48, 56 and 64
     pixels high, 64 wide, noise from seed 0."""
     return write_images(tmp_path / "images", 3, (48, 64), grow=8, seed=0)
-
-
-def run_cli(*args: str) -> Result:
-    """Only for tests/test_featurevis.py, until it moves: ``tests.helpers.invoke`` with
-    exceptions propagating. New tests call ``invoke`` itself."""
-    return invoke(*args, catch_exceptions=False)
 
 
 @pytest.fixture

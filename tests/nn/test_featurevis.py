@@ -17,7 +17,8 @@ from PIL import Image
 
 from reportgen.errors import UsageError
 from reportgen.nn import featurevis as fv
-from tests.conftest import MOBILENET_FILE, run_cli
+from tests.conftest import MOBILENET_FILE
+from tests.helpers import invoke
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -343,11 +344,11 @@ def test_manifest_numbers_are_the_saved_pictures_through_the_photos_view(
     from tests.tinynet_factory import build
 
     out = tmp_path / "report"
-    result = run_cli(
+    result = invoke(
         "-q", "run", str(small_images), "-m", "tests.tinynet_factory:build",
         "--weights", "none", "--input-size", "64", "-l", "conv2", "--top-k", "2",
         "--feature-vis", "--fv-steps", "6", "--fv-size", "40", "--fv-negative",
-        "--device", "cpu", "-o", str(out),
+        "--device", "cpu", "-o", str(out), catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -381,7 +382,7 @@ def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
         "--top-k", "2", "--feature-vis", "--fv-steps", "8", "--fv-size", "48",
         "--fv-negative", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
     ]  # fmt: skip
-    result = run_cli(*args, "-o", str(out))
+    result = invoke(*args, "-o", str(out), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     settings = manifest["settings"]
@@ -424,7 +425,7 @@ def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
 
     monkeypatch.setattr(fv, "visualise", no_optimising)
     again = tmp_path / "again"
-    result = run_cli(*args, "--colormap", "viridis", "-o", str(again))
+    result = invoke(*args, "--colormap", "viridis", "-o", str(again), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     second = json.loads((again / "manifest.json").read_text())["models"][0]["layers"][0]
     assert [c["feature_vis"] for c in second["channels"]] == [
@@ -436,7 +437,7 @@ def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
 
 
 def test_cli_rejects_bad_feature_vis_options(tmp_path: Path) -> None:
-    result = run_cli("run", str(tmp_path), "--feature-vis", "--fv-size", "8")
+    result = invoke("run", str(tmp_path), "--feature-vis", "--fv-size", "8")
     assert result.exit_code == 2
     assert "--fv-size" in result.output
 
