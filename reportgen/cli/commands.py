@@ -154,10 +154,11 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
         )
     else:
         settings, manifest = config.read_manifest_settings(value)
-        layers["manifest"] = config.normalise(
-            settings, params, f"--from-manifest {value}", skip=("output", "config", "from_manifest")
+        layers["manifest"], ignored = config.manifest_options(
+            settings, params, f"--from-manifest {value}"
         )
         ctx.meta["reportgen.manifest"] = manifest
+        ctx.meta["reportgen.manifest_ignored"] = ignored
     ctx.default_map = {**layers.get("manifest", {}), **layers.get("config", {})}
     return value
 
@@ -432,6 +433,12 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     is_flag=True,
     help="Print a JSON summary on stdout (report, inputs, models, layers, warnings, seconds).",
 )
+@click.option(
+    "--allow-urls",
+    is_flag=True,
+    help="Also fetch the http(s) inputs a --from-manifest names (URLs given on the command "
+    "line or in --config are always fetched).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -476,6 +483,7 @@ def run(
     single_file: bool,
     max_single_file_mb: float,
     as_json: bool,
+    allow_urls: bool,
 ) -> None:
     """Analyse INPUTS (image files or folders) and write an HTML report.
 
@@ -532,14 +540,28 @@ def run(
     quiet = ctx.obj["quiet"]
     manifest = ctx.meta.get("reportgen.manifest")
     sources = ctx.meta.get("reportgen.defaults", {})
-    if (
-        manifest is not None
-        and ctx.get_parameter_source("models") == click.core.ParameterSource.DEFAULT_MAP
-        and "models" not in sources.get("config", {})
-    ):
-        from reportgen.cli.config import refuse_code_in_manifest
+    if manifest is not None:
+        from reportgen.cli.config import check_manifest_values
 
-        refuse_code_in_manifest({"models": list(models)}, "the manifest")
+        def of_manifest(name: str, value: Any) -> Any:
+            """``value`` when the manifest gave it (not the command line or --config)."""
+            from_map = ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT_MAP
+            return value if from_map and name not in sources.get("config", {}) else None
+
+        check_manifest_values(
+            "the manifest",
+            of_manifest("models", list(models)),
+            of_manifest("weights", weights),
+            of_manifest("inputs", list(inputs)),
+            allow_urls,
+        )
+        ignored = ctx.meta.get("reportgen.manifest_ignored") or []
+        if ignored and not quiet:
+            click.echo(
+                f"Warning: not taken from the manifest: {', '.join(ignored)} (a manifest sets "
+                "only what a report shows; give these on the command line)",
+                err=True,
+            )
     if manifest is not None and not quiet:
         from reportgen.cli.config import rebuild_notes
 

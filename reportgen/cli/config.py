@@ -21,6 +21,7 @@ No torch here.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections.abc import Iterable
 from importlib import metadata
@@ -33,9 +34,13 @@ from reportgen.errors import ReportgenError, UsageError
 
 # Plural parameter names of repeatable options, by the singular a user may write.
 ALIASES = {"model": "models", "layer": "layers", "input": "inputs"}
-# Options that describe how a run is done, not what the report holds: a config file
-# may set them, a manifest never does.
-_NOT_FROM_MANIFEST = {"output", "config", "from_manifest"}
+# A manifest is data, maybe from someone else's report: of its settings only those that
+# decide what the report shows are taken (manifest_options), never a file path to read
+# (--labels, --weights-dir), a cache location, a job count, an output mode or -o. The
+# weights and the inputs it names are checked too (check_manifest_values).
+_PATHS_TO_READ = ("weights_dir", "labels_file")
+# A torchvision weights name (IMAGENET1K_V1, DEFAULT), imagenet or none: not a file.
+_WEIGHTS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 # A config file is a few options: more than this is not one (and is not read whole).
@@ -215,6 +220,69 @@ def read_manifest_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, 
     return settings, manifest.data
 
 
+def manifest_keys() -> frozenset[str]:
+    """The RunSettings fields a manifest may set: those a report records as shaping it
+    (``report_settings``), less the paths of files to read."""
+    from reportgen.settings import RunSettings, report_settings
+
+    return frozenset(report_settings(RunSettings(inputs=()))) - set(_PATHS_TO_READ)
+
+
+def manifest_options(
+    settings: dict[str, Any], params: dict[str, Any], where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The options a manifest's ``settings`` give a rebuild (as ``normalise`` shapes
+    them), and the names of those it holds and is not allowed to set (ignored)."""
+    allowed = manifest_keys()
+    taken: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in settings.items():
+        field = str(key).replace("-", "_").lower()
+        field = ALIASES.get(field, field)
+        if field in allowed:
+            taken[key] = value
+        elif value not in (None, False, [], ""):
+            ignored.append(str(key))
+    values = normalise(taken, params, where)
+    return values, sorted(ignored)
+
+
+def check_manifest_values(
+    where: str,
+    models: Iterable[str] | None,
+    weights: str | None,
+    inputs: Iterable[str] | None,
+    allow_urls: bool,
+) -> None:
+    """What a rebuild took from a manifest (None: not from the manifest) names no code to
+    import, no weights file to read and, unless ``allow_urls``, no URL to fetch."""
+    from reportgen.inputs.fetch import is_url, looks_like_other_url
+
+    if models is not None:
+        refuse_code_in_manifest({"models": list(models)}, where)
+        for spec in models:
+            name, sep, own = str(spec).partition("=")
+            if sep and own.strip() and not _WEIGHTS_NAME.match(own.strip()):
+                raise UsageError(
+                    f"--from-manifest {where!r} names the weights file {own.strip()!r} for "
+                    f"{name.strip()!r}; reportgen does not read files a manifest names: give "
+                    "-m NAME=PATH on the command line"
+                )
+    if weights is not None and not _WEIGHTS_NAME.match(weights):
+        raise UsageError(
+            f"--from-manifest {where!r} names the weights file {weights!r}; reportgen does "
+            "not read files a manifest names: give --weights on the command line"
+        )
+    if inputs is not None and not allow_urls:
+        urls = [i for i in inputs if is_url(i) or looks_like_other_url(i)]
+        if urls:
+            raise UsageError(
+                f"--from-manifest {where!r} names URL inputs ({', '.join(map(repr, urls[:3]))}"
+                f"{', ...' if len(urls) > 3 else ''}); reportgen fetches URLs from a "
+                "manifest only with --allow-urls (or give them on the command line)"
+            )
+
+
 def refuse_code_in_manifest(settings: dict[str, Any], where: str) -> None:
     """A manifest is data, maybe from someone else's report: it may not name a custom
     model factory (``package.module:factory``), which would import and run code.
@@ -245,11 +313,15 @@ def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:
         files, _skipped = discover_inputs(list(inputs))
     except ReportgenError:
         files = []
+    from reportgen.inputs.files import read_input_bytes
+
     found = {}
     for file in files:
         try:
-            found[file.source] = hashlib.sha256(file.path.read_bytes()).hexdigest()
-        except OSError:
+            found[file.source] = hashlib.sha256(
+                read_input_bytes(file.path, file.source)
+            ).hexdigest()
+        except ReportgenError:
             continue
     for source, digest in sorted(recorded.items(), key=lambda item: str(item[0])):
         if source not in found:

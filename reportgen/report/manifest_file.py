@@ -43,6 +43,7 @@ __all__ = [
     "parse_manifest",
     "present_files",
     "read_manifest",
+    "read_regular",
     "unlisted_files",
 ]
 
@@ -114,7 +115,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     in_folder = given.is_dir()
     location = given / MANIFEST if in_folder else given
     try:
-        raw = _read_regular(location)
+        raw = read_regular(location)
     except OSError as exc:
         detail = exc.strerror or str(exc)
         if in_folder:
@@ -135,7 +136,7 @@ MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
 MAX_NESTING = 32
 
 
-def _read_regular(location: Path, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+def read_regular(location: Path, limit: int = MAX_MANIFEST_BYTES) -> bytes:
     """The bytes of ``location``, a regular file of at most ``limit`` bytes; OSError
     otherwise (a FIFO is opened without blocking and refused, like a device)."""
     from reportgen.inputs.files import not_regular_reason

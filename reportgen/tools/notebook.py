@@ -8,18 +8,30 @@
 Everything comes from the report folder (manifest.json and its pictures, embedded as
 data: URIs so the output survives in a saved notebook); nothing is recomputed and
 torch is not imported. All text is HTML-escaped.
+
+A report may come from someone else, so its manifest is data: the view reads only the
+files the manifest lists, below the report folder (no ``..``, no absolute paths, no
+symbolic links), that are regular files whose sha256 and size match the listing, and
+decodes pictures within the input pixel limit. Anything else shows as missing.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import mimetypes
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from reportgen.report.manifest_file import MANIFEST, ManifestUnreadable, read_manifest
+from reportgen.report.manifest_file import (
+    MANIFEST,
+    ManifestUnreadable,
+    read_manifest,
+    read_regular,
+)
 
 __all__ = ["LayerView", "Report"]
 
@@ -93,6 +105,59 @@ class Report:
         self.root = folder
         self.manifest: dict[str, Any] = manifest.data
         self.max_inputs = max_inputs
+        self._listed = _listed_files(self.manifest)
+        self._verified: dict[str, bool] = {}
+
+    # --- files: only those listed, inside the folder, unchanged --------------------
+
+    def file_bytes(self, relpath: str | None) -> bytes | None:
+        """The bytes of a report file the manifest lists (under the report folder, a
+        regular file, its sha256 and size as listed); None for anything else."""
+        path = self._listed_path(relpath)
+        if path is None or relpath is None:
+            return None
+        sha256, size = self._listed[relpath]
+        try:
+            data = read_regular(path, size)
+        except OSError:
+            return None
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        return data
+
+    def verified_path(self, relpath: str | None) -> Path | None:
+        """The path of a listed report file whose content matches the manifest (checked
+        once), for readers that map a file rather than load it; None otherwise."""
+        path = self._listed_path(relpath)
+        if path is None or relpath is None:
+            return None
+        if relpath not in self._verified:
+            self._verified[relpath] = self.file_bytes(relpath) is not None
+        return path if self._verified[relpath] else None
+
+    def _listed_path(self, relpath: str | None) -> Path | None:
+        """``root / relpath`` when the manifest lists ``relpath`` and it names a file
+        inside the folder with no symbolic link on the way."""
+        if not isinstance(relpath, str) or relpath not in self._listed:
+            return None
+        parts = relpath.split("/")
+        if relpath.startswith("/") or "\\" in relpath or any(p in ("", ".", "..") for p in parts):
+            return None
+        path = self.root
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                return None
+        real_root = os.path.realpath(self.root)
+        if not os.path.realpath(path).startswith(real_root + os.sep):
+            return None
+        return path
+
+    def picture(self, relpath: str | None) -> Any:
+        """A listed picture of the report, decoded (PIL image, loaded) within the input
+        pixel limit; None when it is not listed, changed, or not a picture."""
+        data = self.file_bytes(relpath)
+        return None if data is None else _decode_picture(data)
 
     # --- data ---------------------------------------------------------------------
 
@@ -143,15 +208,14 @@ class Report:
             return target.as_uri()
 
     def data_uri(self, relpath: str | None) -> str | None:
-        """A picture of the report as a data: URI (None when it is missing)."""
-        if not relpath:
+        """A picture of the report as a data: URI (None when it is missing, not listed
+        in the manifest, or not as listed)."""
+        payload = self.file_bytes(relpath)
+        if payload is None or relpath is None:
             return None
-        path = self.root / relpath
-        try:
-            payload = path.read_bytes()
-        except OSError:
+        kind = mimetypes.guess_type(relpath.rsplit("/", 1)[-1])[0] or "application/octet-stream"
+        if not kind.startswith("image/"):
             return None
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return f"data:{kind};base64," + base64.b64encode(payload).decode("ascii")
 
     def _img(self, relpath: str | None, alt: str, cls: str) -> str:
@@ -245,7 +309,6 @@ class LayerView:
     def _map_picture(self, input_id: str, channel: int) -> Any:
         """A channel's map as a PIL image: its own file, or its tile cropped out of the
         layer's sheet for this input (folder reports). None when it is missing."""
-        from PIL import Image
 
         from reportgen.imaging.sheets import SheetGrid
 
@@ -254,13 +317,13 @@ class LayerView:
         single = self._pattern("map", input_id, channel)
         try:
             if grid_entry and sheet:
-                with Image.open(self.report.root / sheet) as picture:
-                    return picture.crop(SheetGrid.from_manifest(grid_entry).box(channel))
+                picture = self.report.picture(sheet)
+                if picture is None:
+                    return None
+                return picture.crop(SheetGrid.from_manifest(grid_entry).box(channel))
             if single:
-                with Image.open(self.report.root / single) as picture:
-                    picture.load()
-                    return picture
-        except OSError:
+                return self.report.picture(single)
+        except (OSError, ValueError, TypeError, KeyError):  # a sheet layout that does not fit
             pass
         return None
 
@@ -273,11 +336,10 @@ class LayerView:
         if map_picture is None or not view_path:
             return None
         alpha = float(self.report.manifest.get("settings", {}).get("alpha", 0.5))
-        try:
-            with Image.open(self.report.root / view_path) as opened:
-                view = opened.convert("RGB")
-        except OSError:
+        opened = self.report.picture(view_path)
+        if opened is None:
             return None
+        view = opened.convert("RGB")
         smoothed = map_picture.convert("RGB").resize(view.size, Image.Resampling.BILINEAR)
         return Image.blend(view, smoothed, alpha)
 
@@ -295,9 +357,9 @@ class LayerView:
 
     def _pattern(self, kind: str, input_id: str, channel: int) -> str | None:
         pattern = self.info.get("images", {}).get(kind)
-        if not pattern:
+        if not isinstance(pattern, str) or not pattern:
             return None
-        return str(pattern.format(input=input_id, channel=channel))
+        return _fill(pattern, input_id, channel)
 
     def _repr_html_(self) -> str:
         report, info = self.report, self.info
@@ -348,3 +410,62 @@ class LayerView:
 
     def __repr__(self) -> str:
         return f"LayerView({self.model.get('id')!r}, {self.name!r})"
+
+
+_FIELD = re.compile(r"\{(input|channel)(?::0([1-9])d)?\}")
+
+
+def _fill(pattern: str, input_id: str, channel: int) -> str | None:
+    """A manifest's path pattern (``.../sheets/{input}.png``, ``c{channel:04d}.png``) with
+    its fields filled in; None for a pattern with any other field. Not ``str.format``:
+    a pattern is data, and format specs can reach attributes or ask for huge padding."""
+    rest = _FIELD.sub("", pattern)
+    if "{" in rest or "}" in rest:
+        return None
+
+    def value(found: re.Match[str]) -> str:
+        if found.group(1) == "input":
+            return str(input_id)
+        return f"{int(channel):0{int(found.group(2))}d}" if found.group(2) else str(channel)
+
+    return _FIELD.sub(value, pattern)
+
+
+def _listed_files(manifest: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """The manifest's ``files`` entries that name a path, a sha256 and a size."""
+    listed: dict[str, tuple[str, int]] = {}
+    files = manifest.get("files")
+    for entry in files if isinstance(files, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        path, sha256, size = entry.get("path"), entry.get("sha256"), entry.get("bytes")
+        if (
+            isinstance(path, str)
+            and isinstance(sha256, str)
+            and isinstance(size, int)
+            and not isinstance(size, bool)
+            and size >= 0
+        ):
+            listed[path] = (sha256.lower(), size)
+    return listed
+
+
+def _decode_picture(data: bytes) -> Any:
+    """``data`` as a loaded PIL image, or None: not a picture, or larger than the pixel
+    limit of an input (checked before decoding)."""
+    import io
+    import warnings
+
+    from PIL import Image
+    from reportgen.inputs.files import MAX_PIXELS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                if opened.width * opened.height > MAX_PIXELS:
+                    return None
+                opened.load()
+                return opened.copy()
+        except Exception:  # noqa: BLE001 - any decoder failure: not a usable picture
+            return None
