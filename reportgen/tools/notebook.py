@@ -457,6 +457,7 @@ def _decode_picture(data: bytes) -> Any:
     import warnings
 
     from PIL import Image
+
     from reportgen.inputs.files import MAX_PIXELS
 
     with warnings.catch_warnings():
