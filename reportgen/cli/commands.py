@@ -350,6 +350,14 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     help="Top inputs per channel across the run (dataset examples); 0 turns them off.",
 )
 @click.option(
+    "--detail",
+    multiple=True,
+    default=default_of("detail"),
+    metavar="N|all|NAME",
+    help="Inputs that keep every channel's map: a number (the first N), 'all', or input "
+    "names and globs (repeat it). [default: the first 32; all of a smaller run]",
+)
+@click.option(
     "--input-size",
     type=click.IntRange(min=8),
     default=default_of("input_size"),
@@ -470,6 +478,7 @@ def run(
     gradcam_layer: str | None,
     target_class: str | None,
     examples: int,
+    detail: tuple[str, ...],
     input_size: int | None,
     mean: tuple[float, ...],
     std: tuple[float, ...],
@@ -521,6 +530,7 @@ def run(
         gradcam_layer=gradcam_layer,
         target_class=target_class,
         examples=examples,
+        detail=tuple(detail),
         input_size=input_size,
         mean=mean,
         std=std,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import math
 import mimetypes
 import os
 import re
@@ -293,6 +294,7 @@ class LayerView:
         self.model = model
         self.info = layer
         self.max_channels = max_channels
+        self._table: Any = None
 
     @property
     def name(self) -> str:
@@ -302,9 +304,34 @@ class LayerView:
         return [int(c) for c in self.info.get("selected", {}).get(input_id, [])]
 
     def stats(self, channel: int, input_id: str) -> dict[str, Any]:
-        channels = self.info.get("channels", [])
-        record = next((c for c in channels if c.get("index") == channel), None)
-        return dict(record.get("stats", {}).get(input_id, {})) if record else {}
+        """A channel's statistics on one input, from the layer's statistics file."""
+        table = self.table()
+        rows = {i.get("id"): n for n, i in enumerate(self.report.inputs)}
+        if table is None or input_id not in rows or not 0 <= channel < table.shape[1]:
+            return {}
+        fields = self.info["stats_file"]["fields"]
+        values = [float(v) for v in table[rows[input_id], channel]]
+        return {f: (v if math.isfinite(v) else None) for f, v in zip(fields, values)}
+
+    def table(self) -> Any:
+        """Every input's statistics of every channel, [input, channel, field], as a
+        read-only memory map of the layer's ``stats.npy`` (only when it is listed in the
+        manifest and unchanged; None when there is none)."""
+        import numpy as np
+
+        if self._table is not None:
+            return self._table
+        entry = self.info.get("stats_file")
+        if not entry:
+            return None
+        path = self.report.verified_path(entry.get("path"))  # hashed once: kept
+        if path is None:
+            return None
+        try:
+            self._table = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return self._table
 
     def _map_picture(self, input_id: str, channel: int) -> Any:
         """A channel's map as a PIL image: its own file, or its tile cropped out of the
