@@ -40,6 +40,8 @@ CLI_ONLY = {
     "as_json": "--json prints the run's summary: build_report() returns it (a RunSummary)",
     "verbose": "-v/--verbose is the command line's logging: configure the 'reportgen' logger",
     "quiet": "-q/--quiet is the command line's logging: configure the 'reportgen' logger",
+    "allow_urls": "--allow-urls lets --from-manifest fetch the URLs a manifest names: "
+    "pass the URL inputs you trust as inputs",
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(RunSettings)} - {"inputs", "output"}

@@ -30,6 +30,7 @@ NOT_SETTINGS = {
     "config": "reads other options' values from a TOML file",
     "from_manifest": "reads other options' values from an earlier report",
     "as_json": "how the command prints its summary",
+    "allow_urls": "lets --from-manifest fetch the URL inputs a manifest names",
 }
 # RunSettings fields without an option: "inputs" is run's argument (INPUTS...).
 NOT_OPTIONS = {"inputs"}
