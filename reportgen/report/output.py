@@ -10,12 +10,13 @@ import os
 import shutil
 import tempfile
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from reportgen.errors import ReportgenError
 from reportgen.report.manifest_file import MANIFEST, Manifest, read_manifest, unlisted_files
+from reportgen.results.store import confined_path
 
 STAGING_TAG = ".reportgen-staging-"
 OLD_TAG = ".reportgen-old-"
@@ -204,11 +205,9 @@ class StagedReport:
             self._lock_fd = None
 
     def path_of(self, relpath: str) -> Path:
-        """Absolute path of a report file; refuses anything that would leave the report."""
-        pure = PurePosixPath(relpath)
-        if pure.is_absolute() or ".." in pure.parts or not pure.parts:
-            raise ValueError(f"report path {relpath!r} leaves the report folder")
-        return self.root.joinpath(*pure.parts)
+        """Absolute path of a report file; refuses anything that would leave the report
+        (``results.store.confined_path``: the same rule for files put back from the cache)."""
+        return confined_path(self.root, relpath)
 
     def write(self, relpath: str, data: bytes | str) -> str:
         """Write one file of the report; returns ``relpath`` for chaining into records."""

@@ -17,6 +17,12 @@ Location: ``--cache-dir``, else ``REPORTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/
 (``~/.cache/reportgen``); ``--no-cache`` or ``REPORTGEN_CACHE_DIR=off`` turns it off.
 Entries are written atomically (temporary file, then rename), so concurrent runs and
 killed runs leave no half-written entry. Deleting the folder is always safe.
+
+Nothing read back is trusted blindly: every per-input entry ends with the sha256 of all
+its bytes, and a kept run carries the sha256 of its manifest (which lists the sha256 of
+each file). An entry that fails its check (a flipped byte, a truncated file) is dropped
+and its result computed again; ``-v`` logs each one. Paths a kept run lists go through
+``confined_path``, the rule every report file is written by (``StagedReport.path_of``).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import stat
 import struct
 import tempfile
 import threading
@@ -33,7 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -47,10 +55,33 @@ from reportgen.results.records import (
     PictureKey,
 )
 
+log = logging.getLogger("reportgen")
+
 CACHE_ENV = "REPORTGEN_CACHE_DIR"
 OFF_WORDS = {"", "0", "off", "none", "false", "no"}
-FORMAT = 2  # 2: one entry per input and model, holding its InputResult
-_MAGIC = b"RGC1"
+# 2: one entry per input and model, holding its InputResult; 3: entries end with the
+# sha256 of their bytes, kept runs carry the sha256 of their manifest
+FORMAT = 3
+_MAGIC = b"RGC2"
+_DIGEST_BYTES = 32
+# Beside a kept run's files: {"format", "manifest_sha256"}; never part of a report.
+RUN_SEAL = ".reportgen-run.json"
+
+
+class DamagedEntry(ValueError):
+    """A cache entry whose bytes are not what was written (the reason says how)."""
+
+
+def confined_path(root: Path, relpath: str) -> Path:
+    """``root / relpath`` for a report-relative path; ValueError for one that would leave
+    ``root`` (absolute, ``..``, empty). The one rule for every file of a report: written
+    fresh (``StagedReport.path_of``) or put back from the cache."""
+    if not isinstance(relpath, str):
+        raise ValueError(f"report path {relpath!r} is not a string")
+    pure = PurePosixPath(relpath)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\x00" in relpath:
+        raise ValueError(f"report path {relpath!r} leaves the report folder")
+    return root.joinpath(*pure.parts)
 
 
 def cache_root(option: str | None, disabled: bool = False) -> Path | None:
@@ -143,7 +174,8 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], blobs: dict[str, bytes]) -> bytes:
-    """One entry as bytes: magic, header length, JSON header, then raw array and blob bytes."""
+    """One entry as bytes: magic, header length, JSON header, raw array and blob bytes,
+    and the sha256 of everything before it."""
     chunks: list[bytes] = []
     offset = 0
     layout: dict[str, Any] = {"arrays": {}, "blobs": {}}
@@ -158,25 +190,40 @@ def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], blobs: dict[str,
         chunks.append(blob)
         offset += len(blob)
     head = json.dumps({"header": header, "layout": layout}, separators=(",", ":")).encode()
-    return b"".join([_MAGIC, struct.pack(">Q", len(head)), head, *chunks])
+    content = b"".join([_MAGIC, struct.pack(">Q", len(head)), head, *chunks])
+    return content + hashlib.sha256(content).digest()
 
 
 def unpack(payload: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    """The header, arrays and blobs of an entry ``pack`` made; DamagedEntry when its
+    bytes are not those that were written (checked against its sha256 first)."""
     if payload[:4] != _MAGIC:
-        raise ValueError("not a reportgen cache entry")
-    (size,) = struct.unpack(">Q", payload[4:12])
-    meta = json.loads(payload[12 : 12 + size])
-    body = memoryview(payload)[12 + size :]
-    arrays = {}
-    for name, (dtype, shape, offset, length) in meta["layout"]["arrays"].items():
-        arrays[name] = np.frombuffer(body[offset : offset + length], dtype=np.dtype(dtype)).reshape(
-            shape
-        )
-    blobs = {
-        name: bytes(body[offset : offset + length])
-        for name, (offset, length) in meta["layout"]["blobs"].items()
-    }
-    return meta["header"], arrays, blobs
+        raise DamagedEntry("not a reportgen cache entry of this format")
+    if len(payload) < 12 + _DIGEST_BYTES:
+        raise DamagedEntry("truncated")
+    content, seal = payload[:-_DIGEST_BYTES], payload[-_DIGEST_BYTES:]
+    if hashlib.sha256(content).digest() != seal:
+        raise DamagedEntry("its sha256 does not match its content")
+    try:
+        (size,) = struct.unpack(">Q", content[4:12])
+        meta = json.loads(content[12 : 12 + size])
+        body = memoryview(content)[12 + size :]
+        arrays = {}
+        for name, (dtype, shape, offset, length) in meta["layout"]["arrays"].items():
+            kind = np.dtype(dtype)
+            if kind.hasobject or offset < 0 or offset + length > len(body):
+                raise DamagedEntry(f"array {name!r} does not fit the entry")
+            arrays[name] = np.frombuffer(body[offset : offset + length], dtype=kind).reshape(shape)
+        blobs = {}
+        for name, (offset, length) in meta["layout"]["blobs"].items():
+            if offset < 0 or offset + length > len(body):
+                raise DamagedEntry(f"blob {name!r} does not fit the entry")
+            blobs[name] = bytes(body[offset : offset + length])
+        return meta["header"], arrays, blobs
+    except DamagedEntry:
+        raise
+    except (ValueError, KeyError, TypeError, struct.error) as exc:
+        raise DamagedEntry(f"unreadable ({type(exc).__name__})") from exc
 
 
 @dataclass
@@ -195,6 +242,7 @@ class InputCache:
         self.root = root / "inputs" if root is not None else None
         self.hits = 0
         self.misses = 0
+        self.damaged: list[str] = []  # keys of entries dropped because they failed a check
         self._lock = threading.Lock()
 
     @property
@@ -208,15 +256,30 @@ class InputCache:
     def load(self, key: str) -> Entry | None:
         if self.root is None:
             return None
+        path = self._path(key)
         try:
-            header, arrays, blobs = unpack(self._path(key).read_bytes())
-        except (OSError, ValueError, KeyError, struct.error):
+            header, arrays, blobs = unpack(path.read_bytes())
+        except OSError:
             with self._lock:
                 self.misses += 1
+            return None
+        except DamagedEntry as exc:
+            self.drop(key, str(exc))
             return None
         with self._lock:
             self.hits += 1
         return Entry(header, arrays, blobs)
+
+    def drop(self, key: str, reason: str) -> None:
+        """Remove a damaged entry (its result is computed again) and say so with -v."""
+        if self.root is None:
+            return
+        with contextlib.suppress(OSError):
+            self._path(key).unlink()
+        with self._lock:
+            self.misses += 1
+            self.damaged.append(key)
+        log.info("cache: dropped damaged entry %s (%s); computing it again", key[:16], reason)
 
     def store(self, key: str, entry: Entry) -> None:
         if self.root is None:
@@ -224,40 +287,6 @@ class InputCache:
         # A cache that cannot be written is only a slower next run.
         with contextlib.suppress(OSError):
             _atomic_write(self._path(key), pack(entry.header, entry.arrays, entry.blobs))
-
-
-class EntryBuilder:
-    """Collects an entry whose files are encoded on worker threads; stores it once it is
-    sealed and the last pending file has arrived (memory stays bounded per input)."""
-
-    def __init__(self, cache: InputCache, key: str, entry: Entry) -> None:
-        self.cache, self.key, self.entry = cache, key, entry
-        self._pending = 0
-        self._sealed = False
-        self._lock = threading.Lock()
-
-    def expect(self, count: int = 1) -> None:
-        with self._lock:
-            self._pending += count
-
-    def add(self, name: str, data: bytes) -> None:
-        with self._lock:
-            self.entry.blobs[name] = data
-            self._pending -= 1
-            done = self._sealed and self._pending == 0
-        if done:
-            self._store()
-
-    def seal(self) -> None:
-        with self._lock:
-            self._sealed = True
-            done = self._pending == 0
-        if done:
-            self._store()
-
-    def _store(self) -> None:
-        self.cache.store(self.key, self.entry)
-        self.entry = Entry()
 
 
 class RunCache:
@@ -285,6 +314,11 @@ class RunCache:
                 _link_files(
                     report, temp, [f["path"] for f in manifest["files"]] + ["manifest.json"]
                 )
+                seal = {
+                    "format": FORMAT,
+                    "manifest_sha256": _sha256_file(temp / "manifest.json"),
+                }
+                _atomic_write(temp / RUN_SEAL, json.dumps(seal).encode("utf-8"))
                 if folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
                 os.replace(temp, folder)
@@ -303,35 +337,74 @@ class RunCache:
             shutil.rmtree(old, ignore_errors=True)
 
     def replay(
-        self, key: str, into: Path, read_manifest: Callable[[Path], dict[str, Any]]
+        self,
+        key: str,
+        into: Path | Callable[[str], Path],
+        read_manifest: Callable[[Path], dict[str, Any]],
     ) -> dict[str, Any] | None:
-        """Put a kept report's files under ``into``; its manifest, or None on a miss or any
-        file that no longer matches its sha256 (then the kept report is dropped).
+        """Put a kept report's files under ``into``; its manifest, or None on a miss, a
+        manifest that does not match the sha256 kept with it, a path that leaves the
+        report, or any file that no longer matches its sha256 (then the kept report is
+        dropped). ``into``: the staging folder, or its ``path_of`` (where each report
+        path goes; a folder gets ``confined_path``, the same rule).
         ``read_manifest``: the report stage's one manifest reader (raises on a bad one)."""
         folder = self.folder(key)
         if folder is None or not (folder / "manifest.json").is_file():
             return None
+        place = into if callable(into) else (lambda relpath: confined_path(into, relpath))
         try:
+            seal = json.loads(_read_kept(folder / RUN_SEAL))
+            if not isinstance(seal, dict) or seal.get("format") != FORMAT:
+                raise DamagedEntry("kept by another version of reportgen")
+            if _sha256_file(folder / "manifest.json") != seal.get("manifest_sha256"):
+                raise DamagedEntry("its manifest.json does not match its sha256")
             manifest = read_manifest(folder)
             files = manifest["files"]
+            pairs = []
             for item in files:
-                data = (folder / item["path"]).read_bytes()
+                relpath = item["path"]
+                if relpath in ("manifest.json", RUN_SEAL):
+                    raise DamagedEntry(f"it lists {relpath!r} as a file of the report")
+                source, target = confined_path(folder, relpath), place(relpath)
+                data = _read_kept(source)
                 if len(data) != item["bytes"] or hashlib.sha256(data).hexdigest() != item["sha256"]:
-                    raise ValueError(f"{item['path']} changed")
-            _link_files(folder, into, [f["path"] for f in files])
+                    raise DamagedEntry(f"{relpath} does not match its sha256")
+                pairs.append((source, target))
+            _link_pairs(pairs)
             os.utime(folder)
-        except (OSError, ValueError, KeyError, TypeError, ReportgenError):
+        except (OSError, ValueError, KeyError, TypeError, ReportgenError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(exc, FileNotFoundError) or exc.filename != str(folder / RUN_SEAL):
+                log.info("cache: dropped damaged kept report %s (%s)", key[:16], exc)
             return None
         return manifest
 
 
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(_read_kept(path)).hexdigest()
+
+
+def _read_kept(path: Path) -> bytes:
+    """A kept file's bytes: a regular file, never through a symbolic link (OSError)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read()
+
+
 def _link_files(source: Path, target: Path, relpaths: Iterable[str]) -> None:
+    _link_pairs(
+        (confined_path(source, relpath), confined_path(target, relpath)) for relpath in relpaths
+    )
+
+
+def _link_pairs(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """Hard-link (else copy) each source file to its target."""
     made: set[Path] = set()
     link: Callable[[Any, Any], Any] = os.link
-    for relpath in relpaths:
-        src = source / relpath
-        dst = target / relpath
+    for src, dst in pairs:
         if dst.parent not in made:
             dst.parent.mkdir(parents=True, exist_ok=True)
             made.add(dst.parent)
