@@ -32,11 +32,12 @@ ARGS = [
 
 
 # How much of each page to show (px): the channel page's maps are below its filter.
-TALL = {"index": 900, "layer": 1000, "channel": 1500, "compare": 900}
+TALL = {"index": 900, "layer": 1000, "input-layer": 1000, "channel": 1500, "input": 1100, "compare": 900}
 
 
 def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
-    """index, layer, channel and comparison pages of the report's first model."""
+    """index, layer, input-by-layer, channel, input and comparison pages of the report's
+    first model."""
     manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
     model = manifest["models"][0]
     spatial = [x for x in model["layers"] if len(x.get("output_shape", [])) == 3]
@@ -59,7 +60,9 @@ def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
     return {
         "index": "index.html",
         "layer": chosen["page"],
+        "input-layer": chosen["detail_pages"][shown],
         "channel": channel_page,
+        "input": model["input_pages"][shown],
         "compare": model["compare_page"],
     }
 
