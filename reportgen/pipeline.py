@@ -190,21 +190,9 @@ def build_report(
             inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
             _check_usable(settings, files, skipped_found, usable, skipped, warnings)
             colorbar = f"{paths.ASSETS}/colormap-{settings.colormap}.png"
-            table = imaging.colormap_table(settings.colormap)
-            if not analysis_only:
-                staged.write(colorbar, imaging.colorbar_png(table))
-            detail = frozenset(detail_inputs(usable, settings.detail, DETAIL_DEFAULT))
-            for record in inputs:
-                record.detail = record.id in detail
-            options = PictureOptions(
-                table=table,
-                alpha=settings.alpha,
-                sheets=maps_in_sheets(settings),
-                overlay_files=settings.overlay_files,
-                scale_by_layer=settings.scale == "layer",
-                encode=not analysis_only,
-                detail=detail,
-            )
+            options = _picture_options(settings, usable, inputs, analysis_only)
+            if options.encode:
+                staged.write(colorbar, imaging.colorbar_png(options.table))
             run = _Run(settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder)
             results = [
                 _run_model(run, model, f, progress, cache_dir) for model, f in zip(models, facts)
@@ -215,15 +203,40 @@ def build_report(
         data = _report_data(settings, device, inputs, skipped, results, warnings, colorbar)
         summary = _write_report(settings, data, staged, jobs, analysis_only, started)
         if analysis_only:
-            # analyze(): every input's statistics as arrays [input, channel, field].
-            for entry, model_run in zip(summary.extra["analysis"]["models"], results):
-                for layer in entry["layers"]:
-                    layer["stats"] = model_run.stats[layer["name"]].read()
-                    layer["stats_fields"] = list(STATS_FIELDS)
+            _attach_statistics(summary.extra["analysis"], results)
         manifest = summary.extra.pop("manifest", None)
         if run_key and manifest is not None:
             run_cache.save(run_key, staged.target, manifest)
         return summary
+
+
+def _picture_options(
+    settings: RunSettings,
+    usable: list[InputFile],
+    inputs: list[InputRecord],
+    analysis_only: bool,
+) -> PictureOptions:
+    """Which pictures the per-input results carry; marks the detail inputs' records."""
+    detail = frozenset(detail_inputs(usable, settings.detail, DETAIL_DEFAULT))
+    for record in inputs:
+        record.detail = record.id in detail
+    return PictureOptions(
+        table=imaging.colormap_table(settings.colormap),
+        alpha=settings.alpha,
+        sheets=maps_in_sheets(settings),
+        overlay_files=settings.overlay_files,
+        scale_by_layer=settings.scale == "layer",
+        encode=not analysis_only,
+        detail=detail,
+    )
+
+
+def _attach_statistics(analysis: dict[str, Any], runs: list[_ModelRun]) -> None:
+    """analyze(): every input's statistics as arrays [input, channel, field]."""
+    for entry, model_run in zip(analysis["models"], runs):
+        for layer in entry["layers"]:
+            layer["stats"] = model_run.stats[layer["name"]].read()
+            layer["stats_fields"] = list(STATS_FIELDS)
 
 
 def _check_usable(
