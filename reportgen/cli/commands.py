@@ -7,6 +7,7 @@ that ``reportgen --help`` answers at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -51,13 +52,17 @@ class ReportgenGroup(click.Group):
             click.echo(f"Error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
-            click.echo("Error: aborted", err=True)
-            sys.exit(1)
+            # Click's word for Ctrl-C (or SIGTERM) outside the command: before it began.
+            click.echo("Error: interrupted; any previous report was left as it was", err=True)
+            sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         # The group's own options are parsed before invoke(): -v is in ctx.params.
         verbose = bool(ctx.params.get("verbose"))
+        from reportgen.report.output import forget_commits
+
+        forget_commits()
         try:
             return super().invoke(ctx)
         except ReportgenError as exc:
@@ -66,6 +71,17 @@ class ReportgenGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
+            from reportgen.report.output import committed_target
+
+            done = committed_target()
+            if done is not None:
+                # The swap had happened: the new report is in place and complete.
+                click.echo(
+                    f"Warning: interrupted after the new report was put in place: "
+                    f"{str(done)!r} is the complete new report",
+                    err=True,
+                )
+                ctx.exit(0)
             click.echo("Error: interrupted; any previous report was left as it was", err=True)
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
@@ -94,9 +110,48 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
 
 
-def _on_sigterm(_signum: int, _frame: Any) -> None:
-    # Unwind like Ctrl-C, so the staging folder is removed and the old report kept.
+_MAIN_PID = os.getpid()
+_last_signal = [int(signal.SIGINT)]
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM (and SIGINT) unwind like Ctrl-C, so the staging folder is removed and the
+    old report kept. In a process forked for the pages, the main process reports: the
+    worker leaves at once, without a traceback."""
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
+    _last_signal[0] = signum
     raise KeyboardInterrupt
+
+
+def _unraisable(info: Any) -> None:
+    """Python runs signal handlers where it can, also inside a finaliser (a weakref
+    callback, ``__del__``), where the KeyboardInterrupt cannot unwind anything and is
+    printed as "Exception ignored". Then the signal is sent again, a moment later, to
+    interrupt the run where it can; nothing is printed."""
+    if issubclass(info.exc_type, KeyboardInterrupt) and os.getpid() == _MAIN_PID:
+        import threading
+
+        again = threading.Timer(0.01, os.kill, (os.getpid(), _last_signal[0]))
+        again.daemon = True
+        again.start()
+        return
+    _previous_unraisable(info)
+
+
+_previous_unraisable = sys.unraisablehook
+
+
+def _install_signal_handlers() -> None:
+    global _MAIN_PID, _previous_unraisable
+    _MAIN_PID = os.getpid()
+    if sys.unraisablehook is not _unraisable:
+        _previous_unraisable = sys.unraisablehook
+        sys.unraisablehook = _unraisable
+    signal.signal(signal.SIGTERM, _on_signal)
+    # SIGINT ignored by whoever started us (a background job of a script) stays ignored.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_signal)
 
 
 @click.group(cls=ReportgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -577,7 +632,7 @@ def run(
 
         for note in rebuild_notes(manifest, settings.inputs):
             click.echo(f"Warning: {note}", err=True)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _install_signal_handlers()
     show_bar = not quiet and sys.stderr.isatty()
     with (
         click.progressbar(length=0, label="analysing", file=sys.stderr)

@@ -1,25 +1,41 @@
 """The report's folder on disk: built in a staging folder beside the target and
-swapped into place at the end, so a report is complete or absent, never half-written."""
+swapped into place at the end, so a report is complete or absent, never half-written.
+
+What a run may touch in ``-o`` is what it owns: the files the previous report's manifest
+lists and the manifest itself. Anything else found there, at the start or when the new
+report is swapped in (a ``notes.txt`` added during the run, a folder, a link), stops the
+run with an error and is left in place, with the previous report. One run at a time:
+a lock file beside ``-o`` (holding its PID) makes a second run fail at once. The swap is
+not split by SIGINT/SIGTERM (they are held until it is done), and ``committed_target``
+tells the command line which report is in place when a run is interrupted. Recovery
+after a kill restores the newest previous report whose files match its manifest.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from reportgen.errors import ReportgenError
-from reportgen.report.manifest_file import MANIFEST, Manifest, read_manifest, unlisted_files
+from reportgen.report.manifest_file import MANIFEST, Manifest, read_manifest
 from reportgen.results.store import confined_path
+
+log = logging.getLogger("reportgen")
 
 STAGING_TAG = ".reportgen-staging-"
 OLD_TAG = ".reportgen-old-"
+LOCK_TAG = ".reportgen-lock"
 # How a single-file report (``--single-file``) says that reportgen wrote it.
 SINGLE_FILE_MARK = b'<meta name="generator" content="reportgen'
 
@@ -94,13 +110,40 @@ def _siblings(target: Path, tag: str) -> list[Path]:
 
 
 def recover_and_clean(target: Path) -> None:
-    """Undo what a killed run left: restore a report moved aside, drop staging folders."""
-    old = _siblings(target, OLD_TAG)
-    if old and not target.exists():
-        # Killed between the two renames of the swap: the previous report is intact.
-        os.rename(old[-1], target)
-        old = old[:-1]
-    for leftover in [*old, *_siblings(target, STAGING_TAG)]:
+    """Undo what a killed run left (call it holding the run lock): when ``-o`` is gone (a
+    kill between the two renames of the swap), put back the newest previous report that
+    is intact (every file as its manifest lists it); then remove the other leftovers,
+    only what reportgen owns in them."""
+    old = [p for p in _siblings(target, OLD_TAG) if p.is_dir() and not p.is_symlink()]
+    if old and not os.path.lexists(target):
+        intact = []
+        for folder in old:
+            manifest = report_manifest(folder)
+            if manifest is not None and _intact(folder, manifest.data):
+                created = str(manifest.data.get("created", ""))
+                intact.append((created, folder.stat().st_mtime_ns, str(folder), folder))
+        if intact:
+            best = max(intact)[-1]
+            os.rename(best, target)
+            log.info("restored the previous report %s from %s", target, best.name)
+            old.remove(best)
+    for folder in old:
+        manifest = report_manifest(folder)
+        if manifest is None:
+            if _holds_no_file(folder):  # a removal cut short after its manifest went
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                log.warning("left %s in place: it holds no readable reportgen manifest", folder)
+            continue
+        leftovers = remove_owned(folder, manifest.data)
+        if leftovers:
+            log.warning(
+                "kept %s: it holds files reportgen did not write (%s)",
+                folder,
+                _shown(leftovers),
+            )
+    _drop_stale_lock(target)
+    for leftover in _siblings(target, STAGING_TAG):
         if leftover.is_dir() and _in_use(leftover):
             continue  # another run, still alive, is writing there
         if leftover.is_dir() and not leftover.is_symlink():
@@ -108,6 +151,229 @@ def recover_and_clean(target: Path) -> None:
         else:
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def _holds_no_file(folder: Path) -> bool:
+    """Only (empty) folders below ``folder``: no file, no link."""
+    for _root, dirs, names in os.walk(folder, followlinks=False):
+        if names or any(os.path.islink(os.path.join(_root, d)) for d in dirs):
+            return False
+    return True
+
+
+def _drop_stale_lock(target: Path) -> None:
+    """Remove the lock file a killed run left (one nobody holds; never a live one, this
+    process's own included: a second lock on it fails)."""
+    path = RunLock(target).path
+    if fcntl is None or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # held: a live run
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
+            os.unlink(path)
+    os.close(fd)
+
+
+def _intact(folder: Path, manifest: dict[str, Any]) -> bool:
+    """Every file the manifest lists is in ``folder``, a regular file, as listed."""
+    from reportgen.report.manifest_file import read_regular
+
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return False
+    for entry in files:
+        try:
+            path = confined_path(folder, entry["path"])
+            if path.is_symlink():
+                return False
+            data = read_regular(path, int(entry["bytes"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            return False
+    return True
+
+
+def _owned_paths(manifest: dict[str, Any]) -> set[str]:
+    """Report-relative paths a report owns: what its manifest lists, and the manifest."""
+    from reportgen.report.manifest_file import listed_paths
+
+    return listed_paths(manifest) | {MANIFEST}
+
+
+def _needed_dirs(owned: set[str]) -> set[str]:
+    """The folders the owned paths lie in (``a``, ``a/b`` for ``a/b/c.png``)."""
+    return {"/".join(p.split("/")[:i]) for p in owned for i in range(1, p.count("/") + 1)}
+
+
+def foreign_entries(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """What ``folder`` holds that its report does not own: files its manifest does not
+    list, symbolic links, folders that hold none of its files (empty ones too). A foreign
+    folder is named once, not each file in it."""
+    owned = _owned_paths(manifest)
+    needed_dirs = _needed_dirs(owned)
+    foreign: list[str] = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        rel_root = os.path.relpath(root, folder)
+        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
+        for name in list(dirs):
+            rel = prefix + name
+            if os.path.islink(os.path.join(root, name)) or rel not in needed_dirs:
+                foreign.append(rel + ("" if os.path.islink(os.path.join(root, name)) else "/"))
+                dirs.remove(name)
+        for name in names:
+            rel = prefix + name
+            if rel not in owned or os.path.islink(os.path.join(root, name)):
+                foreign.append(rel)
+    return sorted(foreign)
+
+
+def remove_owned(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Delete what the report in ``folder`` owns (its listed files, its manifest, then
+    the folders they leave empty); anything else stays. Returns what stayed (nothing:
+    ``folder`` itself is gone too)."""
+    owned = _owned_paths(manifest)
+    # The manifest goes last: a removal cut short (SIGKILL) leaves it, so the next run
+    # can still tell what the rest belongs to and finish.
+    for relpath in [*sorted(owned - {MANIFEST}), MANIFEST]:
+        with contextlib.suppress(OSError, ValueError):
+            path = confined_path(folder, relpath)
+            if not path.is_dir() or path.is_symlink():
+                path.unlink()
+    for relpath in sorted(_needed_dirs(owned), key=lambda d: d.count("/"), reverse=True):
+        with contextlib.suppress(OSError, ValueError):
+            path = confined_path(folder, relpath)
+            if not path.is_symlink():
+                path.rmdir()  # only when empty: a foreign file in it keeps it
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+    if not os.path.lexists(folder):
+        return []
+    stayed: list[str] = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        rel_root = os.path.relpath(root, folder)
+        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
+        stayed.extend(prefix + n for n in names)
+        stayed.extend(prefix + d + "/" for d in dirs if not os.listdir(os.path.join(root, d)))
+    return sorted(stayed)
+
+
+def _shown(names: list[str], limit: int = 5) -> str:
+    from reportgen.inputs.files import printable
+
+    shown = ", ".join(printable(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# --- one run at a time per -o ---------------------------------------------------------
+
+
+class RunLock:
+    """``.<name>.reportgen-lock`` beside ``target``: held (flock) for as long as a run may
+    write ``target``, with the holder's PID in it. A second run fails at once, naming the
+    PID; a lock left by a killed run is free (the kernel drops a dead process's locks)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.path = target.parent / f".{target.name}{LOCK_TAG}"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        while True:
+            try:
+                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                fd = os.open(self.path, flags, 0o644)
+            except OSError as exc:
+                raise ReportgenError(
+                    f"cannot write in {str(self.path.parent)!r} ({exc.strerror or exc})"
+                ) from exc
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    holder = _read_pid(fd)
+                    os.close(fd)
+                    who = f"(PID {holder}) " if holder else ""
+                    raise ReportgenError(
+                        f"another reportgen run {who}is writing {str(self.target)!r}; "
+                        "wait for it to finish or choose another -o"
+                    ) from None
+            # The file may have been removed by the run that held it: lock the one in place.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = None
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return text
+    return ""
+
+
+# --- signals during the swap ----------------------------------------------------------
+
+_committed: list[Path] = []
+
+
+def committed_target() -> Path | None:
+    """The report this process last swapped into place since ``forget_commits`` (the
+    command line asks when a run is interrupted: which report is in place now)."""
+    return _committed[-1] if _committed else None
+
+
+def forget_commits() -> None:
+    _committed.clear()
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then arrive as usual (on the main
+    thread, where Python runs its handlers; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    for held in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            previous[held] = signal.signal(held, hold)
+    try:
+        yield
+    finally:
+        for held, handler in previous.items():
+            signal.signal(held, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def is_single_file_report(path: Path) -> bool:
@@ -145,15 +411,17 @@ def check_target(target: Path, single_file: bool = False) -> None:
                 f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
                 "reportgen will not replace it: choose another -o path (e.g. a new folder)"
             )
-        foreign = unlisted_files(target, manifest.data)
+        foreign = foreign_entries(target, manifest.data)
         if foreign:
-            shown = ", ".join(foreign[:5]) + (
-                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            )
             raise ReportgenError(
                 f"output {str(target)!r} is a reportgen report, but it also holds files "
-                f"reportgen did not write ({shown}); move them out or choose another -o path"
+                f"reportgen did not write ({_shown(foreign)}); move them out or choose "
+                "another -o path"
             )
+    check_parent(target)
+
+
+def check_parent(target: Path) -> None:
     parent = target.parent
     if not parent.is_dir():
         raise ReportgenError(f"output folder's parent {str(parent)!r} does not exist")
@@ -171,11 +439,18 @@ class StagedReport:
     def __init__(self, target: Path, single_file: bool = False) -> None:
         self.target = Path(os.path.abspath(target))
         self.single_file = single_file
-        recover_and_clean(self.target)
-        check_target(self.target, single_file)
-        self.root = Path(
-            tempfile.mkdtemp(prefix=f".{self.target.name}{STAGING_TAG}", dir=self.target.parent)
-        )
+        check_parent(self.target)
+        self._run_lock = RunLock(self.target)
+        self._run_lock.acquire()  # before anything beside -o is looked at or changed
+        try:
+            recover_and_clean(self.target)
+            check_target(self.target, single_file)
+            self.root = Path(
+                tempfile.mkdtemp(prefix=f".{self.target.name}{STAGING_TAG}", dir=self.target.parent)
+            )
+        except BaseException:
+            self._run_lock.release()
+            raise
         try:
             self._lock_fd = _lock_folder(self.root)
         except OSError:
@@ -197,6 +472,7 @@ class StagedReport:
         if not self.committed:
             shutil.rmtree(self.root, ignore_errors=True)
         self._unlock()
+        self._run_lock.release()
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -267,33 +543,83 @@ class StagedReport:
         os.chmod(source, 0o666 & ~_current_umask())
         with source.open("rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(source, self.target)
+        with signals_held():
+            # What is at -o now must still be a report reportgen wrote (or nothing).
+            check_target(self.target, single_file=True)
+            os.replace(source, self.target)
+            self.committed = True
+            _committed.append(self.target)
         _fsync_folder(self.target.parent)
-        self.committed = True
         shutil.rmtree(self.root, ignore_errors=True)
         self._unlock()
 
     def _swap(self) -> None:
+        """Move aside what the run owns at -o, put the staging folder in its place, delete
+        what was moved aside (only what the previous manifest lists). Anything else at -o
+        stops the run before anything moves: ReportgenError, -o left as it is."""
         # mkdtemp makes the staging folder private (0700); a published report is
         # readable like any folder the user creates.
         os.chmod(self.root, 0o777 & ~_current_umask())
-        aside: Path | None = None
-        if self.target.exists():
-            aside = Path(
-                tempfile.mkdtemp(prefix=f".{self.target.name}{OLD_TAG}", dir=self.target.parent)
+        with signals_held():
+            aside, previous = self._move_aside()
+            try:
+                os.rename(self.root, self.target)
+            except BaseException:
+                # Put the previous report back at once; if even that fails (or the process
+                # dies here), the next run's recover_and_clean restores it.
+                if aside is not None:
+                    with contextlib.suppress(OSError):
+                        os.rename(aside, self.target)
+                raise
+            self.committed = True
+            _committed.append(self.target)
+            self._unlock()
+            _fsync_folder(self.target.parent)
+            if aside is not None and previous is not None:
+                stayed = remove_owned(aside, previous)
+                if stayed:
+                    log.warning(
+                        "files appeared in the previous report while it was replaced (%s); "
+                        "kept in %s",
+                        _shown(stayed),
+                        aside,
+                    )
+
+    def _move_aside(self) -> tuple[Path | None, dict[str, Any] | None]:
+        """The previous report renamed beside -o, and its manifest (None, None: none)."""
+        target = self.target
+        if not os.path.lexists(target):
+            return None, None
+        if target.is_symlink() or not target.is_dir():
+            raise ReportgenError(
+                f"output {str(target)!r} was replaced by something that is not a folder "
+                "while this run was going; it was left in place and the new report was not "
+                "put there"
             )
-            aside.rmdir()
-            os.rename(self.target, aside)
-        try:
-            os.rename(self.root, self.target)
+        manifest = report_manifest(target) if any(target.iterdir()) else None
+        if manifest is None and any(target.iterdir()):
+            raise ReportgenError(
+                f"output {str(target)!r} no longer holds a reportgen manifest (changed while "
+                "this run was going); it was left in place and the new report was not put there"
+            )
+        owned = manifest.data if manifest is not None else {"files": []}
+        self._refuse_foreign(target, owned)
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_TAG}", dir=target.parent))
+        aside.rmdir()
+        os.rename(target, aside)
+        try:  # anything that arrived between the check and the rename
+            self._refuse_foreign(aside, owned)
         except BaseException:
-            # Put the previous report back at once; if even that fails (or the process
-            # dies here), the next run's recover_and_clean restores it.
-            if aside is not None:
-                with contextlib.suppress(OSError):
-                    os.rename(aside, self.target)
+            os.rename(aside, target)
             raise
-        self._unlock()
-        _fsync_folder(self.target.parent)
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+        return aside, owned
+
+    def _refuse_foreign(self, folder: Path, manifest: dict[str, Any]) -> None:
+        foreign = foreign_entries(folder, manifest)
+        if foreign:
+            raise ReportgenError(
+                f"output {str(self.target)!r} gained files reportgen did not write while "
+                f"this run was going ({_shown(foreign)}); they and the previous report were "
+                "left in place and the new report was not put there: move them out and run "
+                "again"
+            )
