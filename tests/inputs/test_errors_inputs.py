@@ -347,14 +347,14 @@ def test_unreadable_file_is_skipped_with_reason(
 ) -> None:
     """chmod 000 does not stop root, so the refusal the kernel would give is simulated."""
     locked = good_png(tmp_path / "locked.png")
-    real_read = Path.read_bytes
+    real_open = os.open
 
-    def read_bytes(self: Path) -> bytes:
-        if self == locked:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+    def refusing_open(path: object, flags: int, *args: int) -> int:
+        if Path(str(path)) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(ReportgenError, match=r"cannot read .*locked\.png.*Permission denied"):
         load_image(file_input(locked))
 
