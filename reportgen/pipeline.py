@@ -83,6 +83,17 @@ def validate_settings(settings: RunSettings, writes: bool = True) -> None:
     imaging.colormap_table(settings.colormap)  # raises with the valid names
     if writes:
         _check_output_apart(settings)
+        from reportgen.results.store import cache_root
+
+        cache = cache_root(settings.cache_dir, settings.no_cache)
+        output = os.path.realpath(settings.output)
+        if cache is not None and (
+            os.path.realpath(cache) == output or os.path.realpath(cache).startswith(output + os.sep)
+        ):
+            raise UsageError(
+                f"the cache folder {str(cache)!r} is inside -o {settings.output!r}, which "
+                "the run replaces; give --cache-dir a folder elsewhere"
+            )
     if settings.feature_vis:
         from reportgen.nn.featurevis import check_settings
 

@@ -667,6 +667,7 @@ def verify(ctx: click.Context, report: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
+    from reportgen.inputs.files import printable
     from reportgen.tools.verify import verify_report
 
     result = verify_report(Path(report))
@@ -680,12 +681,13 @@ def verify(ctx: click.Context, report: str, as_json: bool) -> None:
         if result.ok:
             if not ctx.obj["quiet"]:
                 click.echo(
-                    f"OK: {report}: {result.checked} files as listed in manifest.json "
-                    f"(manifest sha256 {result.manifest_sha256})"
+                    f"OK: {printable(report)}: {result.checked} files as listed in "
+                    f"manifest.json (manifest sha256 {result.manifest_sha256})"
                 )
         else:
             click.echo(
-                f"{report}: {len(result.differences)} differences from manifest.json", err=True
+                f"{printable(report)}: {len(result.differences)} differences from manifest.json",
+                err=True,
             )
     if not result.ok:
         ctx.exit(1)

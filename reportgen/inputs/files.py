@@ -192,6 +192,15 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
     found: dict[str, InputFile] = {}
     skipped: list[SkippedInput] = []
     missing: list[ReportgenError] = []
+    seen: set[str] = set()  # real paths: imgs/../imgs and imgs name the same files
+
+    def first_time(path: Path) -> bool:
+        real = os.path.realpath(path)
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
     for argument in arguments:
         if fetch.is_url(argument):
             if argument not in found:
@@ -220,7 +229,7 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
                 if problem:
                     skipped.append(SkippedInput(printable(raw), problem))
                     continue
-                if raw not in found:
+                if raw not in found and first_time(file_path):
                     found[raw] = InputFile(file_path, printable(raw), input_id(printable(raw), raw))
         elif argument not in found:
             problem = _regular_file_problem(path)
@@ -228,9 +237,10 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
                 missing.append(ReportgenError(f"input {printable(argument)!r} {problem}"))
                 skipped.append(SkippedInput(printable(argument), problem))
                 continue
-            found[argument] = InputFile(
-                path, printable(argument), input_id(printable(argument), argument)
-            )
+            if first_time(path):
+                found[argument] = InputFile(
+                    path, printable(argument), input_id(printable(argument), argument)
+                )
     if missing and not found:
         raise missing[0]
     files = sorted(found.values(), key=lambda f: f.source)
@@ -270,15 +280,62 @@ def printable(text: str) -> str:
 
 
 _download_dir: Path | None = None
+_download_lock: int | None = None
+DOWNLOADS_PREFIX = "reportgen-downloads-"
+_DOWNLOADS_LOCK = ".in-use"
 
 
 def _downloads() -> Path:
-    """A private temporary folder for downloaded inputs, removed when Python exits."""
-    global _download_dir
+    """A private temporary folder for downloaded inputs, removed when Python exits. It is
+    locked while this process lives (flock, dropped by the kernel at any death): a later
+    run removes the folders that killed runs left (``sweep_downloads``)."""
+    global _download_dir, _download_lock
     if _download_dir is None or not _download_dir.is_dir():
-        _download_dir = Path(tempfile.mkdtemp(prefix="reportgen-downloads-"))
+        sweep_downloads()
+        _download_dir = Path(tempfile.mkdtemp(prefix=DOWNLOADS_PREFIX))
+        _download_lock = _lock_file(_download_dir / _DOWNLOADS_LOCK)
         atexit.register(shutil.rmtree, _download_dir, True)
     return _download_dir
+
+
+def _lock_file(path: Path) -> int | None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep_downloads(folder: str | None = None) -> list[Path]:
+    """Remove download folders of runs that are gone (their lock is free); returns them.
+    Folders of live runs, and anything that is not reportgen's, stay."""
+    removed = []
+    base = Path(folder or tempfile.gettempdir())
+    try:
+        candidates = [p for p in base.iterdir() if p.name.startswith(DOWNLOADS_PREFIX)]
+    except OSError:
+        return []
+    for candidate in candidates:
+        if candidate == _download_dir or candidate.is_symlink() or not candidate.is_dir():
+            continue
+        lock = candidate / _DOWNLOADS_LOCK
+        if not lock.is_file() or lock.is_symlink():
+            continue  # not one this version of reportgen made
+        fd = _lock_file(lock)
+        if fd is None:
+            continue  # a live run's
+        try:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
 
 
 _downloaded: dict[str, InputFile] = {}

@@ -86,7 +86,7 @@ def resolve_weights(
         return ResolvedWeights("torchvision", member.name, path, member)
     path = Path(spec)
     if path.is_file():
-        return ResolvedWeights("file", path.name, path)
+        return ResolvedWeights("file", file_label(path), path)
     if path.exists():
         raise ReportgenError(f"weights {spec!r} is not a file")
     choices = ["imagenet", "none", "DEFAULT", *member_names]
@@ -135,6 +135,33 @@ def find_local(member: Any, dirs: list[Path]) -> Path | None:
             check_hash_prefix(candidate)
             return candidate
     return None
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_label(path: Path) -> str:
+    """How a ``--weights PATH`` file is named in the report: its file name, and where the
+    name carries a torchvision hash (``resnet18-f37072fd.pth``) that its content does not
+    match, that it is not torchvision's file (a name alone vouches for nothing)."""
+    match = HASH_IN_NAME.search(path.name)
+    if not match:
+        return path.name
+    try:
+        digest = _sha256_of(path)
+    except OSError:
+        return path.name
+    if digest.startswith(match.group(1)):
+        return path.name
+    return (
+        f"{path.name} (not torchvision's file of that name: its sha256 starts "
+        f"{digest[: len(match.group(1))]})"
+    )
 
 
 def check_hash_prefix(path: Path) -> None:
@@ -188,7 +215,12 @@ def _missing_weights_error(
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
 PICKLE_MAGIC = b"\x80"  # the legacy format (and plain pickles) start with PROTO
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_UNSUPPORTED_GLOBAL = re.compile(
+    r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([A-Za-z_][\w.]*)", re.IGNORECASE
+)
+# Parts of torch's message that are advice to the user of torch.load, not the reason: the
+# way round the safety (weights_only=False) is never repeated to reportgen's users.
+_ADVICE = ("weights_only", "check the documentation", "file an issue", "trusted source")
 _UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)", re.DOTALL)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -208,6 +240,7 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     before any of it runs.
     """
     import pickle
+    import warnings
 
     import torch
 
@@ -226,7 +259,10 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             f"zip format nor a pickle (it starts with {head!r})"
         )
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's notes about the file's pickle protocol are not the user's business.
+            warnings.simplefilter("ignore", UserWarning)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = _UNSUPPORTED_GLOBAL.search(text)
@@ -236,11 +272,9 @@ def load_state_dict(path: Path) -> dict[str, Any]:
                 "reportgen loads checkpoints with weights_only=True (plain tensors only); "
                 "nothing in it was run"
             ) from exc
-        detail = _UNPICKLER_ERROR.search(text)
-        reason = _one_line(detail.group(1).split("Check the documentation")[0] if detail else text)
         raise ReportgenError(
-            f"weights file {path} is not a PyTorch checkpoint reportgen can read safely "
-            f"(weights_only=True: {reason})"
+            f"refusing weights file {path}: {_unpickler_reason(text)}, and reportgen loads "
+            "checkpoints with weights_only=True (plain tensors only); nothing in it was run"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - any failure to parse means "not a checkpoint"
         raise ReportgenError(
@@ -253,6 +287,24 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             f"weights file {path} holds no state dict (a mapping of names to tensors)"
         )
     return state
+
+
+def _unpickler_reason(text: str) -> str:
+    """Why torch's restricted unpickler refused a file, in reportgen's words: its own
+    reason (an opcode, a type), never its advice to load the file unsafely."""
+    detail = _UNPICKLER_ERROR.search(text)
+    body = detail.group(1) if detail else text
+    parts = [
+        part
+        for part in re.split(r"\n\s*\n|(?<=\.)\s+(?=[A-Z])", body)
+        if part.strip() and not any(word in part.lower() for word in _ADVICE)
+    ]
+    reason = _one_line(" ".join(parts), 120)
+    return (
+        f"it holds more than plain tensors ({reason})"
+        if reason
+        else ("it holds more than plain tensors")
+    )
 
 
 def _unwrap_state_dict(loaded: Any) -> dict[str, Any] | None:

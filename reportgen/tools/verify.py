@@ -12,6 +12,8 @@ read by the report stage's one reader (reportgen.report.manifest_file).
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,7 +31,12 @@ class Difference:
     detail: str = ""
 
     def line(self) -> str:
-        return f"{self.kind}: {self.path}" + (f" ({self.detail})" if self.detail else "")
+        """One line for a log: the path and detail escaped (a file name with a newline
+        cannot start a line of its own, such as a forged ``OK:``)."""
+        from reportgen.inputs.files import printable
+
+        detail = f" ({printable(self.detail)})" if self.detail else ""
+        return f"{self.kind}: {printable(self.path)}{detail}"
 
 
 @dataclass
@@ -56,11 +63,24 @@ class VerifyResult:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    """The sha256 of a regular file; OSError for anything else (a FIFO is opened without
+    blocking and refused, never read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(f"not a regular file ({_kind(mode)})")
+        digest = hashlib.sha256()
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    from reportgen.inputs.files import not_regular_reason
+
+    reason = not_regular_reason(mode) or ""
+    return reason.removeprefix("is ").split(",")[0]
 
 
 def _safe_relpath(value: Any) -> str | None:
@@ -103,13 +123,24 @@ def verify_report(report: Path) -> VerifyResult:
             result.differences.append(Difference("missing", relpath, detail))
             continue
         path = report.joinpath(*relpath.split("/"))
-        size = path.stat().st_size
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            result.differences.append(
+                Difference("changed", relpath, f"not a regular file ({_kind(info.st_mode)})")
+            )
+            continue
+        size = info.st_size
         if size != entry.get("bytes"):
             result.differences.append(
                 Difference("changed", relpath, f"{size} bytes, manifest says {entry.get('bytes')}")
             )
             continue
-        if file_sha256(path) != entry.get("sha256"):
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            result.differences.append(Difference("changed", relpath, f"cannot be read ({exc})"))
+            continue
+        if digest != entry.get("sha256"):
             result.differences.append(Difference("changed", relpath, "sha256 differs"))
     for extra in sorted((present - listed - {MANIFEST}) | {p for p in links if p not in listed}):
         detail = "a symbolic link" if extra in links else "not in the manifest"

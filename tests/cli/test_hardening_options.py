@@ -225,3 +225,23 @@ def test_deeply_nested_manifest_is_one_error_line(tmp_path: Path, depth: int) ->
         "run", "--from-manifest", str(manifest), "x.png", "-o", str(tmp_path / "o"), *FAST
     )
     error_line(result, 2, "nests lists or objects more than 32")
+
+
+@pytest.mark.parametrize("inside", ["cache", "deep/er/cache", "."])
+def test_a_cache_inside_the_output_is_a_usage_error(
+    image: Path, tmp_path: Path, no_work: None, inside: str
+) -> None:
+    """The run replaces -o: a cache in there would be lost, or make the next run refuse."""
+    out = tmp_path / "out"
+    cache = out / inside
+    result = invoke("run", str(image), "-o", str(out), "--cache-dir", str(cache), *FAST)
+    error_line(result, 2, "is inside -o", "--cache-dir")
+    assert not out.exists()
+
+
+def test_a_cache_inside_the_output_from_the_environment(
+    image: Path, tmp_path: Path, no_work: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(out / "cache"))
+    error_line(invoke("run", str(image), "-o", str(out), *FAST), 2, "is inside -o")
