@@ -58,12 +58,24 @@ def image(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def previous(image: Path, tmp_path: Path) -> Path:
-    """A report at tmp/out, made by an earlier run."""
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("previous")
+    image = root / "in.png"
+    Image.new("RGB", (40, 32), (90, 140, 200)).save(image)
+    out = root / "out"
     result = invoke("run", str(image), "-o", str(out), *FAST, "--top-k", "2")
     assert result.exit_code == 0, result.stderr
+    return image, out
+
+
+@pytest.fixture
+def previous(made_once: tuple[Path, Path], image: Path, tmp_path: Path) -> Path:
+    """A report at tmp/out, made by an earlier run (of ``image``: same content)."""
+    out = tmp_path / "out"
+    shutil.copytree(made_once[1], out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["inputs"] == [str(made_once[0])]
     return out
 
 
