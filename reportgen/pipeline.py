@@ -198,7 +198,8 @@ def build_report(
     with output as staged:
         encoder = ImageEncoder(jobs)
         try:
-            inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder)
+            views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
+            inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder, views)
             _check_usable(settings, files, skipped_found, usable, skipped, warnings)
             colorbar = f"{paths.ASSETS}/colormap-{settings.colormap}.png"
             options = _picture_options(settings, usable, inputs, analysis_only)
@@ -451,7 +452,7 @@ def replay_run(
 
     target = Path(settings.output)
     with StagedReport(target) as staged:
-        manifest = run_cache.replay(key, staged.root, lambda folder: read_manifest(folder).data)
+        manifest = run_cache.replay(key, staged.path_of, lambda folder: read_manifest(folder).data)
         if manifest is None:
             return None
         staged.commit(manifest)  # writes manifest.json anew: the kept copy stays untouched
@@ -491,15 +492,17 @@ def _prepare_inputs(
     skipped_found: list[SkippedInput],
     staged: Any,
     encoder: ImageEncoder,
+    views: list[Any],
 ) -> tuple[list[InputRecord], list[InputFile], list[SkippedInput]]:
-    """Read every input once: its facts and thumbnail, or why it is skipped."""
+    """Read every input once: its facts and thumbnail, or why it is skipped (``views``:
+    each model's (resize, crop); an input too large for one is skipped before decoding)."""
     records: list[InputRecord] = []
     usable: list[InputFile] = []
     skipped = list(skipped_found)
     write = not isinstance(staged, DiscardedOutput)
     for file in files:
         try:
-            loaded = load_image(file)
+            loaded = load_image(file, views)
         except ReportgenError as exc:
             log.warning("skipping %s: %s", file.source, exc)
             skipped.append(SkippedInput(file.source, str(exc)))

@@ -81,7 +81,7 @@ def forward_batch(
     from reportgen.nn.gradcam import grad_cam, grad_cam_and_logits
     from reportgen.nn.reduce import channel_stats
 
-    views = [model.preprocessing.view(load_image(f).image) for f in files]
+    views = [model.preprocessing.view(load_image(f).image, f.source) for f in files]
     batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
     top_cams: list[Any] = []
     with ActivationRecorder(model.module, [layer.name for layer in layers]) as recorder:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.compute.model_setup import split_model_spec
-from reportgen.inputs.files import InputFile, SkippedInput
+from reportgen.errors import ReportgenError
+from reportgen.inputs.files import InputFile, SkippedInput, read_input_bytes
 from reportgen.results.records import InputResult, LayerFacts
 from reportgen.results.store import InputCache, result_entry, result_from_entry
 from reportgen.settings import RunSettings, report_settings
@@ -32,8 +33,8 @@ def run_cache_key(
     contents = []
     for file in files:
         try:
-            content = hashlib.sha256(file.path.read_bytes()).hexdigest()
-        except OSError as exc:
+            content = hashlib.sha256(read_input_bytes(file.path, file.source)).hexdigest()
+        except (OSError, ReportgenError) as exc:
             content = f"unreadable: {exc}"
         contents.append([file.id, file.source, content])
     specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}

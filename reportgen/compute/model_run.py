@@ -279,7 +279,8 @@ def encode_example_strips(
     for file in usable:
         wanted = wanted_by_input.get(file.id)
         if wanted:
-            encoder.submit(crop_input, model.preprocessing.view(load_image(file).image), wanted)
+            view = model.preprocessing.view(load_image(file).image, file.source)
+            encoder.submit(crop_input, view, wanted)
     encoder.drain()  # every tile is cropped before its strip is put together
     for key, tiles in strips.items():
         encoder.submit(lambda k, t: emit(k, imaging.tiles_strip_jpeg(t)), key, tiles)
