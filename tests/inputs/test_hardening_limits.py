@@ -33,7 +33,7 @@ from reportgen.inputs.files import (
     load_image,
     resized_size,
 )
-from tests.helpers import error_line, invoke
+from tests.helpers import invoke
 
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "1")
 STANDARD = ((256,), (224,))  # torchvision's usual preprocessing: resize 256, crop 224
