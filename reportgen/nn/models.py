@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from reportgen.errors import ReportgenError
 from reportgen.nn.weights import (
     ResolvedWeights,
+    _one_line,
     load_state_dict,
     model_weights_enum,
     resolve_weights,
@@ -244,23 +247,19 @@ def load_model(
 ) -> LoadedModel:
     """Build torchvision model ``name`` with its weights, ready for inference."""
     import torch
-    from torchvision.models import get_model
 
     check_model_name(name)
     resolved = resolve_weights(name, weights_spec, weights_dir, offline, seed)
     torch.manual_seed(seed)  # makes --weights none reproducible
-    module = get_model(name, weights=None)
-    notes = [resolved.note] if resolved.note else []
-    if resolved.path is not None:
-        state = load_state_dict(resolved.path)
-        apply_state_dict(module, state, resolved.path)
-    enum = model_weights_enum(name)
     member = resolved.enum_member
+    state = load_state_dict(resolved.path) if resolved.path is not None else None
+    module = build_module(name, member, state, resolved.path)
+    notes = [resolved.note] if resolved.note else []
     if member is not None:
         preprocessing = preprocessing_from_transforms(member.transforms())
         categories = list(member.meta.get("categories") or []) or None
     else:
-        reference = enum.DEFAULT if enum is not None else None
+        reference = reference_weights(model_weights_enum(name), module)
         preprocessing = (
             preprocessing_from_transforms(reference.transforms())
             if reference is not None
@@ -271,6 +270,86 @@ def load_model(
             notes.append("class names are ImageNet's, as for torchvision's weights of this model")
     module.eval().to(device)
     return LoadedModel(model_id_, name, module, resolved, preprocessing, categories, device, notes)
+
+
+# Builders that warn when init_weights is left unset, and then use True: said outright,
+# the network is the same and nothing is printed.
+_INIT_WEIGHTS_WARNS = ("googlenet", "inception_v3")
+
+
+def build_module(
+    name: str,
+    member: Any = None,
+    state: dict[str, Any] | None = None,
+    path: Any = None,
+) -> Any:
+    """torchvision's network ``name``, as torchvision builds it.
+
+    With a weights member (and its checkpoint, read by ``load_state_dict``) the
+    member's own builder runs: it shapes the network for those weights (a ViT's input
+    size, GoogLeNet and Inception's ``transform_input`` and dropped auxiliary heads)
+    and adapts the checkpoint's keys (DenseNet's old names). Its download is answered
+    with ``state``, so nothing is fetched and no file is read twice. Without a member:
+    the default architecture, random, then ``state`` (a user's file) loaded strictly.
+    """
+    from torchvision.models import get_model
+
+    if member is None:
+        extra = {"init_weights": True} if name in _INIT_WEIGHTS_WARNS else {}
+        module = get_model(name, weights=None, **extra)
+        if state is not None:
+            apply_state_dict(module, state, path)
+        return module
+    if state is None:
+        raise ReportgenError(f"weights {member.name} for {name!r} have no checkpoint")
+    try:
+        with _checkpoint_served(member.url, state):
+            return get_model(name, weights=member)
+    except RuntimeError as exc:  # load_state_dict(strict=True) of the builder
+        raise ReportgenError(
+            f"weights file {path} does not fit {name} as torchvision builds it for "
+            f"{member.name}: {_one_line(str(exc), 240)}"
+        ) from exc
+
+
+@contextmanager
+def _checkpoint_served(url: str, state: dict[str, Any]) -> Iterator[None]:
+    """While a torchvision builder runs, its checkpoint download returns ``state``."""
+    import torchvision.models._api as api
+
+    if not hasattr(api, "load_state_dict_from_url"):  # pragma: no cover - torchvision moved it
+        raise ReportgenError(
+            "this torchvision loads its weights in a way reportgen does not know; "
+            "use --weights PATH with a state-dict file"
+        )
+    original = api.load_state_dict_from_url
+
+    def serve(requested: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if requested != url:
+            raise ReportgenError(f"torchvision asked for {requested}, reportgen holds {url}")
+        return dict(state)  # builders may rename keys in place (DenseNet)
+
+    api.load_state_dict_from_url = serve
+    try:
+        yield
+    finally:
+        api.load_state_dict_from_url = original
+
+
+def reference_weights(enum: Any, module: Any) -> Any:
+    """The torchvision weights whose preprocessing and class names a network without
+    weights borrows: DEFAULT, unless the network takes one input size only (ViT) and
+    DEFAULT's crop is another (vit_h_14: DEFAULT crops 518, the built network takes 224);
+    then a member of that size, or None (the plain preprocessing, crop 224)."""
+    if enum is None:
+        return None
+    size = getattr(module, "image_size", None)
+    if not isinstance(size, int):
+        return enum.DEFAULT
+    for candidate in (enum.DEFAULT, *enum):
+        if list(candidate.transforms().crop_size) == [size]:
+            return candidate
+    return None
 
 
 def _architecture_categories(reference: Any, module: Any) -> list[str] | None:

@@ -28,8 +28,11 @@ class ReceptiveField:
         cy = self.start[0] + y * self.stride[0]
         cx = self.start[1] + x * self.stride[1]
         half_h, half_w = self.size[0] / 2.0, self.size[1] / 2.0
-        x0 = max(0, int(round(cx - half_w + 0.5)))
-        y0 = max(0, int(round(cy - half_h + 0.5)))
+        # Clipped so the box always lies inside the view, at least one pixel: off the
+        # walked path (a branch beside a strided one) the stride is only approximate and
+        # a cell's centre can fall past the view's edge.
+        x0 = min(max(0, int(round(cx - half_w + 0.5))), width - 1)
+        y0 = min(max(0, int(round(cy - half_h + 0.5))), height - 1)
         x1 = min(width, int(round(cx + half_w + 0.5)))
         y1 = min(height, int(round(cy + half_h + 0.5)))
         return [x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)]

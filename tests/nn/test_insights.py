@@ -300,3 +300,14 @@ def test_analyze_returns_the_same_data_the_report_records(tmp_path: Path) -> Non
     assert got["gradcam"] == want["gradcam"]
     assert got["layers"][0]["channels"] == want["layers"][0]["channels"]
     assert "files" not in analysis
+
+
+def test_receptive_field_boxes_always_lie_inside_the_view() -> None:
+    """Even where the walked stride overshoots (a cell whose centre falls past the edge),
+    a box is at least one pixel and inside the view: the dataset examples crop it."""
+    from reportgen.nn.receptive import ReceptiveField
+
+    field = ReceptiveField(size=(7, 7), stride=(32, 32), start=(3.5, 3.5))
+    for y, x in [(0, 0), (6, 6), (20, 20), (100, 3)]:
+        x0, y0, x1, y1 = field.box(y, x, (224, 224))
+        assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224
