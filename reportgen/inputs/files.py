@@ -128,43 +128,65 @@ def not_regular_reason(mode: int) -> str | None:
     return f"is {kind}, not a regular file; not read"
 
 
-def read_input_bytes(path: Path, source: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of one regular file, at most ``limit`` of them, or ReportgenError.
+class NotRegularFile(OSError):
+    """A path that is no regular file (the message says what it is)."""
 
-    Opened without blocking (a FIFO put in place after the folder was listed cannot hang
-    the run), checked to be a regular file on the open descriptor, and read up to one
-    byte past the limit whatever ``st_size`` says (files in /proc report 0 and grow).
+
+class FileTooLarge(OSError):
+    """A file over the byte limit; ``size`` is its st_size when that already says so."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(f"larger than the limit ({size})")
+        self.size = size
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes.
+
+    Opened without blocking (a FIFO put in place after a folder was listed cannot hang a
+    run), checked to be a regular file on the open descriptor, and read up to one byte
+    past the limit whatever ``st_size`` says (files in /proc report 0 and grow). Raises
+    NotRegularFile, FileTooLarge, or the OSError of the open or read.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as exc:
-        raise ReportgenError(f"cannot read {source!r}: {exc.strerror or exc}") from exc
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     with os.fdopen(fd, "rb", buffering=0) as handle:
-        try:
-            info = os.fstat(fd)
-            reason = not_regular_reason(info.st_mode)
-            if reason is not None:
-                raise ReportgenError(f"{source!r} {reason}")
-            if info.st_size > limit:
-                raise ReportgenError(
-                    f"{source!r} is {info.st_size:,} bytes, more than the limit of "
-                    f"{limit:,} for one image file"
-                )
-            chunks: list[bytes] = []
-            total = 0
-            while total <= limit:
-                chunk = handle.read(min(1 << 20, limit + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-        except OSError as exc:
-            raise ReportgenError(f"cannot read {source!r}: {exc.strerror or exc}") from exc
+        info = os.fstat(fd)
+        reason = not_regular_reason(info.st_mode)
+        if reason is not None:
+            raise NotRegularFile(reason)
+        if info.st_size > limit:
+            raise FileTooLarge(info.st_size)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = handle.read(min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
     if total > limit:
+        raise FileTooLarge(None)
+    return b"".join(chunks)
+
+
+def read_input_bytes(path: Path, source: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of one input file (``read_regular_file``), or ReportgenError naming
+    ``source`` and the reason."""
+    try:
+        return read_regular_file(path, limit)
+    except NotRegularFile as exc:
+        raise ReportgenError(f"{source!r} {exc}") from exc
+    except FileTooLarge as exc:
+        if exc.size is not None:
+            raise ReportgenError(
+                f"{source!r} is {exc.size:,} bytes, more than the limit of "
+                f"{limit:,} for one image file"
+            ) from exc
         raise ReportgenError(
             f"{source!r} is more than the limit of {limit:,} bytes for one image file"
-        )
-    return b"".join(chunks)
+        ) from exc
+    except OSError as exc:
+        raise ReportgenError(f"cannot read {source!r}: {exc.strerror or exc}") from exc
 
 
 def input_id(source: str, unique: str | None = None) -> str:

@@ -139,24 +139,14 @@ MAX_NESTING = 32
 def read_regular(location: Path, limit: int = MAX_MANIFEST_BYTES) -> bytes:
     """The bytes of ``location``, a regular file of at most ``limit`` bytes; OSError
     otherwise (a FIFO is opened without blocking and refused, like a device)."""
-    from reportgen.inputs.files import not_regular_reason
+    from reportgen.inputs.files import FileTooLarge, NotRegularFile, read_regular_file
 
-    fd = os.open(location, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb", buffering=0) as handle:
-        reason = not_regular_reason(os.fstat(fd).st_mode)
-        if reason is not None:
-            raise OSError(f"it {reason}")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = handle.read(min(1 << 24, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    if total > limit:
-        raise OSError(f"it is larger than {limit:,} bytes")
-    return b"".join(chunks)
+    try:
+        return read_regular_file(location, limit)
+    except NotRegularFile as exc:
+        raise OSError(f"it {exc}") from exc
+    except FileTooLarge as exc:
+        raise OSError(f"it is larger than {limit:,} bytes") from exc
 
 
 def nesting_depth(value: Any) -> int:
