@@ -63,6 +63,7 @@ class ReportgenGroup(click.Group):
         from reportgen.report.output import forget_commits
 
         forget_commits()
+        _signal_arrived[0] = False
         try:
             return super().invoke(ctx)
         except ReportgenError as exc:
@@ -71,19 +72,7 @@ class ReportgenGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            from reportgen.report.output import committed_target
-
-            done = committed_target()
-            if done is not None:
-                # The swap had happened: the new report is in place and complete.
-                click.echo(
-                    f"Warning: interrupted after the new report was put in place: "
-                    f"{str(done)!r} is the complete new report",
-                    err=True,
-                )
-                ctx.exit(0)
-            click.echo("Error: interrupted; any previous report was left as it was", err=True)
-            ctx.exit(130)
+            _exit_interrupted(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except MemoryError:
@@ -96,6 +85,8 @@ class ReportgenGroup(click.Group):
             click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
             ctx.exit(1)
         except Exception as exc:  # a bug: still one line, the traceback with -v
+            if _interrupted_by_signal(exc):
+                _exit_interrupted(ctx)
             if verbose:
                 raise
             click.echo(
@@ -105,6 +96,38 @@ class ReportgenGroup(click.Group):
             ctx.exit(1)
 
 
+def _exit_interrupted(ctx: click.Context) -> None:
+    from reportgen.report.output import committed_target
+
+    done = committed_target()
+    if done is not None:
+        # The swap had happened: the new report is in place and complete.
+        click.echo(
+            f"Warning: interrupted after the new report was put in place: "
+            f"{str(done)!r} is the complete new report",
+            err=True,
+        )
+        ctx.exit(0)
+    click.echo("Error: interrupted; any previous report was left as it was", err=True)
+    ctx.exit(130)
+
+
+def _interrupted_by_signal(exc: BaseException) -> bool:
+    """A Ctrl-C (or SIGTERM) that lands inside a C extension's import surfaces as that
+    import's own error (numpy and torch say "ImportError: initialization failed"), with
+    the KeyboardInterrupt lost or only chained. It is still an interruption, not a bug."""
+    if _signal_arrived[0]:
+        return True
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
@@ -112,6 +135,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 _MAIN_PID = os.getpid()
 _last_signal = [int(signal.SIGINT)]
+_signal_arrived = [False]
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -121,6 +145,7 @@ def _on_signal(signum: int, _frame: Any) -> None:
     if os.getpid() != _MAIN_PID:
         os._exit(128 + signum)
     _last_signal[0] = signum
+    _signal_arrived[0] = True
     raise KeyboardInterrupt
 
 
