@@ -19,10 +19,23 @@ def map_to_view(
     return (int((x + 0.5) * view_w / map_w), int((y + 0.5) * view_h / map_h))
 
 
-def _ranked(values: np.ndarray) -> list[int]:
+def _descending(values: np.ndarray) -> np.ndarray:
     """Channel indices by value, highest first; ties keep channel order; NaN last."""
     keys = np.where(np.isnan(values), -np.inf, values)
-    return [int(i) for i in np.argsort(-keys, kind="stable")]
+    return np.argsort(-keys, kind="stable")
+
+
+def _ranked(values: np.ndarray) -> list[int]:
+    return [int(i) for i in _descending(values)]
+
+
+def unit_ranks(values: np.ndarray) -> np.ndarray:
+    """Each unit's rank among its layer's units on one input: 1 for the highest value,
+    ties in unit order, NaN last (for a classifier's logits: 1 is the prediction)."""
+    order = _descending(np.asarray(values, np.float64))
+    ranks = np.empty(len(order), np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    return ranks
 
 
 def select_channels(

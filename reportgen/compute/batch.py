@@ -46,7 +46,7 @@ class PictureOptions:
     overlay_files: bool  # also each selected channel's overlay as a JPEG
     scale_by_layer: bool  # --scale layer: one colour range per layer and input
     encode: bool = True  # False: statistics and selections only (``reportgen.analyze``)
-    # The detail inputs (ids): only these get every channel's map, overlays and charts.
+    # The detail inputs (ids): only these get every channel's map and overlays.
     detail: frozenset[str] = frozenset()
 
 
@@ -173,7 +173,7 @@ def _layer_result(
     options: PictureOptions,
     pictures: dict[PictureKey, bytes] | None,
 ) -> LayerResult:
-    """Selection and range of one layer; with ``pictures``, its maps (or chart) too."""
+    """Selection and range of one layer; with ``pictures``, a map layer's maps too."""
     stats, values = recorded.stats, recorded.values
     selected = select_channels(
         stats,
@@ -184,11 +184,7 @@ def _layer_result(
         settings.interesting_max,
     )
     if not layer.spatial:
-        if pictures is not None:
-            names = [f"unit {i}" for i in range(values.shape[0])]
-            pictures[PictureKey("chart", layer.name)] = imaging.ranked_chart_png(
-                values.astype(np.float64), names, f"{layer.name}: top values"
-            )
+        # Units: the pages draw their values from the statistics; no picture.
         return LayerResult(stats, selected)
     low, high = value_range(values)
     if pictures is not None:

@@ -45,6 +45,7 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
     chosen = resolve_layers(infos, settings.layers, model.name)
     by_name = {info.name: info for info in infos}
     modules = dict(model.module.named_modules())
+    categories = model.categories
     kept = []
     for name in chosen:
         info = by_name[name]
@@ -59,7 +60,21 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
         weight = None
         if isinstance(module, torch.nn.Conv2d):
             weight = module.weight.detach().float().cpu().numpy()
-        kept.append(LayerFacts(name, info.type, info.value, shape, len(shape) == 3, weight))
+        kept.append(
+            LayerFacts(
+                name,
+                info.type,
+                info.value,
+                shape,
+                has_maps(shape),
+                weight,
+                class_labels=(
+                    tuple(categories)
+                    if categories and info.at_logits and shape[0] == len(categories)
+                    else ()
+                ),
+            )
+        )
         check_channel_options(model.id, name, int(shape[0]), settings, warnings)
     if not kept:
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
@@ -73,6 +88,7 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
             layer.spatial,
             layer.weight,
             fields[layer.name].size[0] if layer.name in fields else None,
+            layer.class_labels,
         )
         for layer in kept
     )
@@ -89,6 +105,13 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
         view_size=(crop[-1], crop[0]),
         layers=layers,
     )
+
+
+def has_maps(shape: tuple[int, ...]) -> bool:
+    """[C, H, W] with more than one cell: a channel's map. A 1x1 "map" (a squeeze-and-
+    excitation gate, a convolution after global pooling) is one value per channel: it is
+    shown as units, like a Linear layer's, with no maps and no receptive field."""
+    return len(shape) == 3 and shape[1] * shape[2] > 1
 
 
 def check_channel_options(

@@ -1,2 +1,2 @@
-"""Stage 5, imaging: arrays to PNG/JPEG bytes (maps, sheets, overlays, filters, charts,
+"""Stage 5, imaging: arrays to PNG/JPEG bytes (maps, sheets, overlays, filters,
 crops). No torch."""

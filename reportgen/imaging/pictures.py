@@ -1,7 +1,7 @@
 """Arrays to image bytes: colormap tables, activation maps, overlays, filters.
 
-numpy and Pillow do the pixels; matplotlib only supplies colormap tables and
-draws the few charts. No torch here.
+numpy and Pillow do the pixels; matplotlib only supplies colormap tables. No torch
+here.
 """
 
 from __future__ import annotations
@@ -256,27 +256,6 @@ def colorbar_png(table: np.ndarray, width: int = 256, height: int = 12) -> bytes
     levels = np.linspace(0, 255, width).round().astype(np.uint8)
     strip = np.broadcast_to(table[levels][None, :, :], (height, width, 3))
     return encode_png(Image.fromarray(np.ascontiguousarray(strip), mode="RGB"))
-
-
-def ranked_chart_png(values: np.ndarray, names: list[str], title: str, top: int = 20) -> bytes:
-    """Horizontal bar chart of the ``top`` highest values (for 2-D layer outputs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")[:top]
-    figure = Figure(figsize=(6, 0.28 * len(order) + 0.8), dpi=100)
-    axes = figure.add_subplot()
-    axes.barh(range(len(order)), values[order], color="#3b6ea5")
-    axes.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
-    axes.invert_yaxis()
-    axes.set_title(title, fontsize=9)
-    axes.tick_params(axis="x", labelsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
 
 
 EXAMPLE_TILE = 64

@@ -20,6 +20,9 @@ class LayerInfo:
     is_conv: bool
     is_leaf: bool
     value: str  # what a recorded value is, e.g. "output of Conv2d, before ReLU"
+    # Its output is the model's output (the logits) or one step before it: it comes from
+    # the last module with weights, or from a parameter-free module run after that one.
+    at_logits: bool = False
 
 
 def trace_layers(module: Any, input_size: int = 224, device: Any = "cpu") -> list[LayerInfo]:
@@ -46,6 +49,7 @@ def trace_layers(module: Any, input_size: int = 224, device: Any = "cpu") -> lis
     with ForwardHooks(named, hook), dry_pass_mode(module):
         module(torch.zeros(1, 3, input_size, input_size, device=device))
     modules = dict(named)
+    at_logits = _at_logits(named, finished)
     infos = []
     for name, sub in named:
         infos.append(
@@ -56,9 +60,28 @@ def trace_layers(module: Any, input_size: int = 224, device: Any = "cpu") -> lis
                 is_conv=isinstance(sub, torch.nn.Conv2d),
                 is_leaf=name in leaves,
                 value=_describe_value(name, sub, finished, modules),
+                at_logits=name in at_logits,
             )
         )
     return infos
+
+
+def _at_logits(named: list[tuple[str, Any]], finished: list[str]) -> set[str]:
+    """Modules whose output is made by the last leaf with weights that ran, or by a leaf
+    run after it (a ReLU, a pooling, a flatten): their units are the model's outputs.
+    Run order, not definition order: auxiliary heads defined later but not run in eval
+    (GoogLeNet, Inception) are not the logits."""
+    weighted = {n for n, m in named if any(True for _ in m.parameters(recurse=False))}
+    last = max((i for i, n in enumerate(finished) if n in weighted), default=None)
+    if last is None:
+        return set()
+    tail = set(finished[last:])
+    found = set()
+    for name, _sub in named:
+        inside = [n for n in finished if n == name or n.startswith(name + ".")]
+        if inside and inside[-1] in tail:
+            found.add(name)
+    return found
 
 
 def _describe_value(name: str, sub: Any, finished: list[str], modules: dict[str, Any]) -> str:

@@ -52,12 +52,16 @@ class ChannelSummary:
     sparsity: float | None  # mean of its per-input sparsity
     selected: int  # inputs that selected it
     inputs: int  # inputs with finite statistics
+    best_rank: int | None = None  # best rank by mean among the layer's channels (1: highest)
+    first: int = 0  # inputs on which it ranked first (a class unit: inputs predicted as it)
 
 
 @dataclass
 class ChannelRecord:
     index: int
     page: str
+    name: str = ""  # as pages show it: "channel 12", or "unit 450: bobsled" (units)
+    label: str | None = None  # the class it stands for (a layer of class units)
     # detail input id -> stats (every input's are in the layer's statistics file)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: ChannelSummary | None = None
@@ -83,11 +87,11 @@ class LayerRecord:
     value: str  # what a recorded value is, e.g. "output of Conv2d, before ReLU"
     output_shape: tuple[int, ...]
     page: str
-    spatial: bool
+    spatial: bool  # maps; else units (one value per channel: Linear, 1x1 outputs)
+    class_units: bool = False  # its units are the model's classes, named by them
     filter_note: str | None = None
     selected: dict[str, list[int]] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer range per input
-    charts: dict[str, str] = field(default_factory=dict)  # input id -> ranked chart (2-D)
     channels: list[ChannelRecord] = field(default_factory=list)
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
     # Folder reports: per input, one sheet holding every channel's map (reportgen.imaging.sheets)

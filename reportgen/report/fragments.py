@@ -57,14 +57,15 @@ class LayerFragments:
         """One card per channel: its strongest dataset example, its filter (``filters``:
         where it says something) and its numbers over every input; one link each."""
         items = []
+        numbers_of = _map_numbers if layer.spatial else _unit_numbers
         for channel, link in zip(layer.channels, self.links(url, layer)):
             c, s = channel.index, channel.summary
             example = ""
             if channel.examples_image:
                 example = (
                     f'<img class="example-first" src="{esc(url(channel.examples_image))}" '
-                    f'alt="Strongest dataset example of channel {c}" width="64" height="64" '
-                    'loading="lazy">'
+                    f'alt="Strongest dataset example of {esc(channel.name)}" width="64" '
+                    'height="64" loading="lazy">'
                 )
             drawn = channel.filter.get("rgb", channel.filter.get("mean")) if filters else None
             kernel = (
@@ -74,16 +75,10 @@ class LayerFragments:
                 else ""
             )
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
-            numbers = ""
-            if s is not None:
-                numbers = (
-                    f'<span class="meta">mean {esc(format_number(s.mean))}, '
-                    f"max {esc(format_number(s.max))}, "
-                    f"{esc(_percent(s.sparsity))} &le;&nbsp;0; selected by {s.selected}</span>"
-                )
+            numbers = f'<span class="meta">{numbers_of(s)}</span>' if s is not None else ""
             items.append(
                 f'<li data-c="{c}"{mark}><a href="{link}">{example}{kernel}'
-                f'<span class="name">channel {c}</span>{numbers}</a></li>\n'
+                f'<span class="name">{esc(channel.name)}</span>{numbers}</a></li>\n'
             )
         return Markup("".join(items))
 
@@ -107,18 +102,33 @@ class LayerFragments:
         rows = []
         for channel, link, selected in self._channels(url, layer, chosen):
             c = channel.index
+            name = str(c) if layer.spatial else esc(channel.name)
             cells = self.stats_cells(channel.stats[input_id])
             if selected:
                 rows.append(
                     f'<tr data-c="{c}" class="sel"><th scope="row"><a href="{link}">'
-                    f'<span aria-hidden="true">&#9679; </span>{c}</a>'
+                    f'<span aria-hidden="true">&#9679; </span>{name}</a>'
                     f'<span class="vh"> (selected)</span></th>{cells}</tr>\n'
                 )
             else:
-                rows.append(
-                    f'<tr data-c="{c}"><th scope="row"><a href="{link}">{c}</a></th>{cells}</tr>\n'
-                )
+                head = f'<th scope="row"><a href="{link}">{name}</a></th>'
+                rows.append(f'<tr data-c="{c}">{head}{cells}</tr>\n')
         return Markup("".join(rows))
+
+
+def _map_numbers(s: Any) -> str:
+    return (
+        f"mean {esc(format_number(s.mean))}, max {esc(format_number(s.max))}, "
+        f"{esc(_percent(s.sparsity))} &le;&nbsp;0; selected by {s.selected}"
+    )
+
+
+def _unit_numbers(s: Any) -> str:
+    """A unit has one value per input: its mean and highest value, and its rank."""
+    return (
+        f"mean {esc(format_number(s.mean))}, highest {esc(format_number(s.max))}; "
+        f"best rank {s.best_rank}, first on {s.first}"
+    )
 
 
 def _percent(value: Any) -> str:

@@ -59,6 +59,8 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "type": layer.type,
                         "value": layer.value,
                         "output_shape": list(layer.output_shape),
+                        "units": not layer.spatial,
+                        "class_units": layer.class_units,
                         "page": layer.page,
                         "selected": layer.selected,
                         "ranges": {k: list(v) for k, v in layer.ranges.items()},
@@ -72,6 +74,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "channels": [
                             {
                                 "index": c.index,
+                                **({"label": c.label} if c.label is not None else {}),
                                 "page": c.page,
                                 "summary": (dataclasses.asdict(c.summary) if c.summary else None),
                                 "examples": c.examples,
@@ -157,12 +160,10 @@ def layer_image_patterns(model_id: str, layer: LayerRecord) -> dict[str, str]:
     elif layer.spatial:
         sample_map = paths.map_image(model_id, layer.name, "{input}", 0)
         patterns["map"] = sample_map.replace("c0000", "c{channel:04d}")
-    if layer.spatial:
-        if any(channel.overlays for channel in layer.channels):  # --overlay-files
-            sample_overlay = paths.overlay_image(model_id, layer.name, "{input}", 0)
-            patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
-    else:
-        patterns["chart"] = paths.ranked_chart(model_id, layer.name, "{input}")
+    if layer.spatial and any(channel.overlays for channel in layer.channels):
+        # --overlay-files
+        sample_overlay = paths.overlay_image(model_id, layer.name, "{input}", 0)
+        patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
     if layer.channels and layer.channels[0].filter:
         for part in layer.channels[0].filter:
             sample = paths.filter_image(model_id, layer.name, 0, part)

@@ -217,7 +217,7 @@ def _input_layer_pages(
 def _channel_pages(
     home: Link, model_link: Link, layer_link: Link, model: ModelRecord, layer: LayerRecord
 ) -> Iterator[Page]:
-    links = [Link(f"channel {c.index}", c.page) for c in layer.channels]
+    links = [Link(c.name, c.page) for c in layer.channels]
     for index, channel in enumerate(layer.channels):
         prev, nxt = _neighbours(links, index)
         detail_selected_for = [
@@ -226,7 +226,7 @@ def _channel_pages(
         yield Page(
             channel.page,
             "channel.html",
-            f"{model_link.title} \u203a {layer.name} \u203a channel {channel.index}",
+            f"{model_link.title} \u203a {layer.name} \u203a {channel.name}",
             [home, model_link, layer_link, links[index]],
             layer_link,
             prev,

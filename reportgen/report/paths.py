@@ -113,10 +113,6 @@ def comparison_page() -> str:
     return "comparison.html"
 
 
-def ranked_chart(model_id: str, layer: str, input_id: str) -> str:
-    return f"{layer_dir(model_id, layer)}/ranked/{input_id}.png"
-
-
 @lru_cache(maxsize=4096)
 def _up_and_down(target_dir: str, start_dir: str) -> str:
     """The relative folder path from ``start_dir`` to ``target_dir`` (both root-relative)."""

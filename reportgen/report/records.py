@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.analysis.stats import map_to_view
+from reportgen.analysis.stats import map_to_view, unit_ranks
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.report import paths
 from reportgen.report.data import (
@@ -43,8 +43,6 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
         return paths.map_image(model_id, layer, input_id, channel)
     if kind == "overlay":
         return paths.overlay_image(model_id, layer, input_id, channel)
-    if kind == "chart":
-        return paths.ranked_chart(model_id, layer, input_id)
     if kind == "filter":
         return paths.filter_image(model_id, layer, channel, key.part)
     if kind == "examples":
@@ -123,11 +121,14 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
         output_shape=layer.output_shape,
         page=paths.layer_page(facts.id, layer.name),
         spatial=layer.spatial,
+        class_units=bool(layer.class_labels),
         filter_note=filter_note(layer),
         channels=[
             ChannelRecord(
                 c,
                 paths.channel_page(facts.id, layer.name, c),
+                f"channel {c}" if layer.spatial else layer.unit_label(c),
+                layer.class_labels[c] if layer.class_labels else None,
                 filter={
                     part: paths.filter_image(facts.id, layer.name, c, part)
                     for part in layer.filter_parts
@@ -191,6 +192,13 @@ def _add_detail_input(
     means, maxs, mins = stats.mean.tolist(), stats.max.tolist(), stats.min.tolist()
     stds, sparsities = stats.std.tolist(), stats.sparsity.tolist()
     ys, xs = stats.argmax_y.tolist(), stats.argmax_x.tolist()
+    ranks = unit_ranks(stats.mean).tolist()
+    if not layer.spatial:
+        # A unit has one value per input: its mean, max and min are that value.
+        for c, channel in enumerate(layer.channels):
+            value = _finite(means[c])
+            channel.stats[input_id] = {"value": value, "rank": ranks[c], "mean": value}
+        return
     for c, channel in enumerate(layer.channels):
         y, x = ys[c], xs[c]
         channel.stats[input_id] = {
@@ -204,9 +212,6 @@ def _add_detail_input(
                 "view_xy": list(map_to_view(y, x, stats.map_size, facts.view_size)),
             },
         }
-    if not layer.spatial:
-        layer.charts[input_id] = paths.ranked_chart(facts.id, layer.name, input_id)
-        return
     if layer.sheet_grid is not None:
         layer.sheets[input_id] = paths.map_sheet(facts.id, layer.name, input_id)
     else:
@@ -231,6 +236,8 @@ def _add_summaries(layer: LayerRecord, results: ModelResults) -> None:
             sparsity=_finite(float(sparsity[c])),
             selected=int(totals.selected[c]),
             inputs=int(totals.inputs[c]),
+            best_rank=int(totals.best_rank[c]) if totals.inputs[c] else None,
+            first=int(totals.first[c]),
         )
     shown: dict[int, list[str]] = {}
     for input_id, chosen in layer.selected.items():

@@ -51,6 +51,7 @@ def make_environment() -> jinja2.Environment:
 
     env.globals["channel_table"] = summary.channel_table
     env.globals["summary_table"] = summary.summary_table
+    env.globals["top_units"] = summary.top_units
     env.globals["most_selected"] = summary.most_selected
     env.globals["histogram_bars"] = summary.histogram_bars
     env.globals["summary_chart"] = summary.summary_chart
@@ -112,6 +113,10 @@ class StatsCells:
         made = self._made.get(id(s))
         if made is not None and made[0] is s:
             return made[1]
+        if "rank" in s:  # a unit: one value per input, and its rank in the layer
+            html = Markup(f"<td>{escape_text(format_number(s['value']))}</td><td>{s['rank']}</td>")
+            self._made[id(s)] = (s, html)
+            return html
         where = s["argmax"]
         yx, xy = where["map_yx"], where["view_xy"]
         html = Markup(

@@ -9,7 +9,12 @@ from typing import Any
 
 from reportgen.report.data import LayerRecord, ModelRecord
 
+# The numbers the grid tools sort and filter by: of one input (STAT_KEYS, UNIT_KEYS), and
+# over every input (SUMMARY_KEYS, UNIT_SUMMARY_KEYS); units are channels of one value.
 STAT_KEYS = ("mean", "max", "min", "std", "sparsity")
+UNIT_KEYS = ("value", "rank")
+SUMMARY_KEYS = ("mean", "max", "sparsity", "selected")
+UNIT_SUMMARY_KEYS = ("mean", "max", "best_rank", "first", "selected")
 
 
 def _finite(value: Any) -> float | None:
@@ -28,14 +33,15 @@ def _compact(value: Any) -> float | None:
 
 def summary_table(layer: LayerRecord) -> dict[str, Any]:
     """Every channel's numbers over all inputs, column-wise, for the layer page's grid
-    tools: mean of means, highest max, mean sparsity, inputs that selected it."""
+    tools: mean of means, highest max, mean sparsity (units: best rank and inputs where
+    it is first instead), inputs that selected it."""
     rows = [channel.summary for channel in layer.channels]
+    keys = SUMMARY_KEYS if layer.spatial else UNIT_SUMMARY_KEYS
     return {
         "channels": [channel.index for channel in layer.channels],
         "selected": [c.index for c in layer.channels if c.summary and c.summary.selected],
         "stats": {
-            key: [_compact(getattr(row, key)) if row else None for row in rows]
-            for key in ("mean", "max", "sparsity", "selected")
+            key: [_compact(getattr(row, key)) if row else None for row in rows] for key in keys
         },
     }
 
@@ -71,11 +77,42 @@ def histogram_bars(histogram: Any, width: int = 240, height: int = 48) -> dict[s
 def channel_table(layer: LayerRecord, input_id: str) -> dict[str, Any]:
     """One input's statistics of every channel of a layer, column-wise, for JSON."""
     rows = [channel.stats.get(input_id, {}) for channel in layer.channels]
+    keys = STAT_KEYS if layer.spatial else UNIT_KEYS
     return {
         "channels": [channel.index for channel in layer.channels],
         "selected": list(layer.selected.get(input_id, [])),
-        "stats": {key: [_compact(row.get(key)) for row in rows] for key in STAT_KEYS},
+        "stats": {key: [_compact(row.get(key)) for row in rows] for key in keys},
     }
+
+
+TOP_UNITS = 20  # units listed, with bars, on a unit layer's page for one input
+
+
+def top_units(layer: LayerRecord, input_id: str, width: int = 160) -> dict[str, Any]:
+    """The highest units of a layer on one input, ranked, with bar geometry: each bar
+    runs from zero to the value, on one scale for the rows shown."""
+    ranked = sorted(
+        (channel.stats[input_id]["rank"], channel.index, channel.stats[input_id]["value"])
+        for channel in layer.channels
+        if input_id in channel.stats
+    )[:TOP_UNITS]
+    values = [v for _, _, v in ranked if v is not None]
+    low, high = min([0.0, *values]), max([0.0, *values])
+    scale = width / (high - low) if high > low else 0.0
+    zero = -low * scale
+    rows = []
+    for rank, unit, value in ranked:
+        end = zero + (value or 0.0) * scale
+        rows.append(
+            {
+                "rank": rank,
+                "unit": unit,
+                "value": value,
+                "x": round(min(zero, end), 1),
+                "w": round(abs(end - zero), 1),
+            }
+        )
+    return {"rows": rows, "width": width}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class PictureKey:
     """Which picture: ``kind`` with the layer, channel and part it belongs to.
 
     kinds: ``view``, ``gradcam`` (part: the Grad-CAM kind), ``sheet``, ``map``, ``overlay``,
-    ``chart`` (of an input and layer); ``filter`` (part: rgb/r/g/b/mean), ``examples``,
+    ``filter`` (part: rgb/r/g/b/mean), ``examples``,
     ``featurevis`` (part: max/min) of a channel.
     """
 
@@ -55,9 +55,17 @@ class LayerFacts:
     type: str
     value: str  # what a recorded value is, e.g. "output of Conv2d, before ReLU"
     output_shape: tuple[int, ...]
-    spatial: bool  # [C, H, W] output (else [C])
+    spatial: bool  # maps: [C, H, W] output with H x W > 1 (else units: [C] or [C, 1, 1])
     weight: np.ndarray | None = None  # Conv2d kernels [out, in/groups, kh, kw]
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
+    # Its units are the model's classes: their names (the model's categories), else ().
+    class_labels: tuple[str, ...] = ()
+
+    def unit_label(self, unit: int) -> str:
+        """A unit as people name it: "unit 450: bobsled" for classes, else "unit 450"."""
+        if 0 <= unit < len(self.class_labels):
+            return f"unit {unit}: {self.class_labels[unit]}"
+        return f"unit {unit}"
 
     @property
     def channels(self) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.examples import TopExamples
+from reportgen.analysis.stats import unit_ranks
 from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.records import GradCamResult, InputResult, LayerResult, ModelFacts
 
@@ -37,6 +38,8 @@ class ChannelTotals:
     min_max: np.ndarray
     max_max: np.ndarray
     selected: np.ndarray  # inputs that selected the channel
+    best_rank: np.ndarray  # its best rank by mean among the layer's channels (1: highest)
+    first: np.ndarray  # inputs on which it ranked first
 
     @classmethod
     def empty(cls, channels: int) -> ChannelTotals:
@@ -49,6 +52,8 @@ class ChannelTotals:
             np.full(channels, -np.inf),
             np.full(channels, np.inf),
             np.full(channels, -np.inf),
+            np.zeros(channels, np.int64),
+            np.full(channels, np.iinfo(np.int64).max),
             np.zeros(channels, np.int64),
         )
 
@@ -63,6 +68,9 @@ class ChannelTotals:
         self.min_max = np.fmin(self.min_max, stats.max)
         self.max_max = np.fmax(self.max_max, stats.max)
         np.add.at(self.selected, np.asarray(sorted(set(selected)), dtype=np.int64), 1)
+        ranks = unit_ranks(stats.mean)
+        self.best_rank = np.minimum(self.best_rank, ranks)
+        self.first += ranks == 1
 
     def merge(self, other: ChannelTotals) -> None:
         self.inputs += other.inputs
@@ -73,6 +81,8 @@ class ChannelTotals:
         self.min_max = np.fmin(self.min_max, other.min_max)
         self.max_max = np.fmax(self.max_max, other.max_max)
         self.selected += other.selected
+        self.best_rank = np.minimum(self.best_rank, other.best_rank)
+        self.first += other.first
 
     def mean_of_means(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):

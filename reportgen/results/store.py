@@ -3,7 +3,7 @@
 Two levels, both keyed by content:
 
 * **per input and layer** (``InputCache``): the statistics of every channel and the
-  encoded pictures (maps, overlays, ranked chart) of one layer for one input, and per
+  encoded pictures (maps and overlays) of one layer for one input, and per
   input the network view and the top-5 predictions. The key hashes the input's sha256,
   the model, its weights, the layer, every setting that changes those results, the
   torch version and reportgen's own code. A run with one input added runs the network

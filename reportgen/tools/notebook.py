@@ -44,7 +44,6 @@ _STYLE = """<style>
 .rg-nb figcaption { font-size: 11px; max-width: 180px; overflow-wrap: anywhere; }
 .rg-nb img.rg-map { image-rendering: pixelated; width: 96px; height: 96px; }
 .rg-nb img.rg-overlay, .rg-nb img.rg-thumb { width: 128px; height: auto; }
-.rg-nb img.rg-chart { max-width: 100%; height: auto; display: block; }
 .rg-nb table { border-collapse: collapse; }
 .rg-nb th, .rg-nb td { padding: 1px 8px; text-align: left; border-bottom: 1px solid #ccc8; }
 .rg-nb td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -404,36 +403,58 @@ class LayerView:
         for input_id in list(info.get("selected", {}))[: report.max_inputs]:
             chosen = self.selected(input_id)[: self.max_channels]
             parts.append(f"<h4>{_e(names.get(input_id, input_id))}</h4>")
-            images = info.get("images", {})
-            if "map" in images or "map_sheet" in images:
-                parts.append('<div class="rg-row">')
-                for c in chosen:
-                    s = self.stats(c, input_id)
-                    pictures = self._pictures(input_id, c)
-                    parts.append(
-                        f"<figure>{pictures}<figcaption>channel {c}: mean {_num(s.get('mean'))}"
-                        f", max {_num(s.get('max'))}</figcaption></figure>"
-                    )
-                parts.append("</div>")
-            chart = self._pattern("chart", input_id, 0)
-            if chart:
-                parts.append(report._img(chart, f"Ranked values of {self.name}", "rg-chart"))
-            parts.append(
-                "<table><thead><tr><th>channel</th><th>mean</th><th>max</th><th>min</th>"
-                "<th>std</th><th>sparsity</th></tr></thead><tbody>"
-            )
-            for c in chosen:
-                s = self.stats(c, input_id)
-                sparsity = s.get("sparsity")
-                parts.append(
-                    f"<tr><td>{c}</td><td class=num>{_num(s.get('mean'))}</td>"
-                    f"<td class=num>{_num(s.get('max'))}</td><td class=num>{_num(s.get('min'))}"
-                    f"</td><td class=num>{_num(s.get('std'))}</td><td class=num>"
-                    f"{'—' if sparsity is None else f'{100 * float(sparsity):.1f}%'}</td></tr>"
-                )
-            parts.append("</tbody></table>")
+            if info.get("units"):
+                parts.extend(self._unit_table(input_id, chosen))
+            else:
+                parts.extend(self._map_figures(input_id, chosen))
+                parts.extend(self._stats_table(input_id, chosen))
         parts.append("</div>")
         return "\n".join(parts)
+
+    def _map_figures(self, input_id: str, chosen: list[int]) -> list[str]:
+        images = self.info.get("images", {})
+        if "map" not in images and "map_sheet" not in images:
+            return []
+        parts = ['<div class="rg-row">']
+        for c in chosen:
+            s = self.stats(c, input_id)
+            pictures = self._pictures(input_id, c)
+            parts.append(
+                f"<figure>{pictures}<figcaption>channel {c}: mean {_num(s.get('mean'))}"
+                f", max {_num(s.get('max'))}</figcaption></figure>"
+            )
+        parts.append("</div>")
+        return parts
+
+    def _stats_table(self, input_id: str, chosen: list[int]) -> list[str]:
+        parts = [
+            "<table><thead><tr><th>channel</th><th>mean</th><th>max</th><th>min</th>"
+            "<th>std</th><th>sparsity</th></tr></thead><tbody>"
+        ]
+        for c in chosen:
+            s = self.stats(c, input_id)
+            sparsity = s.get("sparsity")
+            parts.append(
+                f"<tr><td>{c}</td><td class=num>{_num(s.get('mean'))}</td>"
+                f"<td class=num>{_num(s.get('max'))}</td><td class=num>{_num(s.get('min'))}"
+                f"</td><td class=num>{_num(s.get('std'))}</td><td class=num>"
+                f"{'—' if sparsity is None else f'{100 * float(sparsity):.1f}%'}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+        return parts
+
+    def _unit_table(self, input_id: str, chosen: list[int]) -> list[str]:
+        """A unit layer (Linear, 1x1 outputs) has one value per unit and input: no maps,
+        and no mean/max/min that are copies of that value."""
+        channels = self.info.get("channels", [])
+        parts = ["<table><thead><tr><th>unit</th><th>value</th></tr></thead><tbody>"]
+        for c in chosen:
+            label = channels[c].get("label") if c < len(channels) else None
+            name = f"{c}: {label}" if label is not None else str(c)
+            value = self.stats(c, input_id).get("mean")
+            parts.append(f"<tr><td>{_e(name)}</td><td class=num>{_num(value)}</td></tr>")
+        parts.append("</tbody></table>")
+        return parts
 
     def __repr__(self) -> str:
         return f"LayerView({self.model.get('id')!r}, {self.name!r})"

@@ -97,7 +97,7 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
             assert np.allclose(stats.max, values.max(axis=1), rtol=1e-6)
             assert np.allclose(stats.min, values.min(axis=1), rtol=1e-6)
             assert result.layers[name].selected == select_channels(stats, "top_mean", 5)
-        # Spatial layers: one map sheet and a value range; the 2-D layer: a ranked chart.
+        # Map layers: one map sheet and a value range; the unit layer: no picture.
         assert result.layers["features.0"].value_range == (
             float(plain["features.0"][b].min()),
             float(plain["features.0"][b].max()),
@@ -107,7 +107,6 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
             PictureKey("view"),
             PictureKey("sheet", "features.0"),
             PictureKey("sheet", "features.3"),
-            PictureKey("chart", "classifier.6"),
         }
 
 
@@ -136,7 +135,7 @@ def test_only_detail_inputs_get_maps(alexnet: Any, small_images: Path) -> None:
     kinds = [sorted({k.kind for k in r.pictures}) for r in results]
     assert kinds == [
         ["gradcam", "view"],
-        ["chart", "gradcam", "sheet", "view"],
+        ["gradcam", "sheet", "view"],
         ["gradcam", "view"],
     ]
     # Statistics, selections and ranges are kept for every input.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -66,11 +67,16 @@ def test_layer_displays_selected_channels(report: Path) -> None:
     assert view.selected(input_id) == chosen
 
 
-def test_two_dimensional_layer_shows_its_chart(report: Path) -> None:
-    text = Report(report).layer("classifier.6", model="alexnet")._repr_html_()
+def test_unit_layer_shows_values_named_by_class(report: Path) -> None:
+    view = Report(report).layer("classifier.6", model="alexnet")
+    text = view._repr_html_()
     valid_fragment(text)
-    assert 'class="rg-chart" src="data:image/png;base64,' in text
-    assert 'class="rg-map"' not in text
+    assert 'class="rg-map"' not in text and "<th>min</th>" not in text
+    input_id, chosen = next(iter(view.info["selected"].items()))
+    labels = [c.get("label") for c in view.info["channels"]]
+    value = view.stats(chosen[0], input_id)["mean"]
+    name = f"{chosen[0]}: {labels[chosen[0]]}" if labels[chosen[0]] else str(chosen[0])
+    assert f"<tr><td>{html.escape(name)}</td><td class=num>{value:.4g}</td></tr>" in text
 
 
 def test_limits_and_clear_errors(report: Path, tmp_path: Path) -> None:
