@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reportgen.analysis.weights import StrongestInputs
 from reportgen.nn.channel_stats import ChannelStats
 
 GRADCAM_TOP = "top prediction"
@@ -58,10 +59,27 @@ class LayerFacts:
     spatial: bool  # [C, H, W] output (else [C])
     weight: np.ndarray | None = None  # Conv2d kernels [out, in/groups, kh, kw]
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
+    # The weights view (Conv2d whose input is not the image; reportgen.nn.wiring): the
+    # recorded layer whose channels are its input channels, else the nearest module
+    # whose output it reads; per output channel its strongest input channels.
+    groups: int = 1
+    reads_image: bool = False
+    input_layer: str | None = None
+    input_module: str | None = None
+    input_through: tuple[str, ...] = ()  # types of the per-channel modules in between
+    strongest: StrongestInputs | None = None
 
     @property
     def channels(self) -> int:
         return int(self.output_shape[0])
+
+    @property
+    def filter_informative(self) -> bool:
+        """A filter picture says something: over RGB (colour), or a kernel over 1x1 (a
+        1x1 kernel's mean, scaled over its own range, is one mid-grey pixel)."""
+        if self.weight is None:
+            return False
+        return self.filter_parts[0] == "rgb" or self.weight[0, 0].size > 1
 
     @property
     def filter_parts(self) -> tuple[str, ...]:
