@@ -133,7 +133,7 @@ def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
         picture = ""
         if view.kernel_grid is not None and view.kernel_sheet is not None:
             tile = kernel_tile(strongest, channel.index, rank)
-            picture = sheet_tile(url, view.kernel_grid, tile, view.kernel_sheet, "kernel", "")
+            picture = sheet_tile(url, view.kernel_grid, tile, view.kernel_sheet, "kernel", "kernel")
         number = f'<span class="w">{esc(format_number(value))}</span>'
         if view.source_pages:
             item = f'<a href="{esc(url(view.source_pages[source]))}">{picture}{source}</a>'

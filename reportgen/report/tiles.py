@@ -75,7 +75,7 @@ def stylesheet(grids: Iterable[SheetGrid]) -> str:
 def report_grids(data: Any) -> list[SheetGrid]:
     """Every sheet geometry of a report: maps, filters and weights-view kernels (none in
     a single-file report)."""
-    grids = []
+    grids: list[SheetGrid] = []
     for model in data.models:
         for layer in model.layers:
             view = layer.weights_view
