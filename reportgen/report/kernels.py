@@ -94,36 +94,51 @@ def card_filter(url: Url, layer: Any, channel: Any) -> str:
     )
 
 
-def weights_intro(url: Url, layer: Any) -> str:
-    """What the weights view of every channel of ``layer`` shows (the same on each page)."""
-    view: WeightsView = layer.weights_view
+def _score(view: WeightsView) -> str:
     kh, kw = view.kernel
-    per_output = view.strongest.inputs_per_output
+    return "the weight" if kh * kw == 1 else f"the {kh}x{kw} slice's L2 norm, signed by its sum"
+
+
+def _source(url: Url, view: WeightsView) -> str:
     if view.source_layer is not None:
-        link = f'<a href="{esc(url(paths.layer_page(view.model_id, view.source_layer)))}">'
-        where = f"the channels of {link}{esc(view.source_layer)}</a>"
-        if view.through:
-            where += " through " + esc(", ".join(view.through))
-        where += "; each links to its page"
-    elif view.source_module is not None:
-        where = f"the output of {esc(view.source_module)}, which is not a layer of this report"
-    else:
-        where = "made outside any module (e.g. a residual sum)"
-    score = "the weight" if kh * kw == 1 else f"the {kh}x{kw} slice's L2 norm, signed by its sum"
-    reads = f"each channel reads {per_output} of {view.in_channels}"
-    if view.groups > 1:
-        reads += f" ({view.groups} groups: only its group's)"
-    text = (
-        f"Input channels with the strongest weights, {view.strongest.per_sign} of each sign "
-        f"({score}); {reads}. Inputs: {where}."
+        link = esc(url(paths.layer_page(view.model_id, view.source_layer)))
+        text = f'<a href="{link}">{esc(view.source_layer)}</a>'
+        return text + (" through " + esc(", ".join(view.through)) if view.through else "")
+    if view.source_module is not None:
+        return f"{esc(view.source_module)} (not a layer of this report)"
+    return "a sum or function outside any module"
+
+
+def _reads(view: WeightsView) -> str:
+    per_output = view.strongest.inputs_per_output
+    if view.groups == 1:
+        return f"all {view.in_channels} input channels"
+    if per_output == 1:
+        return f"one of the {view.in_channels} input channels (depthwise)"
+    return (
+        f"the {per_output} input channels of its group ({view.groups} groups of {view.in_channels})"
     )
+
+
+def weights_note(url: Url, layer: Any) -> Markup:
+    """The layer page's account of its channels' weights views."""
+    view: WeightsView = layer.weights_view
+    text = (
+        f"each channel page lists the input channels with the strongest weights, "
+        f"{view.strongest.per_sign} positive and {view.strongest.per_sign} negative, by "
+        f"{_score(view)}; each channel reads {_reads(view)}, which are the channels of "
+        f"{_source(url, view)}."
+    )
+    if view.source_pages:
+        text += " Each links to that input channel's page."
     if view.kernel_grid is not None:
-        text += " Kernels in grey: 0 mid-grey, white and black the largest weight shown."
-    return text
+        text += " Kernels in grey: 0 is mid-grey, white and black the largest weight shown."
+    return Markup(text)
 
 
 def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
-    """A channel page's weights view: its strongest inputs of each sign, strongest first."""
+    """A channel page's weights view: its strongest inputs of each sign, strongest first.
+    Kept short (tens of thousands of pages): the layer page explains it (``weights_note``)."""
     view: WeightsView | None = layer.weights_view
     if view is None:
         return Markup("")
@@ -134,22 +149,19 @@ def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
         if view.kernel_grid is not None and view.kernel_sheet is not None:
             tile = kernel_tile(strongest, channel.index, rank)
             picture = sheet_tile(url, view.kernel_grid, tile, view.kernel_sheet, "kernel", "kernel")
-        number = f'<span class="w">{esc(format_number(value))}</span>'
         if view.source_pages:
             item = f'<a href="{esc(url(view.source_pages[source]))}">{picture}{source}</a>'
         else:
             item = f"{picture}{source}"
-        lists[value > 0].append(f"<li>{item} {number}</li>")
+        lists[value > 0].append(f"<li>{item} {esc(format_number(value))}</li>")
+    reads = f"; it reads {_reads(view)}" if view.groups > 1 else ""
     parts = [
         '<section aria-labelledby="wv-h">\n<h2 id="wv-h">Weights from its input</h2>\n'
-        f"<p>{weights_intro(url, layer)}</p>\n"
+        f"<p>From {_source(url, view)}{reads}: input channel, then weight ({_score(view)}).</p>\n"
     ]
-    for positive, label in ((True, "positive"), (False, "negative")):
+    for positive, label in ((True, "Positive"), (False, "Negative")):
         if lists[positive]:
-            parts.append(
-                f"<h3>Strongest {label}: input channel, weight</h3>\n"
-                f'<ol class="weights">{"".join(lists[positive])}</ol>\n'
-            )
+            parts.append(f'<h3>{label}</h3>\n<ol class="weights">{"".join(lists[positive])}</ol>\n')
     parts.append("</section>\n")
     return Markup("".join(parts))
 

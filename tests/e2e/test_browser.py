@@ -579,7 +579,8 @@ WEIGHTS_VIEW = """() => Array.from(
     const link = li.querySelector('a'), tile = li.querySelector('.tile.kernel');
     const box = tile ? tile.getBoundingClientRect() : null;
     return {href: link ? link.href : null, input: Number(link.textContent),
-            weight: li.querySelector('.w').textContent, tile: box ? [box.width, box.height] : null};
+            weight: li.textContent.trim().split(' ').pop(),
+            tile: box ? [box.width, box.height] : null};
   }))"""
 
 

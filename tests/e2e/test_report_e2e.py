@@ -533,12 +533,12 @@ def _weights_view(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
     """A channel page's weights view: per sign, (input channel, weight text, link)."""
     text = page.read_text(encoding="utf-8")
     found: dict[str, list[tuple[int, str, str | None]]] = {}
-    for sign, items in re.findall(r"Strongest (\w+): input channel, weight</h3>\n(.*?)</ol>", text):
+    for sign, items in re.findall(r"<h3>(\w+)</h3>\n<ol class=.weights.>(.*?)</ol>", text):
         found[sign] = [
             (int(number), value, link or None)
             for link, number, value in re.findall(
                 r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
-                r'<span class="w">([^<]*)</span></li>',
+                r"([^<]*)</li>",
                 items,
             )
         ]
@@ -568,13 +568,13 @@ def test_the_weights_view_equals_the_model_weights(
         positive = sorted((s for s in scores if s[0] > 0), key=lambda s: (-s[0], s[1]))[:6]
         negative = sorted((s for s in scores if s[0] < 0), key=lambda s: (s[0], s[1]))[:6]
         shown = _weights_view(folder / f"c{o:04d}.html")
-        assert shown["positive"] == [
+        assert shown["Positive"] == [
             (i, format_number(v), f"../features.0/c{i:04d}.html") for v, i in positive
         ]
-        assert shown["negative"] == [
+        assert shown["Negative"] == [
             (i, format_number(v), f"../features.0/c{i:04d}.html") for v, i in negative
         ]
-        for _, _, link in shown["positive"] + shown["negative"]:
+        for _, _, link in shown["Positive"] + shown["Negative"]:
             assert link is not None and (folder / link).is_file()
         chosen = [i for _, i in positive + negative]
         largest = np.abs(kernels[o, chosen]).max()

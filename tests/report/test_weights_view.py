@@ -67,12 +67,12 @@ def _view(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
     """Per sign, the weights view's (input channel, weight as shown, link or None)."""
     text = page.read_text(encoding="utf-8")
     found = {}
-    for sign, items in re.findall(r"Strongest (\w+): input channel, weight</h3>\n(.*?)</ol>", text):
+    for sign, items in re.findall(r"<h3>(\w+)</h3>\n<ol class=.weights.>(.*?)</ol>", text):
         found[sign] = [
             (int(number), value, link or None)
             for link, number, value in re.findall(
                 r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
-                r'<span class="w">([^<]*)</span></li>',
+                r"([^<]*)</li>",
                 items,
             )
         ]
@@ -98,10 +98,10 @@ def _check_view(
     folder: Path, channel: int, expected: dict[str, list[tuple[int, float]]], source: str | None
 ) -> None:
     shown = _view(folder / f"c{channel:04d}.html")
-    for sign in ("positive", "negative"):
+    for sign in ("Positive", "Negative"):
         want = [
             (i, format_number(v), f"../{source}/c{i:04d}.html" if source else None)
-            for i, v in expected[sign]
+            for i, v in expected[sign.lower()]
         ]
         assert shown.get(sign, []) == want, (channel, sign)
         for _, _, link in shown.get(sign, []):
@@ -144,7 +144,7 @@ def test_one_by_one_layers_show_their_weights_not_a_grey_square(built: Any) -> N
         text = (folder / f"c{o:04d}.html").read_text(encoding="utf-8")
         assert 'id="filter-h"' not in text and "filters-" not in text
         # A 1x1 slice is one weight: the view shows that weight itself.
-        for i, value, _ in _view(folder / f"c{o:04d}.html")["positive"]:
+        for i, value, _ in _view(folder / f"c{o:04d}.html")["Positive"]:
             assert value == format_number(kernel[o, i, 0, 0])
     cards = (folder / "index.html").read_text(encoding="utf-8")
     assert 'class="filter' not in cards
@@ -189,7 +189,9 @@ def test_an_input_made_outside_modules_is_named_not_linked(built: Any) -> None:
     folder = root / "models/weightsnet_factory-build/layers/after_sum"
     kernel = weights["after_sum.weight"]
     _check_view(folder, 1, _expected(kernel[1], list(range(8))), None)
-    assert "made outside any module" in (folder / "c0001.html").read_text(encoding="utf-8")
+    assert "a sum or function outside any module" in (folder / "c0001.html").read_text(
+        encoding="utf-8"
+    )
     assert _layers(manifest)["after_sum"]["kernels"]["weights_view"]["input_layer"] is None
 
 
