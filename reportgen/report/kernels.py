@@ -99,6 +99,15 @@ def _score(view: WeightsView) -> str:
     return "the weight" if kh * kw == 1 else f"the {kh}x{kw} slice's L2 norm, signed by its sum"
 
 
+def _shown(view: WeightsView) -> str:
+    kh, kw = view.kernel
+    return (
+        "its weight"
+        if kh * kw == 1
+        else f"its {kh}x{kw} kernel and their L2 norm, signed by its sum"
+    )
+
+
 def _source(url: Url, view: WeightsView) -> str:
     if view.source_layer is not None:
         link = esc(url(paths.layer_page(view.model_id, view.source_layer)))
@@ -157,7 +166,7 @@ def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
     reads = f"; it reads {_reads(view)}" if view.groups > 1 else ""
     parts = [
         '<section aria-labelledby="wv-h">\n<h2 id="wv-h">Weights from its input</h2>\n'
-        f"<p>From {_source(url, view)}{reads}: input channel, then weight ({_score(view)}).</p>\n"
+        f"<p>From {_source(url, view)}{reads}: input channel, then {_shown(view)}.</p>\n"
     ]
     for positive, label in ((True, "Positive"), (False, "Negative")):
         if lists[positive]:
