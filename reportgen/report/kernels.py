@@ -132,11 +132,15 @@ def _reads(view: WeightsView) -> str:
 def weights_note(url: Url, layer: Any) -> Markup:
     """The layer page's account of its channels' weights views."""
     view: WeightsView = layer.weights_view
+    listed = (
+        f"the input channels with the strongest weights, {view.strongest.per_sign} positive "
+        f"and {view.strongest.per_sign} negative"
+        if view.strongest.inputs_per_output > 1
+        else "its one input channel and its weight"
+    )
     text = (
-        f"each channel page lists the input channels with the strongest weights, "
-        f"{view.strongest.per_sign} positive and {view.strongest.per_sign} negative, by "
-        f"{_score(view)}; each channel reads {_reads(view)}, which are the channels of "
-        f"{_source(url, view)}."
+        f"each channel page lists {listed}, by {_score(view)}; each channel reads "
+        f"{_reads(view)}, which are the channels of {_source(url, view)}."
     )
     if view.source_pages:
         text += " Each links to that input channel's page."
