@@ -304,6 +304,7 @@ def _run_model(
     )
     from reportgen.compute import model_run
     from reportgen.compute.cached import ResultStore, model_key
+    from reportgen.compute.weights_view import encode_kernels
     from reportgen.report.records import picture_path
 
     layout = "map sheets" if options.sheets else "map files"
@@ -324,7 +325,7 @@ def _run_model(
     emit = write_picture if options.encode else None
     if emit is not None:
         for layer in facts.layers:
-            model_run.encode_filters(layer, encoder, emit)
+            encode_kernels(layer, encoder, emit, options.sheets)
     results = model_run.run_inputs(
         model, facts, usable, settings, options, store, encoder, write_input, progress
     )

@@ -23,6 +23,9 @@ DEVICES = ("auto", "cpu", "cuda")
 FV_CHANNELS = ("selected", "all")
 # Inputs with every channel's map when --detail is not given (all of a smaller run).
 DETAIL_DEFAULT = 32
+# The weights view of a channel page: this many strongest positive and as many negative
+# input channels (reportgen.analysis.weights), whatever the layer's width.
+WEIGHTS_VIEW_PER_SIGN = 6
 # -o when --single-file is given without it: one HTML file rather than a folder.
 SINGLE_FILE_OUTPUT = "report.html"
 

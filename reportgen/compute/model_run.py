@@ -1,10 +1,11 @@
 """One model over all inputs: its layers planned, its inputs in batches through the one
 cache branch, each finished result handed on in input order and folded into the model's
 results; then the work that needs every input (dataset examples, feature visualisation)
-and the once-per-model pictures (filters)."""
+and the once-per-model pictures (examples; filters: compute.weights_view)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -15,6 +16,7 @@ import numpy as np
 from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
 from reportgen.compute.cached import ResultStore, stored_else_computed
 from reportgen.compute.encoding import ImageEncoder
+from reportgen.compute.weights_view import with_weights_views
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.imaging import pictures as imaging
 from reportgen.inputs.files import InputFile, load_image
@@ -80,18 +82,13 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
     fields = receptive_fields(model, kept)
     layers = tuple(
-        LayerFacts(
-            layer.name,
-            layer.type,
-            layer.value,
-            layer.output_shape,
-            layer.spatial,
-            layer.weight,
-            fields[layer.name].size[0] if layer.name in fields else None,
-            layer.class_labels,
+        dataclasses.replace(
+            layer,
+            receptive_field=fields[layer.name].size[0] if layer.name in fields else None,
         )
         for layer in kept
     )
+    layers = with_weights_views(model, layers)
     crop = tuple(int(v) for v in model.preprocessing.crop_size)
     return ModelFacts(
         id=model.id,
@@ -220,26 +217,6 @@ def run_inputs(
     while pending:
         fold(pending.popleft())
     return results
-
-
-def encode_filters(layer: LayerFacts, encoder: ImageEncoder, emit: PictureSink) -> None:
-    """Every channel's filter pictures (``LayerFacts.filter_parts``), on the encoder threads."""
-    if layer.weight is None:
-        return
-    rgb = layer.filter_parts[0] == "rgb"
-    for channel, kernel in enumerate(layer.weight):
-        key = PictureKey("filter", layer.name, channel, layer.filter_parts[0])
-        encoder.submit(_emit_rgb_filter if rgb else _emit_mean_filter, key, kernel, emit)
-
-
-def _emit_mean_filter(key: PictureKey, kernel: np.ndarray, emit: PictureSink) -> None:
-    emit(key, imaging.filter_mean_png(kernel))
-
-
-def _emit_rgb_filter(key: PictureKey, kernel: np.ndarray, emit: PictureSink) -> None:
-    emit(key, imaging.filter_rgb_png(kernel))
-    for colour, data in imaging.filter_channel_pngs(kernel).items():
-        emit(PictureKey("filter", key.layer, key.channel, colour), data)
 
 
 def example_boxes(model: Any, results: ModelResults) -> dict[str, list[list[dict[str, Any]]]]:

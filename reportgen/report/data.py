@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reportgen.analysis.weights import StrongestInputs
 from reportgen.imaging.sheets import SheetGrid
 
 
@@ -71,7 +72,9 @@ class ChannelRecord:
     # are tiles of the layer's sheets: LayerRecord.sheets)
     maps: dict[str, str] = field(default_factory=dict)
     overlays: dict[str, str] = field(default_factory=dict)  # input id -> overlay (selected)
-    filter: dict[str, str] = field(default_factory=dict)  # "rgb"/"r"/"g"/"b" or "mean" -> path
+    # "rgb"/"r"/"g"/"b" or "mean" -> path; only in single-file reports (a folder report's
+    # filters are tiles of the layer's filter sheets: LayerRecord.filter_sheets)
+    filter: dict[str, str] = field(default_factory=dict)
     # Feature visualisation (featurevis.py): {image, activation, steps, size, best_input,
     # others_mean, ratio, negative?: {image, activation}}; None when not computed.
     feature_vis: dict[str, Any] | None = None
@@ -98,8 +101,32 @@ class LayerRecord:
     sheets: dict[str, str] = field(default_factory=dict)
     sheet_grid: SheetGrid | None = None
     stats_file: dict[str, Any] | None = None  # {path, shape, fields, dtype}
-    kernel_shown: bool = False  # filters drawn on cards: first layer, or kernels over 1x1
+    kernel_shown: bool = False  # a filter picture says something: over RGB, or over 1x1
+    filter_rgb: bool = False  # filters over RGB: as colour and as R, G, B apart
+    cards_filter: bool = False  # ... and is drawn on the layer page's cards (see records)
+    filter_sheets: dict[str, str] = field(default_factory=dict)  # part -> sheet (folders)
+    filter_grid: SheetGrid | None = None
+    weights_view: WeightsView | None = None
     detail_pages: dict[str, str] = field(default_factory=dict)  # detail input -> page
+
+
+@dataclass
+class WeightsView:
+    """A Conv2d's strongest input channels per output channel (reportgen.analysis.weights)
+    and where those input channels are: a recorded layer's channels (``source_pages``,
+    one per input channel), else only named (``source_module``)."""
+
+    model_id: str
+    strongest: StrongestInputs
+    groups: int
+    in_channels: int
+    kernel: tuple[int, int]  # (kh, kw)
+    source_layer: str | None = None
+    source_pages: list[str] = field(default_factory=list)
+    source_module: str | None = None  # the nearest module whose output the layer reads
+    through: list[str] = field(default_factory=list)  # per-channel modules in between
+    kernel_sheet: str | None = None  # folder reports, kernels over 1x1
+    kernel_grid: SheetGrid | None = None
 
 
 @dataclass

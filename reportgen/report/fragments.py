@@ -16,6 +16,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number
 from reportgen.report.tiles import map_picture
@@ -67,13 +68,7 @@ class LayerFragments:
                     f'alt="Strongest dataset example of {esc(channel.name)}" width="64" '
                     'height="64" loading="lazy">'
                 )
-            drawn = channel.filter.get("rgb", channel.filter.get("mean")) if filters else None
-            kernel = (
-                f'<img class="filter" src="{esc(url(drawn))}" alt="Filter of channel {c}" '
-                'loading="lazy">'
-                if drawn
-                else ""
-            )
+            kernel = card_filter(url, layer, channel) if filters else ""
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
             numbers = f'<span class="meta">{numbers_of(s)}</span>' if s is not None else ""
             items.append(

@@ -9,6 +9,7 @@ from typing import Any
 
 from reportgen.report import paths
 from reportgen.report.data import ComparisonRecord, LayerRecord, ModelRecord, ReportData
+from reportgen.report.kernels import kernels_entry
 from reportgen.report.manifest_file import GENERATOR_NAME, MANIFEST_FORMAT
 
 __all__ = ["MANIFEST_FORMAT", "build_manifest"]
@@ -68,6 +69,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "map_sheet": (
                             layer.sheet_grid.describe() if layer.sheet_grid is not None else None
                         ),
+                        "kernels": kernels_entry(layer),
                         "receptive_field": layer.receptive_field,
                         "stats_file": layer.stats_file,
                         "detail_pages": layer.detail_pages,
@@ -164,6 +166,8 @@ def layer_image_patterns(model_id: str, layer: LayerRecord) -> dict[str, str]:
         # --overlay-files
         sample_overlay = paths.overlay_image(model_id, layer.name, "{input}", 0)
         patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
+    for part, sheet in layer.filter_sheets.items():
+        patterns[f"filter_sheet_{part}"] = sheet
     if layer.channels and layer.channels[0].filter:
         for part in layer.channels[0].filter:
             sample = paths.filter_image(model_id, layer.name, 0, part)

@@ -71,6 +71,16 @@ def filter_image(model_id: str, layer: str, channel: int, part: str) -> str:
     return f"{layer_dir(model_id, layer)}/filters/{channel_name(channel)}-{part}.png"
 
 
+def filter_sheet(model_id: str, layer: str, part: str) -> str:
+    """Every channel's filter of a layer in one picture (part: rgb/r/g/b or mean)."""
+    return f"{layer_dir(model_id, layer)}/filters-{part}.png"
+
+
+def kernel_sheet(model_id: str, layer: str) -> str:
+    """The kernel slices of every channel's weights view, in one picture."""
+    return f"{layer_dir(model_id, layer)}/weights-kernels.png"
+
+
 def gradcam_image(model_id: str, input_key: str) -> str:
     return f"{model_dir(model_id)}/gradcam/{input_key}.jpg"
 

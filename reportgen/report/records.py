@@ -20,6 +20,7 @@ from reportgen.report.data import (
     ModelRecord,
     Prediction,
 )
+from reportgen.report.kernels import add_kernels
 from reportgen.results.records import (
     GRADCAM_TOP,
     LayerFacts,
@@ -45,6 +46,10 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
         return paths.overlay_image(model_id, layer, input_id, channel)
     if kind == "filter":
         return paths.filter_image(model_id, layer, channel, key.part)
+    if kind == "filter_sheet":
+        return paths.filter_sheet(model_id, layer, key.part)
+    if kind == "kernel_sheet":
+        return paths.kernel_sheet(model_id, layer)
     if kind == "examples":
         return paths.examples_image(model_id, layer, channel)
     if kind == "featurevis":
@@ -64,6 +69,11 @@ def filter_note(layer: LayerFacts) -> str | None:
         return (
             f"{kh}x{kw} filters over the RGB input: shown as colour, and as their R, G and B "
             "parts apart, each filter scaled over its own range (true pixels, no smoothing)"
+        )
+    if layer.weight.shape[1] == 1:
+        return (
+            f"{kh}x{kw} filters, each over one input channel ({layer.groups} groups): shown "
+            "in grey, each scaled over its own range"
         )
     return (
         f"{kh}x{kw} filters over {layer.weight.shape[1]} input channels: shown as the mean over "
@@ -132,15 +142,15 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
                 filter={
                     part: paths.filter_image(facts.id, layer.name, c, part)
                     for part in layer.filter_parts
-                },
+                }
+                if layer.filter_informative and not sheets
+                else {},
             )
             for c in range(layer.channels)
         ],
     )
     record.receptive_field = layer.receptive_field
-    if layer.weight is not None:
-        # A 1x1 kernel's mean, scaled over its own range, is one mid-grey pixel.
-        record.kernel_shown = layer.filter_parts[0] == "rgb" or layer.weight[0, 0].size > 1
+    add_kernels(record, facts.id, layer, sheets)
     if layer.spatial and sheets:
         record.sheet_grid = SheetGrid.for_layer(*layer.output_shape)
     return record

@@ -60,6 +60,11 @@ def make_environment() -> jinja2.Environment:
     from reportgen.report.tiles import map_picture
 
     env.globals["map_picture"] = map_picture
+    from reportgen.report.kernels import filter_picture, weights_note, weights_view
+
+    env.globals["filter_picture"] = filter_picture
+    env.globals["weights_view"] = weights_view
+    env.globals["weights_note"] = weights_note
     fragments = LayerFragments(stats_cells)
     env.globals["channel_grid"] = fragments.channel_grid
     env.globals["channel_cards"] = fragments.channel_cards

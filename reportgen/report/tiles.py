@@ -73,13 +73,15 @@ def stylesheet(grids: Iterable[SheetGrid]) -> str:
 
 
 def report_grids(data: Any) -> list[SheetGrid]:
-    """Every sheet geometry of a report (none in a single-file report)."""
-    return [
-        layer.sheet_grid
-        for model in data.models
-        for layer in model.layers
-        if layer.sheet_grid is not None
-    ]
+    """Every sheet geometry of a report: maps, filters and weights-view kernels (none in
+    a single-file report)."""
+    grids: list[SheetGrid] = []
+    for model in data.models:
+        for layer in model.layers:
+            view = layer.weights_view
+            kernels = view.kernel_grid if view is not None else None
+            grids.extend(g for g in (layer.sheet_grid, layer.filter_grid, kernels) if g)
+    return grids
 
 
 def map_picture(

@@ -4,7 +4,7 @@
   its chosen layers (names, shapes, weights, receptive fields), once per model.
 * ``InputResult``: everything one input gives for one model: top-5 predictions, Grad-CAM,
   per layer the per-channel statistics, the channels selected and the value range, and the
-  encoded pictures (network view, Grad-CAM overlays, map sheets or maps, overlays, charts).
+  encoded pictures (network view, Grad-CAM overlays, map sheets or maps, overlays).
   It is independent of every other input: it is what the cache stores, and what a shard
   computed elsewhere sends back.
 * ``PictureKey``: a picture's name, independent of where a report puts it (the report stage
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reportgen.analysis.weights import StrongestInputs
 from reportgen.nn.channel_stats import ChannelStats
 
 GRADCAM_TOP = "top prediction"
@@ -58,6 +59,15 @@ class LayerFacts:
     spatial: bool  # maps: [C, H, W] output with H x W > 1 (else units: [C] or [C, 1, 1])
     weight: np.ndarray | None = None  # Conv2d kernels [out, in/groups, kh, kw]
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
+    # The weights view (Conv2d whose input is not the image; reportgen.nn.wiring): the
+    # recorded layer whose channels are its input channels, else the nearest module
+    # whose output it reads; per output channel its strongest input channels.
+    groups: int = 1
+    reads_image: bool = False
+    input_layer: str | None = None
+    input_module: str | None = None
+    input_through: tuple[str, ...] = ()  # types of the per-channel modules in between
+    strongest: StrongestInputs | None = None
     # Its units are the model's classes: their names (the model's categories), else ().
     class_labels: tuple[str, ...] = ()
 
@@ -70,6 +80,14 @@ class LayerFacts:
     @property
     def channels(self) -> int:
         return int(self.output_shape[0])
+
+    @property
+    def filter_informative(self) -> bool:
+        """A filter picture says something: over RGB (colour), or a kernel over 1x1 (a
+        1x1 kernel's mean, scaled over its own range, is one mid-grey pixel)."""
+        if self.weight is None:
+            return False
+        return self.filter_parts[0] == "rgb" or self.weight[0, 0].size > 1
 
     @property
     def filter_parts(self) -> tuple[str, ...]:

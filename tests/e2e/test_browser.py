@@ -573,6 +573,77 @@ def test_map_tiles_show_their_own_channels_pixels(browser: Any, report: Path) ->
         ctx.close()
 
 
+WEIGHTS_VIEW = """() => Array.from(
+    document.querySelectorAll('section[aria-labelledby=wv-h] ol.weights')
+  ).map(list => Array.from(list.querySelectorAll('li')).map(li => {
+    const link = li.querySelector('a'), tile = li.querySelector('.tile.kernel');
+    const box = tile ? tile.getBoundingClientRect() : null;
+    return {href: link ? link.href : null, input: Number(link.textContent),
+            weight: li.textContent.trim().split(' ').pop(),
+            tile: box ? [box.width, box.height] : null};
+  }))"""
+
+
+def test_the_weights_view_links_resolve_and_its_weights_equal_the_models(
+    browser: Any, report: Path
+) -> None:
+    """features.3 reads features.0 (through ReLU and max pooling). On a channel page the
+    view lists the 6 strongest positive and 6 strongest negative input channels, by the L2
+    norm of W[o, i] signed by its sum, computed here from the state_dict of the same seeded
+    network; each kernel tile shows that slice's pixels of the kernel sheet, and each link
+    opens that input channel's page."""
+    import math
+
+    import numpy as np
+    import torch
+    from torchvision.models import alexnet
+
+    from reportgen.report.text import format_number
+
+    torch.manual_seed(0)  # the report's --weights none, --seed 0
+    kernels = alexnet(weights=None).state_dict()["features.3.weight"].double().numpy()
+    manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
+    layer = next(x for x in manifest["models"][0]["layers"] if x["name"] == "features.3")
+    view = layer["kernels"]["weights_view"]
+    assert view["input_layer"] == "features.0"
+    grid = view["kernel_grid"]
+    ctx, page, watch = new_page(browser, report, device_scale_factor=1)
+    try:
+        for channel in (2, 150):
+            page.goto((report / LAYER / f"c{channel:04d}.html").as_uri())
+            assert_images_loaded(page, "section[aria-labelledby=wv-h]")
+            positive, negative = page.evaluate(WEIGHTS_VIEW)
+            scores = []
+            for i in range(kernels.shape[1]):
+                norm = math.sqrt(float((kernels[channel, i] ** 2).sum()))
+                scores.append((norm if kernels[channel, i].sum() >= 0 else -norm, i))
+            strongest = {
+                "positive": sorted((s for s in scores if s[0] > 0), key=lambda s: (-s[0], s[1])),
+                "negative": sorted((s for s in scores if s[0] < 0), key=lambda s: (s[0], s[1])),
+            }
+            for shown, sign in ((positive, "positive"), (negative, "negative")):
+                expected = strongest[sign][:6]
+                assert [(x["input"], x["weight"]) for x in shown] == [
+                    (i, format_number(v)) for v, i in expected
+                ]
+            sheet = report / view["kernel_sheet"]
+            for rank, item in enumerate(positive + negative):
+                assert item["tile"] == [28, 28]
+                tile = page.locator("section[aria-labelledby=wv-h] .tile.kernel").nth(rank)
+                seen = _shown_pixels(tile.screenshot(), grid["tile_width"], grid["tile_height"])
+                want = np.asarray(map_tile(sheet, grid, channel * 12 + rank).convert("RGB"))
+                assert np.abs(seen - want.astype(int)).max() <= 3, (channel, rank)
+            for item in positive[:2] + negative[:2]:
+                page.goto(item["href"])
+                assert path_of(page, report) == (
+                    f"models/alexnet/layers/features.0/c{item['input']:04d}.html"
+                )
+                assert f"features.0 \u203a channel {item['input']}" in page.title()
+        watch.check()
+    finally:
+        ctx.close()
+
+
 PAGES = [
     "index.html",
     "models/alexnet/index.html",

@@ -485,19 +485,107 @@ def test_activation_maps_are_true_resolution_pictures_of_the_values(
             assert view.size == (224, 224)
 
 
-def test_first_layer_filters_are_rgb_and_apart(built: Built) -> None:
-    filters = built.root / "models/alexnet/layers/features.0/filters"
+@pytest.fixture(scope="module")
+def weights() -> dict[str, np.ndarray]:
+    """The network's state_dict (seed 0, as the report's --weights none --seed 0)."""
+    torch.manual_seed(0)
+    return {k: v.numpy().astype(np.float64) for k, v in alexnet(weights=None).state_dict().items()}
+
+
+def _own_range(kernel: np.ndarray) -> np.ndarray:
+    return np.rint((kernel - kernel.min()) / (kernel.max() - kernel.min()) * 255.0)
+
+
+def test_filters_are_one_sheet_per_layer_equal_to_the_weights(
+    built: Built, weights: dict[str, np.ndarray]
+) -> None:
+    """No file per channel: one sheet per layer and part, whose tiles are the filters,
+    each scaled over its own range (computed here from the state_dict)."""
+    assert not list(built.root.rglob("filters/*"))
+    first = built.root / "models/alexnet/layers/features.0"
+    entry = _layer(built, "features.0")["kernels"]
+    assert sorted(entry["filter_sheets"]) == ["b", "g", "r", "rgb"]
+    kernels = weights["features.0.weight"]  # [64, 3, 11, 11]
+    for c in (0, 17, 63):
+        expected = _own_range(kernels[c]).transpose(1, 2, 0)  # one range over R, G and B
+        rgb = map_tile(first / "filters-rgb.png", entry["filter_sheet"], c)
+        assert rgb.mode == "RGB" and rgb.size == (11, 11)
+        assert np.abs(np.asarray(rgb).astype(int) - expected).max() <= 1
+        for index, part in enumerate("rgb"):
+            tinted = np.asarray(map_tile(first / f"filters-{part}.png", entry["filter_sheet"], c))
+            assert np.abs(tinted[..., index].astype(int) - expected[..., index]).max() <= 1
+            assert not np.delete(tinted, index, axis=2).any()
+    deeper = _layer(built, "features.3")["kernels"]
+    assert list(deeper["filter_sheets"]) == ["mean"]
+    mean = map_tile(
+        built.root / "models/alexnet/layers/features.3/filters-mean.png", deeper["filter_sheet"], 5
+    )
+    assert mean.mode == "L" and mean.size == (5, 5)
+    expected = _own_range(weights["features.3.weight"][5].mean(axis=0))
+    assert np.abs(np.asarray(mean).astype(int) - expected).max() <= 1
+    channel = _parse(first / "c0000.html")
+    shown = {(src, int(column), int(row)) for src, column, row, _ in _map_pictures(channel)}
     for part in ("rgb", "r", "g", "b"):
-        with Image.open(filters / f"c0000-{part}.png") as image:
-            assert image.size == (11, 11) and image.mode == "RGB"
-    with Image.open(
-        built.root / "models/alexnet/layers/features.3/filters/c0000-mean.png"
-    ) as image:
-        assert image.size == (5, 5) and image.mode == "L"
-    channel = _parse(built.root / "models/alexnet/layers/features.0/c0000.html")
-    shown = {str(attrs.get("src")) for tag, attrs in channel.tags if tag == "img"}
-    for part in ("rgb", "r", "g", "b"):
-        assert f"filters/c0000-{part}.png" in shown
+        assert (f"filters-{part}.png", 0, 0) in shown
+
+
+def _weights_view(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
+    """A channel page's weights view: per sign, (input channel, weight text, link)."""
+    text = page.read_text(encoding="utf-8")
+    found: dict[str, list[tuple[int, str, str | None]]] = {}
+    for sign, items in re.findall(r"<h3>(\w+)</h3>\n<ol class=.weights.>(.*?)</ol>", text):
+        found[sign] = [
+            (int(number), value, link or None)
+            for link, number, value in re.findall(
+                r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
+                r"([^<]*)</li>",
+                items,
+            )
+        ]
+    return found
+
+
+def test_the_weights_view_equals_the_model_weights(
+    built: Built, weights: dict[str, np.ndarray]
+) -> None:
+    """features.3 reads features.0 through ReLU and max pooling: each channel page lists
+    its 6 strongest positive and 6 strongest negative input channels by the L2 norm of
+    W[o, i], signed by its sum (computed here from the state_dict, one loop per input),
+    links each to features.0's channel page, and shows its kernel from the layer's
+    kernel sheet, symmetric about zero."""
+    from reportgen.report.text import format_number
+
+    kernels = weights["features.3.weight"]  # [192, 64, 5, 5]
+    entry = _layer(built, "features.3")["kernels"]["weights_view"]
+    assert entry["input_layer"] == "features.0" and entry["through"] == ["ReLU", "MaxPool2d"]
+    folder = built.root / "models/alexnet/layers/features.3"
+    grid = entry["kernel_grid"]
+    for o in (0, 7, 191):
+        scores = []
+        for i in range(kernels.shape[1]):
+            norm = math.sqrt(float((kernels[o, i] ** 2).sum()))
+            scores.append((norm if kernels[o, i].sum() >= 0 else -norm, i))
+        positive = sorted((s for s in scores if s[0] > 0), key=lambda s: (-s[0], s[1]))[:6]
+        negative = sorted((s for s in scores if s[0] < 0), key=lambda s: (s[0], s[1]))[:6]
+        shown = _weights_view(folder / f"c{o:04d}.html")
+        assert shown["Positive"] == [
+            (i, format_number(v), f"../features.0/c{i:04d}.html") for v, i in positive
+        ]
+        assert shown["Negative"] == [
+            (i, format_number(v), f"../features.0/c{i:04d}.html") for v, i in negative
+        ]
+        for _, _, link in shown["Positive"] + shown["Negative"]:
+            assert link is not None and (folder / link).is_file()
+        chosen = [i for _, i in positive + negative]
+        largest = np.abs(kernels[o, chosen]).max()
+        for rank, i in enumerate(chosen):
+            tile = map_tile(folder / "weights-kernels.png", grid, o * 12 + rank)
+            expected = np.rint((kernels[o, i] / largest + 1.0) / 2.0 * 255.0)
+            assert np.abs(np.asarray(tile).astype(int) - expected).max() <= 1
+    # The first layer reads the image: its RGB filters stay, no weights view.
+    assert _layer(built, "features.0")["kernels"].get("weights_view") is None
+    first = built.root / "models/alexnet/layers/features.0/c0000.html"
+    assert "Weights from its input" not in first.read_text(encoding="utf-8")
 
 
 def test_linear_layer_gets_a_ranked_chart_and_no_maps(built: Built) -> None:
@@ -619,13 +707,12 @@ def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> N
             elif tag == "img":
                 sources.append(str(attrs.get("src")))
         for c in chosen:
-            name = f"c{c:04d}"
             column, row = _cell(layer["map_sheet"], c)
             tile = f"../sheets/{input_id}.png@{column},{row}"
             map_index = sources.index(tile)
-            filter_index = max(
-                i for i, s in enumerate(sources[:map_index]) if s == f"../filters/{name}-rgb.png"
-            )
+            f_column, f_row = _cell(layer["kernels"]["filter_sheet"], c)
+            drawn = f"../filters-rgb.png@{f_column},{f_row}"
+            filter_index = max(i for i, s in enumerate(sources[:map_index]) if s == drawn)
             assert filter_index == map_index - 1
             view = built.manifest["models"][0]["views"][input_id]  # from the report root
             link = posixpath.relpath(view, posixpath.dirname(detail))
