@@ -337,7 +337,13 @@ def _run_model(
         feature_vis_for_model(model, results, settings, emit, store.cache if key else None)
     results.example_boxes = model_run.example_boxes(model, results)
     if emit is not None:
-        model_run.encode_example_strips(model, results.example_boxes, usable, encoder, emit)
+        # Units' examples are whole views, in a folder report already: crops for maps only.
+        cropped = {
+            layer.name: results.example_boxes[layer.name]
+            for layer in facts.layers
+            if layer.spatial or not options.sheets
+        }
+        model_run.encode_example_strips(model, cropped, usable, encoder, emit)
     return _ModelRun(results, stats)
 
 

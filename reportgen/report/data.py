@@ -81,6 +81,7 @@ class ChannelRecord:
     # Top inputs across the run by max activation: {input, value, box [x0, y0, x1, y1]}.
     examples: list[dict[str, Any]] = field(default_factory=list)
     examples_image: str | None = None  # one strip holding every example crop, in order
+    example_views: list[str] = field(default_factory=list)  # units: the examples' views
 
 
 @dataclass

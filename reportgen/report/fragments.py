@@ -62,9 +62,10 @@ class LayerFragments:
         for channel, link in zip(layer.channels, self.links(url, layer)):
             c, s = channel.index, channel.summary
             example = ""
-            if channel.examples_image:
+            first = channel.examples_image or (channel.example_views or [None])[0]
+            if first:
                 example = (
-                    f'<img class="example-first" src="{esc(url(channel.examples_image))}" '
+                    f'<img class="example-first" src="{esc(url(first))}" '
                     f'alt="Strongest dataset example of {esc(channel.name)}" width="64" '
                     'height="64" loading="lazy">'
                 )

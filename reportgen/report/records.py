@@ -119,7 +119,7 @@ def model_record(
         table = stats.get(layer.name)
         if table is not None:
             _add_histograms(layer, table)
-        _add_examples_and_feature_vis(facts.id, layer, results)
+        _add_examples_and_feature_vis(facts.id, layer, results, sheets)
     return record
 
 
@@ -306,14 +306,22 @@ def _binned(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray
     return counts[:, :HISTOGRAM_BINS]
 
 
-def _add_examples_and_feature_vis(model_id: str, layer: LayerRecord, results: ModelResults) -> None:
+def _add_examples_and_feature_vis(
+    model_id: str, layer: LayerRecord, results: ModelResults, views_shared: bool
+) -> None:
+    """``views_shared``: pages link the network views as files (a folder report), so a
+    unit's examples are those views (a single-file report would embed each again)."""
     boxes = results.example_boxes.get(layer.name)
     numbers = results.feature_vis.get(layer.name, {})
     for channel in layer.channels:
         if boxes is not None:
             channel.examples = boxes[channel.index]
-            if channel.examples:
+            if channel.examples and (layer.spatial or not views_shared):
                 channel.examples_image = paths.examples_image(model_id, layer.name, channel.index)
+            elif channel.examples:  # a unit's example is the whole view: no crop to make
+                channel.example_views = [
+                    paths.model_view(model_id, e["input"]) for e in channel.examples
+                ]
         found = numbers.get(channel.index)
         if found is not None:
             channel.feature_vis = _feature_vis_entry(model_id, layer.name, channel.index, found)

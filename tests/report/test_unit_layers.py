@@ -176,3 +176,28 @@ def test_no_unit_page_opens_thousands_of_rows(unit_report: Path) -> None:
         assert top is not None
         assert top.group(1).count("<tr") - 1 <= TOP_UNITS  # one header row
         assert "img" not in top.group(1)  # bars are drawn in the page, no chart picture
+
+
+def test_unit_examples_are_the_inputs_views_not_new_crops(unit_report: Path) -> None:
+    head, conv = _layer(unit_report, "head"), _layer(unit_report, "conv2")
+    head_dir = (unit_report / head["page"]).parent
+    assert not (head_dir / "examples").exists()
+    assert (unit_report / conv["page"]).parent.joinpath("examples").is_dir()
+    channel = head["channels"][0]
+    page = (unit_report / channel["page"]).read_text()
+    shown = re.findall(r'<p class="example-views">(.*?)</p>', page, re.S)
+    assert len(shown) == 1
+    sources = re.findall(r'src="([^"]+)"', shown[0])
+    expected = [
+        f"models/{head['page'].split('/')[1]}/views/{e['input']}.jpg" for e in channel["examples"]
+    ]
+    resolved = [
+        str(
+            (unit_report / channel["page"])
+            .parent.joinpath(s)
+            .resolve()
+            .relative_to(unit_report.resolve())
+        )
+        for s in sources
+    ]
+    assert resolved == expected
