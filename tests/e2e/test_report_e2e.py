@@ -331,7 +331,15 @@ def test_manifest_has_the_documented_fields(built: Built) -> None:
                 "sparsity",
                 "selected",
                 "inputs",
+                "best_rank",
+                "first",
             }
+        units = layer["name"] == "classifier.6"
+        assert layer["units"] is units and layer["class_units"] is units
+        labels = [channel.get("label") for channel in layer["channels"]]
+        assert labels == (
+            AlexNet_Weights.DEFAULT.meta["categories"] if units else [None] * len(labels)
+        )
         assert layer["stats_file"]["shape"] == [len(ids), layer["output_shape"][0], 7]
         assert set(layer["detail_pages"]) == set(ids)  # a small run: every input in detail
         stats = _stats(built.root, built.manifest, layer)
@@ -588,13 +596,17 @@ def test_the_weights_view_equals_the_model_weights(
     assert "Weights from its input" not in first.read_text(encoding="utf-8")
 
 
-def test_linear_layer_gets_a_ranked_chart_and_no_maps(built: Built) -> None:
+def test_linear_layer_gets_values_and_ranks_and_no_pictures(built: Built) -> None:
     layer = _layer(built, "classifier.6")
     folder = (built.root / layer["page"]).parent
-    assert not (folder / "maps").exists() and not (folder / "overlays").exists()
-    for input_id in layer["selected"]:
-        with Image.open(folder / "ranked" / f"{input_id}.png") as image:
-            assert image.format == "PNG"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["inputs"]  # pages only
+    assert layer["images"] == {} and layer["map_sheet"] is None
+    for input_id, page in layer["detail_pages"].items():
+        text = (built.root / page).read_text(encoding="utf-8")
+        top = built.manifest["models"][0]["predictions"][input_id][0]
+        # The highest unit on an input is its top prediction, named by its class.
+        name = re.escape(f"unit {top['index']}: {html.escape(top['label'])}")
+        assert re.search(rf'<td>1</td><th scope="row"><a href="[^"]+">{name}</a>', text)
 
 
 def test_pages_say_what_a_value_is_and_what_the_overlay_is_drawn_on(built: Built) -> None:

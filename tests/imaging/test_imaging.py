@@ -183,12 +183,6 @@ def test_thumbnail_keeps_aspect_within_size() -> None:
     assert thumb.size == (160, 80)
 
 
-def test_ranked_chart_is_a_png() -> None:
-    values = np.array([0.1, 5.0, np.nan, 2.0])
-    image = _decode(imaging.ranked_chart_png(values, [f"unit {i}" for i in range(4)], "t", top=3))
-    assert image.format == "PNG" and image.width > 100
-
-
 def test_png_bytes_are_deterministic() -> None:
     table = imaging.colormap_table("jet")
     values = np.random.default_rng(4).normal(size=(9, 9))
