@@ -372,7 +372,8 @@ def _variables(block: str) -> dict[str, str]:
     return dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{3,6})", block))
 
 
-def test_theme_text_contrast_is_wcag_aa() -> None:
+def _themes() -> dict[str, dict[str, str]]:
+    """The light and the dark theme's colour variables, from style.css."""
     css = (REPO / "templates" / "style.css").read_text(encoding="utf-8")
     light_block = re.search(r":root\s*\{(.*?)\}", css, re.DOTALL)
     dark_block = re.search(
@@ -380,7 +381,35 @@ def test_theme_text_contrast_is_wcag_aa() -> None:
     )
     assert light_block and dark_block, "style.css lost its light or dark theme variables"
     light = _variables(light_block.group(1))
-    dark = {**light, **_variables(dark_block.group(1))}
+    return {"light": light, "dark": {**light, **_variables(dark_block.group(1))}}
+
+
+def _rules(selector_part: str) -> list[str]:
+    """The declarations of every style.css rule whose selector holds ``selector_part``."""
+    css = (REPO / "templates" / "style.css").read_text(encoding="utf-8")
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    return [
+        body for head, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css) if selector_part in head
+    ]
+
+
+def test_form_controls_and_focus_rings_are_3_to_1() -> None:
+    """WCAG 1.4.11: the borders of select, input and button, and the focus ring, stand out
+    3:1 from the backgrounds they sit on, in both themes."""
+    for name, theme in _themes().items():
+        for colour in ("control", "accent"):
+            for bg in ("bg", "panel"):
+                ratio = contrast(theme[colour], theme[bg])
+                assert ratio >= 3, f"{name}: --{colour} on --{bg} is {ratio:.2f}:1"
+    borders = [b for part in ("button", "select") for b in _rules(part) if "border:" in b]
+    assert borders and all("var(--control)" in b for b in borders), borders
+    (focus,) = [b for b in _rules(":focus-visible") if "outline:" in b]
+    assert "var(--accent)" in focus and re.search(r"outline:\s*[23]px solid", focus), focus
+
+
+def test_theme_text_contrast_is_wcag_aa() -> None:
+    themes = _themes()
+    light, dark = themes["light"], themes["dark"]
     pairs = [(fg, bg) for fg in ("fg", "muted", "accent", "sel") for bg in ("bg", "panel")]
     pairs.append(("fg", "warn-bg"))
     for theme_name, theme in (("light", light), ("dark", dark)):
