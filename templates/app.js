@@ -48,6 +48,14 @@
     ["/", "filter the channels (layer pages)"],
     ["?", "show or hide this help"], ["Esc", "close this help"]
   ];
+  // What each key follows, found by the page's structure (so the markup repeated on every
+  // page carries no key names): the first and the parent breadcrumb, the pager's rel
+  // links, and the links marked as the previous and next layer.
+  var TARGETS = {
+    home: "nav.crumbs li:first-child > a", up: "nav.crumbs li:nth-last-child(2) > a",
+    prev: "nav.pager a[rel=prev]", next: "nav.pager a[rel=next]",
+    "prev-layer": "nav.pager a[data-layer=prev]", "next-layer": "nav.pager a[data-layer=next]"
+  };
   var SHORTCUTS = { prev: "ArrowLeft p", next: "ArrowRight n", up: "u", home: "h",
     "prev-layer": "[", "next-layer": "]" };
   var NAMES = { prev: "Previous", next: "Next", up: "Up", home: "Home",
@@ -106,6 +114,14 @@
     pager.appendChild(button);
     buttons.push(button);
   });
+  // Every link a key follows, each with the names of its keys (once: pages do not change).
+  var keyedLinks = [];
+  Object.keys(TARGETS).forEach(function (name) {
+    Array.prototype.forEach.call(document.querySelectorAll(TARGETS[name]), function (link) {
+      if (!link.rgKeys) { link.rgKeys = []; keyedLinks.push(link); }
+      link.rgKeys.push(name);
+    });
+  });
   function setKeys(on, remember) {
     keysOn = on;
     if (remember) store("shortcuts", on ? "on" : "off");
@@ -117,9 +133,9 @@
       if (on) button.setAttribute("aria-keyshortcuts", "?");
       else button.removeAttribute("aria-keyshortcuts");
     });
-    Array.prototype.forEach.call(document.querySelectorAll("a[data-keys]"), function (link) {
-      var names = link.getAttribute("data-keys").split(" ");
-      var keys = names.map(function (n) { return SHORTCUTS[n]; }).filter(Boolean);
+    keyedLinks.forEach(function (link) {
+      var names = link.rgKeys;
+      var keys = names.map(function (n) { return SHORTCUTS[n]; });
       if (on && keys.length) {
         link.setAttribute("aria-keyshortcuts", keys.join(" "));
         link.title = NAMES[names[0]] + " (" + keys.join(", ").replace("ArrowLeft", "\u2190")
@@ -142,7 +158,7 @@
     "[": "prev-layer", "]": "next-layer", u: "up", h: "home"
   };
   function follow(name) {
-    var link = currentRoot().querySelector('a[data-keys~="' + name + '"]');
+    var link = currentRoot().querySelector(TARGETS[name]);
     if (link && link.href) {
       window.location.href = link.href;
       return true;

@@ -213,19 +213,34 @@ def test_the_page_frame_is_small(report: Path) -> None:
         assert 200 < frame < FRAME_LIMIT, (rel, frame)
 
 
+def _key_targets(page: ElementTree.Element) -> dict[str, str | None]:
+    """Where each key goes, found as app.js finds it: the first and the parent breadcrumb,
+    the pager's rel links, the links marked as previous and next layer."""
+    navs = {n.get("class"): n for n in page.iter("nav")}
+    crumbs = list(navs["crumbs"].iter("li"))
+    link = lambda li: next((a.get("href") for a in li.iter("a")), None)  # noqa: E731
+    pager = list(navs["pager"].iter("a"))
+    targets = {"home": link(crumbs[0]), "up": link(crumbs[-2]) if len(crumbs) > 1 else None}
+    for a in pager:
+        if a.get("rel"):
+            targets[a.get("rel")] = a.get("href")
+        if a.get("data-layer"):
+            targets[f"{a.get('data-layer')}-layer"] = a.get("href")
+    return targets
+
+
 def test_channel_navigation_links(trees: dict[str, ElementTree.Element]) -> None:
-    page = trees["models/alexnet/layers/features.3/c0000.html"]
-    keys = {k: a.get("href") for a in page.iter("a") for k in (a.get("data-keys") or "").split()}
+    keys = _key_targets(trees["models/alexnet/layers/features.3/c0000.html"])
     assert keys["next"] == "c0001.html"
     assert keys["up"] == "index.html"
     assert keys["prev-layer"] == "../features.0/index.html"
     assert keys["next-layer"] == "../classifier.6/index.html"
     assert keys["home"] == "../../../../index.html"
     assert "prev" not in keys
-    layer = trees["models/alexnet/layers/features.3/index.html"]
-    keys = {k: a.get("href") for a in layer.iter("a") for k in (a.get("data-keys") or "").split()}
+    keys = _key_targets(trees["models/alexnet/layers/features.3/index.html"])
     assert keys["prev"] == keys["prev-layer"] == "../features.0/index.html"
     assert keys["next"] == keys["next-layer"] == "../classifier.6/index.html"
+    assert keys["up"] == "../../index.html"
 
 
 def test_grid_data_matches_manifest(report: Path, trees: dict[str, ElementTree.Element]) -> None:
