@@ -218,7 +218,10 @@ def _key_targets(page: ElementTree.Element) -> dict[str, str | None]:
     the pager's rel links, the links marked as previous and next layer."""
     navs = {n.get("class"): n for n in page.iter("nav")}
     crumbs = list(navs["crumbs"].iter("li"))
-    link = lambda li: next((a.get("href") for a in li.iter("a")), None)  # noqa: E731
+
+    def link(item: ElementTree.Element) -> str | None:
+        return next((a.get("href") for a in item.iter("a")), None)
+
     pager = list(navs["pager"].iter("a"))
     targets = {"home": link(crumbs[0]), "up": link(crumbs[-2]) if len(crumbs) > 1 else None}
     for a in pager:
