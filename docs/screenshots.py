@@ -5,8 +5,9 @@
 
 Pages: the index, a layer page, a channel page and the layer comparison. Uses Debian's
 Chromium (/usr/bin/chromium, or --chromium PATH) through playwright-python; it never
-downloads a browser. The pictures are kept small: 1280 px wide, one screen high,
-reduced to a 256-colour palette (plenty for a page of text and heat maps).
+downloads a browser. The pictures are kept small: 1440 px wide (and 375 px wide, a
+phone: NAME-375.png), one screen high, reduced to a 256-colour palette (plenty for a
+page of text and heat maps).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -32,7 +34,14 @@ ARGS = [
 
 
 # How much of each page to show (px): the channel page's maps are below its filter.
-TALL = {"index": 900, "layer": 1000, "input-layer": 1000, "channel": 1500, "input": 1100, "compare": 900}
+TALL = {
+    "index": 900,
+    "layer": 1000,
+    "input-layer": 1000,
+    "channel": 1500,
+    "input": 1100,
+    "compare": 900,
+}
 
 
 def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
@@ -80,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPO / "sample-report")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
-    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument(
+        "--widths",
+        default="1440,375",
+        help="viewport widths, comma-separated: the first writes NAME.png, others NAME-W.png",
+    )
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--scheme", choices=["light", "dark"], default="light")
     parser.add_argument("--layer", help="layer to show (default: the third with maps)")
@@ -101,36 +114,46 @@ def main(argv: list[str] | None = None) -> int:
 
     pages = pick_pages(report, args.layer)
     args.out.mkdir(parents=True, exist_ok=True)
+    widths = [int(w) for w in args.widths.split(",") if w.strip()]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=ARGS)
-        context = browser.new_context(
-            viewport={"width": args.width, "height": args.height},
-            color_scheme=args.scheme,
-            device_scale_factor=1,
-        )
-        page = context.new_page()
-        for name, rel in pages.items():
-            page.goto((report / rel).as_uri())
-            page.evaluate(
-                "document.querySelectorAll('img[loading=lazy]')"
-                ".forEach(i => { i.loading = 'eager'; })"
-            )
-            # (wait_for_function would eval a string, which the report's CSP refuses)
-            for _ in range(300):
-                if page.evaluate("Array.from(document.images).every(i => i.complete)"):
-                    break
-                page.wait_for_timeout(100)
-            height = min(page.evaluate("document.documentElement.scrollHeight"), TALL[name])
-            clip = {"x": 0, "y": 0, "width": args.width, "height": max(height, args.height)}
-            png = shrink(page.screenshot(full_page=True, clip=clip))
-            target = args.out / f"{name}.png"
-            target.write_bytes(png)
-            print(
-                f"{target.relative_to(REPO) if target.is_relative_to(REPO) else target}: "
-                f"{rel} ({len(png) // 1024} KB)"
-            )
+        for width in widths:
+            suffix = "" if width == widths[0] else f"-{width}"
+            shoot(browser, report, pages, args, width, suffix)
         browser.close()
     return 0
+
+
+def shoot(
+    browser: Any, report: Path, pages: dict[str, str], args: Any, width: int, suffix: str
+) -> None:
+    """Every page at one viewport width, one screen or so high (TALL)."""
+    context = browser.new_context(
+        viewport={"width": width, "height": args.height},
+        color_scheme=args.scheme,
+        device_scale_factor=1,
+    )
+    page = context.new_page()
+    for name, rel in pages.items():
+        page.goto((report / rel).as_uri())
+        page.evaluate(
+            "document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })"
+        )
+        # (wait_for_function would eval a string, which the report's CSP refuses)
+        for _ in range(300):
+            if page.evaluate("Array.from(document.images).every(i => i.complete)"):
+                break
+            page.wait_for_timeout(100)
+        height = min(page.evaluate("document.documentElement.scrollHeight"), TALL[name])
+        clip = {"x": 0, "y": 0, "width": width, "height": max(height, args.height)}
+        png = shrink(page.screenshot(full_page=True, clip=clip))
+        target = args.out / f"{name}{suffix}.png"
+        target.write_bytes(png)
+        print(
+            f"{target.relative_to(REPO) if target.is_relative_to(REPO) else target}: "
+            f"{rel} ({len(png) // 1024} KB)"
+        )
+    context.close()
 
 
 if __name__ == "__main__":

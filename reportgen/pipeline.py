@@ -32,6 +32,7 @@ from reportgen.inputs.files import (
     SkippedInput,
     discover_inputs,
     load_image,
+    shown_arguments,
 )
 from reportgen.report import paths
 from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
@@ -45,6 +46,7 @@ from reportgen.settings import (
     RunSettings,
     maps_in_sheets,
     report_settings,
+    shareable,
 )
 
 log = logging.getLogger("reportgen")
@@ -392,7 +394,7 @@ def _report_data(
         created=creation_time(),
         generator_version=__version__,
         environment=environment(device),
-        settings=report_settings(settings),
+        settings=report_settings(shareable(settings, shown_arguments(settings.inputs))),
         inputs=inputs,
         skipped=[SkippedRecord(s.source, s.reason) for s in skipped],
         models=records,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,34 @@ def report_settings(settings: RunSettings) -> dict[str, Any]:
     return recorded
 
 
+def shareable(settings: RunSettings, inputs: dict[str, str]) -> RunSettings:
+    """``settings`` as a report shows and records them, with no path of the building
+    machine: each input as ``inputs`` names it (``reportgen.inputs.files.shown_arguments``),
+    the files and folders that are not inputs (weights, labels) by their names only."""
+    return dataclasses.replace(
+        settings,
+        inputs=tuple(inputs.get(argument, argument) for argument in settings.inputs),
+        weights=_name_only(settings.weights),
+        weights_dir=_name_only(settings.weights_dir),
+        labels_file=_name_only(settings.labels_file),
+        models=tuple(_model_without_path(spec) for spec in settings.models),
+    )
+
+
+def _name_only(value: str | None) -> Any:
+    """The last part of a path (``/home/me/w/resnet.pth``: ``resnet.pth``); a value
+    without a folder in it (``imagenet``) as it is."""
+    if value is None or not re.search(r"[/\\]", value):
+        return value
+    return re.split(r"[/\\]", value.rstrip("/\\"))[-1] or value
+
+
+def _model_without_path(spec: str) -> str:
+    """``-m NAME=PATH`` (a model's own weights file) with the file's name only."""
+    name, sep, weights = spec.partition("=")
+    return f"{name}{sep}{_name_only(weights)}" if sep else spec
+
+
 def maps_in_sheets(settings: RunSettings) -> bool:
     """Folder reports tile a layer's maps into one sheet per input (reportgen.imaging.sheets);
     a single-file report embeds each map on its own, since one data: URI cannot be
@@ -207,3 +236,71 @@ def _check_finite(option: str, value: Any) -> None:
 
 def _joined(values: tuple[float, ...]) -> str:
     return ",".join(str(v) for v in values)
+
+
+# --- the settings as a person types them ---------------------------------------------
+
+# The long option of ``reportgen run`` for each recorded field whose name differs from it
+# (tests/cli checks these against the command's own options).
+LONG_OPTIONS = {
+    "models": "--model",
+    "layers": "--layer",
+    "model_labels": "--label",
+    "labels_file": "--labels",
+}
+# Flags that are on by default: off is written with their --no- form.
+_OFF_FORMS = {"gradcam": "--no-gradcam", "overlay_files": "--no-overlay-files"}
+# Lists given as one comma-separated value (--channels 0,5,10).
+_COMMA_LISTS = ("channels", "mean", "std")
+
+
+@dataclass(frozen=True)
+class TypedOption:
+    """One option of a report's settings as it is written on the command line."""
+
+    option: str  # "--top-k"
+    arguments: tuple[str, ...]  # ("--top-k", "12"); () when it was not given
+    default: bool  # the value is the option's default
+
+
+def typed_options(recorded: dict[str, Any]) -> list[TypedOption]:
+    """Every option of ``recorded`` (a report's settings, ``report_settings``) but the
+    inputs: the model, its weights and the layers first (what a command line starts
+    with), then the others by name."""
+    options = []
+    for name, value in recorded.items():
+        if name == "inputs" or name not in _FIELDS:
+            continue
+        option = LONG_OPTIONS.get(name, "--" + name.replace("_", "-"))
+        default = _FIELDS[name].default
+        is_default = value == (list(default) if isinstance(default, tuple) else default)
+        options.append(TypedOption(option, _arguments(name, option, value), is_default))
+    first = ("--model", "--label", "--weights", "--weights-dir", "--layer")
+    rank = {option: i for i, option in enumerate(first)}
+    return sorted(options, key=lambda o: (rank.get(o.option, len(first)), o.option))
+
+
+def _arguments(name: str, option: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, bool):
+        if value:
+            return (option,)
+        return (_OFF_FORMS[name],) if name in _OFF_FORMS else ()
+    if value is None or value == []:
+        return ()
+    if name in _COMMA_LISTS:
+        return (option, ",".join(str(v) for v in value))
+    if isinstance(value, list):
+        return tuple(part for item in value for part in (option, str(item)))
+    return (option, str(value))
+
+
+def command_line(recorded: dict[str, Any]) -> str:
+    """The ``reportgen run`` command that makes a report with ``recorded`` settings again
+    (its options that differ from the defaults), quoted for a POSIX shell."""
+    import shlex
+
+    words = ["reportgen", "run", *recorded.get("inputs", [])]
+    for typed in typed_options(recorded):
+        if not typed.default:
+            words.extend(typed.arguments)
+    return " ".join(shlex.quote(word) for word in words)

@@ -1,5 +1,5 @@
 // reportgen: small comforts on top of pages that work without JavaScript.
-// Keyboard shortcuts, a help overlay, sorting and filtering of the channel grid and an
+// Keyboard shortcuts (with a switch to turn them off), a help overlay, sorting and filtering of the channel grid and an
 // overlay opacity slider. No inline styles (the page's CSP forbids them): only classes
 // and the hidden attribute change.
 (function () {
@@ -37,27 +37,120 @@
     else Array.prototype.forEach.call(pageRoots, fn);
   }
 
-  // ---- help overlay ------------------------------------------------------------
-  function helpDialog() { return currentRoot().querySelector("dialog.help"); }
-  function openDialog() { return document.querySelector("dialog.help[open]"); }
-  function toggleHelp() {
-    var open = openDialog();
-    if (open) { open.close(); return; }
-    var help = helpDialog();
-    if (help && typeof help.showModal === "function") help.showModal();
+  // ---- keyboard help, its button and the shortcut switch ------------------------
+  // Made here, not in every page's markup: a report can have tens of thousands of pages,
+  // and shortcuts need JavaScript anyway. Pages mark what a key follows with data-keys.
+  var HELP = [
+    ["\u2192 or n", "next channel, layer or model"],
+    ["\u2190 or p", "previous channel, layer or model"],
+    ["]", "next layer"], ["[", "previous layer"],
+    ["u", "up one level"], ["h", "report home"],
+    ["/", "filter the channels (layer pages)"],
+    ["?", "show or hide this help"], ["Esc", "close this help"]
+  ];
+  // What each key follows, found by the page's structure (so the markup repeated on every
+  // page carries no key names): the first and the parent breadcrumb, the pager's rel
+  // links, and the links marked as the previous and next layer.
+  var TARGETS = {
+    home: "nav.crumbs li:first-child > a", up: "nav.crumbs li:nth-last-child(2) > a",
+    prev: "nav.pager a[rel=prev]", next: "nav.pager a[rel=next]",
+    "prev-layer": "nav.pager a[data-layer=prev]", "next-layer": "nav.pager a[data-layer=next]"
+  };
+  var SHORTCUTS = { prev: "ArrowLeft p", next: "ArrowRight n", up: "u", home: "h",
+    "prev-layer": "[", "next-layer": "]" };
+  var NAMES = { prev: "Previous", next: "Next", up: "Up", home: "Home",
+    "prev-layer": "Previous layer", "next-layer": "Next layer" };
+  // Shortcuts are on unless turned off (WCAG 2.1.4); the choice is kept where the browser
+  // lets a page keep it (not every browser does from file://: then it lasts this page).
+  var keysOn = store("shortcuts") !== "off";
+
+  function make(tag, attrs, text) {
+    var el = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    if (text) el.textContent = text;
+    return el;
   }
-  Array.prototype.forEach.call(document.querySelectorAll("[data-help-open]"), function (button) {
-    button.hidden = false;
-    button.addEventListener("click", toggleHelp);
-  });
-  Array.prototype.forEach.call(document.querySelectorAll("[data-help-close]"), function (button) {
-    button.addEventListener("click", function () { var open = openDialog(); if (open) open.close(); });
-  });
-  Array.prototype.forEach.call(document.querySelectorAll("dialog.help"), function (help) {
+  function keyCell(text) {
+    var cell = make("th", { scope: "row" });
+    text.split(" or ").forEach(function (key, i) {
+      if (i) cell.appendChild(document.createTextNode(" or "));
+      cell.appendChild(make("kbd", {}, key));
+    });
+    return cell;
+  }
+  function buildHelp() {
+    var help = make("dialog", { id: "keys-help", "class": "help", "aria-labelledby": "keys-help-h" });
+    help.appendChild(make("h2", { id: "keys-help-h" }, "Keyboard shortcuts"));
+    var body = make("tbody");
+    HELP.forEach(function (row) {
+      var tr = make("tr");
+      tr.appendChild(keyCell(row[0]));
+      tr.appendChild(make("td", {}, row[1]));
+      body.appendChild(tr);
+    });
+    help.appendChild(make("table", { "class": "keys" })).appendChild(body);
+    var label = make("label", { "class": "switch" });
+    var box = make("input", { type: "checkbox", "data-keys-switch": "" });
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(" Single-key shortcuts on (off: keys type and scroll as usual)"));
+    help.appendChild(make("p")).appendChild(label);
+    var close = make("button", { type: "button" }, "Close");
+    help.appendChild(make("p")).appendChild(close);
+    box.checked = keysOn;
+    box.addEventListener("change", function () { setKeys(box.checked, true); });
+    close.addEventListener("click", function () { help.close(); });
     help.addEventListener("click", function (event) {
       if (event.target === help) help.close(); // a click on the backdrop
     });
+    document.body.appendChild(help);
+    return help;
+  }
+  var help = buildHelp();
+  var buttons = [];
+  // One button per page header (a --single-file report has a header per page).
+  Array.prototype.forEach.call(document.querySelectorAll("header.top .pager"), function (pager) {
+    var button = make("button", { type: "button", "class": "keys-button", "aria-haspopup": "dialog" });
+    button.addEventListener("click", toggleHelp);
+    pager.appendChild(button);
+    buttons.push(button);
   });
+  // Every link a key follows, each with the names of its keys (once: pages do not change).
+  var keyedLinks = [];
+  Object.keys(TARGETS).forEach(function (name) {
+    Array.prototype.forEach.call(document.querySelectorAll(TARGETS[name]), function (link) {
+      if (!link.rgKeys) { link.rgKeys = []; keyedLinks.push(link); }
+      link.rgKeys.push(name);
+    });
+  });
+  function setKeys(on, remember) {
+    keysOn = on;
+    if (remember) store("shortcuts", on ? "on" : "off");
+    buttons.forEach(function (button) {
+      button.textContent = "";
+      button.appendChild(make("kbd", {}, "?"));
+      button.appendChild(document.createTextNode(on ? " keys" : " keys off"));
+      button.title = on ? "Keyboard shortcuts (?)" : "Keyboard shortcuts are off";
+      if (on) button.setAttribute("aria-keyshortcuts", "?");
+      else button.removeAttribute("aria-keyshortcuts");
+    });
+    keyedLinks.forEach(function (link) {
+      var names = link.rgKeys;
+      var keys = names.map(function (n) { return SHORTCUTS[n]; });
+      if (on && keys.length) {
+        link.setAttribute("aria-keyshortcuts", keys.join(" "));
+        link.title = NAMES[names[0]] + " (" + keys.join(", ").replace("ArrowLeft", "\u2190")
+          .replace("ArrowRight", "\u2192") + ")";
+      } else {
+        link.removeAttribute("aria-keyshortcuts");
+        link.removeAttribute("title");
+      }
+    });
+  }
+  setKeys(keysOn, false);
+  function toggleHelp() {
+    if (help.open) { help.close(); return; }
+    if (typeof help.showModal === "function") help.showModal();
+  }
 
   // ---- keyboard shortcuts ------------------------------------------------------
   var KEYS = {
@@ -65,18 +158,33 @@
     "[": "prev-layer", "]": "next-layer", u: "up", h: "home"
   };
   function follow(name) {
-    var link = currentRoot().querySelector('a[data-keys~="' + name + '"]');
+    var link = currentRoot().querySelector(TARGETS[name]);
     if (link && link.href) {
       window.location.href = link.href;
       return true;
     }
     return false;
   }
-  document.addEventListener("keydown", function (event) {
-    if (event.altKey || event.ctrlKey || event.metaKey) return;
-    var target = event.target;
+  // Where keys belong to what has focus: form controls, editable text, and any box that
+  // scrolls sideways (arrows scroll it).
+  function typing(target) {
     var tag = target && target.tagName;
-    if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable)) {
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" ||
+      (target && target.isContentEditable);
+  }
+  function inScroller(target) {
+    for (var el = target; el && el !== document.body && el !== root; el = el.parentElement) {
+      if (el.scrollWidth > el.clientWidth + 1) {
+        var overflow = getComputedStyle(el).overflowX;
+        if (overflow === "auto" || overflow === "scroll") return true;
+      }
+    }
+    return false;
+  }
+  document.addEventListener("keydown", function (event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || !keysOn) return;
+    var target = event.target;
+    if (typing(target)) {
       if (event.key === "Escape" && target.blur) target.blur();
       return;
     }
@@ -85,7 +193,7 @@
       event.preventDefault();
       return;
     }
-    if (openDialog()) return; // Esc closes the dialog by itself
+    if (help.open) return; // Esc closes the dialog by itself
     if (event.key === "/") {
       var box = currentRoot().querySelector("[data-grid-tools] input[name=value]");
       if (box) {
@@ -95,8 +203,25 @@
       return;
     }
     var name = KEYS[event.key];
-    if (name && follow(name)) event.preventDefault();
+    if (!name || (event.key.indexOf("Arrow") === 0 && inScroller(target))) return;
+    if (follow(name)) event.preventDefault();
   });
+
+  // ---- boxes that scroll sideways ----------------------------------------------
+  // A wide table scrolls in its own box: keyboard users reach it with Tab (then arrows
+  // scroll it), and the breadcrumbs of a phone's one-line header show the current page.
+  function markScrollers() {
+    Array.prototype.forEach.call(document.querySelectorAll("table.data, table.compare"), function (table) {
+      var wide = table.scrollWidth > table.clientWidth + 1;
+      if (wide && !table.hasAttribute("tabindex")) table.setAttribute("tabindex", "0");
+      if (!wide && table.getAttribute("tabindex") === "0") table.removeAttribute("tabindex");
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("nav.crumbs ol"), function (crumbs) {
+      crumbs.scrollLeft = crumbs.scrollWidth;
+    });
+  }
+  markScrollers();
+  window.addEventListener("resize", markScrollers);
 
   // ---- overlay opacity slider --------------------------------------------------
   function setupSlider(root) {

@@ -58,16 +58,19 @@ class ReportgenGroup(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        # The group's own options are parsed before invoke(): -v is in ctx.params.
-        verbose = bool(ctx.params.get("verbose"))
         from reportgen.report.output import forget_commits
+
+        def verbose() -> bool:
+            # -v before the subcommand is parsed before invoke(); after it, while the
+            # subcommand is: read it when an error needs it.
+            return bool((ctx.obj or {}).get("verbose") or ctx.params.get("verbose"))
 
         forget_commits()
         _signal_arrived[0] = False
         try:
             return super().invoke(ctx)
         except ReportgenError as exc:
-            if verbose:
+            if verbose():
                 log.exception("details")
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -79,7 +82,7 @@ class ReportgenGroup(click.Group):
             click.echo("Error: out of memory; try a smaller --batch-size or fewer layers", err=True)
             ctx.exit(1)
         except OSError as exc:
-            if verbose:
+            if verbose():
                 log.exception("details")
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
@@ -87,7 +90,7 @@ class ReportgenGroup(click.Group):
         except Exception as exc:  # a bug: still one line, the traceback with -v
             if _interrupted_by_signal(exc):
                 _exit_interrupted(ctx)
-            if verbose:
+            if verbose():
                 raise
             click.echo(
                 f"Error: internal error {type(exc).__name__}: {exc} (run with -v for details)",
@@ -131,6 +134,36 @@ def _interrupted_by_signal(exc: BaseException) -> bool:
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)  # again, for -v/-q after the subcommand
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """-v/-q after the subcommand (``reportgen run ... -q``) mean what they mean before it."""
+    if not value:
+        return
+    ctx.ensure_object(dict)
+    ctx.obj[str(param.name)] = True
+    _configure_logging(bool(ctx.obj.get("verbose")), bool(ctx.obj.get("quiet")))
+
+
+def verbosity_options(command: Any) -> Any:
+    """-v and -q on a subcommand, as on the group."""
+    command = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbosity,
+        help="Print nothing but errors.",
+    )(command)
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbosity,
+        help="Log details; show tracebacks of errors.",
+    )(command)
 
 
 _MAIN_PID = os.getpid()
@@ -244,6 +277,7 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
 
 
 @main.command()
+@verbosity_options
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "--config",
@@ -682,6 +716,7 @@ def run(
 
 
 @main.command()
+@verbosity_options
 @click.argument("report", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_context
@@ -740,6 +775,7 @@ def _progress_for(bar: Any, settings: Any, show: bool) -> Any:
 
 
 @main.command()
+@verbosity_options
 @click.argument("model")
 @click.option("--all", "show_all", is_flag=True, help="Also list containers (blocks, Sequential).")
 def layers(model: str, show_all: bool) -> None:
@@ -765,6 +801,7 @@ def layers(model: str, show_all: bool) -> None:
 
 
 @main.command()
+@verbosity_options
 def models() -> None:
     """List the torchvision classification models reportgen can run."""
     from reportgen.nn.models import classification_models

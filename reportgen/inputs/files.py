@@ -202,6 +202,30 @@ def input_id(source: str, unique: str | None = None) -> str:
     return f"{slug}-{digest}"
 
 
+def shown_arguments(arguments: Iterable[str]) -> dict[str, str]:
+    """How a report names each local input argument (URLs are left out: they are shown as
+    they are). As typed when every one is a relative path inside the current folder;
+    otherwise each relative to the folder that holds them all, so that no absolute path
+    of the building machine is in a report, and the same inputs make the same report
+    wherever they lie."""
+    local = [a for a in arguments if not (fetch.is_url(a) or fetch.looks_like_other_url(a))]
+
+    def inside(argument: str) -> bool:
+        norm = os.path.normpath(argument)
+        return not (
+            os.path.isabs(argument) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
+        )
+
+    if all(inside(a) for a in local):
+        return {a: a for a in local}
+    absolute = {a: os.path.abspath(a) for a in local}
+    try:
+        base = os.path.commonpath([os.path.dirname(p) for p in absolute.values()])
+    except ValueError:  # paths on different drives (Windows): names alone
+        return {a: os.path.basename(p) or p for a, p in absolute.items()}
+    return {a: os.path.relpath(p, base) for a, p in absolute.items()}
+
+
 def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[SkippedInput]]:
     """Expand files and folders into a sorted, de-duplicated list of image files.
 
@@ -223,6 +247,8 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
         seen.add(real)
         return True
 
+    arguments = list(arguments)
+    shown = shown_arguments(arguments)  # what the report calls each one
     for argument in arguments:
         if fetch.is_url(argument):
             if argument not in found:
@@ -235,7 +261,7 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
             raise ReportgenError(
                 f"input {argument!r}: only http:// and https:// URLs can be inputs"
             )
-        path = Path(argument)
+        path, name = Path(argument), shown[argument]
         if not path.exists():
             reason = (
                 "is a symbolic link to nothing (or a link loop)"
@@ -243,26 +269,24 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
                 else "does not exist"
             )
             missing.append(ReportgenError(f"input {argument!r} {reason}"))
-            skipped.append(SkippedInput(printable(argument), reason))
+            skipped.append(SkippedInput(printable(name), reason))
             continue
         if path.is_dir():
             for file_path, problem in _walk_images(path):
-                raw = os.path.join(argument, os.path.relpath(file_path, path))
+                raw = os.path.join(name, os.path.relpath(file_path, path))
                 if problem:
                     skipped.append(SkippedInput(printable(raw), problem))
                     continue
                 if raw not in found and first_time(file_path):
                     found[raw] = InputFile(file_path, printable(raw), input_id(printable(raw), raw))
-        elif argument not in found:
+        elif name not in found:
             problem = _regular_file_problem(path)
             if problem is not None:
                 missing.append(ReportgenError(f"input {printable(argument)!r} {problem}"))
-                skipped.append(SkippedInput(printable(argument), problem))
+                skipped.append(SkippedInput(printable(name), problem))
                 continue
             if first_time(path):
-                found[argument] = InputFile(
-                    path, printable(argument), input_id(printable(argument), argument)
-                )
+                found[name] = InputFile(path, printable(name), input_id(printable(name), name))
     if missing and not found:
         raise missing[0]
     files = sorted(found.values(), key=lambda f: f.source)

@@ -33,7 +33,8 @@ class ResolvedWeights:
     note: str | None = None  # e.g. why a fallback was taken
 
     def describe(self) -> str:
-        where = f" from {self.path}" if self.path else ""
+        # The file's name only: a report never holds a path of the machine that made it.
+        where = f" from {self.path.name}" if self.path else ""
         return f"{self.label}{where}"
 
 
@@ -116,7 +117,7 @@ def _resolve_imagenet(
         if other is not None:
             note = (
                 f"torchvision's DEFAULT weights for {model_name} ({default.name}) are not "
-                f"available offline; using {member.name} from {other}"
+                f"available offline; using {member.name} from {other.name}"
             )
             return ResolvedWeights("torchvision", member.name, other, member, note)
     raise _missing_weights_error(model_name, default, dirs, offline)

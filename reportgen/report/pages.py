@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from reportgen.report import paths
 from reportgen.report.data import LayerRecord, ModelRecord, ReportData
@@ -269,7 +270,8 @@ def render_pages(
             inputs=inputs,
             page=page,
             url=linker(page.path),
-            csp=csp,
+            # reportgen's own policy, not shown text: its quotes stay quotes (shorter).
+            csp=Markup(csp),
             tiles_stylesheet=tiles_stylesheet,
             **page.context,
         )

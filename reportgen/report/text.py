@@ -8,9 +8,21 @@ it imports none of them.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-__all__ = ["escape_text", "format_number", "format_percent"]
+from markupsafe import Markup
+
+__all__ = ["breakable", "escape_text", "format_number", "format_percent"]
+
+
+_NAME_BREAKS = re.compile(r"([/_.-])(?=.)")
+
+
+def breakable(value: Any) -> Markup:
+    """A name (a file path, a layer name) escaped, with a line-break opportunity after each
+    ``/``, ``_``, ``-`` and ``.``: a long name wraps between its parts, not mid-word."""
+    return Markup(_NAME_BREAKS.sub(r"\1<wbr>", escape_text(value)))
 
 
 def escape_text(value: Any) -> str:

@@ -221,3 +221,32 @@ def test_verbose_shows_a_traceback_for_errors(tmp_path: Path) -> None:
     assert "Traceback" not in quiet.stderr
     assert "Traceback" in verbose.stderr
     assert verbose.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+@pytest.mark.parametrize("command", ["run", "verify", "layers", "models"])
+def test_every_command_takes_quiet_and_verbose(command: str) -> None:
+    text = invoke(command, "--help", catch_exceptions=False).stdout
+    assert re.search(r"-q, --quiet", text) and re.search(r"-v, --verbose", text), text
+
+
+def test_quiet_and_verbose_after_the_subcommand(small_images: Path, tmp_path: Path) -> None:
+    """``reportgen run ... -q`` is ``reportgen -q run ...`` (README's run options table)."""
+    fast = ("--weights", "none", "-m", "alexnet", "-l", "features.0", "--top-k", "2")
+    loud = invoke("run", str(small_images), *fast, "-o", str(tmp_path / "a"))
+    assert loud.exit_code == 0, loud.output
+    assert loud.stdout.startswith("Wrote ")
+    quiet = invoke("run", str(small_images), *fast, "-o", str(tmp_path / "b"), "-q")
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout == quiet.stderr == ""
+    assert (tmp_path / "b" / "index.html").is_file()
+    checked = invoke("verify", str(tmp_path / "b"))
+    assert checked.exit_code == 0 and checked.stdout.startswith("OK: ")
+    assert invoke("verify", str(tmp_path / "b"), "-q").stdout == ""
+    missing = str(tmp_path / "missing.png")
+    verbose = subprocess.run(
+        [sys.executable, "-m", "reportgen", "run", missing, "-v"], capture_output=True,
+        text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1].startswith("Error: ")

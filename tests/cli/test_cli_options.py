@@ -31,6 +31,8 @@ NOT_SETTINGS = {
     "from_manifest": "reads other options' values from an earlier report",
     "as_json": "how the command prints its summary",
     "allow_urls": "lets --from-manifest fetch the URL inputs a manifest names",
+    "verbose": "how much the command prints (also before the subcommand)",
+    "quiet": "how little the command prints (also before the subcommand)",
 }
 # RunSettings fields without an option: "inputs" is run's argument (INPUTS...).
 NOT_OPTIONS = {"inputs"}

@@ -33,6 +33,15 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
     return root, manifest
 
 
+@pytest.fixture(autouse=True)
+def _in_the_inputs_folder(
+    made: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest names its inputs from the folder that holds them (a report holds no path
+    of the machine that made it): a rebuild runs there."""
+    monkeypatch.chdir(made[0])
+
+
 def tampered(made: tuple[Path, dict[str, Any]], tmp_path: Path, **settings: Any) -> Path:
     _, manifest = made
     changed = json.loads(json.dumps(manifest))

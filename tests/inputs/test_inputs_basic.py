@@ -34,10 +34,11 @@ def test_discovery_recurses_sorts_and_filters_by_suffix(tmp_path: Path) -> None:
     (root / "notes.txt").write_text("not a picture")
     (root / "sub" / "README").write_text("")
     files, skipped = discover_inputs([str(root)])
+    # An absolute argument is named from the folder that holds it: no machine path.
     assert [f.source for f in files] == [
-        os.path.join(str(root), "a.JPG"),
-        os.path.join(str(root), "b.png"),
-        os.path.join(str(root), "sub", "c.webp"),
+        os.path.join("pics", "a.JPG"),
+        os.path.join("pics", "b.png"),
+        os.path.join("pics", "sub", "c.webp"),
     ]
     assert skipped == []
     assert all(f.path.is_file() for f in files)
@@ -46,7 +47,7 @@ def test_discovery_recurses_sorts_and_filters_by_suffix(tmp_path: Path) -> None:
 def test_a_file_named_directly_is_used_whatever_its_suffix(tmp_path: Path) -> None:
     odd = _save(tmp_path / "picture.data", Image.new("RGB", (4, 4)), format="PNG")
     files, _ = discover_inputs([str(odd), str(odd)])
-    assert [f.source for f in files] == [str(odd)]  # de-duplicated
+    assert [f.source for f in files] == ["picture.data"]  # de-duplicated
     assert load_image(files[0]).image.size == (4, 4)
 
 
@@ -166,3 +167,21 @@ def test_truncated_image_is_an_error(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ReportgenError, match="cut.jpg"):
         load_image(_file(path))
+
+
+def test_inputs_are_named_without_machine_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative paths inside the current folder stay as typed; otherwise every input is
+    named relative to the folder holding them all; URLs stay as they are."""
+    from reportgen.inputs.files import shown_arguments
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_arguments(["pics", "more/x.png"]) == {"pics": "pics", "more/x.png": "more/x.png"}
+    a, b = str(tmp_path / "set" / "a"), str(tmp_path / "set" / "b.png")
+    assert shown_arguments([a, b, "https://example.org/c.png"]) == {a: "a", b: "b.png"}
+    # A path out of the current folder counts as absolute: named from the common folder.
+    assert shown_arguments(["../up", a]) == {
+        "../up": "up",
+        a: os.path.join(tmp_path.name, "set", "a"),
+    }

@@ -190,25 +190,60 @@ def test_js_controls_are_hidden_without_javascript(trees: dict[str, ElementTree.
     assert len(tools) == 1 and tools[0].get("hidden") is not None
     stacks = [s for s in channel.iter("span") if "stack" in (s.get("class") or "").split()]
     assert stacks and all(re.search(r"\balpha-\d+\b", s.get("class", "")) for s in stacks)
-    # The keys are listed for everyone; the help button needs JavaScript.
-    buttons = [b for b in channel.iter("button") if b.get("data-help-open") is not None]
-    assert buttons and buttons[0].get("hidden") is not None
-    assert any(d.get("class") == "help" for d in channel.iter("dialog"))
+    # Shortcuts need JavaScript: their help, its button and their switch are made by
+    # app.js, not repeated in every page's markup.
+    assert not list(channel.iter("button")) and not list(channel.iter("dialog"))
+
+
+# The frame every page repeats (head, header, footer: all but <main>). A report can have
+# tens of thousands of channel pages; this was 3.3 KB of each before the keyboard help
+# was made by app.js.
+FRAME_LIMIT = 1500
+
+
+def test_the_page_frame_is_small(report: Path) -> None:
+    for rel in (
+        "models/alexnet/layers/features.3/c0005.html",
+        "models/alexnet/layers/features.3/index.html",
+        "models/alexnet/index.html",
+    ):
+        text = (report / rel).read_text(encoding="utf-8")
+        start, end = text.index("<main"), text.index("</main>") + len("</main>")
+        frame = len((text[:start] + text[end:]).encode("utf-8"))
+        assert 200 < frame < FRAME_LIMIT, (rel, frame)
+
+
+def _key_targets(page: ElementTree.Element) -> dict[str, str | None]:
+    """Where each key goes, found as app.js finds it: the first and the parent breadcrumb,
+    the pager's rel links, the links marked as previous and next layer."""
+    navs = {n.get("class"): n for n in page.iter("nav")}
+    crumbs = list(navs["crumbs"].iter("li"))
+
+    def link(item: ElementTree.Element) -> str | None:
+        return next((a.get("href") for a in item.iter("a")), None)
+
+    pager = list(navs["pager"].iter("a"))
+    targets = {"home": link(crumbs[0]), "up": link(crumbs[-2]) if len(crumbs) > 1 else None}
+    for a in pager:
+        if a.get("rel"):
+            targets[a.get("rel")] = a.get("href")
+        if a.get("data-layer"):
+            targets[f"{a.get('data-layer')}-layer"] = a.get("href")
+    return targets
 
 
 def test_channel_navigation_links(trees: dict[str, ElementTree.Element]) -> None:
-    page = trees["models/alexnet/layers/features.3/c0000.html"]
-    keys = {k: a.get("href") for a in page.iter("a") for k in (a.get("data-keys") or "").split()}
+    keys = _key_targets(trees["models/alexnet/layers/features.3/c0000.html"])
     assert keys["next"] == "c0001.html"
     assert keys["up"] == "index.html"
     assert keys["prev-layer"] == "../features.0/index.html"
     assert keys["next-layer"] == "../classifier.6/index.html"
     assert keys["home"] == "../../../../index.html"
     assert "prev" not in keys
-    layer = trees["models/alexnet/layers/features.3/index.html"]
-    keys = {k: a.get("href") for a in layer.iter("a") for k in (a.get("data-keys") or "").split()}
+    keys = _key_targets(trees["models/alexnet/layers/features.3/index.html"])
     assert keys["prev"] == keys["prev-layer"] == "../features.0/index.html"
     assert keys["next"] == keys["next-layer"] == "../classifier.6/index.html"
+    assert keys["up"] == "../../index.html"
 
 
 def test_grid_data_matches_manifest(report: Path, trees: dict[str, ElementTree.Element]) -> None:
@@ -355,7 +390,8 @@ def _variables(block: str) -> dict[str, str]:
     return dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{3,6})", block))
 
 
-def test_theme_text_contrast_is_wcag_aa() -> None:
+def _themes() -> dict[str, dict[str, str]]:
+    """The light and the dark theme's colour variables, from style.css."""
     css = (REPO / "templates" / "style.css").read_text(encoding="utf-8")
     light_block = re.search(r":root\s*\{(.*?)\}", css, re.DOTALL)
     dark_block = re.search(
@@ -363,7 +399,35 @@ def test_theme_text_contrast_is_wcag_aa() -> None:
     )
     assert light_block and dark_block, "style.css lost its light or dark theme variables"
     light = _variables(light_block.group(1))
-    dark = {**light, **_variables(dark_block.group(1))}
+    return {"light": light, "dark": {**light, **_variables(dark_block.group(1))}}
+
+
+def _rules(selector_part: str) -> list[str]:
+    """The declarations of every style.css rule whose selector holds ``selector_part``."""
+    css = (REPO / "templates" / "style.css").read_text(encoding="utf-8")
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    return [
+        body for head, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css) if selector_part in head
+    ]
+
+
+def test_form_controls_and_focus_rings_are_3_to_1() -> None:
+    """WCAG 1.4.11: the borders of select, input and button, and the focus ring, stand out
+    3:1 from the backgrounds they sit on, in both themes."""
+    for name, theme in _themes().items():
+        for colour in ("control", "accent"):
+            for bg in ("bg", "panel"):
+                ratio = contrast(theme[colour], theme[bg])
+                assert ratio >= 3, f"{name}: --{colour} on --{bg} is {ratio:.2f}:1"
+    borders = [b for part in ("button", "select") for b in _rules(part) if "border:" in b]
+    assert borders and all("var(--control)" in b for b in borders), borders
+    (focus,) = [b for b in _rules(":focus-visible") if "outline:" in b]
+    assert "var(--accent)" in focus and re.search(r"outline:\s*[23]px solid", focus), focus
+
+
+def test_theme_text_contrast_is_wcag_aa() -> None:
+    themes = _themes()
+    light, dark = themes["light"], themes["dark"]
     pairs = [(fg, bg) for fg in ("fg", "muted", "accent", "sel") for bg in ("bg", "panel")]
     pairs.append(("fg", "warn-bg"))
     for theme_name, theme in (("light", light), ("dark", dark)):
