@@ -332,13 +332,20 @@
       });
     }
 
-    // Channel numbers read best lowest first; statistics highest first.
+    // Channel numbers and ranks read best lowest first; statistics highest first.
+    var lowFirst = function (key) { return key === "channel" || /rank$/.test(key); };
     form.elements.order.value = "asc";
     form.elements.sort.addEventListener("change", function () {
-      form.elements.order.value = form.elements.sort.value === "channel" ? "asc" : "desc";
+      form.elements.order.value = lowFirst(form.elements.sort.value) ? "asc" : "desc";
     });
-    form.addEventListener("input", apply);
-    form.addEventListener("change", apply);
+    // A select or a checkbox fires both "input" and "change": one sort per change, not
+    // two (a sort of thousands of cards takes a second). Typed numbers apply as typed.
+    form.addEventListener("input", function (event) {
+      if (event.target.type === "number") apply();
+    });
+    form.addEventListener("change", function (event) {
+      if (event.target.type !== "number") apply();
+    });
     form.addEventListener("submit", function (event) { event.preventDefault(); apply(); });
     form.addEventListener("reset", function () {
       window.setTimeout(function () { form.elements.order.value = "asc"; apply(); }, 0);

@@ -445,6 +445,33 @@ def test_layer_cards_sort_and_filter(browser: Any, report: Path) -> None:
         ctx.close()
 
 
+# Counts how often the grid is re-sorted: each sort moves every card once.
+COUNT_SORTS = """() => {
+  const grid = document.querySelector('[data-grid]');
+  window.__moves = 0;
+  new MutationObserver((records) => {
+    for (const r of records) window.__moves += r.addedNodes.length;
+  }).observe(grid, {childList: true});
+  return grid.querySelectorAll('[data-c]').length;
+}"""
+
+
+def test_one_change_of_the_sort_menu_sorts_once(browser: Any, report: Path) -> None:
+    ctx, page, watch = new_page(browser, report)
+    try:
+        page.goto((report / LAYER / "index.html").as_uri())
+        cards = page.evaluate(COUNT_SORTS)
+        page.select_option("form.grid-tools select[name=sort]", "max")
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.__moves") == cards  # one sort, not one per event
+        page.fill("form.grid-tools input[name=value]", "0")  # typed numbers apply at once
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.__moves") == 2 * cards
+        watch.check()
+    finally:
+        ctx.close()
+
+
 def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
     ctx, page, watch = new_page(browser, report)
     try:
