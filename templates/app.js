@@ -224,9 +224,26 @@
   window.addEventListener("resize", markScrollers);
 
   // ---- overlay opacity slider --------------------------------------------------
+  function buildSlider(tool) {
+    var value = tool.getAttribute("data-value") || "50";
+    var label = document.createElement("label");
+    label.textContent = "Overlay opacity ";
+    var input = document.createElement("input");
+    input.type = "range";
+    input.min = "0";
+    input.max = "100";
+    input.step = "5";
+    input.value = value;
+    label.appendChild(input);
+    var output = document.createElement("output");
+    output.textContent = value + "%";
+    tool.appendChild(label);
+    tool.appendChild(output);
+  }
   function setupSlider(root) {
     var tool = root.querySelector("[data-opacity-tool]");
     if (!tool) return;
+    if (!tool.querySelector("input")) buildSlider(tool);
     var slider = tool.querySelector("input[type=range]");
     var output = tool.querySelector("output");
     var stacks = root.querySelectorAll(".stack");

@@ -532,16 +532,16 @@ def test_overlay_opacity_slider(browser: Any, report: Path) -> None:
             ".map(i => getComputedStyle(i).opacity)"
         )
         assert set(page.evaluate(opacity)) == {"0.5"}  # --alpha 0.5, the default
-        page.fill("#opacity", "80")
+        page.fill(".opacity-tool input", "80")
         assert set(page.evaluate(opacity)) == {"0.8"}
-        assert page.inner_text("#opacity-value") == "80%"
-        page.fill("#opacity", "0")
+        assert page.inner_text(".opacity-tool output") == "80%"
+        page.fill(".opacity-tool input", "0")
         assert set(page.evaluate(opacity)) == {"0"}
         # A detail input's page at the layer composes the selected channels' overlays
         # the same way.
         page.goto(_detail_page(report).as_uri())
         assert len(page.evaluate(opacity)) == page.locator(".selected figure").count() > 0
-        page.fill("#opacity", "35")
+        page.fill(".opacity-tool input", "35")
         assert set(page.evaluate(opacity)) == {"0.35"}
         watch.check()
     finally:
@@ -574,7 +574,7 @@ def test_map_tiles_show_their_own_channels_pixels(browser: Any, report: Path) ->
     try:
         for channel in (5, 100, 191):
             page.goto((report / LAYER / f"c{channel:04d}.html").as_uri())
-            page.fill("#opacity", "100")
+            page.fill(".opacity-tool input", "100")
             for input_id in layer["selected"]:
                 sheet = report / layer["images"]["map_sheet"].format(input=input_id)
                 expected = np.asarray(map_tile(sheet, grid, channel).convert("RGB")).astype(int)
