@@ -6,8 +6,8 @@
 
 Prints one line per run, e.g.
 
-    featurevis mobilenet_v2 features.6.conv.0.0: 8 channels, 64 steps, 128 px (optimised
-    at 224x224), cpu (1 threads): 24.1 s, 3.012 s per channel (2.987 s of CPU time ...)
+    featurevis mobilenet_v2 features.6.conv.0.0: 8 channels, 64 steps, 256 px (random
+    crops of 224x224), cpu (1 threads): 24.1 s, 3.012 s per channel (2.987 s of CPU ...)
 
 and, with --json, the same numbers as JSON. ``benchmark()`` is the function a larger
 benchmark can call. Weights do not change the cost, so random weights are fine here.
@@ -20,7 +20,7 @@ default features.4.conv.0.0, features.7.conv.0.0 and features.14.conv.0.0) the
 For each channel: the best photo's mean, and the visualisation's mean measured like
 the photos (the saved 8-bit picture through the model's preprocessing: resize 256,
 centre crop 224, normalise), at ``--steps`` (256, the default of reportgen). With
-``--before`` it also runs the former method (optimised at ``--size`` without upsampling)
+``--before`` it also runs the former method (``FORMER``: 128 px, optimised at that size)
 and gives both its reported number (measured at its own size) and its number through
 the photos' view. It prints a Markdown table, one row per channel, and a summary per
 layer (median ratio, seconds per channel); ``--save-images DIR`` writes the pictures
@@ -58,6 +58,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 REPO = Path(__file__).resolve().parent.parent
 TARGET_LAYERS = ("features.4.conv.0.0", "features.7.conv.0.0", "features.14.conv.0.0")
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+# The former method (--before): reportgen before issue 17, 128 px pictures optimised
+# and measured at their own size, lucent's learning rate.
+FORMER = {"size": 128, "lr": 0.05, "input_size": None}
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -89,19 +92,20 @@ def benchmark(
     layer: str = "features.6.conv.0.0",
     channels: int = 8,
     steps: int = 64,
-    size: int = 128,
+    size: int = 256,
     device: str = "cpu",
     weights_dir: str | None = None,
     negative: bool = False,
     threads: int | None = None,
     input_size: int | None = 224,
 ) -> dict[str, Any]:
-    """Time ``visualise`` for the first ``channels`` channels of ``layer``, optimised at
-    ``input_size`` as reportgen does for ImageNet models (None: at ``size``, the former
-    method), and measured through the standard view."""
+    """Time ``visualise`` for the first ``channels`` channels of ``layer``, seen as
+    reportgen shows it for ImageNet models (resized to 256, random crops of
+    ``input_size``; None: at ``size``, the former method), and measured through the
+    standard view."""
     import torch
 
-    from reportgen.nn.featurevis import photo_view, visualise
+    from reportgen.nn.featurevis import pair, photo_view, visualise
     from reportgen.nn.models import default_preprocessing
 
     if threads:
@@ -113,6 +117,7 @@ def benchmark(
         "std": prep.std,
         "size": size,
         "input_size": input_size,
+        "resize_to": None if input_size is None else pair(prep.resize_size),
         "view": photo_view(prep),
         "seed": 0,
         "device": device,
@@ -208,7 +213,7 @@ def target(
     layers: tuple[str, ...] = TARGET_LAYERS,
     channels: int = 4,
     steps: int = 256,
-    size: int = 128,
+    size: int = 256,
     device: str = "cpu",
     weights_dir: str | None = None,
     images: tuple[str, ...] = (),
@@ -233,7 +238,7 @@ def target(
     rows: list[dict[str, Any]] = []
     layer_rows: list[dict[str, Any]] = []
     pictures: dict[str, dict[str, Any]] = {}
-    common = {"mean": prep.mean, "std": prep.std, "size": size, "seed": 0, "device": device}
+    common = {"mean": prep.mean, "std": prep.std, "seed": 0, "device": device}
     for layer in layers:
         means = photo_means(module, layer, photos, device)
         best = means.max(dim=0)
@@ -246,7 +251,9 @@ def target(
             layer,
             chosen,
             steps=steps,
+            size=size,
             input_size=pair(prep.crop_size),
+            resize_to=pair(prep.resize_size),
             view=photo_view(prep),
             **common,
         )
@@ -260,7 +267,7 @@ def target(
         old_view: Any = None
         if before:
             old, old_seconds, old_cpu = _timed(
-                device, visualise, module, layer, chosen, steps=steps, input_size=None, **common
+                device, visualise, module, layer, chosen, steps=steps, **FORMER, **common
             )
             old_view = remeasure(module, layer, [r.image for r in old], device)
             summary["before_seconds_per_channel"] = round(old_seconds / channels, 3)
@@ -296,6 +303,7 @@ def target(
         "median_ratio_sample_photos": round(statistics.median(sample_ratios), 2),
         "steps": steps,
         "size": size,
+        "resized_to": list(pair(prep.resize_size)),
         "input_size": list(pair(prep.crop_size)),
         "device": device,
         "threads": torch.get_num_threads(),
@@ -344,7 +352,8 @@ def target_markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"{len(result['photos'])} photos; {result['steps']} steps; pictures of "
-        f"{result['size']} px optimised at {'x'.join(map(str, result['input_size']))} "
+        f"{result['size']} px resized to {'x'.join(map(str, result['resized_to']))}, "
+        f"random crops of {'x'.join(map(str, result['input_size']))} "
         f"on {result['device']} ({result['threads']} threads). Every visualisation above "
         f"its best photo: {'yes' if result['all_above_best_photo'] else 'NO'}; median "
         f"{result['median_ratio']:.2f}x, lowest {result['min_ratio']:.2f}x. Against the "
@@ -367,7 +376,7 @@ def save_pictures(result: dict[str, Any], folder: str) -> None:
         layers = [k for k, v in result["pictures"].items() if method in v]
         if not layers:
             continue
-        side = result["size"]
+        side = max(p.shape[0] for k in layers for p in result["pictures"][k][method])
         label, gap = 150, 4
         columns = max(len(result["pictures"][k][method]) for k in layers)
         grid = Image.new(
@@ -422,6 +431,7 @@ def fill_check(
         "std": prep.std,
         "size": size,
         "input_size": pair(prep.crop_size),
+        "resize_to": pair(prep.resize_size),
         "view": photo_view(prep),
         "device": device,
         "steps": steps,
@@ -456,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", default="features.6.conv.0.0")
     parser.add_argument("--channels", type=int)
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--input-size", default="224", help="224 (default) or 'none'")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--weights-dir")
@@ -507,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threads,
         input_size,
     )
-    where = f"optimised at {input_size}x{input_size}" if input_size else "not upsampled"
+    where = f"random crops of {input_size}x{input_size}" if input_size else "not resized"
     print(
         f"featurevis {result['model']} {result['layer']}: {result['channels']} channels, "
         f"{result['steps']} steps, {result['size']} px ({where}), {result['device']} "

@@ -70,7 +70,7 @@ class RunSettings:
     # Feature visualisation (issue 8): images optimised to excite each chosen channel.
     feature_vis: bool = False
     fv_steps: int = 256
-    fv_size: int = 128
+    fv_size: int = 256  # the photos' resize for ImageNet models: seen pixel for pixel
     fv_channels: str = "selected"  # "selected" (for any input) or "all"
     fv_negative: bool = False  # also the image that most suppresses each channel
     # How the run is carried out: not recorded in the manifest (RUNTIME_FIELDS).

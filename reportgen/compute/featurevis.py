@@ -2,9 +2,10 @@
 most excite (and, with --fv-negative, suppress) them, optimised by ``reportgen.nn.featurevis``,
 measured against the run's inputs, and kept in the cache per layer.
 
-Like for like: each picture is optimised at the model's input size (its crop) and its
-numbers are measured from the saved 8-bit picture through the preprocessing the photos
-get (``model.preprocessing``: resize, centre crop, normalise), the view on which every
+Like for like: each picture is optimised as the photos are seen (resized as their view
+resizes them, then a random crop of the model's input size), and its numbers are
+measured from the saved 8-bit picture through the preprocessing the photos get
+(``model.preprocessing``: resize, centre crop, normalise), the view on which every
 input's mean was measured."""
 
 from __future__ import annotations
@@ -55,9 +56,15 @@ def best_input_mean(results: ModelResults, layer: str, channel: int) -> float | 
 
 
 def input_size(model: Any) -> tuple[int, int]:
-    """(height, width) the pictures are optimised at: the model's crop (224 for
-    ImageNet models, ``--input-size`` for custom ones)."""
+    """(height, width) the network sees while the pictures are optimised: the model's
+    crop (224 for ImageNet models, ``--input-size`` for custom ones)."""
     return pair(tuple(model.preprocessing.crop_size))
+
+
+def resized_to(model: Any) -> tuple[int, int]:
+    """(height, width) a square picture is resized to by the photos' view, before
+    its crop (256 for ImageNet models): the scale the network sees it at."""
+    return pair(tuple(model.preprocessing.resize_size))
 
 
 def measured_on(model: Any) -> str:
@@ -78,7 +85,7 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSett
     identity = weights_file_identity(weights)
     describe = getattr(weights, "describe", None)
     return digest(
-        "featurevis/2",
+        "featurevis/3",
         code_fingerprint(),
         torch.__version__,
         model.name,
@@ -160,6 +167,7 @@ def _visualise_layer(
         steps=settings.fv_steps,
         size=settings.fv_size,
         input_size=input_size(model),
+        resize_to=resized_to(model),
         view=photo_view(model.preprocessing),
         seed=settings.seed,
         device=model.device,
