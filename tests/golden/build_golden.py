@@ -4,7 +4,8 @@ The goldens in ``reports.json`` were first recorded from commit 8a23d7c, before 
 package layout was refactored into stage packages; the refactor (issue 12) reproduced
 them byte for byte. They were re-recorded at the commit named in ``reports.json`` once
 issues 13, 15 and 17 changed what a report holds on purpose (input pages, statistics
-files, channel cards). ``tests/test_golden_reports.py`` builds the same reports with
+files, channel cards), and again once issue 16 did (unit layers, the weights view,
+filter sheets, the page frame, settings as typed). ``tests/test_golden_reports.py`` builds the same reports with
 the code under test and requires the same bytes, file for file.
 
 Regenerate (or check) the goldens from a checkout of the code to record, e.g. a worktree
