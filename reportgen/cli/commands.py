@@ -781,14 +781,13 @@ def _progress_for(bar: Any, settings: Any, show: bool) -> Any:
 def layers(model: str, show_all: bool) -> None:
     """List the layers of MODEL that -l can pick (names, types, output shapes at 224x224)."""
     import torch
-    from torchvision.models import get_model
 
     from reportgen.nn.layers import trace_layers
-    from reportgen.nn.models import check_model_name
+    from reportgen.nn.models import build_module, check_model_name
 
     check_model_name(model)
     torch.manual_seed(0)
-    module = get_model(model, weights=None)
+    module = build_module(model)  # as `run` builds it (and without GoogLeNet's warning)
     infos = trace_layers(module, 224)
     width = max(len(i.name) for i in infos)
     click.echo(f"{'layer':<{width}}  {'type':<20} output shape   (* = Conv2d, picked by default)")

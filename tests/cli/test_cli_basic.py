@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,17 @@ def test_layers_all_includes_containers_and_alexnet_shapes() -> None:
     assert rows["features.0"] == ["Conv2d", "64x55x55", "*"]
     assert rows["features.1"] == ["ReLU", "64x55x55"]
     assert rows["classifier.6"] == ["Linear", "1000"]
+
+
+def test_layers_of_googlenet_print_no_warning() -> None:
+    # torchvision warns when GoogLeNet is built without init_weights; `run` builds it
+    # with it, and `layers` lists the same network.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke("layers", "googlenet", catch_exceptions=False)
+    assert result.exit_code == 0 and result.stderr == ""
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+    assert _layer_rows(result.stdout)["fc"] == ["Linear", "1000"]
 
 
 def test_layers_of_an_unknown_model() -> None:
