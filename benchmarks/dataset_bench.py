@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ KINDS = {
     "gallery": lambda p: "/gallery/" in p or p.startswith("gallery/"),
     "model": lambda p: p.count("/") == 2 and p.endswith("/index.html"),
     "layer": lambda p: "/layers/" in p and p.endswith("/index.html") and "/inputs/" not in p,
-    "channel": lambda p: "/layers/" in p and p.rsplit("/", 1)[1].startswith("c0"),
+    "channel": lambda p: "/layers/" in p and re.fullmatch(r"c\d{4,}\.html", p.rsplit("/", 1)[1]),
     "input": lambda p: "/inputs/" in p and "/layers/" not in p,
     "input x layer": lambda p: "/layers/" in p and "/inputs/" in p,
     "layer comparison": lambda p: p.endswith("/compare.html"),
