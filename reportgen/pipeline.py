@@ -345,7 +345,7 @@ def _run_model(
             for layer in facts.layers
             if layer.spatial or not options.sheets
         }
-        model_run.encode_example_strips(model, cropped, usable, encoder, emit)
+        model_run.encode_example_strips(model, cropped, usable, encoder, emit, options.sheets)
     return _ModelRun(results, stats)
 
 

@@ -19,6 +19,7 @@ from reportgen.compute.encoding import ImageEncoder
 from reportgen.compute.weights_view import with_weights_views
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.imaging import pictures as imaging
+from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, example_grid
 from reportgen.inputs.files import InputFile, load_image
 from reportgen.results.records import InputResult, LayerFacts, ModelFacts, PictureKey
 from reportgen.results.run import ModelResults
@@ -254,9 +255,11 @@ def encode_example_strips(
     usable: list[InputFile],
     encoder: ImageEncoder,
     emit: PictureSink,
+    sheets: bool,
 ) -> None:
-    """Each channel's top inputs as one strip of crops. Inputs are read again, one at a
-    time: memory stays bounded."""
+    """Each channel's top inputs as one strip of crops; with ``sheets``, the strips of
+    each block of channels in one sheet (imaging.sheets.example_grid). Inputs are read
+    again, one at a time: memory stays bounded."""
     strips: dict[PictureKey, list[Any]] = {}
     wanted_by_input: dict[str, list[tuple[list[Any], int, list[int]]]] = {}
     for layer, channels in boxes.items():
@@ -282,8 +285,36 @@ def encode_example_strips(
             view = model.preprocessing.view(load_image(file).image, file.source)
             encoder.submit(crop_input, view, wanted)
     encoder.drain()  # every tile is cropped before its strip is put together
+    if sheets:
+        _encode_example_sheets(boxes, strips, encoder, emit)
+        return
     for key, tiles in strips.items():
         encoder.submit(lambda k, t: emit(k, imaging.tiles_strip_jpeg(t)), key, tiles)
+
+
+def _encode_example_sheets(
+    boxes: dict[str, list[list[dict[str, Any]]]],
+    strips: dict[PictureKey, list[Any]],
+    encoder: ImageEncoder,
+    emit: PictureSink,
+) -> None:
+    block = EXAMPLE_SHEET_CHANNELS
+    for layer, channels in boxes.items():
+        per_strip = max((len(examples) for examples in channels), default=0)
+        if per_strip == 0:
+            continue
+        grid = example_grid(per_strip, imaging.EXAMPLE_TILE)
+        for first in range(0, len(channels), block):
+            rows = [
+                strips.get(PictureKey("examples", layer, c), [])
+                for c in range(first, min(first + block, len(channels)))
+            ]
+            key = PictureKey("examples", layer, first // block, "sheet")
+            encoder.submit(_emit_example_sheet, key, rows, grid, emit)
+
+
+def _emit_example_sheet(key: PictureKey, rows: list[Any], grid: Any, emit: PictureSink) -> None:
+    emit(key, imaging.example_sheet_jpeg(rows, grid))
 
 
 def _finite(value: float) -> float | None:

@@ -292,6 +292,18 @@ class ExampleCropper:
         return reduced.resize((self.size, self.size), Image.Resampling.BILINEAR, box=scaled)
 
 
+def example_sheet_jpeg(strips: list[list[Image.Image]], grid: SheetGrid) -> bytes:
+    """Channels' strips of dataset examples, one row each, in one picture laid out by
+    ``grid`` (``example_grid``: one tile per strip). Rows and places without an example
+    stay a neutral grey."""
+    sheet = Image.new("RGB", (grid.width, grid.height), (128, 128, 128))
+    for row, tiles in enumerate(strips):
+        x0, y0, _, _ = grid.box(row)
+        for k, tile in enumerate(tiles):
+            sheet.paste(tile, (x0 + k * tile.width, y0))
+    return encode_jpeg(sheet)
+
+
 def tiles_strip_jpeg(tiles: list[Image.Image]) -> bytes:
     """Tiles side by side in one picture, in the order given."""
     strip = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)))

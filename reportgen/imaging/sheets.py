@@ -78,3 +78,22 @@ class SheetGrid:
             "y0 = row * (tile_height + 2 * pad) + pad, x1 = x0 + tile_width, y1 = y0 + tile_height"
         )
         return described
+
+
+# Dataset examples of a folder report: the strips of a block of channels in one JPEG
+# (a few hundred files for a big model instead of one per channel).
+EXAMPLE_SHEET_CHANNELS = 64
+
+
+def example_grid(per_strip: int, tile: int) -> SheetGrid:
+    """A sheet of dataset examples, one row per channel of its block: row r is channel
+    ``block * EXAMPLE_SHEET_CHANNELS + r``'s strip of ``per_strip`` tiles, left to right."""
+    rows = EXAMPLE_SHEET_CHANNELS
+    return SheetGrid(rows, 1, rows, per_strip * tile, tile, pad=0)
+
+
+def example_first_grid(per_strip: int, tile: int) -> SheetGrid:
+    """The same sheet seen tile by tile: channel row r's strongest example is tile
+    ``r * per_strip`` (what a layer page's card shows)."""
+    rows = EXAMPLE_SHEET_CHANNELS
+    return SheetGrid(rows * per_strip, per_strip, rows, tile, tile, pad=0)

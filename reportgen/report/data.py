@@ -81,6 +81,8 @@ class ChannelRecord:
     # Top inputs across the run by max activation: {input, value, box [x0, y0, x1, y1]}.
     examples: list[dict[str, Any]] = field(default_factory=list)
     examples_image: str | None = None  # one strip holding every example crop, in order
+    # Folder reports: the sheet holding its strip (row index % 64 of LayerRecord.example_grid)
+    examples_sheet: str | None = None
     example_views: list[str] = field(default_factory=list)  # units: the examples' views
 
 
@@ -102,6 +104,9 @@ class LayerRecord:
     sheets: dict[str, str] = field(default_factory=dict)
     sheet_grid: SheetGrid | None = None
     stats_file: dict[str, Any] | None = None  # {path, shape, fields, dtype}
+    # Folder reports: the dataset-example sheets' layout, strip by strip and tile by tile
+    example_grid: SheetGrid | None = None
+    example_first_grid: SheetGrid | None = None
     kernel_shown: bool = False  # a filter picture says something: over RGB, or over 1x1
     filter_rgb: bool = False  # filters over RGB: as colour and as R, G, B apart
     cards_filter: bool = False  # ... and is drawn on the layer page's cards (see records)

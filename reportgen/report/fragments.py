@@ -19,7 +19,7 @@ from markupsafe import Markup
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number
-from reportgen.report.tiles import map_picture
+from reportgen.report.tiles import example_first, map_picture
 
 Url = Callable[[str], str]
 
@@ -63,7 +63,10 @@ class LayerFragments:
             c, s = channel.index, channel.summary
             example = ""
             first = channel.examples_image or (channel.example_views or [None])[0]
-            if first:
+            if channel.examples_sheet:
+                alt = f"Strongest dataset example of {channel.name}"
+                example = example_first(url, layer, channel, alt)
+            elif first:
                 example = (
                     f'<img class="example-first" src="{esc(url(first))}" '
                     f'alt="Strongest dataset example of {esc(channel.name)}" width="64" '

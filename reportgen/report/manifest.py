@@ -70,6 +70,11 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                             layer.sheet_grid.describe() if layer.sheet_grid is not None else None
                         ),
                         "kernels": kernels_entry(layer),
+                        "example_sheet": (
+                            layer.example_grid.describe()
+                            if layer.example_grid is not None
+                            else None
+                        ),
                         "receptive_field": layer.receptive_field,
                         "stats_file": layer.stats_file,
                         "detail_pages": layer.detail_pages,
@@ -168,6 +173,10 @@ def layer_image_patterns(model_id: str, layer: LayerRecord) -> dict[str, str]:
         patterns["overlay"] = sample_overlay.replace("c0000", "c{channel:04d}")
     for part, sheet in layer.filter_sheets.items():
         patterns[f"filter_sheet_{part}"] = sheet
+    if layer.example_grid is not None:
+        # channel c's strip: sheet c // 64, its row c % 64 (the layer's example_sheet)
+        sample = paths.examples_sheet(model_id, layer.name, 0)
+        patterns["examples_sheet"] = sample.replace("examples-000", "examples-{sheet:03d}")
     if layer.channels and layer.channels[0].filter:
         for part in layer.channels[0].filter:
             sample = paths.filter_image(model_id, layer.name, 0, part)

@@ -89,6 +89,11 @@ def examples_image(model_id: str, layer: str, channel: int) -> str:
     return f"{layer_dir(model_id, layer)}/examples/{channel_name(channel)}.jpg"
 
 
+def examples_sheet(model_id: str, layer: str, sheet: int) -> str:
+    """The dataset examples of channels ``sheet * 64 ...`` (imaging.sheets.example_grid)."""
+    return f"{layer_dir(model_id, layer)}/examples-{sheet:03d}.jpg"
+
+
 def input_page(model_id: str, input_id: str) -> str:
     """One input through one model: predictions, Grad-CAM, its channels of every layer."""
     return f"{model_dir(model_id)}/inputs/{input_id}.html"

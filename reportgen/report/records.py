@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.stats import map_to_view, unit_ranks
-from reportgen.imaging.sheets import SheetGrid
+from reportgen.imaging.pictures import EXAMPLE_TILE
+from reportgen.imaging.sheets import (
+    EXAMPLE_SHEET_CHANNELS,
+    SheetGrid,
+    example_first_grid,
+    example_grid,
+)
 from reportgen.report import paths
 from reportgen.report.data import (
     ChannelRecord,
@@ -50,6 +56,8 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
         return paths.filter_sheet(model_id, layer, key.part)
     if kind == "kernel_sheet":
         return paths.kernel_sheet(model_id, layer)
+    if kind == "examples" and key.part == "sheet":
+        return paths.examples_sheet(model_id, layer, channel)
     if kind == "examples":
         return paths.examples_image(model_id, layer, channel)
     if kind == "featurevis":
@@ -313,10 +321,16 @@ def _add_examples_and_feature_vis(
     unit's examples are those views (a single-file report would embed each again)."""
     boxes = results.example_boxes.get(layer.name)
     numbers = results.feature_vis.get(layer.name, {})
+    in_sheets = boxes is not None and layer.spatial and views_shared
+    if in_sheets and boxes is not None:
+        _add_example_grids(layer, boxes)
     for channel in layer.channels:
         if boxes is not None:
             channel.examples = boxes[channel.index]
-            if channel.examples and (layer.spatial or not views_shared):
+            if channel.examples and in_sheets:
+                sheet = channel.index // EXAMPLE_SHEET_CHANNELS
+                channel.examples_sheet = paths.examples_sheet(model_id, layer.name, sheet)
+            elif channel.examples and (layer.spatial or not views_shared):
                 channel.examples_image = paths.examples_image(model_id, layer.name, channel.index)
             elif channel.examples:  # a unit's example is the whole view: no crop to make
                 channel.example_views = [
@@ -325,6 +339,13 @@ def _add_examples_and_feature_vis(
         found = numbers.get(channel.index)
         if found is not None:
             channel.feature_vis = _feature_vis_entry(model_id, layer.name, channel.index, found)
+
+
+def _add_example_grids(layer: LayerRecord, boxes: list[list[dict[str, Any]]]) -> None:
+    per_strip = max((len(examples) for examples in boxes), default=0)
+    if per_strip:
+        layer.example_grid = example_grid(per_strip, EXAMPLE_TILE)
+        layer.example_first_grid = example_first_grid(per_strip, EXAMPLE_TILE)
 
 
 def _feature_vis_entry(

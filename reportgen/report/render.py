@@ -61,9 +61,10 @@ def make_environment() -> jinja2.Environment:
     env.globals["summary_chart"] = summary.summary_chart
     env.globals["stats_cells"] = stats_cells = StatsCells()
     from reportgen.report.fragments import ChannelFragments, LayerFragments
-    from reportgen.report.tiles import map_picture
+    from reportgen.report.tiles import example_strip, map_picture
 
     env.globals["map_picture"] = map_picture
+    env.globals["example_strip"] = example_strip
     from reportgen.report.kernels import filter_picture, weights_note, weights_view
 
     env.globals["filter_picture"] = filter_picture

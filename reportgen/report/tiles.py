@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from reportgen.imaging.sheets import SheetGrid
+from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, SheetGrid
 from reportgen.report.text import escape_text as esc
 
 STYLESHEET = "tiles.css"  # in the report's assets folder
@@ -44,8 +44,10 @@ def grid_rules(grid: SheetGrid) -> list[str]:
     sits x0/w spans to the left of the span's, where x0 is the tile's first pixel."""
     name = grid_class(grid)
     rules = [
+        # A tile shown at its own pixel size (a strip of dataset examples)
+        f".{name}.own-size {{ width: {grid.tile_width}px; height: {grid.tile_height}px; }}",
         f".{name} > img {{ width: {_percent(100 * grid.width / grid.tile_width)}; "
-        f"height: {_percent(100 * grid.height / grid.tile_height)}; }}"
+        f"height: {_percent(100 * grid.height / grid.tile_height)}; }}",
     ]
     for column in range(grid.columns):
         x0 = column * grid.cell_width + grid.pad
@@ -81,6 +83,7 @@ def report_grids(data: Any) -> list[SheetGrid]:
             view = layer.weights_view
             kernels = view.kernel_grid if view is not None else None
             grids.extend(g for g in (layer.sheet_grid, layer.filter_grid, kernels) if g)
+            grids.extend(g for g in (layer.example_grid, layer.example_first_grid) if g)
     return grids
 
 
@@ -111,4 +114,26 @@ def map_picture(
     box = f' width="{size}" height="{size}"' if size else ""
     return Markup(
         f'<img class="{esc(classes)}" src="{esc(picture)}" alt="{esc(alt)}"{box} loading="lazy">'
+    )
+
+
+def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
+    """A channel's dataset examples: its row of the layer's example sheet, at its size."""
+    row = channel.index % EXAMPLE_SHEET_CHANNELS
+    return _tile(url, layer.example_grid, row, channel.examples_sheet, "examples own-size", alt)
+
+
+def example_first(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
+    """A channel's strongest dataset example: the first tile of its row."""
+    grid = layer.example_first_grid
+    index = (channel.index % EXAMPLE_SHEET_CHANNELS) * grid.columns
+    return _tile(url, grid, index, channel.examples_sheet, "example-first", alt)
+
+
+def _tile(
+    url: Callable[[str], str], grid: SheetGrid, index: int, sheet: str, classes: str, alt: str
+) -> Markup:
+    return Markup(
+        f'<span class="{esc(classes)} {tile_classes(grid, index)}"><img src="{esc(url(sheet))}" '
+        f'alt="{esc(alt)}" loading="lazy"></span>'
     )
