@@ -59,7 +59,8 @@ def test_analyze_encodes_no_picture_at_all(
     model = result["models"][0]
     assert len(model["predictions"]) == 3 and len(model["gradcam"]) == 3
     channel = model["layers"][0]["channels"][0]
-    assert len(channel["examples"]) == 2 and channel["examples_image"]  # where it would go
+    assert len(channel["examples"]) == 2  # and where their sheet would go:
+    assert model["layers"][0]["images"]["examples_sheet"].endswith("examples-{sheet:03d}.jpg")
 
 
 def test_the_target_class_pass_records_no_layer(

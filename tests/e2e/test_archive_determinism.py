@@ -51,7 +51,7 @@ def test_two_runs_are_byte_identical(two_runs: tuple[Path, Path, Path]) -> None:
     assert sorted(a) == sorted(b)
     different = [path for path in a if a[path] != b[path]]
     assert different == []
-    assert len(a) > 100
+    assert len(a) > 50  # a whole report, not a stub
 
 
 def test_report_is_verifiable(two_runs: tuple[Path, Path, Path]) -> None:
