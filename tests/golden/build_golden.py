@@ -5,7 +5,7 @@ package layout was refactored into stage packages; the refactor (issue 12) repro
 them byte for byte. They were re-recorded at the commit named in ``reports.json`` once
 issues 13, 15 and 17 changed what a report holds on purpose (input pages, statistics
 files, channel cards), and again once issue 16 did (unit layers, the weights view,
-filter sheets, the page frame, settings as typed). ``tests/test_golden_reports.py``
+filter sheets, the page frame, settings as typed, example sheets). ``tests/test_golden_reports.py``
 builds the same reports with the code under test and requires the same bytes, file
 for file.
 
