@@ -75,13 +75,15 @@ def _at_logits(named: list[tuple[str, Any]], finished: list[str]) -> set[str]:
     last = max((i for i, n in enumerate(finished) if n in weighted), default=None)
     if last is None:
         return set()
-    tail = set(finished[last:])
-    found = set()
-    for name, _sub in named:
-        inside = [n for n in finished if n == name or n.startswith(name + ".")]
-        if inside and inside[-1] in tail:
-            found.add(name)
-    return found
+    # When each module's output was made: the last finish of a leaf inside it (a
+    # module's name is a dotted prefix of its leaves' names).
+    made_at: dict[str, int] = {}
+    for position, leaf in enumerate(finished):
+        parts = leaf.split(".")
+        for depth in range(1, len(parts) + 1):
+            made_at[".".join(parts[:depth])] = position
+    names = {name for name, _ in named}
+    return {name for name, position in made_at.items() if position >= last and name in names}
 
 
 def _describe_value(name: str, sub: Any, finished: list[str], modules: dict[str, Any]) -> str:

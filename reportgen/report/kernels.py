@@ -20,7 +20,7 @@ from reportgen.report import paths
 from reportgen.report.data import LayerRecord, WeightsView
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number
-from reportgen.report.tiles import tile_classes
+from reportgen.report.tiles import sheet_tile
 from reportgen.results.records import LayerFacts
 
 Url = Callable[[str], str]
@@ -62,13 +62,6 @@ def add_kernels(record: LayerRecord, model_id: str, layer: LayerFacts, sheets: b
         view.kernel_sheet = paths.kernel_sheet(model_id, layer.name)
         view.kernel_grid = kernel_grid(weight, layer.strongest)
     record.weights_view = view
-
-
-def sheet_tile(url: Url, grid: Any, index: int, sheet: str, classes: str, alt: str) -> str:
-    return (
-        f'<span class="{esc(classes)} {tile_classes(grid, index)}"><img src="{esc(url(sheet))}" '
-        f'alt="{esc(alt)}" loading="lazy"></span>'
-    )
 
 
 def filter_picture(url: Url, layer: Any, channel: Any, part: str, classes: str, alt: str) -> Markup:

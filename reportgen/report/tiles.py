@@ -33,6 +33,17 @@ def tile_classes(grid: SheetGrid, channel: int) -> str:
     return f"tile {grid_class(grid)} tc{column} tr{row}"
 
 
+def sheet_tile(
+    url: Callable[[str], str], grid: SheetGrid, index: int, sheet: str, classes: str, alt: str
+) -> str:
+    """Tile ``index`` of ``sheet`` laid out by ``grid``, as page HTML (escaped): maps,
+    filters, kernels and dataset examples are all shown this one way."""
+    return (
+        f'<span class="{esc(classes)} {tile_classes(grid, index)}"><img src="{esc(url(sheet))}" '
+        f'alt="{esc(alt)}" loading="lazy"></span>'
+    )
+
+
 def _percent(value: float) -> str:
     text = f"{value:.4f}".rstrip("0").rstrip(".")
     return f"{text}%"
@@ -104,12 +115,7 @@ def map_picture(
     # and a big report has hundreds of thousands of these.
     grid = layer.sheet_grid
     if grid is not None:
-        place = tile_classes(grid, channel.index)
-        sheet = url(layer.sheets[input_id])
-        return Markup(
-            f'<span class="{esc(classes)} {place}"><img src="{esc(sheet)}" '
-            f'alt="{esc(alt)}" loading="lazy"></span>'
-        )
+        return Markup(sheet_tile(url, grid, channel.index, layer.sheets[input_id], classes, alt))
     picture = url(channel.maps[input_id])
     box = f' width="{size}" height="{size}"' if size else ""
     return Markup(
@@ -120,20 +126,14 @@ def map_picture(
 def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
     """A channel's dataset examples: its row of the layer's example sheet, at its size."""
     row = channel.index % EXAMPLE_SHEET_CHANNELS
-    return _tile(url, layer.example_grid, row, channel.examples_sheet, "examples own-size", alt)
+    tile = sheet_tile(
+        url, layer.example_grid, row, channel.examples_sheet, "examples own-size", alt
+    )
+    return Markup(tile)
 
 
 def example_first(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
     """A channel's strongest dataset example: the first tile of its row."""
     grid = layer.example_first_grid
     index = (channel.index % EXAMPLE_SHEET_CHANNELS) * grid.columns
-    return _tile(url, grid, index, channel.examples_sheet, "example-first", alt)
-
-
-def _tile(
-    url: Callable[[str], str], grid: SheetGrid, index: int, sheet: str, classes: str, alt: str
-) -> Markup:
-    return Markup(
-        f'<span class="{esc(classes)} {tile_classes(grid, index)}"><img src="{esc(url(sheet))}" '
-        f'alt="{esc(alt)}" loading="lazy"></span>'
-    )
+    return Markup(sheet_tile(url, grid, index, channel.examples_sheet, "example-first", alt))
