@@ -3,6 +3,7 @@ reproducible runs, small random pictures, the shared small report, maps."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,20 @@ def build_small_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _FAILED.append(result.output)
         pytest.fail(f"the small report could not be built: {result.output}")
     return out
+
+
+def weights_view_of(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
+    """A channel page's weights view as shown: per sign ("Positive", "Negative"), its
+    (input channel, weight text, link or None) in order."""
+    text = page.read_text(encoding="utf-8")
+    found: dict[str, list[tuple[int, str, str | None]]] = {}
+    for sign, items in re.findall(r"<h3>(\w+)</h3>\n<ol class=.weights.>(.*?)</ol>", text):
+        found[sign] = [
+            (int(number), value, link or None)
+            for link, number, value in re.findall(
+                r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
+                r"([^<]*)</li>",
+                items,
+            )
+        ]
+    return found

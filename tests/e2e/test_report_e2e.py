@@ -24,7 +24,7 @@ from PIL import Image
 from torchvision.models import AlexNet_Weights, alexnet
 
 from reportgen.settings import RUNTIME_FIELDS, RunSettings
-from tests.helpers import invoke, map_tile
+from tests.helpers import invoke, map_tile, weights_view_of
 
 pytestmark = pytest.mark.slow
 
@@ -538,22 +538,6 @@ def test_filters_are_one_sheet_per_layer_equal_to_the_weights(
         assert (f"filters-{part}.png", 0, 0) in shown
 
 
-def _weights_view(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
-    """A channel page's weights view: per sign, (input channel, weight text, link)."""
-    text = page.read_text(encoding="utf-8")
-    found: dict[str, list[tuple[int, str, str | None]]] = {}
-    for sign, items in re.findall(r"<h3>(\w+)</h3>\n<ol class=.weights.>(.*?)</ol>", text):
-        found[sign] = [
-            (int(number), value, link or None)
-            for link, number, value in re.findall(
-                r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
-                r"([^<]*)</li>",
-                items,
-            )
-        ]
-    return found
-
-
 def test_the_weights_view_equals_the_model_weights(
     built: Built, weights: dict[str, np.ndarray]
 ) -> None:
@@ -576,7 +560,7 @@ def test_the_weights_view_equals_the_model_weights(
             scores.append((norm if kernels[o, i].sum() >= 0 else -norm, i))
         positive = sorted((s for s in scores if s[0] > 0), key=lambda s: (-s[0], s[1]))[:6]
         negative = sorted((s for s in scores if s[0] < 0), key=lambda s: (s[0], s[1]))[:6]
-        shown = _weights_view(folder / f"c{o:04d}.html")
+        shown = weights_view_of(folder / f"c{o:04d}.html")
         assert shown["Positive"] == [
             (i, format_number(v), f"../features.0/c{i:04d}.html") for v, i in positive
         ]

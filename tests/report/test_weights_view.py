@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from reportgen.report.text import format_number
-from tests.helpers import invoke, map_tile, write_images
+from tests.helpers import invoke, map_tile, weights_view_of, write_images
 
 TESTS = Path(__file__).resolve().parent.parent
 PER_SIGN = 6
@@ -63,22 +62,6 @@ def _layers(manifest: dict[str, Any]) -> dict[str, Any]:
     return {layer["name"]: layer for layer in manifest["models"][0]["layers"]}
 
 
-def _view(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
-    """Per sign, the weights view's (input channel, weight as shown, link or None)."""
-    text = page.read_text(encoding="utf-8")
-    found = {}
-    for sign, items in re.findall(r"<h3>(\w+)</h3>\n<ol class=.weights.>(.*?)</ol>", text):
-        found[sign] = [
-            (int(number), value, link or None)
-            for link, number, value in re.findall(
-                r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
-                r"([^<]*)</li>",
-                items,
-            )
-        ]
-    return found
-
-
 def _expected(kernel: np.ndarray, inputs: list[int]) -> dict[str, list[tuple[int, float]]]:
     """Brute force: each input's slice scored by its L2 norm, signed by its sum; the
     strongest PER_SIGN of each sign, ties to the lower input channel."""
@@ -97,7 +80,7 @@ def _expected(kernel: np.ndarray, inputs: list[int]) -> dict[str, list[tuple[int
 def _check_view(
     folder: Path, channel: int, expected: dict[str, list[tuple[int, float]]], source: str | None
 ) -> None:
-    shown = _view(folder / f"c{channel:04d}.html")
+    shown = weights_view_of(folder / f"c{channel:04d}.html")
     for sign in ("Positive", "Negative"):
         want = [
             (i, format_number(v), f"../{source}/c{i:04d}.html" if source else None)
@@ -144,7 +127,7 @@ def test_one_by_one_layers_show_their_weights_not_a_grey_square(built: Any) -> N
         text = (folder / f"c{o:04d}.html").read_text(encoding="utf-8")
         assert 'id="filter-h"' not in text and "filters-" not in text
         # A 1x1 slice is one weight: the view shows that weight itself.
-        for i, value, _ in _view(folder / f"c{o:04d}.html")["Positive"]:
+        for i, value, _ in weights_view_of(folder / f"c{o:04d}.html")["Positive"]:
             assert value == format_number(kernel[o, i, 0, 0])
     cards = (folder / "index.html").read_text(encoding="utf-8")
     assert 'class="filter' not in cards
