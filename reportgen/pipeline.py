@@ -10,6 +10,8 @@ rendered from the records; the staging folder is swapped into place.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -96,6 +98,10 @@ def validate_settings(settings: RunSettings, writes: bool = True) -> None:
                 f"the cache folder {str(cache)!r} is inside -o {settings.output!r}, which "
                 "the run replaces; give --cache-dir a folder elsewhere"
             )
+    if settings.cluster is not None:
+        from reportgen.compute.dask_engine import check_cluster
+
+        check_cluster(settings.cluster)
     if settings.feature_vis:
         from reportgen.nn.featurevis import check_settings
 
@@ -207,10 +213,15 @@ def build_report(
             options = _picture_options(settings, usable, inputs, analysis_only)
             if options.encode:
                 staged.write(colorbar, imaging.colorbar_png(options.table))
-            run = _Run(settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder)
-            results = [
-                _run_model(run, model, f, progress, cache_dir) for model, f in zip(models, facts)
-            ]
+            with _engines(settings, options) as engines:
+                run = _Run(
+                    settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder
+                )
+                run = dataclasses.replace(run, engines=engines)
+                results = [
+                    _run_model(run, model, f, progress, cache_dir)
+                    for model, f in zip(models, facts)
+                ]
             encoder.drain()
         finally:
             encoder.close()
@@ -222,6 +233,16 @@ def build_report(
         if run_key and manifest is not None:
             run_cache.save(run_key, staged.target, manifest)
         return summary
+
+
+def _engines(settings: RunSettings, options: PictureOptions) -> Any:
+    """Where per-input results are computed: ``--cluster``'s Dask cluster (the optional
+    extra, imported only then), else this process (a context holding None)."""
+    if settings.cluster is None:
+        return contextlib.nullcontext(None)
+    from reportgen.compute.dask_engine import DaskEngines
+
+    return DaskEngines(settings, options)
 
 
 def _picture_options(
@@ -282,6 +303,7 @@ class _Run:
     input_sha: dict[str, str]
     staged: Any  # the staging folder (report.output.StagedReport) or DiscardedOutput
     encoder: ImageEncoder
+    engines: Any = None  # --cluster: compute.dask_engine.DaskEngines; None: this process
 
 
 @dataclass
@@ -328,8 +350,11 @@ def _run_model(
     if emit is not None:
         for layer in facts.layers:
             encode_kernels(layer, encoder, emit, options.sheets)
+    engine = run.engines.for_model(model, facts) if run.engines else None
+    if engine is None:
+        engine = model_run.LocalEngine(model, facts, settings, options, encoder)
     results = model_run.run_inputs(
-        model, facts, usable, settings, options, store, encoder, write_input, progress
+        facts, usable, settings, options, store, engine, write_input, progress
     )
     for table in stats.values():
         table.close()

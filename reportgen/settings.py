@@ -16,7 +16,15 @@ from typing import Any
 
 # Options that say how a run is carried out (and change no byte of the report): kept
 # apart from the report's settings, never recorded in the manifest.
-RUNTIME_FIELDS = ("jobs", "cache_dir", "no_cache", "strict", "single_file", "max_single_file_mb")
+RUNTIME_FIELDS = (
+    "jobs",
+    "cache_dir",
+    "no_cache",
+    "strict",
+    "single_file",
+    "max_single_file_mb",
+    "cluster",
+)
 
 STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
 SCALES = ("channel", "layer")
@@ -80,6 +88,9 @@ class RunSettings:
     strict: bool = False  # an unreadable input fails the run instead of being skipped
     single_file: bool = False  # one self-contained HTML file instead of a folder
     max_single_file_mb: float = 25.0
+    # Per-input results computed on a Dask cluster: "local:N" (N worker processes here)
+    # or a scheduler's address ("tcp://host:8786"); None: in this process.
+    cluster: str | None = None
 
     def as_manifest(self) -> dict[str, Any]:
         """Every effective option that shapes the report, JSON-ready, in a stable order."""

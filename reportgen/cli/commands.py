@@ -550,6 +550,14 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     help="Warn when a --single-file report is larger than this.",
 )
 @click.option(
+    "--cluster",
+    default=None,
+    envvar="DASK_SCHEDULER_ADDRESS",
+    show_envvar=True,
+    help="Compute on a Dask cluster: local:N starts N worker processes here; "
+    "tcp://HOST:PORT uses a running scheduler. Needs: pip install 'reportgen[dask]'.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -605,6 +613,7 @@ def run(
     strict: bool,
     single_file: bool,
     max_single_file_mb: float,
+    cluster: str | None,
     as_json: bool,
     allow_urls: bool,
 ) -> None:
@@ -660,6 +669,7 @@ def run(
         strict=strict,
         single_file=single_file,
         max_single_file_mb=max_single_file_mb,
+        cluster=cluster or None,
     )
     quiet = ctx.obj["quiet"]
     manifest = ctx.meta.get("reportgen.manifest")

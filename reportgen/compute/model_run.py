@@ -172,32 +172,64 @@ def target_class(model: Any, target: str | None) -> int | None:
     raise UsageError(f"--target-class {target!r} is not a class of {model.id!r}{hint}")
 
 
+class LocalEngine:
+    """Per-input results computed in this process: each batch's forward pass now, its
+    pictures on the encoder threads. The engine of a run without ``--cluster``; the Dask
+    engine (``compute.dask_engine``) has the same three members."""
+
+    # Units of work in flight beyond the one being folded: the next batch runs through
+    # the network while the encoders finish this one.
+    lookahead = 1
+    batches_per_shard = 1
+
+    def __init__(
+        self,
+        model: Any,
+        facts: ModelFacts,
+        settings: RunSettings,
+        options: PictureOptions,
+        encoder: ImageEncoder,
+    ) -> None:
+        self.model, self.facts, self.settings = model, facts, settings
+        self.options, self.encoder = options, encoder
+        self.gradcam_layer = gradcam_layer(model, settings)
+        self.target = target_class(model, settings.target_class)
+
+    def compute(self, files: list[InputFile]) -> list[Future[InputResult]]:
+        """One batch: the network now, the rest of each input's result on the encoders."""
+        outputs = forward_batch(
+            self.model, self.facts.layers, files, self.gradcam_layer, self.target
+        )
+        return [
+            self.encoder.future(
+                finish_input, output, self.facts.layers, self.settings, self.options
+            )
+            for output in outputs
+        ]
+
+    def flush(self) -> None:
+        """Nothing is held back: ``compute`` started each batch already."""
+
+
 def run_inputs(
-    model: Any,
     facts: ModelFacts,
     usable: list[InputFile],
     settings: RunSettings,
     options: PictureOptions,
     store: ResultStore,
-    encoder: ImageEncoder,
+    engine: Any,
     on_result: ResultSink,
     progress: Progress | None = None,
 ) -> ModelResults:
-    """Every input through the model (or from the store), folded into the model's results
+    """Every input through the engine (or from the store), folded into the model's results
     in input order. ``on_result`` gets each complete result (pictures included) once, with
-    its index: where its pictures and per-channel statistics go is the caller's business."""
-    layer = gradcam_layer(model, settings)
-    target = target_class(model, settings.target_class)
+    its index: where its pictures and per-channel statistics go is the caller's business.
 
-    def compute(files: list[InputFile]) -> list[Future[InputResult]]:
-        outputs = forward_batch(model, facts.layers, files, layer, target)
-        return [
-            encoder.future(finish_input, output, facts.layers, settings, options)
-            for output in outputs
-        ]
-
+    Inputs go in shards of ``engine.batches_per_shard`` batches of ``--batch-size``, cut at
+    the same places whatever the engine: a batch's numbers depend (in the last bits) on
+    which inputs share it, so every engine computes the same batches."""
     results = ModelResults.empty(facts, settings.examples)
-    # The next batch runs through the network while the encoders finish this one; results
+    # Up to engine.lookahead shards are computed while the oldest is folded in; results
     # are folded in input order, whichever finishes first.
     pending: deque[list[Future[InputResult]]] = deque()
 
@@ -211,9 +243,15 @@ def run_inputs(
         if progress:
             progress(len(futures))
 
-    for batch in batches(usable, settings.batch_size):
-        pending.append(stored_else_computed(store, batch, compute))
-        while len(pending) > 1:
+    all_batches = list(batches(usable, settings.batch_size))
+    step = engine.batches_per_shard
+    for start in range(0, len(all_batches), step):
+        shard: list[Future[InputResult]] = []
+        for batch in all_batches[start : start + step]:
+            shard.extend(stored_else_computed(store, batch, engine.compute))
+        engine.flush()
+        pending.append(shard)
+        while len(pending) > engine.lookahead:
             fold(pending.popleft())
     while pending:
         fold(pending.popleft())

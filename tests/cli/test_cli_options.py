@@ -83,6 +83,7 @@ NON_DEFAULT: dict[str, tuple[list[str], Any, Any]] = {
     "strict": (["--strict"], True, True),
     "single_file": (["--single-file"], True, True),
     "max_single_file_mb": (["--max-single-file-mb", "5"], 5, 5.0),
+    "cluster": (["--cluster", "local:2"], "local:2", "local:2"),
 }
 
 

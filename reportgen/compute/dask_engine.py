@@ -1,0 +1,342 @@
+"""Per-input results on a Dask cluster: ``reportgen run --cluster local:N|tcp://HOST:PORT``.
+
+The optional extra (``pip install 'reportgen[dask]'``): nothing else in reportgen imports
+this module, and it imports ``distributed`` only when a run asks for a cluster.
+
+What runs where:
+
+* the client (this process) finds and reads the inputs, plans the layers, keeps the
+  cache, folds the results in input order, makes the dataset examples and writes the
+  whole report in its staging folder, swapped into place as in any run;
+* each worker process loads each model once (a per-process state, ``_worker_models``)
+  and computes shards of a few batches: forward pass, statistics, selections and
+  pictures, which come back as bytes inside the per-input results.
+
+Pictures travel as bytes, not through a shared folder: a cluster then needs no storage
+that the client and every worker see; only the client writes the report, so staging,
+the swap and an interrupted run behave exactly as without a cluster; and a result is
+bounded (a non-detail input's pictures are a view and Grad-CAM, tens of KB). The inputs
+travel the same way (the client reads each file and sends its bytes), so workers on
+other machines need the inputs at no path; they need reportgen, torch and any
+``--weights`` file or custom model module where the client has them.
+
+Shards are cut on ``--batch-size`` boundaries (``model_run.run_inputs``), the batches a
+single process would run: the report is byte for byte the one a single process writes.
+A worker that dies has its shards re-run by Dask on another worker; a shard that fails
+anyway is re-run batch by batch, and a batch that still fails ends the run with one
+error naming its inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reportgen import __version__
+from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
+from reportgen.errors import ReportgenError, UsageError
+from reportgen.inputs.files import InputFile, read_input_bytes
+from reportgen.results.records import InputResult, ModelFacts
+from reportgen.settings import RunSettings
+
+log = logging.getLogger("reportgen")
+
+INSTALL_HINT = "install the extra: pip install 'reportgen[dask]'"
+# Batches of --batch-size per task: enough work to hide a task's round trip (milliseconds)
+# behind the forward passes (a second or more), few enough to spread a run over workers.
+SHARD_BATCHES = 4
+# Shards in flight per worker: one computing, one queued, so no worker waits on the client.
+SHARDS_PER_WORKER = 2
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """``--cluster`` parsed: a local cluster of ``workers`` processes, or an address."""
+
+    workers: int = 0
+    address: str = ""
+
+
+def parse_cluster(text: str) -> ClusterSpec:
+    """``local:N`` or a scheduler address (``tcp://host:8786``, ``tls://...``)."""
+    value = text.strip()
+    if value.startswith("local:"):
+        count = value.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(
+                f"--cluster {text!r}: local:N needs a whole number of worker processes, "
+                "at least 1 (local:2)"
+            )
+        return ClusterSpec(workers=int(count))
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme and rest:
+        return ClusterSpec(address=value)
+    raise UsageError(
+        f"--cluster {text!r} is neither local:N nor a scheduler address such as tcp://host:8786"
+    )
+
+
+def check_cluster(text: str) -> None:
+    """Before any work: the option parses and the extra is installed."""
+    parse_cluster(text)
+    _distributed()
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise UsageError(f"--cluster needs Dask's distributed package: {INSTALL_HINT}") from exc
+    return distributed
+
+
+def _set_dask_log_level(distributed: Any, level: int) -> None:
+    """Dask's config gives some of its loggers levels of their own: each is set."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
+    for name in ["distributed", *names]:
+        logging.getLogger(name).setLevel(level)
+
+
+class DaskEngines:
+    """The cluster of a run, as a context: started (or connected to) on entry, closed on
+    exit whatever happened; ``for_model`` gives each model its engine."""
+
+    def __init__(self, settings: RunSettings, options: PictureOptions) -> None:
+        assert settings.cluster is not None
+        self.spec = parse_cluster(settings.cluster)
+        self.settings, self.options = settings, options
+        self.cluster: Any = None
+        self.client: Any = None
+        self.closing = False
+
+    def __enter__(self) -> DaskEngines:
+        distributed = _distributed()
+        # Dask's own log (every worker started, lost, retired) is for -v only; its
+        # errors reach the user as reportgen's one-line errors.
+        quiet = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL
+        _set_dask_log_level(distributed, quiet)
+        if self.spec.workers:
+            # One thread per worker: torch uses the process's cores itself, and a model
+            # is then never run by two tasks of one process at once.
+            self.cluster = distributed.LocalCluster(
+                n_workers=self.spec.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard": False},  # no web server nobody asked for
+                silence_logs=quiet,
+            )
+            self.client = distributed.Client(self.cluster)
+        else:
+            try:
+                self.client = distributed.Client(self.spec.address, timeout=30)
+            except OSError as exc:
+                raise ReportgenError(
+                    f"--cluster {self.spec.address!r}: no Dask scheduler answered ({exc})"
+                ) from exc
+        log.info("computing on %s", self.client)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.closing = True  # shards that come back now settle nothing
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def workers(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def for_model(self, model: Any, facts: ModelFacts) -> DaskEngine:
+        return DaskEngine(self, model.id, facts)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What a worker needs for one shard: the run's settings name the models (each worker
+    builds them itself), ``model_id`` which one; each batch's inputs with their bytes."""
+
+    settings: RunSettings
+    options: PictureOptions
+    model_id: str
+    layer_names: tuple[str, ...]
+    batches: tuple[tuple[tuple[InputFile, bytes], ...], ...]
+    version: str = __version__
+
+
+class DaskEngine:
+    """One model's per-input results computed on the cluster, a shard per task.
+
+    ``compute`` (called by the one cache branch for a batch's missing inputs) only holds
+    the batch back and hands out a Future per input; ``flush`` sends the held batches as
+    one task, whose results settle those Futures, in this process, when it comes back."""
+
+    batches_per_shard = SHARD_BATCHES
+
+    def __init__(self, engines: DaskEngines, model_id: str, facts: ModelFacts) -> None:
+        self.engines = engines
+        self.model_id = model_id
+        self.layer_names = tuple(layer.name for layer in facts.layers)
+        self.lookahead = SHARDS_PER_WORKER * engines.workers()
+        self.held: list[tuple[list[InputFile], list[Future[InputResult]]]] = []
+
+    def compute(self, files: list[InputFile]) -> list[Future[InputResult]]:
+        futures: list[Future[InputResult]] = [Future() for _ in files]
+        self.held.append((files, futures))
+        return futures
+
+    def flush(self) -> None:
+        if self.held:
+            held, self.held = self.held, []
+            self._submit(held, split_on_failure=len(held) > 1)
+
+    def _submit(
+        self,
+        held: list[tuple[list[InputFile], list[Future[InputResult]]]],
+        split_on_failure: bool,
+    ) -> None:
+        job = ShardJob(
+            self.engines.settings,
+            self.engines.options,
+            self.model_id,
+            self.layer_names,
+            tuple(
+                tuple((f, read_input_bytes(f.path, f.source)) for f in files) for files, _ in held
+            ),
+        )
+        try:
+            task = self.engines.client.submit(compute_shard, job, pure=False)
+        except Exception as exc:  # the client closed: the run is ending, with its error
+            _fail(held, ReportgenError(f"the Dask client could not send a shard: {exc}"))
+            return
+        task.add_done_callback(lambda done: self._settle(done, held, split_on_failure))
+
+    def _settle(
+        self,
+        task: Any,
+        held: list[tuple[list[InputFile], list[Future[InputResult]]]],
+        split_on_failure: bool,
+    ) -> None:
+        """The shard's results into its Futures (on a client thread): on failure, each
+        batch once more as its own task, then the batch's error."""
+        if self.engines.closing:
+            _fail(held, ReportgenError("the run ended before this shard came back"))
+            return
+        try:
+            per_batch = task.result()
+        except ReportgenError as exc:  # the user's problem, said by the worker: as it is
+            _fail(held, exc)
+        except BaseException as exc:  # a dead worker (KilledWorker), or a bug
+            if split_on_failure:
+                log.warning("a shard failed; running its %d batches one by one", len(held))
+                for batch in held:
+                    self._submit([batch], split_on_failure=False)
+                return
+            files = held[0][0]
+            named = repr(files[0].source) + (
+                f" (and the {len(files) - 1} other inputs of its batch)" if len(files) > 1 else ""
+            )
+            _fail(held, ReportgenError(f"input {named}: {_reason(exc)}"))
+        else:
+            for (_, futures), results in zip(held, per_batch):
+                for future, result in zip(futures, results):
+                    future.set_result(result)
+
+
+def _fail(held: list[tuple[list[InputFile], list[Future[InputResult]]]], exc: Exception) -> None:
+    for _, futures in held:
+        for future in futures:
+            future.set_exception(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    if type(exc).__name__ == "KilledWorker":
+        return (
+            "the Dask worker computing it died each time it was tried (killed, crashed "
+            "or out of memory)"
+        )
+    return f"{type(exc).__name__} on a Dask worker: {exc}"
+
+
+# --- on the workers ---------------------------------------------------------------------
+
+_worker_lock = threading.Lock()
+_worker_models: dict[Any, Any] = {}
+
+
+def _worker_model(job: ShardJob) -> tuple[Any, ModelFacts, str | None, int | None]:
+    """This process's copy of the job's model, built and planned on its first shard (every
+    later shard of the run reuses it): the model, its facts, Grad-CAM layer and target."""
+    from reportgen.results.store import digest
+
+    key = (digest(job.settings.as_manifest(), job.settings.device), job.model_id)
+    with _worker_lock:
+        if key not in _worker_models:
+            _worker_models[key] = _load_on_worker(job)
+        return _worker_models[key]
+
+
+def _load_on_worker(job: ShardJob) -> tuple[Any, ModelFacts, str | None, int | None]:
+    import torch
+
+    from reportgen.compute.model_run import gradcam_layer, plan_layers, target_class
+    from reportgen.compute.model_setup import load_models
+    from reportgen.nn.models import select_device
+
+    if job.version != __version__:
+        raise ReportgenError(
+            f"a Dask worker runs reportgen {__version__}, this client {job.version}: "
+            "install the same version on every worker"
+        )
+    torch.manual_seed(job.settings.seed)  # as the client's run does before building models
+    device = select_device(job.settings.device)
+    models = load_models(job.settings, device, [])
+    model = next(m for m in models if m.id == job.model_id)
+    facts = plan_layers(model, job.settings, [])
+    if tuple(layer.name for layer in facts.layers) != job.layer_names:
+        raise ReportgenError(
+            f"{job.model_id}: a Dask worker resolves other layers than the client "
+            "(another torchvision or model code on the worker?)"
+        )
+    return (
+        model,
+        facts,
+        gradcam_layer(model, job.settings),
+        target_class(model, job.settings.target_class),
+    )
+
+
+def compute_shard(job: ShardJob) -> list[list[InputResult]]:
+    """One shard on a worker: each batch through the model, each input's complete
+    result (pictures as bytes), batch by batch as the client cut them."""
+    model, facts, layer, target = _worker_model(job)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="reportgen-shard-") as folder:
+        for number, batch in enumerate(job.batches):
+            files = [
+                _written(Path(folder), number, k, f, data) for k, (f, data) in enumerate(batch)
+            ]
+            outputs = forward_batch(model, facts.layers, files, layer, target)
+            results.append(
+                [
+                    finish_input(output, facts.layers, job.settings, job.options)
+                    for output in outputs
+                ]
+            )
+            for file in files:
+                os.unlink(file.path)
+    return results
+
+
+def _written(folder: Path, batch: int, position: int, file: InputFile, data: bytes) -> InputFile:
+    """The client's input as a file of this worker (the decoder reads files); its id and
+    source stay the client's, which is all a result names."""
+    path = folder / f"{batch}-{position}{file.path.suffix}"
+    path.write_bytes(data)
+    return InputFile(path=path, source=file.source, id=file.id)

@@ -1,0 +1,241 @@
+"""The Dask engine (``reportgen run --cluster``): the same report as one process, a worker
+killed mid-run, a batch that keeps killing its worker, the address of a running
+scheduler, and the CLI without the extra.
+
+The runs are whole ``reportgen`` processes (so a test can find and kill their workers),
+on TinyNet at 16 px: each cluster run is a few seconds, most of it starting workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helpers import REPO, REPRODUCIBLE_ENV, TESTS, error_line, invoke, snapshot, write_images
+
+pytest.importorskip("distributed")
+
+MODEL = ["--weights", "none", "--input-size", "16", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
+# Tiny batches: a run of 14 inputs is 7 batches, two shards of 4 batches (one partial).
+RUN = [*MODEL, "--batch-size", "2", "--top-k", "3", "--jobs", "1", "--examples", "4"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "CLUSTERNET_"))}
+    env.update(REPRODUCIBLE_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO)])
+    env["CLUSTERNET_MARKS"] = str(tmp_path / "marks")
+    (tmp_path / "marks").mkdir(exist_ok=True)
+    env.update(extra)
+    return env
+
+
+def _command(images: Path, out: Path, model: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "reportgen",
+        "run",
+        str(images),
+        "-m",
+        model,
+        *RUN,
+        "-o",
+        str(out),
+        *extra,
+    ]
+
+
+def _run(
+    images: Path, out: Path, env: dict[str, str], model: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(images, out, model, *extra), env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+def _marks(tmp_path: Path, kind: str) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for path in (tmp_path / "marks").glob(f"{kind}-*"):
+        pid = int(path.name.split("-")[1])
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_images(tmp_path_factory.mktemp("cluster-inputs"), 14, (20, 24), seed=7)
+
+
+@pytest.fixture(scope="module")
+def single(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The reference: the same run in one process."""
+    tmp = tmp_path_factory.mktemp("single")
+    done = _run(images, tmp / "report", _env(tmp), "clusternet_factory:observed")
+    assert done.returncode == 0, done.stderr
+    return snapshot(tmp / "report")
+
+
+def test_local_cluster_writes_the_single_process_report(
+    images: Path, single: dict[str, bytes], tmp_path: Path
+) -> None:
+    done = _run(
+        images,
+        tmp_path / "report",
+        _env(tmp_path),
+        "clusternet_factory:observed",
+        "--cluster",
+        "local:2",
+    )
+    assert done.returncode == 0, done.stderr
+    assert snapshot(tmp_path / "report") == single
+    # Nothing of Dask's own log reaches the user without -v.
+    assert "distributed" not in done.stderr and "Nanny" not in done.stderr, done.stderr
+    # The forward passes ran on the workers, and each worker built the model once.
+    client = done_client_pid(tmp_path)
+    forwards = {pid: n for pid, n in _marks(tmp_path, "forward").items() if pid != client}
+    assert forwards, "no forward pass ran on a worker"
+    builds = _marks(tmp_path, "build")
+    assert all(builds.get(pid) == 1 for pid in forwards), (builds, forwards)
+
+
+def done_client_pid(tmp_path: Path) -> int:
+    """The client is the process that built the model first (it plans the layers before
+    any shard is sent)."""
+    first = min((tmp_path / "marks").glob("build-*"), key=lambda p: p.stat().st_mtime_ns)
+    return int(first.name.split("-")[1])
+
+
+def test_a_killed_worker_loses_no_input(
+    images: Path, single: dict[str, bytes], tmp_path: Path
+) -> None:
+    import psutil
+
+    env = _env(tmp_path, CLUSTERNET_DELAY="0.4")
+    process = subprocess.Popen(
+        _command(
+            images, tmp_path / "report", "clusternet_factory:observed", "--cluster", "local:2"
+        ),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        victim = _busy_worker(process.pid, tmp_path, deadline=time.monotonic() + 120)
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
+    assert snapshot(tmp_path / "report") == single
+
+
+def _busy_worker(client: int, tmp_path: Path, deadline: float) -> int:
+    """A worker process of ``client`` in the middle of a shard: it has run a forward pass
+    over inputs (its first is the layer tracing of its model)."""
+    import psutil
+
+    while time.monotonic() < deadline:
+        workers = {p.pid for p in psutil.Process(client).children(recursive=True)}
+        for pid, count in _marks(tmp_path, "forward").items():
+            if pid in workers and count >= 3:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("no worker started a shard in time")
+
+
+def test_a_batch_that_keeps_killing_its_worker_is_named(images: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for path in sorted(images.iterdir())[:5]:
+        (inputs / path.name).write_bytes(path.read_bytes())
+    Image.new("RGB", (24, 20)).save(inputs / "black.png")
+    env = _env(tmp_path, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
+    earlier = _run(images, tmp_path / "report", env, "clusternet_factory:observed")
+    assert earlier.returncode == 0, earlier.stderr
+    before = snapshot(tmp_path / "report")
+    done = _run(
+        inputs,
+        tmp_path / "report",
+        env,
+        "clusternet_factory:dying",
+        "--cluster",
+        "local:2",
+        "--batch-size",
+        "1",
+    )
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: input '") and "black.png': " in lines[-1], done.stderr
+    assert "died each time" in lines[-1] and "Traceback" not in done.stderr
+    assert not [line for line in lines if line.startswith(("ERROR", "Error"))][:-1], done.stderr
+    assert snapshot(tmp_path / "report") == before
+
+
+def test_a_running_scheduler_from_the_environment(
+    images: Path, single: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import LocalCluster
+
+    env = _env(tmp_path)
+    # The workers are started here, so they must see the test models as the CLI does
+    # (spawned workers take this process's sys.path, and the variables of the models).
+    monkeypatch.syspath_prepend(str(TESTS))
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "CLUSTERNET_MARKS")}
+    os.environ.update({k: env[k] for k in saved})
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+            env["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
+            done = _run(images, tmp_path / "report", env, "clusternet_factory:observed")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert done.returncode == 0, done.stderr
+    assert snapshot(tmp_path / "report") == single
+
+
+@pytest.mark.parametrize("value", ["local:0", "local:two", "localhost:8786", "tcp://"])
+def test_a_bad_cluster_option_is_one_line(value: str, images: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "run",
+        str(images),
+        *MODEL,
+        "-m",
+        "tinynet_factory:build",
+        "--cluster",
+        value,
+        "-o",
+        str(tmp_path / "r"),
+    )
+    error_line(result, 2, "--cluster", value)
+
+
+def test_without_the_extra_the_cli_says_how_to_install_it(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
+    result = invoke(
+        "run",
+        str(images),
+        *MODEL,
+        "-m",
+        "tinynet_factory:build",
+        "--cluster",
+        "local:2",
+        "-o",
+        str(tmp_path / "r"),
+    )
+    error_line(result, 2, "pip install 'reportgen[dask]'")
+    assert not (tmp_path / "r").exists()
