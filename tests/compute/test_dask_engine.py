@@ -239,3 +239,39 @@ def test_without_the_extra_the_cli_says_how_to_install_it(
     )
     error_line(result, 2, "pip install 'reportgen[dask]'")
     assert not (tmp_path / "r").exists()
+
+
+def test_an_interrupted_client_leaves_the_previous_report(
+    images: Path, single: dict[str, bytes], tmp_path: Path
+) -> None:
+    import psutil
+
+    out = tmp_path / "report"
+    done = _run(images, out, _env(tmp_path), "clusternet_factory:observed")
+    assert done.returncode == 0, done.stderr
+    env = _env(tmp_path, CLUSTERNET_DELAY="0.4")
+    process = subprocess.Popen(
+        _command(images, out, "clusternet_factory:observed", "--cluster", "local:2", "--seed", "5"),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background process of a non-interactive shell ignores SIGINT: restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        _busy_worker(process.pid, tmp_path, deadline=time.monotonic() + 120)
+        workers = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("Error: interrupted")
+    assert snapshot(out) == single
+    time.sleep(1)
+    assert not [
+        pid
+        for pid in workers
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]

@@ -1,0 +1,163 @@
+"""Beyond one process (issue 14): the dataset benchmark's default run on the Dask engine,
+and shard/merge, measured against one process.
+
+The run is ``benchmarks/dataset_bench.py``'s (ResNet-18, ``--weights none``, every
+Conv2d, ``--no-cache``) on 64 and 512 distinct images, each in a fresh process:
+
+* in one process, on ``--cluster local:1`` and on ``--cluster local:2``: wall and CPU
+  time, peak memory of the largest process; from the two sizes, each engine's marginal
+  time per image and its fixed cost per run;
+* ``reportgen shard --part 1/2`` and ``2/2`` then ``reportgen merge`` on the 512 images,
+  against "render alone": a run whose per-input results are all in the cache but whose
+  report is not (another ``SOURCE_DATE_EPOCH``), the work a merge cannot avoid.
+
+Every report is compared with the one-process report of the same size, byte for byte
+(``SOURCE_DATE_EPOCH`` fixed): the engines must not change what is written.
+
+Usage: python benchmarks/cluster_bench.py [--sizes 64,512] [--out benchmarks/cluster.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dataset_bench import make_images
+
+MODEL = ["-m", "resnet18", "--weights", "none"]
+ENGINES = {
+    "one process": [],
+    "local:1": ["--cluster", "local:1"],
+    "local:2": ["--cluster", "local:2"],
+}
+# The largest process's peak RSS and the CPU time of every process, as the parent sees them.
+WRAPPER = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True,"
+    " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+    " u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+    " print(u.ru_maxrss, u.ru_utime + u.ru_stime)"
+)
+
+
+def timed(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    wall = time.perf_counter() - started
+    peak_kb, cpu = done.stdout.split()
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(float(cpu), 2),
+        "peak_rss_mb": round(int(peak_kb) / 1024),
+    }
+
+
+def reportgen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "reportgen", *args]
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def engines(images: Path, work: Path, size: int, env: dict[str, str]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for name, extra in ENGINES.items():
+        out = work / f"{name.replace(':', '-').replace(' ', '-')}-{size}"
+        rows[name] = timed(
+            reportgen("run", str(images), *MODEL, "--no-cache", "-o", str(out), *extra), env
+        )
+        if name != "one process":
+            rows[name]["identical"] = same_tree(work / f"one-process-{size}", out)
+            shutil.rmtree(out)
+        print(size, name, rows[name], flush=True)
+    return rows
+
+
+def shards(images: Path, work: Path, size: int, env: dict[str, str]) -> dict[str, Any]:
+    parts = [work / f"part-{k}" for k in (1, 2)]
+    row: dict[str, Any] = {}
+    for k, part in enumerate(parts, start=1):
+        row[f"shard {k}/2"] = timed(
+            reportgen("shard", str(images), *MODEL, "--part", f"{k}/2", "-o", str(part)), env
+        )
+    merged = work / f"merged-{size}"
+    row["merge"] = timed(reportgen("merge", *map(str, reversed(parts)), "-o", str(merged)), env)
+    row["merge"]["identical"] = same_tree(work / f"one-process-{size}", merged)
+    cache = work / "cache"
+    subprocess.run(
+        reportgen("run", str(images), *MODEL, "--cache-dir", str(cache), "-o", str(work / "warm")),
+        check=True, env=env, capture_output=True,
+    )  # fmt: skip
+    again = {**env, "SOURCE_DATE_EPOCH": str(int(env["SOURCE_DATE_EPOCH"]) + 1)}
+    row["render alone"] = timed(
+        reportgen("run", str(images), *MODEL, "--cache-dir", str(cache), "-o", str(work / "warm")),
+        again,
+    )
+    print(size, row, flush=True)
+    return row
+
+
+def marginal(rows: dict[int, dict[str, Any]], small: int, large: int) -> dict[str, Any]:
+    """Per engine: seconds per added image (wall, CPU) and the fixed cost of a run."""
+    out: dict[str, Any] = {}
+    for name in ENGINES:
+        a, b = rows[small][name], rows[large][name]
+        per_image = (b["wall_s"] - a["wall_s"]) / (large - small)
+        out[name] = {
+            "wall_s_per_image": round(per_image, 4),
+            "cpu_s_per_image": round((b["cpu_s"] - a["cpu_s"]) / (large - small), 4),
+            "fixed_s": round(a["wall_s"] - small * per_image, 2),
+        }
+    base = out["one process"]
+    for name in ENGINES:
+        out[name]["overhead_s_per_image"] = round(
+            out[name]["wall_s_per_image"] - base["wall_s_per_image"], 4
+        )
+        out[name]["overhead_fixed_s"] = round(out[name]["fixed_s"] - base["fixed_s"], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="64,512")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("cluster.json")))
+    parser.add_argument("--skip-shards", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "REPORTGEN_OFFLINE": "1"}
+    results: dict[str, Any] = {"sizes": sizes, "cores": os.cpu_count(), "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="cluster-bench-") as folder:
+        work = Path(folder)
+        for size in sizes:
+            images = work / f"images-{size}"
+            make_images(images, size)
+            results["runs"][size] = engines(images, work, size, env)
+            if size == max(sizes) and not args.skip_shards:
+                results["shards"] = shards(images, work, size, env)
+            shutil.rmtree(work / f"one-process-{size}")
+    if len(sizes) >= 2:
+        results["marginal"] = marginal(results["runs"], sizes[0], sizes[-1])
+    results["load_after"] = os.getloadavg()[0]
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results.get("marginal", {}), indent=1))
+
+
+if __name__ == "__main__":
+    main()
