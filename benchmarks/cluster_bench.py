@@ -90,6 +90,62 @@ def engines(images: Path, work: Path, size: int, env: dict[str, str]) -> dict[st
     return rows
 
 
+def render_alone(images: Path, work: Path, size: int, env: dict[str, str]) -> dict[str, Any]:
+    """A run whose per-input results are all in the cache but whose report is not (the
+    run key holds SOURCE_DATE_EPOCH, the per-input keys do not): what a merge, or the
+    client of a cluster run, does beyond receiving results."""
+    cache, out = work / f"cache-{size}", work / f"warm-{size}"
+    command = reportgen("run", str(images), *MODEL, "--cache-dir", str(cache), "-o", str(out))
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    again = {**env, "SOURCE_DATE_EPOCH": str(int(env["SOURCE_DATE_EPOCH"]) + 1)}
+    row = timed(command, again)
+    shutil.rmtree(out)
+    print(size, "render alone", row, flush=True)
+    return row
+
+
+def worker_split(images: Path, count: int = 64) -> dict[str, float]:
+    """Seconds per image of a worker's two parts, in this process, on ``count`` images:
+    the forward pass with its statistics (``forward_batch``: what a GPU speeds up) and the
+    rest of the result (``finish_input``: selections, levels, PNG/JPEG encoding: CPU)."""
+    import torch
+
+    from reportgen.api import make_settings
+    from reportgen.compute.batch import finish_input, forward_batch
+    from reportgen.compute.model_run import LocalEngine, batches, plan_layers
+    from reportgen.compute.model_setup import load_models
+    from reportgen.inputs.files import discover_inputs
+    from reportgen.pipeline import _picture_options
+    from reportgen.report.data import InputRecord
+
+    settings = make_settings(str(images), "unused", models=["resnet18"], weights="none")
+    torch.manual_seed(0)
+    model = load_models(settings, torch.device("cpu"), [])[0]
+    facts = plan_layers(model, settings, [])
+    files = discover_inputs(settings.inputs)[0][:count]
+    records = [InputRecord(f.id, f.source, "", 0, 0, "", []) for f in files]
+    options = _picture_options(settings, files, records, analysis_only=False)
+    engine = LocalEngine(model, facts, settings, options, encoder=None)  # type: ignore[arg-type]
+    forward = 0.0
+    finish = {True: 0.0, False: 0.0}  # detail inputs (every channel's map) apart
+    for batch in batches(files, settings.batch_size):
+        started = time.perf_counter()
+        outputs = forward_batch(model, facts.layers, batch, engine.gradcam_layer, engine.target)
+        forward += time.perf_counter() - started
+        for file, output in zip(batch, outputs):
+            started = time.perf_counter()
+            finish_input(output, facts.layers, settings, options)
+            finish[file.id in options.detail] += time.perf_counter() - started
+    detail = sum(f.id in options.detail for f in files)
+    split = {
+        "forward_s_per_image": round(forward / len(files), 4),
+        "finish_s_per_detail_image": round(finish[True] / max(1, detail), 4),
+        "finish_s_per_other_image": round(finish[False] / max(1, len(files) - detail), 4),
+    }
+    print("worker split", split, flush=True)
+    return split
+
+
 def shards(images: Path, work: Path, size: int, env: dict[str, str]) -> dict[str, Any]:
     parts = [work / f"part-{k}" for k in (1, 2)]
     row: dict[str, Any] = {}
@@ -117,7 +173,7 @@ def shards(images: Path, work: Path, size: int, env: dict[str, str]) -> dict[str
 def marginal(rows: dict[int, dict[str, Any]], small: int, large: int) -> dict[str, Any]:
     """Per engine: seconds per added image (wall, CPU) and the fixed cost of a run."""
     out: dict[str, Any] = {}
-    for name in ENGINES:
+    for name in [*ENGINES, "render alone"]:
         a, b = rows[small][name], rows[large][name]
         per_image = (b["wall_s"] - a["wall_s"]) / (large - small)
         out[name] = {
@@ -126,7 +182,7 @@ def marginal(rows: dict[int, dict[str, Any]], small: int, large: int) -> dict[st
             "fixed_s": round(a["wall_s"] - small * per_image, 2),
         }
     base = out["one process"]
-    for name in ENGINES:
+    for name in [*ENGINES, "render alone"]:
         out[name]["overhead_s_per_image"] = round(
             out[name]["wall_s_per_image"] - base["wall_s_per_image"], 4
         )
@@ -149,9 +205,12 @@ def main(argv: list[str] | None = None) -> None:
             images = work / f"images-{size}"
             make_images(images, size)
             results["runs"][size] = engines(images, work, size, env)
+            results["runs"][size]["render alone"] = render_alone(images, work, size, env)
             if size == max(sizes) and not args.skip_shards:
                 results["shards"] = shards(images, work, size, env)
             shutil.rmtree(work / f"one-process-{size}")
+            if size == max(sizes):
+                results["worker_split"] = worker_split(images)
     if len(sizes) >= 2:
         results["marginal"] = marginal(results["runs"], sizes[0], sizes[-1])
     results["load_after"] = os.getloadavg()[0]
