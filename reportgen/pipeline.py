@@ -155,10 +155,15 @@ def environment(device: Any) -> dict[str, str]:
 
 
 def build_report(
-    settings: RunSettings, progress: Progress | None = None, analysis_only: bool = False
+    settings: RunSettings,
+    progress: Progress | None = None,
+    analysis_only: bool = False,
+    shard_roots: tuple[Path, ...] = (),
 ) -> RunSummary:
     """Run the whole pipeline and put a complete report at ``settings.output``
-    (``analysis_only``: compute everything, encode and write nothing)."""
+    (``analysis_only``: compute everything, encode and write nothing). ``shard_roots``:
+    ``reportgen merge``: every per-input result is read from these shards (verified
+    beforehand, read only), none is computed."""
     started = time.perf_counter()
     validate_settings(settings, writes=not analysis_only)
     files, skipped_found = discover_inputs(settings.inputs)
@@ -207,7 +212,8 @@ def build_report(
             options = _picture_options(settings, usable, inputs, analysis_only)
             if options.encode:
                 staged.write(colorbar, imaging.colorbar_png(options.table))
-            run = _Run(settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder)
+            input_sha = {i.id: i.sha256 for i in inputs}
+            run = _Run(settings, options, usable, input_sha, staged, encoder, shard_roots)
             results = [
                 _run_model(run, model, f, progress, cache_dir) for model, f in zip(models, facts)
             ]
@@ -282,6 +288,7 @@ class _Run:
     input_sha: dict[str, str]
     staged: Any  # the staging folder (report.output.StagedReport) or DiscardedOutput
     encoder: ImageEncoder
+    shard_roots: tuple[Path, ...] = ()  # a merge: the shards hold every result
 
 
 @dataclass
@@ -309,10 +316,17 @@ def _run_model(
     from reportgen.compute.weights_view import encode_kernels
     from reportgen.report.records import picture_path
 
-    layout = "map sheets" if options.sheets else "map files"
-    pictures = f"{layout}; {'encoded' if options.encode else 'none'}"
-    key = model_key(model, settings, pictures) if cache_dir is not None else ""
-    store = ResultStore(cache_dir, key, run.input_sha, facts.layers, options.detail)
+    keyed = cache_dir is not None or bool(run.shard_roots)
+    key = model_key(model, settings, pictures_label(options)) if keyed else ""
+    store = ResultStore(
+        cache_dir,
+        key,
+        run.input_sha,
+        facts.layers,
+        options.detail,
+        read_only_roots=run.shard_roots,
+        complete=bool(run.shard_roots),
+    )
     stats = _stats_tables(run, facts)
 
     def write_input(result: InputResult, index: int) -> None:
@@ -347,6 +361,12 @@ def _run_model(
         }
         model_run.encode_example_strips(model, cropped, usable, encoder, emit, options.sheets)
     return _ModelRun(results, stats)
+
+
+def pictures_label(options: PictureOptions) -> str:
+    """Which pictures the per-input results carry, as the cache key records it."""
+    layout = "map sheets" if options.sheets else "map files"
+    return f"{layout}; {'encoded' if options.encode else 'none'}"
 
 
 def _stats_tables(run: _Run, facts: Any) -> dict[str, Any]:
