@@ -95,7 +95,7 @@ def build_shard(
             f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
             f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    mine = files[part_slice(len(files), part, parts)]
+    mine = files[part_slice(len(files), part, parts, settings.batch_size)]
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)
     warnings: list[str] = []

@@ -50,10 +50,17 @@ def parse_part(text: str) -> tuple[int, int]:
     return part, count
 
 
-def part_slice(count_found: int, part: int, parts: int) -> slice:
-    """Part K of N of ``count_found`` inputs: a contiguous block, the blocks covering
-    every input once, in order (sizes differ by at most one)."""
-    return slice((part - 1) * count_found // parts, part * count_found // parts)
+def part_slice(count_found: int, part: int, parts: int, batch_size: int = 1) -> slice:
+    """Part K of N of ``count_found`` inputs: a contiguous block of whole batches, the
+    blocks covering every input once, in order: batches ``(K-1)*B//N`` to ``K*B//N`` of
+    the ``B`` batches of ``batch_size`` (with batch size 1, inputs ``(K-1)*n//N`` to
+    ``K*n//N``). Whole batches because a convolution's last bits depend on what else is
+    in its batch: a shard's batches must be the single run's for the merged report to be
+    its bytes. (With more parts than batches, some parts are empty.)"""
+    batches = -(-count_found // batch_size)
+    start = (part - 1) * batches // parts * batch_size
+    end = min(part * batches // parts * batch_size, count_found)
+    return slice(start, end)
 
 
 def shard_text(record: dict[str, Any]) -> str:
