@@ -89,6 +89,7 @@ def build_shard(
     if settings.single_file:
         raise UsageError("--single-file makes a report; a shard holds results (use it on run)")
     validate_settings(settings)
+    _check_not_a_report(Path(settings.output))
     files, skipped_found = discover_inputs(settings.inputs)
     if not files and not skipped_found:
         raise ReportgenError(
@@ -190,6 +191,19 @@ def build_shard(
     )
 
 
+def _check_not_a_report(target: Path) -> None:
+    """A shard replaces an earlier shard at -o, never a report (both are folders that
+    reportgen wrote, which the staging would otherwise replace alike)."""
+    from reportgen.report.output import report_manifest
+
+    manifest = report_manifest(target) if target.is_dir() else None
+    if manifest is not None and manifest.data.get("format") != SHARD_FILES_FORMAT:
+        raise ReportgenError(
+            f"-o {str(target)!r} is a reportgen report, not a shard; a shard does not "
+            "replace it: choose another -o"
+        )
+
+
 def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) -> set[str]:
     """The run's detail inputs, as ``run`` chooses them among its usable inputs (a detail
     input's result holds every map, and is keyed so). "The first N" needs to know which
@@ -226,6 +240,14 @@ def merge_shards(
     from reportgen.results.store import code_fingerprint
 
     shards = check_same_run([read_shard(folder) for folder in folders])
+    output = os.path.realpath(runtime["output"])
+    for shard in shards:
+        folder = os.path.realpath(shard.folder)
+        if output == folder or output.startswith(folder + os.sep):
+            raise UsageError(
+                f"-o {runtime['output']!r} is the shard {shard.name!r}, which the merge "
+                "reads: choose another -o"
+            )
     for shard in shards:
         verify_entries(shard)
     first = shards[0]

@@ -189,15 +189,26 @@ def _check_same(first: Shard, other: Shard) -> None:
             f"{other.name} found {b['inputs_found']} inputs, {first.name} "
             f"{a['inputs_found']}: the shards were made from different input folders"
         )
-    for mine, theirs in zip(a["models"], b["models"]):
-        if mine != theirs:
-            what = "weights" if mine.get("id") == theirs.get("id") else "model"
-            raise ReportgenError(
-                f"{other.name} was made with other {what} for model {theirs.get('id')!r} "
-                f"({_model_shown(theirs)}) than {first.name} ({_model_shown(mine)})"
-            )
     if len(a["models"]) != len(b["models"]):
         raise ReportgenError(f"{other.name} and {first.name} were made with other models")
+    for mine, theirs in zip(a["models"], b["models"]):
+        if mine.get("id") != theirs.get("id") or mine.get("spec") != theirs.get("spec"):
+            raise ReportgenError(
+                f"{other.name} was made with model {theirs.get('spec')!r}, "
+                f"{first.name} with {mine.get('spec')!r}"
+            )
+        if mine.get("weights") != theirs.get("weights"):
+            raise ReportgenError(
+                f"{other.name} was made with other weights for model {theirs.get('id')!r} "
+                f"({_weights_shown(theirs)}) than {first.name} ({_weights_shown(mine)})"
+            )
+        if mine.get("result_key") != theirs.get("result_key"):
+            # The key hashes what else shapes a result: torch's version, the device, the
+            # preprocessing, the weights file (code and settings were compared above).
+            raise ReportgenError(
+                f"{other.name} and {first.name} computed model {theirs.get('id')!r} "
+                "differently (another torch version, device or preprocessing)"
+            )
     if a["code"] != b["code"]:
         raise ReportgenError(
             f"{other.name} was made by other reportgen code than {first.name} "
@@ -206,11 +217,11 @@ def _check_same(first: Shard, other: Shard) -> None:
         )
 
 
-def _model_shown(model: dict[str, Any]) -> str:
+def _weights_shown(model: dict[str, Any]) -> str:
     weights = model.get("weights")
-    if isinstance(weights, list) and len(weights) == 3:
-        weights = f"{weights[0]}, sha256 {str(weights[2])[:12]}"
-    return f"{model.get('spec')}, weights {weights}"
+    if isinstance(weights, list) and len(weights) == 3:  # [file name, size, sha256]
+        return f"{weights[0]}, sha256 {str(weights[2])[:12]}"
+    return str(weights)
 
 
 def _shown_option(key: str, value: Any) -> str:

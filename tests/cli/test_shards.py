@@ -190,3 +190,31 @@ def test_parts_are_contiguous_blocks_of_whole_batches_covering_every_input_once(
         slice(5, 7),
         slice(7, 10),
     ]
+
+
+def test_merge_never_writes_over_a_shard_and_shard_never_over_a_report(work: Path) -> None:
+    before = snapshot(work / "part-1")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "part-1")
+    error_line(result, 2, "-o 'part-1' is the shard 'part-1'")
+    assert snapshot(work / "part-1") == before
+    report = snapshot(work / "single")
+    result = invoke_reproducible("shard", "images", "--part", "1/3", *OPTIONS, "-o", "single")
+    error_line(result, 1, "-o 'single' is a reportgen report, not a shard")
+    assert snapshot(work / "single") == report
+
+
+def test_shards_of_different_weights_files_are_refused(work: Path) -> None:
+    """The same -m and --weights path, but the file changed between the parts."""
+    import torch
+
+    from tests.tinynet_factory import build
+
+    options = [o for o in OPTIONS if o != "none"]
+    options[options.index("--weights") + 1 : options.index("--weights") + 1] = ["w.pt"]
+    for seed, parts in ((1, ("1",)), (2, ("2", "3"))):
+        torch.manual_seed(seed)
+        torch.save(build().state_dict(), "w.pt")
+        for part in parts:
+            run_ok("shard", "images", "--part", f"{part}/3", *options, "-o", f"part-{part}")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, "part-2 was made with other weights for model", "w.pt, sha256")
