@@ -114,7 +114,9 @@ def stored_else_computed(
     store: ResultStore, files: list[InputFile], compute: Compute
 ) -> list[Future[InputResult]]:
     """The one cache branch: each input's stored result, else compute it (the missing
-    inputs of the batch together) and store it once it is complete. In input order."""
+    inputs of the batch together) and store it once it is complete. In input order.
+    A ``complete`` store (a merge's shards) computes nothing: a missing result is an
+    error naming the input."""
     stored = {f.id: store.load(f.id) for f in files}
     missing = [f for f in files if stored[f.id] is None]
     if missing and store.complete:
