@@ -11,7 +11,6 @@ rendered from the records; the staging folder is swapped into place.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -161,10 +160,15 @@ def environment(device: Any) -> dict[str, str]:
 
 
 def build_report(
-    settings: RunSettings, progress: Progress | None = None, analysis_only: bool = False
+    settings: RunSettings,
+    progress: Progress | None = None,
+    analysis_only: bool = False,
+    shard_roots: tuple[Path, ...] = (),
 ) -> RunSummary:
     """Run the whole pipeline and put a complete report at ``settings.output``
-    (``analysis_only``: compute everything, encode and write nothing)."""
+    (``analysis_only``: compute everything, encode and write nothing). ``shard_roots``:
+    ``reportgen merge``: every per-input result is read from these shards (verified
+    beforehand, read only), none is computed."""
     started = time.perf_counter()
     validate_settings(settings, writes=not analysis_only)
     files, skipped_found = discover_inputs(settings.inputs)
@@ -213,11 +217,11 @@ def build_report(
             options = _picture_options(settings, usable, inputs, analysis_only)
             if options.encode:
                 staged.write(colorbar, imaging.colorbar_png(options.table))
-            with _engines(settings, options) as engines:
+            input_sha = {i.id: i.sha256 for i in inputs}
+            with cluster_engines(settings, options) as engines:
                 run = _Run(
-                    settings, options, usable, {i.id: i.sha256 for i in inputs}, staged, encoder
+                    settings, options, usable, input_sha, staged, encoder, shard_roots, engines
                 )
-                run = dataclasses.replace(run, engines=engines)
                 results = [
                     _run_model(run, model, f, progress, cache_dir)
                     for model, f in zip(models, facts)
@@ -235,7 +239,7 @@ def build_report(
         return summary
 
 
-def _engines(settings: RunSettings, options: PictureOptions) -> Any:
+def cluster_engines(settings: RunSettings, options: PictureOptions) -> Any:
     """Where per-input results are computed: ``--cluster``'s Dask cluster (the optional
     extra, imported only then), else this process (a context holding None)."""
     if settings.cluster is None:
@@ -243,6 +247,22 @@ def _engines(settings: RunSettings, options: PictureOptions) -> Any:
     from reportgen.compute.dask_engine import DaskEngines
 
     return DaskEngines(settings, options)
+
+
+def model_engine(
+    engines: Any,
+    model: Any,
+    facts: Any,
+    settings: RunSettings,
+    options: PictureOptions,
+    encoder: ImageEncoder,
+) -> Any:
+    """A model's engine: on the run's cluster (``engines``), else in this process."""
+    if engines is not None:
+        return engines.for_model(model, facts)
+    from reportgen.compute.model_run import LocalEngine
+
+    return LocalEngine(model, facts, settings, options, encoder)
 
 
 def _picture_options(
@@ -303,6 +323,7 @@ class _Run:
     input_sha: dict[str, str]
     staged: Any  # the staging folder (report.output.StagedReport) or DiscardedOutput
     encoder: ImageEncoder
+    shard_roots: tuple[Path, ...] = ()  # a merge: the shards hold every result
     engines: Any = None  # --cluster: compute.dask_engine.DaskEngines; None: this process
 
 
@@ -331,10 +352,17 @@ def _run_model(
     from reportgen.compute.weights_view import encode_kernels
     from reportgen.report.records import picture_path
 
-    layout = "map sheets" if options.sheets else "map files"
-    pictures = f"{layout}; {'encoded' if options.encode else 'none'}"
-    key = model_key(model, settings, pictures) if cache_dir is not None else ""
-    store = ResultStore(cache_dir, key, run.input_sha, facts.layers, options.detail)
+    keyed = cache_dir is not None or bool(run.shard_roots)
+    key = model_key(model, settings, pictures_label(options)) if keyed else ""
+    store = ResultStore(
+        cache_dir,
+        key,
+        run.input_sha,
+        facts.layers,
+        options.detail,
+        read_only_roots=run.shard_roots,
+        complete=bool(run.shard_roots),
+    )
     stats = _stats_tables(run, facts)
 
     def write_input(result: InputResult, index: int) -> None:
@@ -350,9 +378,7 @@ def _run_model(
     if emit is not None:
         for layer in facts.layers:
             encode_kernels(layer, encoder, emit, options.sheets)
-    engine = run.engines.for_model(model, facts) if run.engines else None
-    if engine is None:
-        engine = model_run.LocalEngine(model, facts, settings, options, encoder)
+    engine = model_engine(run.engines, model, facts, settings, options, encoder)
     results = model_run.run_inputs(
         facts, usable, settings, options, store, engine, write_input, progress
     )
@@ -372,6 +398,12 @@ def _run_model(
         }
         model_run.encode_example_strips(model, cropped, usable, encoder, emit, options.sheets)
     return _ModelRun(results, stats)
+
+
+def pictures_label(options: PictureOptions) -> str:
+    """Which pictures the per-input results carry, as the cache key records it."""
+    layout = "map sheets" if options.sheets else "map files"
+    return f"{layout}; {'encoded' if options.encode else 'none'}"
 
 
 def _stats_tables(run: _Run, facts: Any) -> dict[str, Any]:

@@ -34,6 +34,7 @@ RANKS = {
     "pipeline": 9,
     "notebook": 9,  # reportgen.notebook: the notebook view under its first import path
     "api": 10,
+    "sharding": 10,  # reportgen shard/merge: beside the pipeline, over it and results.shards
     "cli": 11,
     "__main__": 12,
 }

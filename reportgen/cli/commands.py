@@ -276,400 +276,348 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
-@main.command()
-@verbosity_options
-@click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    is_eager=True,
-    expose_value=False,
-    callback=_option_sources,
-    help="TOML file with options of this command (long names, e.g. top-k = 8); "
-    "options on the command line win.",
-)
-@click.option(
-    "--from-manifest",
-    type=click.Path(),
-    is_eager=True,
-    expose_value=False,
-    callback=_option_sources,
-    help="Rebuild with the settings of an earlier report: its manifest.json, its folder, "
-    "or a --single-file report.",
-)
-@click.option(
-    "-o",
-    "--output",
-    default=default_of("output"),
-    show_default=True,
-    help="Report folder to write (with --single-file: the HTML file, "
-    f"default {SINGLE_FILE_OUTPUT}).",
-)
-@click.option(
-    "-m",
-    "--model",
-    "models",
-    multiple=True,
-    default=default_of("models"),
-    help="torchvision model name, NAME=WEIGHTS for per-model weights (compare checkpoints), "
-    "or package.module:factory for your own model; repeatable. "
-    f"[default: {', '.join(default_of('models'))}]",
-)
-@click.option(
-    "--label",
-    "model_labels",
-    multiple=True,
-    default=default_of("model_labels"),
-    help="Display label of each -m, in the same order (e.g. --label imagenet --label finetuned).",
-)
-@click.option(
-    "--weights",
-    default=default_of("weights"),
-    show_default=True,
-    help="imagenet (the model's DEFAULT), a torchvision weights name (IMAGENET1K_V1, "
-    "DEFAULT), none, or a state-dict file.",
-)
-@click.option(
-    "--weights-dir",
-    type=click.Path(file_okay=False),
-    envvar="REPORTGEN_WEIGHTS_DIR",
-    default=default_of("weights_dir"),
-    help="Folder of checkpoints under torchvision's file names, searched first. "
-    "[env: REPORTGEN_WEIGHTS_DIR]",
-)
-@click.option(
-    "--offline",
-    is_flag=True,
-    default=default_of("offline"),
-    help="Never download weights. [env: REPORTGEN_OFFLINE=1]",
-)
-@click.option(
-    "-l",
-    "--layer",
-    "layers",
-    multiple=True,
-    default=default_of("layers"),
-    help="Layer name, glob pattern (layer?.0.conv1) or 'conv'; repeatable. [default: every Conv2d]",
-)
-@click.option(
-    "--device", type=click.Choice(DEVICES), default=default_of("device"), show_default=True
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=default_of("seed"),
-    show_default=True,
-    help="Seed for random weights (--weights none).",
-)
-@click.option(
-    "--batch-size",
-    type=int,
-    default=default_of("batch_size"),
-    show_default=True,
-    help="Images per forward pass.",
-)
-@click.option(
-    "--jobs",
-    type=int,
-    default=default_of("jobs"),
-    help="Threads encoding images. [default: all cores]",
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    default=default_of("cache_dir"),
-    help="Cache of earlier results, for fast re-runs. [default: REPORTGEN_CACHE_DIR, "
-    "else ~/.cache/reportgen]",
-)
-@click.option(
-    "--no-cache",
-    is_flag=True,
-    default=default_of("no_cache"),
-    help="Neither read nor write the cache.",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(STRATEGIES),
-    default=default_of("strategy"),
-    show_default=True,
-    help="How channels are selected for detail, per input and layer.",
-)
-@click.option(
-    "--top-k",
-    type=int,
-    default=default_of("top_k"),
-    show_default=True,
-    help="Channels selected per layer and input.",
-)
-@click.option(
-    "--channels",
-    default=_joined(default_of("channels")),
-    callback=_parse_channels,
-    help="Channels for --strategy manual, e.g. 0,5,10.",
-)
-@click.option(
-    "--interesting-mean", type=float, default=default_of("interesting_mean"), show_default=True
-)
-@click.option(
-    "--interesting-max", type=float, default=default_of("interesting_max"), show_default=True
-)
-@click.option(
-    "--colormap",
-    default=default_of("colormap"),
-    show_default=True,
-    help="Any matplotlib colormap.",
-)
-@click.option(
-    "--alpha",
-    type=float,
-    default=default_of("alpha"),
-    show_default=True,
-    help="Opacity of the map in overlays, 0..1.",
-)
-@click.option(
-    "--overlay-files/--no-overlay-files",
-    default=default_of("overlay_files"),
-    show_default=True,
-    help="Also save each selected channel's overlay as a JPEG. Pages compose overlays "
-    "in the browser from the view and the map either way.",
-)
-@click.option(
-    "--scale",
-    type=click.Choice(SCALES),
-    default=default_of("scale"),
-    show_default=True,
-    help="Colour range: each map its own, or one per layer.",
-)
-@click.option(
-    "--gradcam/--no-gradcam",
-    default=default_of("gradcam"),
-    show_default=True,
-    help="Grad-CAM of each input's top class (and of --target-class).",
-)
-@click.option(
-    "--gradcam-layer",
-    default=default_of("gradcam_layer"),
-    help="Layer for Grad-CAM. [default: the last Conv2d]",
-)
-@click.option(
-    "--target-class",
-    default=default_of("target_class"),
-    help="Also Grad-CAM for this class: an index or a label.",
-)
-@click.option(
-    "--examples",
-    type=click.IntRange(min=0),
-    default=default_of("examples"),
-    show_default=True,
-    help="Top inputs per channel across the run (dataset examples); 0 turns them off.",
-)
-@click.option(
-    "--detail",
-    multiple=True,
-    default=default_of("detail"),
-    metavar="N|all|NAME",
-    help="Inputs that keep every channel's map: a number (the first N), 'all', or input "
-    "names and globs (repeat it). [default: the first 32; all of a smaller run]",
-)
-@click.option(
-    "--input-size",
-    type=click.IntRange(min=8),
-    default=default_of("input_size"),
-    help="Custom models: crop size.",
-)
-@click.option(
-    "--mean",
-    default=_joined(default_of("mean")),
-    callback=_parse_floats,
-    help="Custom models: normalisation mean, e.g. 0.5,0.5,0.5.",
-)
-@click.option(
-    "--std",
-    default=_joined(default_of("std")),
-    callback=_parse_floats,
-    help="Custom models: normalisation std.",
-)
-@click.option(
-    "--labels",
-    "labels_file",
-    type=click.Path(dir_okay=False),
-    default=default_of("labels_file"),
-    help="Class names, one a line (custom models, or to rename a model's classes).",
-)
-@click.option(
-    "--feature-vis",
-    is_flag=True,
-    default=default_of("feature_vis"),
-    help="Feature visualisation: for each chosen channel, an image optimised to excite it "
-    "(slow on CPU: see docs/feature-vis.md).",
-)
-@click.option(
-    "--fv-steps",
-    type=click.IntRange(min=1),
-    default=default_of("fv_steps"),
-    show_default=True,
-    help="Optimisation steps per feature visualisation.",
-)
-@click.option(
-    "--fv-size",
-    type=click.IntRange(min=32),
-    default=default_of("fv_size"),
-    show_default=True,
-    help="Side of each feature visualisation, in pixels.",
-)
-@click.option(
-    "--fv-channels",
-    type=click.Choice(FV_CHANNELS),
-    default=default_of("fv_channels"),
-    show_default=True,
-    help="Channels to visualise: those selected for any input, or every channel.",
-)
-@click.option(
-    "--fv-negative",
-    is_flag=True,
-    default=default_of("fv_negative"),
-    help="Also optimise the image that most suppresses each channel.",
-)
-@click.option(
-    "--strict",
-    is_flag=True,
-    default=default_of("strict"),
-    help="Fail at the first input that cannot be used.",
-)
-@click.option(
-    "--single-file",
-    is_flag=True,
-    default=default_of("single_file"),
-    help="Write the whole report as one HTML file at -o (images, CSS and JS inside).",
-)
-@click.option(
-    "--max-single-file-mb",
-    type=click.FloatRange(min=0, min_open=True),
-    default=default_of("max_single_file_mb"),
-    show_default=True,
-    help="Warn when a --single-file report is larger than this.",
-)
-@click.option(
+# The options of ``reportgen run``, in the order --help lists them; ``shard`` takes the
+# same (a shard is part of a run). Their defaults are RunSettings' (settings.py).
+_RUN_SETTINGS_OPTIONS = [
+    click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=_option_sources,
+        help="TOML file with options of this command (long names, e.g. top-k = 8); "
+        "options on the command line win.",
+    ),
+    click.option(
+        "--from-manifest",
+        type=click.Path(),
+        is_eager=True,
+        expose_value=False,
+        callback=_option_sources,
+        help="Rebuild with the settings of an earlier report: its manifest.json, its folder, "
+        "or a --single-file report.",
+    ),
+    click.option(
+        "-o",
+        "--output",
+        default=default_of("output"),
+        show_default=True,
+        help="Report folder to write (with --single-file: the HTML file, "
+        f"default {SINGLE_FILE_OUTPUT}).",
+    ),
+    click.option(
+        "-m",
+        "--model",
+        "models",
+        multiple=True,
+        default=default_of("models"),
+        help="torchvision model name, NAME=WEIGHTS for per-model weights (compare checkpoints), "
+        "or package.module:factory for your own model; repeatable. "
+        f"[default: {', '.join(default_of('models'))}]",
+    ),
+    click.option(
+        "--label",
+        "model_labels",
+        multiple=True,
+        default=default_of("model_labels"),
+        help="Display label of each -m, in the same order "
+        "(e.g. --label imagenet --label finetuned).",
+    ),
+    click.option(
+        "--weights",
+        default=default_of("weights"),
+        show_default=True,
+        help="imagenet (the model's DEFAULT), a torchvision weights name (IMAGENET1K_V1, "
+        "DEFAULT), none, or a state-dict file.",
+    ),
+    click.option(
+        "--weights-dir",
+        type=click.Path(file_okay=False),
+        envvar="REPORTGEN_WEIGHTS_DIR",
+        default=default_of("weights_dir"),
+        help="Folder of checkpoints under torchvision's file names, searched first. "
+        "[env: REPORTGEN_WEIGHTS_DIR]",
+    ),
+    click.option(
+        "--offline",
+        is_flag=True,
+        default=default_of("offline"),
+        help="Never download weights. [env: REPORTGEN_OFFLINE=1]",
+    ),
+    click.option(
+        "-l",
+        "--layer",
+        "layers",
+        multiple=True,
+        default=default_of("layers"),
+        help="Layer name, glob pattern (layer?.0.conv1) or 'conv'; repeatable. "
+        "[default: every Conv2d]",
+    ),
+    click.option(
+        "--device", type=click.Choice(DEVICES), default=default_of("device"), show_default=True
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=default_of("seed"),
+        show_default=True,
+        help="Seed for random weights (--weights none).",
+    ),
+    click.option(
+        "--batch-size",
+        type=int,
+        default=default_of("batch_size"),
+        show_default=True,
+        help="Images per forward pass.",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False),
+        default=default_of("cache_dir"),
+        help="Cache of earlier results, for fast re-runs. [default: REPORTGEN_CACHE_DIR, "
+        "else ~/.cache/reportgen]",
+    ),
+    click.option(
+        "--no-cache",
+        is_flag=True,
+        default=default_of("no_cache"),
+        help="Neither read nor write the cache.",
+    ),
+    click.option(
+        "--strategy",
+        type=click.Choice(STRATEGIES),
+        default=default_of("strategy"),
+        show_default=True,
+        help="How channels are selected for detail, per input and layer.",
+    ),
+    click.option(
+        "--top-k",
+        type=int,
+        default=default_of("top_k"),
+        show_default=True,
+        help="Channels selected per layer and input.",
+    ),
+    click.option(
+        "--channels",
+        default=_joined(default_of("channels")),
+        callback=_parse_channels,
+        help="Channels for --strategy manual, e.g. 0,5,10.",
+    ),
+    click.option(
+        "--interesting-mean", type=float, default=default_of("interesting_mean"), show_default=True
+    ),
+    click.option(
+        "--interesting-max", type=float, default=default_of("interesting_max"), show_default=True
+    ),
+    click.option(
+        "--colormap",
+        default=default_of("colormap"),
+        show_default=True,
+        help="Any matplotlib colormap.",
+    ),
+    click.option(
+        "--alpha",
+        type=float,
+        default=default_of("alpha"),
+        show_default=True,
+        help="Opacity of the map in overlays, 0..1.",
+    ),
+    click.option(
+        "--overlay-files/--no-overlay-files",
+        default=default_of("overlay_files"),
+        show_default=True,
+        help="Also save each selected channel's overlay as a JPEG. Pages compose overlays "
+        "in the browser from the view and the map either way.",
+    ),
+    click.option(
+        "--scale",
+        type=click.Choice(SCALES),
+        default=default_of("scale"),
+        show_default=True,
+        help="Colour range: each map its own, or one per layer.",
+    ),
+    click.option(
+        "--gradcam/--no-gradcam",
+        default=default_of("gradcam"),
+        show_default=True,
+        help="Grad-CAM of each input's top class (and of --target-class).",
+    ),
+    click.option(
+        "--gradcam-layer",
+        default=default_of("gradcam_layer"),
+        help="Layer for Grad-CAM. [default: the last Conv2d]",
+    ),
+    click.option(
+        "--target-class",
+        default=default_of("target_class"),
+        help="Also Grad-CAM for this class: an index or a label.",
+    ),
+    click.option(
+        "--examples",
+        type=click.IntRange(min=0),
+        default=default_of("examples"),
+        show_default=True,
+        help="Top inputs per channel across the run (dataset examples); 0 turns them off.",
+    ),
+    click.option(
+        "--detail",
+        multiple=True,
+        default=default_of("detail"),
+        metavar="N|all|NAME",
+        help="Inputs that keep every channel's map: a number (the first N), 'all', or input "
+        "names and globs (repeat it). [default: the first 32; all of a smaller run]",
+    ),
+    click.option(
+        "--input-size",
+        type=click.IntRange(min=8),
+        default=default_of("input_size"),
+        help="Custom models: crop size.",
+    ),
+    click.option(
+        "--mean",
+        default=_joined(default_of("mean")),
+        callback=_parse_floats,
+        help="Custom models: normalisation mean, e.g. 0.5,0.5,0.5.",
+    ),
+    click.option(
+        "--std",
+        default=_joined(default_of("std")),
+        callback=_parse_floats,
+        help="Custom models: normalisation std.",
+    ),
+    click.option(
+        "--labels",
+        "labels_file",
+        type=click.Path(dir_okay=False),
+        default=default_of("labels_file"),
+        help="Class names, one a line (custom models, or to rename a model's classes).",
+    ),
+    click.option(
+        "--feature-vis",
+        is_flag=True,
+        default=default_of("feature_vis"),
+        help="Feature visualisation: for each chosen channel, an image optimised to excite it "
+        "(slow on CPU: see docs/feature-vis.md).",
+    ),
+    click.option(
+        "--fv-steps",
+        type=click.IntRange(min=1),
+        default=default_of("fv_steps"),
+        show_default=True,
+        help="Optimisation steps per feature visualisation.",
+    ),
+    click.option(
+        "--fv-size",
+        type=click.IntRange(min=32),
+        default=default_of("fv_size"),
+        show_default=True,
+        help="Side of each feature visualisation, in pixels.",
+    ),
+    click.option(
+        "--fv-channels",
+        type=click.Choice(FV_CHANNELS),
+        default=default_of("fv_channels"),
+        show_default=True,
+        help="Channels to visualise: those selected for any input, or every channel.",
+    ),
+    click.option(
+        "--fv-negative",
+        is_flag=True,
+        default=default_of("fv_negative"),
+        help="Also optimise the image that most suppresses each channel.",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        default=default_of("strict"),
+        help="Fail at the first input that cannot be used.",
+    ),
+    click.option(
+        "--single-file",
+        is_flag=True,
+        default=default_of("single_file"),
+        help="Write the whole report as one HTML file at -o (images, CSS and JS inside).",
+    ),
+    click.option(
+        "--max-single-file-mb",
+        type=click.FloatRange(min=0, min_open=True),
+        default=default_of("max_single_file_mb"),
+        show_default=True,
+        help="Warn when a --single-file report is larger than this.",
+    ),
+    click.option(
+        "--allow-urls",
+        is_flag=True,
+        help="Also fetch the http(s) inputs a --from-manifest names (URLs given on the command "
+        "line or in --config are always fetched).",
+    ),
+]
+# Where run and shard compute per-input results (merge computes none).
+_CLUSTER_OPTION = click.option(
     "--cluster",
     default=None,
     envvar="DASK_SCHEDULER_ADDRESS",
     show_envvar=True,
+    callback=lambda _ctx, _param, value: value or None,  # an empty variable: no cluster
     help="Compute on a Dask cluster: local:N starts N worker processes here; "
     "tcp://HOST:PORT uses a running scheduler. Needs: pip install 'reportgen[dask]'.",
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print a JSON summary on stdout (report, inputs, models, layers, warnings, seconds).",
-)
-@click.option(
-    "--allow-urls",
-    is_flag=True,
-    help="Also fetch the http(s) inputs a --from-manifest names (URLs given on the command "
-    "line or in --config are always fetched).",
-)
-@click.pass_context
-def run(
-    ctx: click.Context,
-    *,
-    inputs: tuple[str, ...],
-    output: str,
-    models: tuple[str, ...],
-    model_labels: tuple[str, ...],
-    weights: str,
-    weights_dir: str | None,
-    offline: bool,
-    layers: tuple[str, ...],
-    device: str,
-    seed: int,
-    batch_size: int,
-    jobs: int | None,
-    cache_dir: str | None,
-    no_cache: bool,
-    strategy: str,
-    top_k: int,
-    channels: tuple[int, ...],
-    interesting_mean: float,
-    interesting_max: float,
-    colormap: str,
-    alpha: float,
-    overlay_files: bool,
-    scale: str,
-    gradcam: bool,
-    gradcam_layer: str | None,
-    target_class: str | None,
-    examples: int,
-    detail: tuple[str, ...],
-    input_size: int | None,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    labels_file: str | None,
-    feature_vis: bool,
-    fv_steps: int,
-    fv_size: int,
-    fv_channels: str,
-    fv_negative: bool,
-    strict: bool,
-    single_file: bool,
-    max_single_file_mb: float,
-    cluster: str | None,
-    as_json: bool,
-    allow_urls: bool,
-) -> None:
-    """Analyse INPUTS (image files or folders) and write an HTML report.
+# How run, shard and merge are carried out (not part of the run's settings).
+_RUNTIME_OPTIONS = [
+    click.option(
+        "--jobs",
+        type=int,
+        default=default_of("jobs"),
+        help="Threads encoding images. [default: all cores]",
+    ),
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print a JSON summary on stdout (report, inputs, models, layers, warnings, seconds).",
+    ),
+]
 
-    Exit status: 0 report written, 1 failure (nothing replaced), 2 usage error,
-    130 interrupted (nothing replaced).
-    """
-    from reportgen.api import build_report
+
+def _with(options: list[Any]) -> Any:
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):  # as if written as decorators, the first on top
+            command = option(command)
+        return command
+
+    return decorate
+
+
+# One decorator for the options of run and shard; merge takes the runtime ones.
+run_options = _with([*_RUN_SETTINGS_OPTIONS, _CLUSTER_OPTION, *_RUNTIME_OPTIONS])
+runtime_options = _with(_RUNTIME_OPTIONS)
+_SETTINGS_AS_GIVEN = (
+    "weights", "weights_dir", "offline", "device", "seed", "batch_size", "strategy",
+    "top_k", "channels", "interesting_mean", "interesting_max", "colormap", "alpha",
+    "overlay_files", "scale", "gradcam", "gradcam_layer", "target_class", "examples",
+    "input_size", "mean", "std", "labels_file", "feature_vis", "fv_steps", "fv_size",
+    "fv_channels", "fv_negative", "jobs", "cache_dir", "no_cache", "strict", "single_file",
+    "max_single_file_mb", "cluster",
+)  # fmt: skip
+
+
+def settings_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
+    """RunSettings from the parsed options of run (or shard); with --from-manifest, its
+    checks and notes (a manifest's model and inputs are checked before anything runs)."""
     from reportgen.settings import RunSettings, default_output
 
+    output = options["output"]
     if ctx.get_parameter_source("output") == click.core.ParameterSource.DEFAULT:
-        output = default_output(single_file)
+        output = default_output(options["single_file"])
     settings = RunSettings(
-        inputs=inputs,
+        inputs=options["inputs"],
         output=output,
         # An empty list (model = [] in --config) means the default model too.
-        models=tuple(models) or default_of("models"),
-        model_labels=tuple(model_labels),
-        weights=weights,
-        weights_dir=weights_dir,
-        offline=offline,
-        layers=tuple(layers),
-        device=device,
-        seed=seed,
-        batch_size=batch_size,
-        strategy=strategy,
-        top_k=top_k,
-        channels=channels,
-        interesting_mean=interesting_mean,
-        interesting_max=interesting_max,
-        colormap=colormap,
-        alpha=alpha,
-        overlay_files=overlay_files,
-        scale=scale,
-        gradcam=gradcam,
-        gradcam_layer=gradcam_layer,
-        target_class=target_class,
-        examples=examples,
-        detail=tuple(detail),
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        labels_file=labels_file,
-        feature_vis=feature_vis,
-        fv_steps=fv_steps,
-        fv_size=fv_size,
-        fv_channels=fv_channels,
-        fv_negative=fv_negative,
-        jobs=jobs,
-        cache_dir=cache_dir,
-        no_cache=no_cache,
-        strict=strict,
-        single_file=single_file,
-        max_single_file_mb=max_single_file_mb,
-        cluster=cluster or None,
+        models=tuple(options["models"]) or default_of("models"),
+        model_labels=tuple(options["model_labels"]),
+        layers=tuple(options["layers"]),
+        detail=tuple(options["detail"]),
+        **{name: options[name] for name in _SETTINGS_AS_GIVEN},
     )
     quiet = ctx.obj["quiet"]
     manifest = ctx.meta.get("reportgen.manifest")
@@ -684,10 +632,10 @@ def run(
 
         check_manifest_values(
             "the manifest",
-            of_manifest("models", list(models)),
-            of_manifest("weights", weights),
-            of_manifest("inputs", list(inputs)),
-            allow_urls,
+            of_manifest("models", list(options["models"])),
+            of_manifest("weights", options["weights"]),
+            of_manifest("inputs", list(options["inputs"])),
+            options["allow_urls"],
         )
         ignored = ctx.meta.get("reportgen.manifest_ignored") or []
         if ignored and not quiet:
@@ -701,14 +649,37 @@ def run(
 
         for note in rebuild_notes(manifest, settings.inputs):
             click.echo(f"Warning: {note}", err=True)
+    return settings
+
+
+def _progress_bar(quiet: bool) -> Any:
+    if not quiet and sys.stderr.isatty():
+        return click.progressbar(length=0, label="analysing", file=sys.stderr)
+    return _NoBar()
+
+
+@main.command()
+@verbosity_options
+@click.argument("inputs", nargs=-1, required=True)
+@run_options
+@click.pass_context
+def run(ctx: click.Context, **options: Any) -> None:
+    """Analyse INPUTS (image files or folders) and write an HTML report.
+
+    Exit status: 0 report written, 1 failure (nothing replaced), 2 usage error,
+    130 interrupted (nothing replaced).
+    """
+    from reportgen.api import build_report
+
+    settings = settings_from_options(ctx, options)
     _install_signal_handlers()
-    show_bar = not quiet and sys.stderr.isatty()
-    with (
-        click.progressbar(length=0, label="analysing", file=sys.stderr)
-        if show_bar
-        else _NoBar() as bar
-    ):
-        summary = build_report(settings=settings, progress=_progress_for(bar, settings, show_bar))
+    with _progress_bar(ctx.obj["quiet"]) as bar:
+        summary = build_report(settings=settings, progress=_progress_for(bar))
+    _print_summary(ctx, summary, options["as_json"], settings.single_file)
+
+
+def _print_summary(ctx: click.Context, summary: Any, as_json: bool, single_file: bool) -> None:
+    quiet = ctx.obj["quiet"]
     if not quiet:
         for warning in summary.warnings:
             click.echo(f"Warning: {warning}", err=True)
@@ -723,6 +694,84 @@ def run(
             f"Wrote {where}: {len(summary.inputs)} inputs, "
             f"{len(summary.models)} models, {summary.pages} pages in {summary.seconds:.1f} s"
         )
+
+
+@main.command()
+@verbosity_options
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--part",
+    required=True,
+    metavar="K/N",
+    help="Which part of the run's inputs to compute: the K-th of N contiguous blocks, "
+    "in the order run takes them.",
+)
+@run_options
+@click.pass_context
+def shard(ctx: click.Context, part: str, **options: Any) -> None:
+    """Compute part K/N of a run's per-input results into a shard folder (-o,
+    default part-K), for 'reportgen merge'. Takes every option of run.
+
+    Exit status: 0 shard written, 1 failure (nothing replaced), 2 usage error,
+    130 interrupted (nothing replaced).
+    """
+    from reportgen.results.shards import parse_part
+    from reportgen.sharding import build_shard
+
+    number, count = parse_part(part)
+    settings = settings_from_options(ctx, options)
+    if ctx.get_parameter_source("output") == click.core.ParameterSource.DEFAULT:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, output=f"part-{number}")
+    _install_signal_handlers()
+    with _progress_bar(ctx.obj["quiet"]) as bar:
+        summary = build_shard(settings, number, count, progress=_progress_for(bar))
+    if not ctx.obj["quiet"]:
+        for warning in summary.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+    if options["as_json"]:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps(dataclasses.asdict(summary), indent=2, ensure_ascii=False))
+    elif not ctx.obj["quiet"]:
+        click.echo(
+            f"Wrote shard {summary.shard} (part {number} of {count}): "
+            f"{len(summary.inputs)} inputs, {summary.entries} results"
+        )
+
+
+@main.command()
+@verbosity_options
+@click.argument("shards", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    default=default_of("output"),
+    show_default=True,
+    help="Report folder to write.",
+)
+@runtime_options
+@click.pass_context
+def merge(ctx: click.Context, shards: tuple[str, ...], output: str, **options: Any) -> None:
+    """Build the report of a sharded run from its SHARDS (the -o folders of every
+    'reportgen shard --part K/N', in any order), byte for byte the report 'reportgen run'
+    with the same settings writes. The inputs and weights must be at the paths the
+    shards were made with (relative to the working folder): they are read again, but
+    no input goes through the network.
+
+    Exit status: 0 report written, 1 failure (nothing replaced), 2 usage error,
+    130 interrupted (nothing replaced).
+    """
+    from reportgen.sharding import merge_shards
+
+    _install_signal_handlers()
+    with _progress_bar(ctx.obj["quiet"]) as bar:
+        summary = merge_shards(
+            list(shards), _progress_for(bar), output=output, jobs=options["jobs"]
+        )
+    _print_summary(ctx, summary, options["as_json"], single_file=False)
 
 
 @main.command()
@@ -774,8 +823,8 @@ class _NoBar:
         return None
 
 
-def _progress_for(bar: Any, settings: Any, show: bool) -> Any:
-    if not show:
+def _progress_for(bar: Any) -> Any:
+    if isinstance(bar, _NoBar):
         return None
 
     def advance(count: int) -> None:

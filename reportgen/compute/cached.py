@@ -54,7 +54,11 @@ def run_cache_key(
 
 
 class ResultStore:
-    """Per-input results of one model in the cache (``root`` None: caching off)."""
+    """Per-input results of one model in the cache (``root`` None: caching off).
+
+    ``read_only_roots``: shards (cache roots that ``reportgen shard`` wrote), looked in
+    after ``root`` and never written. ``complete``: every result must be found (a merge
+    computes none); a missing one is an error naming the input."""
 
     def __init__(
         self,
@@ -63,16 +67,26 @@ class ResultStore:
         input_sha: dict[str, str],
         layers: tuple[LayerFacts, ...],
         detail: frozenset[str] = frozenset(),
+        read_only_roots: tuple[Path, ...] = (),
+        complete: bool = False,
     ) -> None:
-        self.cache = InputCache(root)
+        self.cache = InputCache(root, read_only_roots)
         self.detail = detail  # detail inputs' results hold every map: keyed apart
         self.model_key = model_key
         self.input_sha = input_sha
         self.layer_names = [layer.name for layer in layers]
         self.shape = [[layer.name, list(layer.output_shape)] for layer in layers]
+        self.complete = complete
 
     def _key(self, input_id: str) -> str | None:
-        if not self.cache.enabled or input_id not in self.input_sha:
+        if not self.cache.enabled:
+            return None
+        return self.input_key(input_id)
+
+    def input_key(self, input_id: str) -> str | None:
+        """The key of an input's result (whether or not caching is on): a shard stores
+        its results under exactly these keys."""
+        if input_id not in self.input_sha:
             return None
         from reportgen.results.store import digest
 
@@ -100,9 +114,16 @@ def stored_else_computed(
     store: ResultStore, files: list[InputFile], compute: Compute
 ) -> list[Future[InputResult]]:
     """The one cache branch: each input's stored result, else compute it (the missing
-    inputs of the batch together) and store it once it is complete. In input order."""
+    inputs of the batch together) and store it once it is complete. In input order.
+    A ``complete`` store (a merge's shards) computes nothing: a missing result is an
+    error naming the input."""
     stored = {f.id: store.load(f.id) for f in files}
     missing = [f for f in files if stored[f.id] is None]
+    if missing and store.complete:
+        raise ReportgenError(
+            f"input {missing[0].source!r} has no result in the shards: no part holds it "
+            "(were the shards made from other inputs, or another torch, weights or device?)"
+        )
     computed = dict(zip([f.id for f in missing], compute(missing))) if missing else {}
     for future in computed.values():
         future.add_done_callback(partial(_save_when_done, store))

@@ -111,8 +111,10 @@ def _stat_entry(path: Path) -> list[Any]:
 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """reportgen's version, its source files and templates (names, sizes, times), and the
-    versions of the libraries that compute or encode: a change to any of them is a miss."""
+    """reportgen's version, its source files and templates (names and contents), and the
+    versions of the libraries that compute or encode: a change to any of them is a miss.
+    Contents, not file times: the same code checked out on another machine (a shard's CI
+    job, the merge's) has the same fingerprint, so its results are found there."""
     package = Path(__file__).resolve().parent.parent
     folders = [package, *sorted(p.parent for p in package.glob("*/__init__.py"))]
     entries: list[Any] = []
@@ -120,7 +122,7 @@ def code_fingerprint() -> str:
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
                 if path.is_file() and not path.name.endswith((".pyc", ".pyo")):
-                    entries.append(_stat_entry(path)[1:] + [path.name, folder.name])
+                    entries.append([_content_sha256(path), path.name, folder.name])
     versions: dict[str, str | None] = {}
     for dist in ("reportgen", "torch", "torchvision", "numpy", "pillow", "jinja2", "matplotlib"):
         try:
@@ -130,14 +132,33 @@ def code_fingerprint() -> str:
     return digest(FORMAT, entries, versions)
 
 
+def _content_sha256(path: Path) -> str | None:
+    try:
+        return _sha256_of_file(str(path), *_stat_entry(path)[1:])
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=256)
+def _sha256_of_file(path: str, size: int | None, mtime_ns: int | None) -> str:
+    """sha256 of a file's bytes, read once per process while its size and time stay."""
+    digest_ = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest_.update(block)
+    return digest_.hexdigest()
+
+
 def weights_file_identity(weights: Any) -> list[Any] | None:
-    """[path, size, mtime] of a loaded model's weights file (None without a file): a
-    changed or replaced checkpoint must miss every cache entry made with the old one."""
+    """[name, size, sha256] of a loaded model's weights file (None without a file): a
+    changed or replaced checkpoint must miss every cache entry made with the old one. By
+    content, not path and time: the same checkpoint downloaded on another machine (a
+    shard's) is the same weights."""
     path = getattr(weights, "path", None)
     if path is None:
         return None
     info = Path(path).stat()
-    return [str(path), info.st_size, info.st_mtime_ns]
+    return [Path(path).name, info.st_size, _sha256_of_file(str(path), *_stat_entry(Path(path))[1:])]
 
 
 def weights_fingerprint(spec: str, weights_dir: str | None) -> Any:
@@ -235,11 +256,28 @@ class Entry:
     blobs: dict[str, bytes] = field(default_factory=dict)
 
 
-class InputCache:
-    """Per-input, per-layer results. ``root`` None: every lookup misses, nothing is stored."""
+ENTRIES = "inputs"  # the folder of per-input entries under a cache root (or a shard)
 
-    def __init__(self, root: Path | None) -> None:
-        self.root = root / "inputs" if root is not None else None
+
+def entry_relpath(key: str) -> str:
+    """Where the entry of ``key`` lies under a cache root: the one layout, shared by the
+    cache and by shards (``reportgen shard`` writes a cache root)."""
+    return f"{ENTRIES}/{key[:2]}/{key}.bin"
+
+
+def entry_bytes(entry: Entry) -> bytes:
+    return pack(entry.header, entry.arrays, entry.blobs)
+
+
+class InputCache:
+    """Per-input, per-layer results. ``root`` None: every lookup misses, nothing is stored.
+
+    ``read_only_roots``: more cache roots (shards) looked in after ``root``; never
+    written, and an entry there that fails its check is a miss, left in place."""
+
+    def __init__(self, root: Path | None, read_only_roots: tuple[Path, ...] = ()) -> None:
+        self.root = root / ENTRIES if root is not None else None
+        self.read_only_roots = tuple(read_only_roots)
         self.hits = 0
         self.misses = 0
         self.damaged: list[str] = []  # keys of entries dropped because they failed a check
@@ -247,25 +285,41 @@ class InputCache:
 
     @property
     def enabled(self) -> bool:
-        return self.root is not None
+        return self.root is not None or bool(self.read_only_roots)
 
     def _path(self, key: str) -> Path:
         assert self.root is not None
         return self.root / key[:2] / f"{key}.bin"
 
     def load(self, key: str) -> Entry | None:
-        if self.root is None:
-            return None
-        path = self._path(key)
-        try:
-            header, arrays, blobs = unpack(path.read_bytes())
-        except OSError:
+        dropped = False
+        if self.root is not None:
+            try:
+                header, arrays, blobs = unpack(self._path(key).read_bytes())
+            except OSError:
+                pass
+            except DamagedEntry as exc:
+                self.drop(key, str(exc))  # counts the miss
+                dropped = True
+            else:
+                return self._hit(header, arrays, blobs)
+        for root in self.read_only_roots:
+            try:
+                header, arrays, blobs = unpack(confined_path(root, entry_relpath(key)).read_bytes())
+            except OSError:
+                continue
+            except DamagedEntry as exc:
+                log.info("cache: entry %s in %s is damaged (%s)", key[:16], root, exc)
+                continue
+            return self._hit(header, arrays, blobs)
+        if not dropped:
             with self._lock:
                 self.misses += 1
-            return None
-        except DamagedEntry as exc:
-            self.drop(key, str(exc))
-            return None
+        return None
+
+    def _hit(
+        self, header: dict[str, Any], arrays: dict[str, np.ndarray], blobs: dict[str, bytes]
+    ) -> Entry:
         with self._lock:
             self.hits += 1
         return Entry(header, arrays, blobs)
@@ -286,7 +340,7 @@ class InputCache:
             return
         # A cache that cannot be written is only a slower next run.
         with contextlib.suppress(OSError):
-            _atomic_write(self._path(key), pack(entry.header, entry.arrays, entry.blobs))
+            _atomic_write(self._path(key), entry_bytes(entry))
 
 
 class RunCache:

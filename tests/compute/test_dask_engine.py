@@ -275,3 +275,18 @@ def test_an_interrupted_client_leaves_the_previous_report(
         for pid in workers
         if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
+
+
+def test_a_shard_computed_on_a_cluster_is_the_same_shard(images: Path, tmp_path: Path) -> None:
+    """``reportgen shard --cluster`` (a CI job with several cores): the same bytes."""
+    env = _env(tmp_path)
+    folders = []
+    for name, extra in (("here", []), ("cluster", ["--cluster", "local:2"])):
+        out = tmp_path / name
+        command = [sys.executable, "-m", "reportgen", "shard", str(images), "-m"]
+        command += ["clusternet_factory:observed", *RUN, "--part", "2/2", "-o", str(out), *extra]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+        folders.append(snapshot(out))
+    assert folders[0] == folders[1]
+    assert any(name.endswith(".bin") for name in folders[0])

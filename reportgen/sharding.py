@@ -1,0 +1,270 @@
+"""``reportgen shard`` and ``reportgen merge``: one run's per-input work split over
+machines, then one report made from the parts (docs/scaling.md).
+
+* ``build_shard``: the inputs are found as ``run`` finds them; part K of N (a
+  contiguous block) goes through the normal local computation (the network, the
+  encoders, the user's cache through the one cache branch), and every complete result
+  is written as a cache entry into the shard folder, beside its ``shard.json``
+  (``results.shards``). Built in staging and swapped into place like a report.
+* ``merge_shards``: the shards are read and checked (one run, every part once, each
+  entry as listed), and the report is built by the normal pipeline with the shards as
+  read-only result stores that must hold every result: no forward pass over an input.
+
+Orchestration beside ``pipeline``: it joins the computation and the result format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from reportgen import __version__
+from reportgen.errors import ReportgenError, UsageError
+from reportgen.pipeline import (
+    DiscardedOutput,
+    Progress,
+    _check_usable,
+    _prepare_inputs,
+    build_report,
+    cluster_engines,
+    model_engine,
+    pictures_label,
+    validate_settings,
+)
+from reportgen.results.shards import (
+    SHARD_FILE,
+    SHARD_FORMAT,
+    check_same_run,
+    part_slice,
+    read_shard,
+    settings_of,
+    shard_text,
+    verify_entries,
+)
+from reportgen.results.summary import RunSummary
+from reportgen.settings import DETAIL_DEFAULT, RunSettings, report_settings
+
+# What the folder's manifest.json says it is (a report folder's has "reportgen-manifest/1").
+SHARD_FILES_FORMAT = "reportgen-shard-files/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardSummary:
+    shard: str
+    part: tuple[int, int]
+    inputs: list[str]  # the part's usable inputs
+    skipped: list[dict[str, str]]
+    models: list[str]
+    entries: int
+    warnings: list[str]
+
+
+def build_shard(
+    settings: RunSettings, part: int, parts: int, progress: Progress | None = None
+) -> ShardSummary:
+    """Compute part ``part`` of ``parts`` of the run ``settings`` describes and put it, as
+    a shard, at ``settings.output``."""
+    import torch
+
+    from reportgen.compute.batch import PictureOptions
+    from reportgen.compute.cached import ResultStore, model_key
+    from reportgen.compute.encoding import ImageEncoder
+    from reportgen.compute.model_run import plan_layers, run_inputs
+    from reportgen.compute.model_setup import load_models
+    from reportgen.imaging import pictures as imaging
+    from reportgen.inputs.files import IMAGE_SUFFIXES, discover_inputs
+    from reportgen.nn.models import select_device
+    from reportgen.report.output import StagedReport
+    from reportgen.results.records import InputResult
+    from reportgen.results.store import (
+        cache_root,
+        code_fingerprint,
+        entry_bytes,
+        entry_relpath,
+        result_entry,
+        weights_file_identity,
+    )
+    from reportgen.settings import maps_in_sheets
+
+    if settings.single_file:
+        raise UsageError("--single-file makes a report; a shard holds results (use it on run)")
+    validate_settings(settings)
+    _check_not_a_report(Path(settings.output))
+    files, skipped_found = discover_inputs(settings.inputs)
+    if not files and not skipped_found:
+        raise ReportgenError(
+            f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
+            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    mine = files[part_slice(len(files), part, parts, settings.batch_size)]
+    torch.manual_seed(settings.seed)
+    device = select_device(settings.device)
+    warnings: list[str] = []
+    models = load_models(settings, device, warnings)
+    facts = [plan_layers(model, settings, warnings) for model in models]
+    views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
+    cache_dir = cache_root(settings.cache_dir, settings.no_cache)
+    jobs = settings.jobs or os.cpu_count() or 1
+    with StagedReport(Path(settings.output)) as staged, contextlib.ExitStack() as stack:
+        encoder = ImageEncoder(jobs)
+        try:
+            records, usable, skipped = _prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
+            if settings.strict and skipped:
+                _check_usable(settings, mine, [], usable, skipped, warnings)
+            for item in skipped:
+                warnings.append(f"skipped input {item.source!r}: {item.reason}")
+            detail = frozenset(_detail_of_run(files, views, settings))
+            options = PictureOptions(
+                table=imaging.colormap_table(settings.colormap),
+                alpha=settings.alpha,
+                sheets=maps_in_sheets(settings),
+                overlay_files=settings.overlay_files,
+                scale_by_layer=settings.scale == "layer",
+                encode=True,
+                detail=detail,
+            )
+            input_sha = {r.id: r.sha256 for r in records}
+            entries: list[dict[str, Any]] = []
+            model_records = []
+            engines = stack.enter_context(cluster_engines(settings, options))
+            for model, model_facts in zip(models, facts):
+                key = model_key(model, settings, pictures_label(options))
+                store = ResultStore(cache_dir, key, input_sha, model_facts.layers, detail)
+
+                def keep(
+                    result: InputResult, _index: int, store: Any = store, mid: str = model_facts.id
+                ) -> None:
+                    # On the main thread, in input order: the entry list is deterministic.
+                    relpath = entry_relpath(str(store.input_key(result.input_id)))
+                    staged.write(relpath, entry_bytes(result_entry(result)))
+                    digest, size = staged.recorded(relpath)
+                    entries.append(
+                        {
+                            "path": relpath,
+                            "model": mid,
+                            "input": result.input_id,
+                            "bytes": size,
+                            "sha256": digest,
+                        }
+                    )
+
+                engine = model_engine(engines, model, model_facts, settings, options, encoder)
+                run_inputs(model_facts, usable, settings, options, store, engine, keep, progress)
+                model_records.append(
+                    {
+                        "id": model_facts.id,
+                        "spec": model.name,
+                        "weights": weights_file_identity(model.weights) or model.weights.describe(),
+                        "result_key": key,
+                    }
+                )
+            encoder.drain()
+        finally:
+            encoder.close()
+        record = {
+            "format": SHARD_FORMAT,
+            "reportgen": __version__,
+            "code": code_fingerprint(),
+            "part": [part, parts],
+            "inputs_found": len(files),
+            "settings": report_settings(settings),
+            "models": model_records,
+            "inputs": [{"id": r.id, "source": r.source, "sha256": r.sha256} for r in records],
+            "entries": entries,
+        }
+        staged.write(SHARD_FILE, shard_text(record))
+        staged.commit(
+            {
+                "format": SHARD_FILES_FORMAT,
+                "generator": {"name": "reportgen", "version": __version__},
+                "files": staged.file_list(),
+            }
+        )
+    return ShardSummary(
+        shard=str(Path(settings.output)),
+        part=(part, parts),
+        inputs=[r.source for r in records],
+        skipped=[{"source": s.source, "reason": s.reason} for s in skipped],
+        models=[f.id for f in facts],
+        entries=len(entries),
+        warnings=warnings,
+    )
+
+
+def _check_not_a_report(target: Path) -> None:
+    """A shard replaces an earlier shard at -o, never a report (both are folders that
+    reportgen wrote, which the staging would otherwise replace alike)."""
+    from reportgen.report.output import report_manifest
+
+    manifest = report_manifest(target) if target.is_dir() else None
+    if manifest is not None and manifest.data.get("format") != SHARD_FILES_FORMAT:
+        raise ReportgenError(
+            f"-o {str(target)!r} is a reportgen report, not a shard; a shard does not "
+            "replace it: choose another -o"
+        )
+
+
+def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) -> set[str]:
+    """The run's detail inputs, as ``run`` chooses them among its usable inputs (a detail
+    input's result holds every map, and is keyed so). "The first N" needs to know which
+    of the first inputs are usable: those are read until N are found, whatever part
+    this is; names, globs and "all" need no reading."""
+    from reportgen.inputs.detail import detail_inputs
+    from reportgen.inputs.files import load_image
+
+    words = [d.strip() for d in settings.detail]
+    if words and not (len(words) == 1 and words[0].isdigit()):
+        return detail_inputs(files, settings.detail, DETAIL_DEFAULT)
+    wanted = int(words[0]) if words else DETAIL_DEFAULT
+    usable: list[Any] = []
+    for file in files:
+        if len(usable) >= wanted:
+            break
+        try:
+            load_image(file, views)
+        except ReportgenError:
+            continue
+        usable.append(file)
+    return detail_inputs(usable, settings.detail, DETAIL_DEFAULT)
+
+
+def merge_shards(
+    folders: list[str], progress: Progress | None = None, **runtime: Any
+) -> RunSummary:
+    """The report of the run the shards in ``folders`` are parts of (in any order), at
+    ``runtime["output"]``: byte for byte the report ``reportgen run`` with the same
+    settings writes. The inputs and weights must be where the shards' run found them
+    (the same paths, relative to the working folder): they are read again (thumbnails,
+    sha256, dataset-example crops, the model's filters), but not run through the
+    network."""
+    from reportgen.results.store import code_fingerprint
+
+    shards = check_same_run([read_shard(folder) for folder in folders])
+    output = os.path.realpath(runtime["output"])
+    for shard in shards:
+        folder = os.path.realpath(shard.folder)
+        if output == folder or output.startswith(folder + os.sep):
+            raise UsageError(
+                f"-o {runtime['output']!r} is the shard {shard.name!r}, which the merge "
+                "reads: choose another -o"
+            )
+    for shard in shards:
+        verify_entries(shard)
+    first = shards[0]
+    if first.record["reportgen"] != __version__:
+        raise ReportgenError(
+            f"{first.name} was made by reportgen {first.record['reportgen']}; this is "
+            f"reportgen {__version__}: merge with the version that made the shards"
+        )
+    if first.record["code"] != code_fingerprint():
+        raise ReportgenError(
+            f"{first.name} was made by other reportgen code than this one (code "
+            "fingerprints differ: a changed source file, or other torch/numpy/Pillow "
+            "versions): merge with the installation that made the shards"
+        )
+    # The merge reads only the shards: the cache is neither read nor written.
+    settings = settings_of(first, **runtime, no_cache=True)
+    return build_report(settings, progress, shard_roots=tuple(s.folder for s in shards))

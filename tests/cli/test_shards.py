@@ -1,0 +1,220 @@
+"""``reportgen shard`` and ``reportgen merge`` (issue #14): shards merged in any order give
+the bytes of one ``reportgen run``; a shard made twice is the same bytes; shards of
+different runs, missing or repeated parts, damaged entries and bad --part values are
+refused with one ``Error:`` line, and a failed merge leaves the report in place."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import error_line, invoke_reproducible, snapshot, write_images
+
+# A tiny custom model on 32x32 views: each command takes about a second on 2 cores.
+# Batches of 2: the 5 inputs are 3 batches, one per part (parts are whole batches).
+OPTIONS = (
+    "-m", "tests.tinynet_factory:build", "--weights", "none", "--input-size", "32",
+    "--top-k", "2", "--examples", "2", "--device", "cpu", "--jobs", "1", "--batch-size", "2",
+)  # fmt: skip
+PARTS = 3
+
+
+def run_ok(*args: str) -> None:
+    result = invoke_reproducible("-q", *args)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+
+
+def make_shards(*extra: str, parts: int = PARTS, into: str = "part") -> list[str]:
+    names = []
+    for part in range(1, parts + 1):
+        name = f"{into}-{part}"
+        run_ok("shard", "images", "--part", f"{part}/{parts}", *OPTIONS, *extra, "-o", name)
+        names.append(name)
+    return names
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working folder with 5 small images, their single run's report and 3 shards."""
+    folder = tmp_path_factory.mktemp("shards")
+    write_images(folder / "images", 5, (36, 40), grow=4, seed=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("REPORTGEN_CACHE_DIR", "off")
+        patch.setenv("REPORTGEN_OFFLINE", "1")
+        run_ok("run", "images", *OPTIONS, "-o", "single")
+        make_shards()
+    return folder
+
+
+@pytest.fixture
+def work(made: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of ``made`` to change, as the working folder."""
+    copy = tmp_path / "work"
+    shutil.copytree(made, copy)
+    monkeypatch.chdir(copy)
+    return copy
+
+
+def test_shards_merged_in_any_order_are_the_single_run_byte_for_byte(
+    work: Path, forward_passes: list[int]
+) -> None:
+    run_ok("merge", "part-3", "part-1", "part-2", "-o", "merged")
+    assert forward_passes == []  # every result came from the shards
+    assert snapshot(work / "merged") == snapshot(work / "single")
+    # The report records the run it equals: its settings and the command that remakes it.
+    manifest = json.loads((work / "merged" / "manifest.json").read_text())
+    assert manifest["settings"]["inputs"] == ["images"]
+    assert "reportgen run images" in (work / "merged" / "index.html").read_text()
+
+
+def test_a_shard_made_twice_is_the_same_bytes_whatever_the_time(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(work / "part-2")
+    result = invoke_reproducible(
+        "-q", "shard", "images", "--part", "2/3", *OPTIONS, "-o", "part-2",
+        env={"SOURCE_DATE_EPOCH": "1800000000"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert snapshot(work / "part-2") == before
+    record = json.loads((work / "part-2" / "shard.json").read_text())
+    assert record["part"] == [2, 3] and record["inputs_found"] == 5
+    assert [i["source"] for i in record["inputs"]] == ["images/img2.png", "images/img3.png"]
+    assert len(record["entries"]) == 2 and "output" not in record["settings"]
+    # The shard is a folder reportgen verify can check (its manifest lists every file).
+    verified = invoke_reproducible("verify", "part-2")
+    assert verified.exit_code == 0, verified.stdout
+
+
+def test_shards_of_different_settings_are_refused_naming_the_difference(work: Path) -> None:
+    run_ok("shard", "images", "--part", "2/3", *OPTIONS, "--top-k", "3", "-o", "part-2")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, "Error: part-2 was made with --top-k 3, part-1 with --top-k 2")
+    assert not (work / "merged").exists()
+
+
+def test_shards_of_different_models_are_refused(work: Path) -> None:
+    other = [*OPTIONS]
+    other[1] = "tests.weightsnet_factory:build"
+    run_ok("shard", "images", "--part", "3/3", *other, "-o", "part-3")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(
+        result,
+        1,
+        "part-3 was made with --model tests.weightsnet_factory:build, "
+        "part-1 with --model tests.tinynet_factory:build",
+    )
+
+
+def test_missing_and_repeated_parts_are_refused(work: Path) -> None:
+    error_line(
+        invoke_reproducible("merge", "part-3", "part-1", "-o", "merged"),
+        1,
+        "Error: part 2 of 3 is missing",
+    )
+    shutil.copytree("part-1", "part-1-again")
+    error_line(
+        invoke_reproducible("merge", "part-1", "part-2", "part-3", "part-1-again", "-o", "m"),
+        1,
+        "part 1 of 3 is given twice (part-1 and part-1-again)",
+    )
+    error_line(
+        invoke_reproducible("merge", "part-1", "part-2", "images", "-o", "merged"),
+        1,
+        "shard 'images' has no shard.json",
+    )
+
+
+@pytest.mark.parametrize("part", ["0/3", "4/3", "x", "1/0", "2"])
+def test_a_bad_part_is_a_usage_error(work: Path, part: str) -> None:
+    result = invoke_reproducible("shard", "images", "--part", part, *OPTIONS)
+    error_line(result, 2, f"--part {part!r}")
+    assert not Path("part-0").exists() and not Path("part-4").exists()
+
+
+def test_a_damaged_entry_is_refused_and_the_report_in_place_stays(work: Path) -> None:
+    run_ok("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    before = snapshot(work / "merged")
+    record = json.loads((work / "part-2" / "shard.json").read_text())
+    entry = work / "part-2" / record["entries"][0]["path"]
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, "shard 'part-2'", record["entries"][0]["path"], "sha256")
+    assert snapshot(work / "merged") == before
+    (work / "part-3" / "shard.json").write_text("{not json")
+    result = invoke_reproducible("merge", "part-1", "part-3", "-o", "merged")
+    error_line(result, 1, "shard 'part-3': shard.json is not valid JSON")
+    assert snapshot(work / "merged") == before
+
+
+def test_an_input_no_shard_holds_is_named_and_nothing_is_replaced(work: Path) -> None:
+    """The inputs changed after the shards were made: the one cache branch finds no
+    result for the new input, and the merge says which, computing nothing."""
+    run_ok("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    before = snapshot(work / "merged")
+    write_images(work / "images", 1, (36, 40), seed=9, prefix="new")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, "input 'images/new0.png' has no result in the shards")
+    assert snapshot(work / "merged") == before
+
+
+def test_a_failed_shard_leaves_the_previous_one(work: Path) -> None:
+    before = snapshot(work / "part-1")
+    result = invoke_reproducible(
+        "shard", "images", "--part", "1/3", *OPTIONS, "-l", "no_such_layer", "-o", "part-1"
+    )
+    error_line(result, None)
+    assert snapshot(work / "part-1") == before
+
+
+def test_parts_are_contiguous_blocks_of_whole_batches_covering_every_input_once() -> None:
+    from reportgen.results.shards import part_slice
+
+    for count in (0, 1, 5, 17, 64):
+        for parts in (1, 2, 3, 7):
+            for batch in (1, 2, 8):
+                slices = [part_slice(count, k, parts, batch) for k in range(1, parts + 1)]
+                covered = [i for s in slices for i in range(count)[s]]
+                assert covered == list(range(count))
+                assert all(s.start % batch == 0 for s in slices)
+    # Batches of one: the K-th of N blocks of n inputs, (K-1)*n//N to K*n//N.
+    assert [part_slice(10, k, 4) for k in (1, 2, 3, 4)] == [
+        slice(0, 2),
+        slice(2, 5),
+        slice(5, 7),
+        slice(7, 10),
+    ]
+
+
+def test_merge_never_writes_over_a_shard_and_shard_never_over_a_report(work: Path) -> None:
+    before = snapshot(work / "part-1")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "part-1")
+    error_line(result, 2, "-o 'part-1' is the shard 'part-1'")
+    assert snapshot(work / "part-1") == before
+    report = snapshot(work / "single")
+    result = invoke_reproducible("shard", "images", "--part", "1/3", *OPTIONS, "-o", "single")
+    error_line(result, 1, "-o 'single' is a reportgen report, not a shard")
+    assert snapshot(work / "single") == report
+
+
+def test_shards_of_different_weights_files_are_refused(work: Path) -> None:
+    """The same -m and --weights path, but the file changed between the parts."""
+    import torch
+
+    from tests.tinynet_factory import build
+
+    options = [o for o in OPTIONS if o != "none"]
+    options[options.index("--weights") + 1 : options.index("--weights") + 1] = ["w.pt"]
+    for seed, parts in ((1, ("1",)), (2, ("2", "3"))):
+        torch.manual_seed(seed)
+        torch.save(build().state_dict(), "w.pt")
+        for part in parts:
+            run_ok("shard", "images", "--part", f"{part}/3", *options, "-o", f"part-{part}")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, "part-2 was made with other weights for model", "w.pt, sha256")
