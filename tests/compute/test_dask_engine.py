@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -206,37 +207,24 @@ def test_a_running_scheduler_from_the_environment(
     assert snapshot(tmp_path / "report") == single
 
 
+def _cli_cluster(images: Path, tmp_path: Path, value: str) -> Any:
+    """``reportgen run`` in this process with ``--cluster value`` (it fails before any work)."""
+    out = str(tmp_path / "r")
+    return invoke(
+        "run", str(images), *MODEL, "-m", "tinynet_factory:build", "--cluster", value, "-o", out
+    )
+
+
 @pytest.mark.parametrize("value", ["local:0", "local:two", "localhost:8786", "tcp://"])
 def test_a_bad_cluster_option_is_one_line(value: str, images: Path, tmp_path: Path) -> None:
-    result = invoke(
-        "run",
-        str(images),
-        *MODEL,
-        "-m",
-        "tinynet_factory:build",
-        "--cluster",
-        value,
-        "-o",
-        str(tmp_path / "r"),
-    )
-    error_line(result, 2, "--cluster", value)
+    error_line(_cli_cluster(images, tmp_path, value), 2, "--cluster", value)
 
 
 def test_without_the_extra_the_cli_says_how_to_install_it(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
-    result = invoke(
-        "run",
-        str(images),
-        *MODEL,
-        "-m",
-        "tinynet_factory:build",
-        "--cluster",
-        "local:2",
-        "-o",
-        str(tmp_path / "r"),
-    )
+    result = _cli_cluster(images, tmp_path, "local:2")
     error_line(result, 2, "pip install 'reportgen[dask]'")
     assert not (tmp_path / "r").exists()
 
