@@ -126,6 +126,12 @@ def worker_split(images: Path, count: int = 64) -> dict[str, float]:
     records = [InputRecord(f.id, f.source, "", 0, 0, "", []) for f in files]
     options = _picture_options(settings, files, records, analysis_only=False)
     engine = LocalEngine(model, facts, settings, options, encoder=None)  # type: ignore[arg-type]
+    from reportgen.inputs.files import load_image
+
+    started = time.perf_counter()
+    for file in files:  # decode and preprocess alone: host work a GPU does not take over
+        model.preprocessing.tensor(model.preprocessing.view(load_image(file).image, file.source))
+    prepare = time.perf_counter() - started
     forward = 0.0
     finish = {True: 0.0, False: 0.0}  # detail inputs (every channel's map) apart
     for batch in batches(files, settings.batch_size):
@@ -138,6 +144,7 @@ def worker_split(images: Path, count: int = 64) -> dict[str, float]:
             finish[file.id in options.detail] += time.perf_counter() - started
     detail = sum(f.id in options.detail for f in files)
     split = {
+        "prepare_s_per_image": round(prepare / len(files), 4),
         "forward_s_per_image": round(forward / len(files), 4),
         "finish_s_per_detail_image": round(finish[True] / max(1, detail), 4),
         "finish_s_per_other_image": round(finish[False] / max(1, len(files) - detail), 4),
@@ -190,6 +197,43 @@ def marginal(rows: dict[int, dict[str, Any]], small: int, large: int) -> dict[st
     return out
 
 
+def projections(results: dict[str, Any]) -> list[str]:
+    """On paper, from the measured figures: hours for 50,000 and 1.2 million images on 8,
+    32 and 128 workers, CPU and GPU, and where the client (folding, pictures, pages)
+    becomes the bottleneck. A CPU worker is one worker process on one core, as
+    ``local:1`` measured it; a GPU worker is the same process with the forward pass on a
+    GPU, taken as free (ResNet-18 runs thousands of images a second on one), so only its
+    host work is left: decode and preprocess, and the rest of each result (statistics
+    copied, selections, pictures). The client's cost per image is render alone's
+    marginal time: what a run does per input once its result exists."""
+    marginal_rows, split = results["marginal"], results["worker_split"]
+    cpu_worker = marginal_rows["local:1"]["wall_s_per_image"]
+    gpu_worker = split["prepare_s_per_image"] + split["finish_s_per_other_image"]
+    client = max(marginal_rows["render alone"]["wall_s_per_image"], 1e-4)
+    fixed = marginal_rows["local:1"]["fixed_s"]
+    lines = [
+        "| images | workers | CPU workers (h) | bound by | GPU workers (h) | bound by |",
+        "|---:|---:|---:|---|---:|---|",
+    ]
+    for images in (50_000, 1_200_000):
+        for workers in (8, 32, 128):
+            row = [f"{images:,}", str(workers)]
+            for per_worker in (cpu_worker, gpu_worker):
+                hours = (fixed + images * max(per_worker / workers, client)) / 3600
+                row += [f"{hours:.2f}", "client" if per_worker / workers < client else "workers"]
+            lines.append("| " + " | ".join(row) + " |")
+    render_fixed = marginal_rows["render alone"]["fixed_s"]
+    for images in (50_000, 1_200_000):
+        merge = render_fixed + images * client
+        lines.append(f"\nA merge of {images:,} images (render alone): {merge / 3600:.2f} h.")
+    lines.append(
+        f"\nPer image: CPU worker {cpu_worker:.3f} s, GPU worker (host work) {gpu_worker:.3f} s, "
+        f"client {client:.4f} s; the client is the bottleneck from "
+        f"{cpu_worker / client:.0f} CPU workers or {gpu_worker / client:.0f} GPU workers on."
+    )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="64,512")
@@ -214,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(sizes) >= 2:
         results["marginal"] = marginal(results["runs"], sizes[0], sizes[-1])
     results["load_after"] = os.getloadavg()[0]
+    if "marginal" in results and "worker_split" in results:
+        results["projections"] = projections(results)
+        print("\n".join(results["projections"]))
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results.get("marginal", {}), indent=1))
 
