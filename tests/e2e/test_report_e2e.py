@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights, alexnet
 
+from reportgen.report.manifest_file import channel_page, layer_channels
 from reportgen.settings import RUNTIME_FIELDS, RunSettings
 from tests.helpers import invoke, map_tile, weights_view_of
-from reportgen.report.manifest_file import channel_page, layer_channels
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ from PIL import Image
 
 from reportgen.errors import UsageError
 from reportgen.nn import featurevis as fv
+from reportgen.report.manifest_file import channel_page
 from tests.conftest import MOBILENET_FILE
 from tests.helpers import invoke
-from reportgen.report.manifest_file import channel_page
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -442,7 +442,10 @@ def test_run_with_feature_vis_writes_images_pages_and_manifest_and_caches_them(
     layer_page = (out / layer["page"]).read_text()
     assert "What the channels look for (2)" in layer_page
     others = [c for c in layer["channels"] if not c.get("feature_vis")]
-    assert "What this channel looks for" not in (out / channel_page(layer, others[0]["index"])).read_text()
+    assert (
+        "What this channel looks for"
+        not in (out / channel_page(layer, others[0]["index"])).read_text()
+    )
 
     # Cached with the rest of the run's work: another report (another colormap, so the
     # whole-run cache misses) reads the same images back without optimising again.

@@ -13,8 +13,8 @@ from PIL import Image
 
 from reportgen.imaging.pictures import crop_tile
 from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, SheetGrid
-from tests.helpers import build_small_report
 from reportgen.report.manifest_file import layer_channels
+from tests.helpers import build_small_report
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 
 from reportgen.analysis.stats import unit_ranks
 from reportgen.nn.channel_stats import ChannelStats
+from reportgen.report.manifest_file import channel_page, layer_channels
 from reportgen.report.summary import TOP_UNITS
 from reportgen.results.run import ChannelTotals
 from tests.helpers import invoke, write_images
-from reportgen.report.manifest_file import channel_page, layer_channels
 
 LABELS = ["cat <b>", "dog & co", "bird"]  # markup in names: pages must escape it
 
