@@ -65,7 +65,8 @@ def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
     # The cat photo when the report has it (the sample report does), else the first input.
     shown = next((i for i in inputs if "cat" in sources.get(i, "")), inputs[0])
     channel = chosen["selected"][shown][0]
-    channel_page = next(c["page"] for c in chosen["channels"] if c["index"] == channel)
+    # the layer's channel_page pattern: .../c{channel:04d}.html
+    channel_page = chosen["channel_page"].replace("{channel:04d}", f"{channel:04d}")
     return {
         "index": "index.html",
         "layer": chosen["page"],

@@ -179,7 +179,8 @@ class ChannelFragments:
         for input_id in layer.detail_pages:
             source = inputs[input_id].source
             selected = input_id in marked
-            alt = f"Map of channel {c} on {source}"
+            # the figure's caption names the input: the pictures' alt texts do not repeat it
+            alt = f"Map of channel {c}"
             shown = map_picture(url, layer, channel, input_id, "map big", alt, size=168)
             over = map_picture(
                 url, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
@@ -200,7 +201,7 @@ class ChannelFragments:
                 f'<figure class="detail{mark}" id="in-{esc(input_id)}">\n'
                 f'<div class="pair">\n{shown}\n'
                 f'<span class="stack {esc(alpha_class)}"><img class="view" src="{view}" '
-                f'alt="Network view of {esc(source)}" loading="lazy">{over}</span>\n</div>\n'
+                f'alt="The network\'s view" loading="lazy">{over}</span>\n</div>\n'
                 f"<figcaption>{tag}{esc(source)}: range {value_range(low, high)}{saved}"
                 "</figcaption>\n</figure>\n"
             )

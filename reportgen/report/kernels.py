@@ -64,12 +64,16 @@ def add_kernels(record: LayerRecord, model_id: str, layer: LayerFacts, sheets: b
     record.weights_view = view
 
 
-def filter_picture(url: Url, layer: Any, channel: Any, part: str, classes: str, alt: str) -> Markup:
+def filter_picture(
+    url: Url, layer: Any, channel: Any, part: str, classes: str, alt: str, lazy: bool = True
+) -> Markup:
     """A channel's filter (``part``: rgb/r/g/b/mean): a tile of the layer's filter sheet,
-    or in a single-file report its own picture; empty where the layer has none."""
+    or in a single-file report its own picture; empty where the layer has none. ``lazy``
+    as ``sheet_tile``'s."""
     if layer.filter_grid is not None and part in layer.filter_sheets:
         sheet = layer.filter_sheets[part]
-        return Markup(sheet_tile(url, layer.filter_grid, channel.index, sheet, classes, alt))
+        tile = sheet_tile(url, layer.filter_grid, channel.index, sheet, classes, alt, lazy)
+        return Markup(tile)
     if part in channel.filter:
         return Markup(
             f'<img class="{esc(classes)}" src="{esc(url(channel.filter[part]))}" alt="{esc(alt)}">'
@@ -133,7 +137,8 @@ def weights_note(url: Url, layer: Any) -> Markup:
     )
     text = (
         f"each channel page lists {listed}, by {_score(view)}; each channel reads "
-        f"{_reads(view)}, which are the channels of {_source(url, view)}."
+        f"{_reads(view)}, which are the channels of {_source(url, view)}. Each item: "
+        f"the input channel, then {_shown(view)}."
     )
     if view.source_pages:
         text += " Each links to that input channel's page."
@@ -144,7 +149,8 @@ def weights_note(url: Url, layer: Any) -> Markup:
 
 def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
     """A channel page's weights view: its strongest inputs of each sign, strongest first.
-    Kept short (tens of thousands of pages): the layer page explains it (``weights_note``)."""
+    Kept short (tens of thousands of pages): the layer page explains it (``weights_note``,
+    in its "About this layer's channel pages", where the channel page links)."""
     view: WeightsView | None = layer.weights_view
     if view is None:
         return Markup("")
@@ -154,17 +160,14 @@ def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
         picture = ""
         if view.kernel_grid is not None and view.kernel_sheet is not None:
             tile = kernel_tile(strongest, channel.index, rank)
-            picture = sheet_tile(url, view.kernel_grid, tile, view.kernel_sheet, "kernel", "kernel")
+            sheet = view.kernel_sheet
+            picture = sheet_tile(url, view.kernel_grid, tile, sheet, "kernel", "kernel", lazy=False)
         if view.source_pages:
             item = f'<a href="{esc(url(view.source_pages[source]))}">{picture}{source}</a>'
         else:
             item = f"{picture}{source}"
         lists[value > 0].append(f"<li>{item} {esc(format_number(value))}</li>")
-    reads = f"; it reads {_reads(view)}" if view.groups > 1 else ""
-    parts = [
-        '<section aria-labelledby="wv-h">\n<h2 id="wv-h">Weights from its input</h2>\n'
-        f"<p>From {_source(url, view)}{reads}: input channel, then {_shown(view)}.</p>\n"
-    ]
+    parts = ['<section aria-labelledby="wv-h">\n<h2 id="wv-h">Weights from its input</h2>\n']
     for positive, label in ((True, "Positive"), (False, "Negative")):
         if lists[positive]:
             parts.append(f'<h3>{label}</h3>\n<ol class="weights">{"".join(lists[positive])}</ol>\n')

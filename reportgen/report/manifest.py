@@ -7,12 +7,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from reportgen.report import paths
 from reportgen.report.data import ComparisonRecord, LayerRecord, ModelRecord, ReportData
 from reportgen.report.kernels import kernels_entry
 from reportgen.report.manifest_file import GENERATOR_NAME, MANIFEST_FORMAT
 
 __all__ = ["MANIFEST_FORMAT", "build_manifest"]
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, Any]:
@@ -64,7 +68,9 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "class_units": layer.class_units,
                         "page": layer.page,
                         "selected": layer.selected,
-                        "ranges": {k: list(v) for k, v in layer.ranges.items()},
+                        "ranges": {
+                            k: [float32_number(x) for x in v] for k, v in layer.ranges.items()
+                        },
                         "images": layer_image_patterns(m.id, layer),
                         "map_sheet": (
                             layer.sheet_grid.describe() if layer.sheet_grid is not None else None
@@ -78,18 +84,8 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "receptive_field": layer.receptive_field,
                         "stats_file": layer.stats_file,
                         "detail_pages": layer.detail_pages,
-                        "channels": [
-                            {
-                                "index": c.index,
-                                **({"label": c.label} if c.label is not None else {}),
-                                "page": c.page,
-                                "summary": (dataclasses.asdict(c.summary) if c.summary else None),
-                                "examples": c.examples,
-                                "examples_image": c.examples_image,
-                                "feature_vis": c.feature_vis,
-                            }
-                            for c in layer.channels
-                        ],
+                        "channel_page": channel_page_pattern(m.id, layer),
+                        "channels": [channel_entry(c) for c in layer.channels],
                     }
                     for layer in m.layers
                 ],
@@ -100,6 +96,44 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
         "comparisons": [comparison_entry(c) for c in data.comparisons],
         "files": files,
     }
+
+
+def float32_number(value: Any) -> Any:
+    """A float32 statistic as the shortest decimal that reads back as the same float32
+    (e.g. 0.0009827187, not 0.0009827186586335301: the manifest has hundreds of
+    thousands of them); anything else (None, an int) as it is."""
+    if not isinstance(value, float) or not abs(value) <= FLOAT32_MAX:  # NaN, inf, beyond
+        return value
+    return float(str(np.float32(value)))
+
+
+def channel_page_pattern(model_id: str, layer: LayerRecord) -> str:
+    """Where each channel's page is: ``{channel:04d}`` is its index (channels do not
+    repeat it: it is a tenth of a big manifest)."""
+    return paths.channel_page(model_id, layer.name, 0).replace("c0000", "c{channel:04d}")
+
+
+def channel_entry(channel: Any) -> dict[str, Any]:
+    """A channel in the manifest: ``label`` (class units), ``examples_image`` (a
+    single-file report's strip) and ``feature_vis`` only where they are; its page is
+    the layer's ``channel_page``. ``reportgen.report.manifest_file.layer_channels``
+    gives them back in full."""
+    entry: dict[str, Any] = {"index": channel.index}
+    if channel.label is not None:
+        entry["label"] = channel.label
+    summary = None
+    if channel.summary:
+        summary = {k: float32_number(v) for k, v in dataclasses.asdict(channel.summary).items()}
+    entry["summary"] = summary
+    entry["examples"] = [
+        {**example, "value": float32_number(example["value"])} if "value" in example else example
+        for example in channel.examples
+    ]
+    if channel.examples_image is not None:
+        entry["examples_image"] = channel.examples_image
+    if channel.feature_vis is not None:
+        entry["feature_vis"] = channel.feature_vis
+    return entry
 
 
 def gradcam_entries(model: ModelRecord) -> dict[str, dict[str, Any]]:

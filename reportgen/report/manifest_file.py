@@ -9,6 +9,10 @@ line names the file and the reason, the same whoever reads it (``reportgen
 verify``, ``run --from-manifest``, the notebook view, the replay of a cached report).
 Callers that need a part of the manifest ask for it with ``Manifest.require``.
 
+A layer's channels are written compactly (their page is the layer's ``channel_page``
+pattern; ``examples_image`` and ``feature_vis`` only where there is one):
+``layer_channels`` gives each channel in full, the one place that knows how.
+
 What a report folder holds beside its manifest (``present_files``,
 ``unlisted_files``) is here too: the writer (refusing to replace a folder with
 foreign files) and ``reportgen verify`` both use it.
@@ -39,6 +43,8 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ManifestUnreadable",
+    "channel_page",
+    "layer_channels",
     "listed_paths",
     "parse_manifest",
     "present_files",
@@ -201,6 +207,33 @@ def _embedded_bytes(html: bytes, where: Path) -> bytes:
         raise ManifestError(
             where, f"has an embedded {MANIFEST} that is not base64 ({exc})"
         ) from exc
+
+
+# --- a layer's channels ---------------------------------------------------------------
+
+
+def channel_page(layer: dict[str, Any], index: int) -> str:
+    """The report path of channel ``index``'s page: the layer's ``channel_page`` pattern
+    (``.../c{channel:04d}.html``) filled in."""
+    pattern = layer.get("channel_page")
+    if not isinstance(pattern, str):
+        raise KeyError("channel_page")
+    return pattern.replace("{channel:04d}", f"{int(index):04d}")
+
+
+def layer_channels(layer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layer's channel entries in full: each with its ``page`` (from the layer's
+    ``channel_page``), ``examples_image`` and ``feature_vis`` (None where absent); the
+    manifest's own entries are left as they are."""
+    return [
+        {
+            "examples_image": None,
+            "feature_vis": None,
+            **channel,
+            "page": channel_page(layer, channel["index"]),
+        }
+        for channel in layer.get("channels", [])
+    ]
 
 
 # --- what a report folder holds beside its manifest ---------------------------------

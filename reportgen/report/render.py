@@ -46,6 +46,8 @@ def make_environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # |tojson (the layer pages' channel tables, tens of thousands of numbers) without spaces
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
     env.filters["num"] = format_number
     env.filters["pct"] = format_percent
     env.filters["breakable"] = breakable

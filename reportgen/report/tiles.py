@@ -34,13 +34,22 @@ def tile_classes(grid: SheetGrid, channel: int) -> str:
 
 
 def sheet_tile(
-    url: Callable[[str], str], grid: SheetGrid, index: int, sheet: str, classes: str, alt: str
+    url: Callable[[str], str],
+    grid: SheetGrid,
+    index: int,
+    sheet: str,
+    classes: str,
+    alt: str,
+    lazy: bool = True,
 ) -> str:
     """Tile ``index`` of ``sheet`` laid out by ``grid``, as page HTML (escaped): maps,
-    filters, kernels and dataset examples are all shown this one way."""
+    filters, kernels and dataset examples are all shown this one way. ``lazy``: loaded
+    when scrolled to (a layer page's hundreds of cards); not for the pictures at the top
+    of a channel page, on screen anyway (and a few bytes on each of thousands)."""
+    loading = ' loading="lazy"' if lazy else ""
     return (
         f'<span class="{esc(classes)} {tile_classes(grid, index)}"><img src="{esc(url(sheet))}" '
-        f'alt="{esc(alt)}" loading="lazy"></span>'
+        f'alt="{esc(alt)}"{loading}></span>'
     )
 
 
@@ -126,9 +135,8 @@ def map_picture(
 def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
     """A channel's dataset examples: its row of the layer's example sheet, at its size."""
     row = channel.index % EXAMPLE_SHEET_CHANNELS
-    tile = sheet_tile(
-        url, layer.example_grid, row, channel.examples_sheet, "examples own-size", alt
-    )
+    grid, sheet = layer.example_grid, channel.examples_sheet
+    tile = sheet_tile(url, grid, row, sheet, "examples own-size", alt, lazy=False)
     return Markup(tile)
 
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights, alexnet
 
+from reportgen.report.manifest_file import channel_page, layer_channels
 from reportgen.settings import RUNTIME_FIELDS, RunSettings
 from tests.helpers import invoke, map_tile, weights_view_of
 
@@ -324,7 +325,8 @@ def test_manifest_has_the_documented_fields(built: Built) -> None:
         assert len(layer["channels"]) == layer["output_shape"][0]
         for index, channel in enumerate(layer["channels"]):
             assert channel["index"] == index
-            assert (built.root / channel["page"]).is_file()
+            assert "page" not in channel  # the layer's channel_page says where
+            assert (built.root / channel_page(layer, index)).is_file()
             assert set(channel["summary"]) == {
                 "mean",
                 "max",
@@ -467,7 +469,7 @@ def test_activation_maps_are_true_resolution_pictures_of_the_values(
         for c in (0, 17, 63):
             # The channel page shows this channel's tile of the input's sheet, twice
             # (the map, and over the view).
-            page = _parse(built.root / layer["channels"][c]["page"])
+            page = _parse(built.root / channel_page(layer, c))
             shown = [
                 (column, row)
                 for src, column, row, _ in _map_pictures(page)
@@ -652,8 +654,8 @@ def test_manual_channels_layer_scale_and_quiet(small_images: Path, tmp_path: Pat
         with Image.open(folder / "c0005.jpg") as image:
             assert image.size == (224, 224)
     assert layer["images"]["overlay"].format(input=input_id, channel=5).endswith("c0005.jpg")
-    channel_page = (out / layer["channels"][5]["page"]).read_text(encoding="utf-8")
-    assert f'overlays/{input_id}/c0005.jpg">saved overlay (JPEG)' in channel_page
+    page_text = (out / channel_page(layer, 5)).read_text(encoding="utf-8")
+    assert f'overlays/{input_id}/c0005.jpg">saved overlay (JPEG)' in page_text
 
 
 def test_png_files_are_real_pngs(built: Built) -> None:
@@ -680,7 +682,7 @@ def test_true_value_ranges_are_shown_as_numbers(built: Built) -> None:
     layer = _layer(built, "features.0")
     table = _stats(built.root, built.manifest, layer)
     for c in (0, 31):
-        channel = layer["channels"][c]
+        channel = layer_channels(layer)[c]
         text = html.unescape((built.root / channel["page"]).read_text(encoding="utf-8"))
         for per_channel in table.values():
             stats = per_channel[c]

@@ -13,6 +13,7 @@ from PIL import Image
 
 from reportgen.imaging.pictures import crop_tile
 from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, SheetGrid
+from reportgen.report.manifest_file import layer_channels
 from tests.helpers import build_small_report
 
 
@@ -64,7 +65,7 @@ def test_each_channels_row_holds_its_own_crops(report: Path) -> None:
 def test_pages_show_the_row_of_their_channel(report: Path) -> None:
     layer = next(x for x in _layers(report) if not x["units"])
     grid = SheetGrid.from_manifest(layer["example_sheet"])
-    channel = layer["channels"][5]
+    channel = layer_channels(layer)[5]
     page = (report / channel["page"]).read_text(encoding="utf-8")
     column, row = grid.cell(5 % EXAMPLE_SHEET_CHANNELS)
     assert f"examples own-size tile g{grid.columns}x{grid.rows}-" in page

@@ -434,3 +434,38 @@ def test_theme_text_contrast_is_wcag_aa() -> None:
         for fg, bg in pairs:
             ratio = contrast(theme[fg], theme[bg])
             assert ratio >= 4.5, f"{theme_name}: --{fg} on --{bg} is {ratio:.2f}:1"
+
+
+def _text(element: ElementTree.Element) -> str:
+    return " ".join("".join(element.itertext()).split())
+
+
+def test_what_every_channel_page_would_repeat_is_said_once_on_the_layer_page(
+    report: Path, trees: dict[str, ElementTree.Element]
+) -> None:
+    manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
+    layers = {x["name"]: x for x in manifest["models"][0]["layers"]}
+    for name, wanted in (
+        ("features.0", {"about-filter", "about-examples", "about-maps"}),
+        ("features.3", {"about-filter", "about-wv", "about-examples", "about-maps"}),
+        ("classifier.6", {"about-examples"}),
+    ):
+        layer_page = trees[layers[name]["page"]]
+        about = next(s for s in layer_page.iter("section") if s.get("aria-labelledby") == "about-h")
+        assert any(h.get("id") == "about-h" for h in about.iter("h2"))
+        entries = {dd.get("id"): _text(dd) for dd in about.iter("dd")}
+        assert set(entries) == wanted, name
+        channel_page = trees[layers[name]["channel_page"].replace("{channel:04d}", "0001")]
+        links = [a for a in channel_page.iter("a") if _text(a) == "How to read this page"]
+        assert [a.get("href") for a in links] == ["index.html#about-h"], name
+        shown = _text(next(m for m in channel_page.iter("main")))
+        # the explanations are the layer page's, not repeated on every channel page ...
+        for entry in entries.values():
+            assert entry[:40] not in shown, (name, entry)
+        # ... while what the channel page shows of its own is still there
+        sections = {s.get("aria-labelledby") for s in channel_page.iter("section")}
+        assert {"wv-h" if "about-wv" in wanted else "examples-h", "stats-h"} <= sections
+    spatial = trees[layers["features.3"]["page"]]
+    examples = next(dd for dd in spatial.iter("dd") if dd.get("id") == "about-examples")
+    field = layers["features.3"]["receptive_field"]
+    assert f"{field}\u00d7{field} px (the receptive field of one map cell)" in _text(examples)

@@ -204,3 +204,71 @@ def test_no_other_manifest_reader_in_the_report_tools_and_cli() -> None:
                 ):
                     offenders.append(f"{path.relative_to(PACKAGE)}: {line.strip()}")
     assert not offenders
+
+
+# --- a layer's channels, written compactly -----------------------------------------------
+
+COMPACT_LAYER: dict[str, Any] = {
+    "name": "features.0",
+    "channel_page": "models/m/layers/features.0/c{channel:04d}.html",
+    "channels": [
+        {"index": 0, "summary": None, "examples": []},
+        {"index": 12, "summary": None, "examples": [], "feature_vis": {"image": "fv.png"}},
+        {"index": 1234, "summary": None, "examples": [], "examples_image": "e.jpg"},
+    ],
+}
+
+
+def test_layer_channels_give_each_channel_in_full() -> None:
+    full = manifest_file.layer_channels(COMPACT_LAYER)
+    assert [c["page"] for c in full] == [
+        "models/m/layers/features.0/c0000.html",
+        "models/m/layers/features.0/c0012.html",
+        "models/m/layers/features.0/c1234.html",
+    ]
+    assert [c["feature_vis"] for c in full] == [None, {"image": "fv.png"}, None]
+    assert [c["examples_image"] for c in full] == [None, None, "e.jpg"]
+    assert "page" not in COMPACT_LAYER["channels"][0]  # the manifest's own entries stay
+    assert manifest_file.channel_page(COMPACT_LAYER, 7) == "models/m/layers/features.0/c0007.html"
+    with pytest.raises(KeyError):
+        manifest_file.channel_page({"channels": []}, 0)
+
+
+def test_the_writer_leaves_out_what_the_reader_fills_in() -> None:
+    from types import SimpleNamespace
+
+    from reportgen.report.manifest import channel_entry, channel_page_pattern
+    from reportgen.report.paths import channel_page
+
+    layer = SimpleNamespace(name="features.3")
+    pattern = channel_page_pattern("m", layer)  # type: ignore[arg-type]
+    assert pattern.replace("{channel:04d}", "0042") == channel_page("m", "features.3", 42)
+    channel = SimpleNamespace(
+        index=42, label=None, summary=None, examples=[], examples_image=None, feature_vis=None
+    )
+    entry = channel_entry(channel)
+    assert entry == {"index": 42, "summary": None, "examples": []}
+    full = manifest_file.layer_channels({"channel_page": pattern, "channels": [entry]})
+    assert full[0]["page"] == channel_page("m", "features.3", 42)
+
+
+@pytest.mark.parametrize(
+    "value", [0.0009827186586335301, -1.2345678e-30, 3.0e38, 1.0 / 3.0, 0.1, 7.0, -0.0, 1e-45]
+)
+def test_float32_numbers_are_short_and_read_back_as_the_same_float32(value: float) -> None:
+    import numpy as np
+
+    from reportgen.report.manifest import float32_number
+
+    written = json.dumps(float32_number(value))
+    assert np.float32(json.loads(written)) == np.float32(value)
+    assert len(written) <= len(repr(value))
+    assert len(written.lstrip("-").replace("e-", "").replace(".", "").lstrip("0")) <= 12
+
+
+def test_float32_numbers_leave_other_values_alone() -> None:
+    from reportgen.report.manifest import float32_number
+
+    assert float32_number(None) is None
+    assert float32_number(3) == 3 and isinstance(float32_number(3), int)
+    assert float32_number(1e300) == 1e300  # beyond float32: as it is, never inf

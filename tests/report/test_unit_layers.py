@@ -14,6 +14,7 @@ import pytest
 
 from reportgen.analysis.stats import unit_ranks
 from reportgen.nn.channel_stats import ChannelStats
+from reportgen.report.manifest_file import channel_page, layer_channels
 from reportgen.report.summary import TOP_UNITS
 from reportgen.results.run import ChannelTotals
 from tests.helpers import invoke, write_images
@@ -135,8 +136,8 @@ def test_class_units_are_named_and_escaped(unit_report: Path) -> None:
     layer_page = (unit_report / head["page"]).read_text()
     assert "unit 0: cat &lt;b&gt;" in layer_page and "cat <b>" not in layer_page
     assert "unit 1: dog &amp; co" in layer_page
-    channel_page = (unit_report / head["channels"][2]["page"]).read_text()
-    assert "unit 2: bird</h1>" in channel_page
+    page_text = (unit_report / channel_page(head, 2)).read_text()
+    assert "unit 2: bird</h1>" in page_text
 
 
 def test_unit_pages_show_value_and_rank_from_the_statistics(unit_report: Path) -> None:
@@ -146,7 +147,7 @@ def test_unit_pages_show_value_and_rank_from_the_statistics(unit_report: Path) -
     values = table[:, :, fields.index("mean")]
     manifest = json.loads((unit_report / "manifest.json").read_text())
     ids = [i["id"] for i in manifest["inputs"]]
-    for unit, channel in enumerate(head["channels"]):
+    for unit, channel in enumerate(layer_channels(head)):
         page = (unit_report / channel["page"]).read_text()
         head_row = re.search(r"<thead>(.*?)</thead>", page, re.S)
         assert head_row is not None
@@ -183,7 +184,7 @@ def test_unit_examples_are_the_inputs_views_not_new_crops(unit_report: Path) -> 
     head_dir = (unit_report / head["page"]).parent
     assert not (head_dir / "examples").exists()
     assert list((unit_report / conv["page"]).parent.glob("examples-*.jpg"))  # map layers
-    channel = head["channels"][0]
+    channel = layer_channels(head)[0]
     page = (unit_report / channel["page"]).read_text()
     shown = re.findall(r'<p class="example-views">(.*?)</p>', page, re.S)
     assert len(shown) == 1
