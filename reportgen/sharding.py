@@ -47,7 +47,7 @@ from reportgen.results.shards import (
 from reportgen.results.summary import RunSummary
 from reportgen.settings import DETAIL_DEFAULT, RunSettings, report_settings
 
-# What the folder's manifest.json says it is (a report folder's has "reportgen-manifest/1").
+# What the folder's manifest.json says it is (a report folder's has "reportgen-manifest/2").
 SHARD_FILES_FORMAT = "reportgen-shard-files/1"
 
 

@@ -53,7 +53,9 @@ __all__ = [
     "unlisted_files",
 ]
 
-MANIFEST_FORMAT = "reportgen-manifest/1"
+# /2: channels carry no page (the layer's channel_page pattern gives it), examples_image and
+# feature_vis only where there is one, float32 numbers as their shortest decimal.
+MANIFEST_FORMAT = "reportgen-manifest/2"
 GENERATOR_NAME = "reportgen"
 # A --single-file report embeds its manifest as the "Save manifest.json" link:
 # <a href="data:application/json;base64,..." download="manifest.json">
@@ -224,13 +226,14 @@ def channel_page(layer: dict[str, Any], index: int) -> str:
 def layer_channels(layer: dict[str, Any]) -> list[dict[str, Any]]:
     """The layer's channel entries in full: each with its ``page`` (from the layer's
     ``channel_page``), ``examples_image`` and ``feature_vis`` (None where absent); the
-    manifest's own entries are left as they are."""
+    manifest's own entries are left as they are. A ``reportgen-manifest/1`` channel
+    names its own page."""
     return [
         {
             "examples_image": None,
             "feature_vis": None,
             **channel,
-            "page": channel_page(layer, channel["index"]),
+            "page": channel.get("page") or channel_page(layer, channel["index"]),
         }
         for channel in layer.get("channels", [])
     ]

@@ -234,6 +234,11 @@ def test_layer_channels_give_each_channel_in_full() -> None:
         manifest_file.channel_page({"channels": []}, 0)
 
 
+def test_layer_channels_read_a_format_1_manifest_whose_channels_name_their_pages() -> None:
+    old = {"channels": [{"index": 3, "page": "p/c0003.html", "examples_image": None}]}
+    assert manifest_file.layer_channels(old)[0]["page"] == "p/c0003.html"
+
+
 def test_the_writer_leaves_out_what_the_reader_fills_in() -> None:
     from types import SimpleNamespace
 
