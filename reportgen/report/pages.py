@@ -16,7 +16,6 @@ from markupsafe import Markup
 from reportgen.report import paths
 from reportgen.report.data import LayerRecord, ModelRecord, ReportData
 from reportgen.report.render import Linker
-from reportgen.report.tiles import report_grids
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,6 @@ def render_pages(
     page from the k-th (n processes render a report together).
     """
     inputs = {record.id: record for record in data.inputs}
-    tiles_stylesheet = bool(report_grids(data))
     count = 0
     templates: dict[str, jinja2.Template] = {}
     for index, page in enumerate(plan_pages(data)):
@@ -272,7 +270,6 @@ def render_pages(
             url=linker(page.path),
             # reportgen's own policy, not shown text: its quotes stay quotes (shorter).
             csp=Markup(csp),
-            tiles_stylesheet=tiles_stylesheet,
             **page.context,
         )
         write(page.path, text)

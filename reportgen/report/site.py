@@ -36,11 +36,12 @@ def write_site(data: ReportData, staged: Any, jobs: int = 1) -> int:
     from reportgen.report.pages import render_pages
     from reportgen.report.render import make_environment, templates_dir
 
-    for asset in ("style.css", "app.js"):
-        staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
+    # One stylesheet: the report's tile rules follow style.css in the same file, so no
+    # page links a second one (a page's frame is repeated tens of thousands of times).
+    style = (templates_dir() / "style.css").read_text(encoding="utf-8")
     grids = tiles.report_grids(data)
-    if grids:
-        staged.write(f"{paths.ASSETS}/{tiles.STYLESHEET}", tiles.stylesheet(grids))
+    staged.write(f"{paths.ASSETS}/style.css", style + (tiles.stylesheet(grids) if grids else ""))
+    staged.write(f"{paths.ASSETS}/app.js", (templates_dir() / "app.js").read_bytes())
     csp = (
         "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "base-uri 'none'; form-action 'none'"

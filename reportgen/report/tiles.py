@@ -4,10 +4,10 @@ A tile is ``<span class="tile GRID tcI trJ"><img src=SHEET alt=...></span>``: th
 the box the map is shown in (its size comes from the page's classes, e.g. ``map big``)
 and clips the sheet; the image is the whole sheet, scaled so that one tile fills the
 span, and moved so that tile I, J is the one inside it. The positions are percentages
-of the span, so the same rules work at every display size. They are class rules in a
-generated stylesheet (``assets/tiles.css``): the pages' Content-Security-Policy allows
-no inline style. The <img> keeps what a picture should have: alt text, lazy loading,
-and "open image" in the browser.
+of the span, so the same rules work at every display size. They are class rules generated
+for the report's sheets and written after style.css's own rules in ``assets/style.css``:
+the pages' Content-Security-Policy allows no inline style. The <img> keeps what a
+picture should have: alt text, lazy loading, and "open image" in the browser.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from markupsafe import Markup
 
 from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, SheetGrid
 from reportgen.report.text import escape_text as esc
-
-STYLESHEET = "tiles.css"  # in the report's assets folder
 
 
 def grid_class(grid: SheetGrid) -> str:
