@@ -390,11 +390,12 @@ def _run_model(
         feature_vis_for_model(model, results, settings, emit, store.cache if key else None)
     results.example_boxes = model_run.example_boxes(model, results)
     if emit is not None:
-        # Units' examples are whole views, in a folder report already: crops for maps only.
+        # Examples that are whole views (units, fields that cover the view) are in a folder
+        # report already: crops only for the others.
         cropped = {
             layer.name: results.example_boxes[layer.name]
             for layer in facts.layers
-            if layer.spatial or not options.sheets
+            if not layer.examples_are_views or not options.sheets
         }
         model_run.encode_example_strips(model, cropped, usable, encoder, emit, options.sheets)
     return _ModelRun(results, stats)

@@ -350,8 +350,8 @@ _RUN_SETTINGS_OPTIONS = [
         "layers",
         multiple=True,
         default=default_of("layers"),
-        help="Layer name, glob pattern (layer?.0.conv1) or 'conv'; repeatable. "
-        "[default: every Conv2d]",
+        help="Layer name, glob pattern (layer?.0.conv1) or 'conv' (every Conv2d); "
+        "repeatable. [default: every Conv2d whose output is a map, not 1x1 gates]",
     ),
     click.option(
         "--device", type=click.Choice(DEVICES), default=default_of("device"), show_default=True
@@ -841,20 +841,25 @@ def layers(model: str, show_all: bool) -> None:
     """List the layers of MODEL that -l can pick (names, types, output shapes at 224x224)."""
     import torch
 
-    from reportgen.nn.layers import trace_layers
+    from reportgen.nn.layers import default_layers, trace_layers
     from reportgen.nn.models import build_module, check_model_name
 
     check_model_name(model)
     torch.manual_seed(0)
     module = build_module(model)  # as `run` builds it (and without GoogLeNet's warning)
     infos = trace_layers(module, 224)
+    picked = set(default_layers(infos))
     width = max(len(i.name) for i in infos)
-    click.echo(f"{'layer':<{width}}  {'type':<20} output shape   (* = Conv2d, picked by default)")
+    click.echo(
+        f"{'layer':<{width}}  {'type':<20} output shape   "
+        "(* = picked by default; + = Conv2d that -l conv adds)"
+    )
     for info in infos:
         if not (show_all or info.is_leaf):
             continue
         shape = "x".join(map(str, info.output_shape)) if info.output_shape else "not run"
-        mark = "*" if info.is_conv else " "
+        added = info.is_conv and info.output_shape is not None
+        mark = "*" if info.name in picked else "+" if added else " "
         click.echo(f"{info.name:<{width}}  {info.type:<20} {shape:<14} {mark}")
 
 

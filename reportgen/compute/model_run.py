@@ -82,27 +82,50 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
     if not kept:
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
     fields = receptive_fields(model, kept)
+    crop = tuple(int(v) for v in model.preprocessing.crop_size)
     layers = tuple(
         dataclasses.replace(
             layer,
             receptive_field=fields[layer.name].size[0] if layer.name in fields else None,
+            field_covers_view=layer.name in fields
+            and covers_view(fields[layer.name], layer.output_shape, (crop[-1], crop[0])),
         )
         for layer in kept
     )
     layers = with_weights_views(model, layers)
-    crop = tuple(int(v) for v in model.preprocessing.crop_size)
     return ModelFacts(
         id=model.id,
         name=model.name,
         weights=model.weights.label,
         weights_detail=model.weights.describe(),
         preprocessing=model.preprocessing.describe(),
-        notes=tuple(model.notes),
+        notes=(*model.notes, *_default_layers_note(infos, settings)),
         label=model.display_label,
         categories=tuple(model.categories) if model.categories else None,
         view_size=(crop[-1], crop[0]),
         layers=layers,
     )
+
+
+def _default_layers_note(infos: Any, settings: RunSettings) -> tuple[str, ...]:
+    """What the default layer set left out, said in the report (the model's notes)."""
+    from reportgen.nn.layers import default_layers, gate_layers
+
+    gates = gate_layers(infos)
+    if settings.layers or not gates or not set(gates).isdisjoint(default_layers(infos)):
+        return ()
+    return (
+        f"{len(gates)} Conv2d layers with a 1x1 output (one value per channel, such as "
+        "squeeze-and-excitation gates) are not shown by default: -l conv shows every Conv2d",
+    )
+
+
+def covers_view(field: Any, shape: tuple[int, ...], view_size: tuple[int, int]) -> bool:
+    """Every cell's receptive field is the whole view (width, height): the first and the
+    last cell's are (the others lie between them)."""
+    whole = [0, 0, view_size[0], view_size[1]]
+    last = (int(shape[1]) - 1, int(shape[2]) - 1)
+    return field.box(0, 0, view_size) == whole and field.box(*last, view_size) == whole
 
 
 def has_maps(shape: tuple[int, ...]) -> bool:

@@ -125,15 +125,43 @@ def closest_names(word: str, names: list[str], n: int = 4, cutoff: float = 0.5) 
     return [name for _, _, name in sorted(scored)[:n]]
 
 
+def gate_layers(infos: list[LayerInfo]) -> list[str]:
+    """The Conv2d layers the forward pass reaches whose output is one value per channel
+    ([C, 1, 1]: a squeeze-and-excitation gate, a convolution after global pooling)."""
+    return [
+        info.name
+        for info in infos
+        if info.is_conv and info.output_shape is not None and _cells(info.output_shape) == 1
+    ]
+
+
+def default_layers(infos: list[LayerInfo]) -> list[str]:
+    """The layers a run shows when -l is not given: every Conv2d the forward pass reaches
+    whose output is a map. The gates (``gate_layers``) are left out: a unit's scalar per
+    input is not what a map-by-map tour of a network is for, and EfficientNet's 32 gates
+    (9,340 units) would be a third of its report. -l conv shows them too. A model whose
+    every Conv2d is a gate (a tiny input) gets them all."""
+    reached = [info for info in infos if info.is_conv and info.output_shape is not None]
+    gates = set(gate_layers(infos))
+    maps = [info.name for info in reached if info.name not in gates]
+    return maps or [info.name for info in reached]
+
+
+def _cells(shape: Any) -> int:
+    """Cells per channel of an output shape [C, H, W] (1 for [C])."""
+    return int(shape[1] * shape[2]) if len(shape) == 3 else 1
+
+
 def resolve_layers(infos: list[LayerInfo], patterns: tuple[str, ...], model_name: str) -> list[str]:
-    """Exact names, glob patterns or ``conv``, in model order. Default: every Conv2d."""
+    """Exact names, glob patterns or ``conv``, in model order. Default: every Conv2d whose
+    output is a map (``default_layers``)."""
     names = [info.name for info in infos]
     # Patterns, 'conv' and the default pick only layers the forward pass reaches (e.g.
     # not GoogLeNet's auxiliary heads in eval mode); an exact name that is never
     # reached is an error.
     reached = {info.name for info in infos if info.output_shape is not None}
     if not patterns:
-        chosen = [info.name for info in infos if info.is_conv and info.name in reached]
+        chosen = default_layers(infos)
         if not chosen:
             raise ReportgenError(
                 f"model {model_name!r} has no Conv2d layer; choose layers with -l "

@@ -100,6 +100,8 @@ class LayerRecord:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer range per input
     channels: list[ChannelRecord] = field(default_factory=list)
     receptive_field: int | None = None  # side of an output cell's field, in view pixels
+    # A dataset example is the input's whole network view (units; a field as big as it)
+    examples_are_views: bool = False
     # Folder reports: per input, one sheet holding every channel's map (reportgen.imaging.sheets)
     sheets: dict[str, str] = field(default_factory=dict)
     sheet_grid: SheetGrid | None = None

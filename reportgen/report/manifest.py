@@ -65,6 +65,7 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
                         "value": layer.value,
                         "output_shape": list(layer.output_shape),
                         "units": not layer.spatial,
+                        "examples_are_views": layer.examples_are_views,
                         "class_units": layer.class_units,
                         "page": layer.page,
                         "selected": layer.selected,

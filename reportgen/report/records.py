@@ -139,6 +139,7 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
         output_shape=layer.output_shape,
         page=paths.layer_page(facts.id, layer.name),
         spatial=layer.spatial,
+        examples_are_views=layer.examples_are_views,
         class_units=bool(layer.class_labels),
         filter_note=filter_note(layer),
         channels=[
@@ -317,11 +318,14 @@ def _binned(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray
 def _add_examples_and_feature_vis(
     model_id: str, layer: LayerRecord, results: ModelResults, views_shared: bool
 ) -> None:
-    """``views_shared``: pages link the network views as files (a folder report), so a
-    unit's examples are those views (a single-file report would embed each again)."""
+    """``views_shared``: pages link the network views as files (a folder report), so
+    examples that are whole views (``examples_are_views``: units, and maps whose every
+    cell sees the whole view) are those views (a single-file report would embed each
+    again)."""
     boxes = results.example_boxes.get(layer.name)
     numbers = results.feature_vis.get(layer.name, {})
-    in_sheets = boxes is not None and layer.spatial and views_shared
+    crops = not layer.examples_are_views
+    in_sheets = boxes is not None and crops and views_shared
     if in_sheets and boxes is not None:
         _add_example_grids(layer, boxes)
     for channel in layer.channels:
@@ -330,9 +334,9 @@ def _add_examples_and_feature_vis(
             if channel.examples and in_sheets:
                 sheet = channel.index // EXAMPLE_SHEET_CHANNELS
                 channel.examples_sheet = paths.examples_sheet(model_id, layer.name, sheet)
-            elif channel.examples and (layer.spatial or not views_shared):
+            elif channel.examples and (crops or not views_shared):
                 channel.examples_image = paths.examples_image(model_id, layer.name, channel.index)
-            elif channel.examples:  # a unit's example is the whole view: no crop to make
+            elif channel.examples:  # the example is the whole view: no crop to make
                 channel.example_views = [
                     paths.model_view(model_id, e["input"]) for e in channel.examples
                 ]

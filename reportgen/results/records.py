@@ -70,6 +70,15 @@ class LayerFacts:
     strongest: StrongestInputs | None = None
     # Its units are the model's classes: their names (the model's categories), else ().
     class_labels: tuple[str, ...] = ()
+    # Every map cell's receptive field covers the whole view: a dataset example is the
+    # input's network view itself, not a crop (as for units).
+    field_covers_view: bool = False
+
+    @property
+    def examples_are_views(self) -> bool:
+        """A dataset example is the input's whole network view (units; maps whose every
+        cell sees the whole view): nothing to crop."""
+        return not self.spatial or self.field_covers_view
 
     def unit_label(self, unit: int) -> str:
         """A unit as people name it: "unit 450: bobsled" for classes, else "unit 450"."""

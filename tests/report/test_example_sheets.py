@@ -70,8 +70,54 @@ def test_pages_show_the_row_of_their_channel(report: Path) -> None:
     column, row = grid.cell(5 % EXAMPLE_SHEET_CHANNELS)
     assert f"examples own-size tile g{grid.columns}x{grid.rows}-" in page
     assert f' tc{column} tr{row}"><img src="examples-000.jpg"' in page
-    css = (report / "assets" / "tiles.css").read_text(encoding="utf-8")
+    css = (report / "assets" / "style.css").read_text(encoding="utf-8")
     name = f"g{grid.columns}x{grid.rows}-{grid.tile_width}x{grid.tile_height}p0"
     assert (
         f".{name}.own-size {{ width: {grid.tile_width}px; height: {grid.tile_height}px; }}" in css
     )
+
+
+def test_a_field_that_covers_the_view_shows_the_views_not_crops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers whose every cell sees the whole view (a brute force over every cell's box
+    decides which) link the inputs' views as their examples and write no sheet; the
+    others keep their sheets of crops."""
+    import sys
+
+    import torch
+
+    from reportgen.nn.receptive import receptive_fields
+    from tests.helpers import TESTS, invoke_reproducible, write_images
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    sys.modules.pop("fieldnet_factory", None)
+    import fieldnet_factory
+
+    images = write_images(tmp_path / "in", 3, (16, 16))
+    out = tmp_path / "report"
+    args = ["run", str(images), "-m", "fieldnet_factory:dilated", "--weights", "none"]
+    result = invoke_reproducible(*args, "--input-size", "16", "--jobs", "1", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    layers = _layers(out)
+    names = [layer["name"] for layer in layers]
+    fields = receptive_fields(fieldnet_factory.dilated().eval(), names, 16, torch.device("cpu"))
+    covering = {
+        name
+        for name in names
+        if all(
+            fields[name].box(y, x, (16, 16)) == [0, 0, 16, 16] for y in range(16) for x in range(16)
+        )
+    }
+    assert covering and covering != set(names)  # both kinds are tested
+    for layer in layers:
+        folder = (out / layer["page"]).parent
+        sheets = list(folder.glob("examples-*.jpg"))
+        channel_page = (out / layer_channels(layer)[0]["page"]).read_text(encoding="utf-8")
+        assert layer["examples_are_views"] == (layer["name"] in covering)
+        if layer["examples_are_views"]:
+            assert not sheets and layer["example_sheet"] is None
+            assert 'class="example-views"' in channel_page and "../../views/" in channel_page
+        else:
+            assert sheets and layer["example_sheet"] is not None
+            assert 'class="example-views"' not in channel_page
