@@ -114,6 +114,9 @@ class DaskEngines:
         self.cluster: Any = None
         self.client: Any = None
         self.closing = False
+        import torch
+
+        self.torch_threads = torch.get_num_threads()
 
     def __enter__(self) -> DaskEngines:
         distributed = _distributed()
@@ -121,6 +124,9 @@ class DaskEngines:
         # errors reach the user as reportgen's one-line errors.
         quiet = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL
         _set_dask_log_level(distributed, quiet)
+        # Dask sets OMP_NUM_THREADS and more in this process's environment for its
+        # workers, and leaves them: put back as it was on exit (later runs of a notebook).
+        self.environ = dict(os.environ)
         if self.spec.workers:
             # One thread per worker: torch uses the process's cores itself, and a model
             # is then never run by two tasks of one process at once.
@@ -149,6 +155,8 @@ class DaskEngines:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+            os.environ.clear()
+            os.environ.update(self.environ)
 
     def workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
@@ -167,6 +175,9 @@ class ShardJob:
     model_id: str
     layer_names: tuple[str, ...]
     batches: tuple[tuple[tuple[InputFile, bytes], ...], ...]
+    # torch's thread count in the client: some layers' last bits depend on it (a Linear
+    # layer's matrix product is split by thread), so workers compute with the same.
+    torch_threads: int = 1
     version: str = __version__
 
 
@@ -209,6 +220,7 @@ class DaskEngine:
             tuple(
                 tuple((f, read_input_bytes(f.path, f.source)) for f in files) for files, _ in held
             ),
+            self.engines.torch_threads,
         )
         try:
             task = self.engines.client.submit(compute_shard, job, pure=False)
@@ -315,6 +327,12 @@ def _load_on_worker(job: ShardJob) -> tuple[Any, ModelFacts, str | None, int | N
 def compute_shard(job: ShardJob) -> list[list[InputResult]]:
     """One shard on a worker: each batch through the model, each input's complete
     result (pictures as bytes), batch by batch as the client cut them."""
+    import torch
+
+    # Dask starts workers with one thread (OMP_NUM_THREADS=1); the numbers must be the
+    # client's: each worker computes with the client's thread count.
+    if torch.get_num_threads() != job.torch_threads:
+        torch.set_num_threads(job.torch_threads)
     model, facts, layer, target = _worker_model(job)
     results = []
     with tempfile.TemporaryDirectory(prefix="reportgen-shard-") as folder:

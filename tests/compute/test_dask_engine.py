@@ -27,8 +27,17 @@ MODEL = ["--weights", "none", "--input-size", "16", "--mean", "0.5,0.5,0.5", "--
 RUN = [*MODEL, "--batch-size", "2", "--top-k", "3", "--jobs", "1", "--examples", "4"]
 
 
+# What a LocalCluster started in this process leaves in os.environ (Dask sets it for its
+# workers): the runs here must have torch's own thread count.
+THREAD_LIMITS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "CLUSTERNET_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DASK_", "CLUSTERNET_")) and k not in THREAD_LIMITS
+    }
     env.update(REPRODUCIBLE_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO)])
     env["CLUSTERNET_MARKS"] = str(tmp_path / "marks")
@@ -191,18 +200,17 @@ def test_a_running_scheduler_from_the_environment(
     # The workers are started here, so they must see the test models as the CLI does
     # (spawned workers take this process's sys.path, and the variables of the models).
     monkeypatch.syspath_prepend(str(TESTS))
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "CLUSTERNET_MARKS")}
-    os.environ.update({k: env[k] for k in saved})
+    saved = dict(os.environ)
+    os.environ.update({k: env[k] for k in ("PYTHONPATH", "CLUSTERNET_MARKS")})
     try:
         with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
             env["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
             done = _run(images, tmp_path / "report", env, "clusternet_factory:observed")
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        # Dask leaves OMP_NUM_THREADS=1 and more in os.environ: later tests' runs would
+        # compute with one thread.
+        os.environ.clear()
+        os.environ.update(saved)
     assert done.returncode == 0, done.stderr
     assert snapshot(tmp_path / "report") == single
 
@@ -278,3 +286,20 @@ def test_a_shard_computed_on_a_cluster_is_the_same_shard(images: Path, tmp_path:
         folders.append(snapshot(out))
     assert folders[0] == folders[1]
     assert any(name.endswith(".bin") for name in folders[0])
+
+
+def test_a_torchvision_model_on_two_workers_is_the_one_process_report(tmp_path: Path) -> None:
+    """MobileNetV2's classifier (a 1280x1000 matrix product) has last bits that depend on
+    torch's thread count, which Dask sets to one on its workers: the workers compute
+    with the client's count, so the report is still the one-process report."""
+    env = _env(tmp_path)
+    images = write_images(tmp_path / "in", 4, (40, 48), seed=3)
+    reports = []
+    for name, extra in (("one", []), ("two", ["--cluster", "local:2"])):
+        command = [sys.executable, "-m", "reportgen", "run", str(images), "-m", "mobilenet_v2"]
+        command += ["--weights", "none", "-l", "classifier.1", "-l", "features.18.0"]
+        command += ["--batch-size", "2", "-o", str(tmp_path / name), *extra]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        reports.append(snapshot(tmp_path / name))
+    assert reports[0] == reports[1]

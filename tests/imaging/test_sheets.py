@@ -231,4 +231,5 @@ def test_example_tiles_resample_the_box_like_a_crop_then_resize() -> None:
         assert strip.size == (64 * len(boxes), 64)
         for k, tile in enumerate(tiles):
             part = np.asarray(strip.crop((64 * k, 0, 64 * (k + 1), 64)), int)
-            assert np.abs(part - np.asarray(tile, int)).mean() < 3  # JPEG
+            # JPEG at quality 70: about 3.5 on noise-free tiles; a wrong tile is tens off
+            assert np.abs(part - np.asarray(tile, int)).mean() < 6
