@@ -128,8 +128,8 @@ class DaskEngines:
         # workers, and leaves them: put back as it was on exit (later runs of a notebook).
         self.environ = dict(os.environ)
         if self.spec.workers:
-            # One thread per worker: torch uses the process's cores itself, and a model
-            # is then never run by two tasks of one process at once.
+            # One task at a time per worker: a model is never run by two tasks of one
+            # process at once. torch's own threads are the client's count (compute_shard).
             self.cluster = distributed.LocalCluster(
                 n_workers=self.spec.workers,
                 threads_per_worker=1,
