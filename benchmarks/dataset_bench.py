@@ -175,7 +175,7 @@ print(time.perf_counter() - started, usage.ru_utime + usage.ru_stime - cpu_at_st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,512")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/dataset.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("dataset.json"))
     parser.add_argument("--keep", type=Path, help="keep the reports here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
