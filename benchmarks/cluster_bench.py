@@ -200,36 +200,51 @@ def marginal(rows: dict[int, dict[str, Any]], small: int, large: int) -> dict[st
 def projections(results: dict[str, Any]) -> list[str]:
     """On paper, from the measured figures: hours for 50,000 and 1.2 million images on 8,
     32 and 128 workers, CPU and GPU, and where the client (folding, pictures, pages)
-    becomes the bottleneck. A CPU worker is one worker process on one core, as
-    ``local:1`` measured it; a GPU worker is the same process with the forward pass on a
-    GPU, taken as free (ResNet-18 runs thousands of images a second on one), so only its
-    host work is left: decode and preprocess, and the rest of each result (statistics
-    copied, selections, pictures). The client's cost per image is render alone's
-    marginal time: what a run does per input once its result exists."""
+    becomes the bottleneck. A CPU worker is a process with this machine's cores doing
+    what ``worker_split`` timed per image that is not a detail input (nearly all of a
+    dataset): the forward pass with its statistics, then the rest of the result. A GPU
+    worker is the same with the forward pass on a GPU, taken as free (ResNet-18 runs
+    thousands of images a second on one), so only its host work is left: decode and
+    preprocess, then the rest of the result. The client's cost per image is render
+    alone's marginal time: what a run does per input once its result exists (reading it,
+    writing its pictures, thumbnail, statistics rows and page). Shards are taken to keep
+    every worker busy (pipelined), so a run takes its fixed cost plus, per image, the
+    larger of a worker's share and the client's cost."""
     marginal_rows, split = results["marginal"], results["worker_split"]
-    cpu_worker = marginal_rows["local:1"]["wall_s_per_image"]
+    cpu_worker = split["forward_s_per_image"] + split["finish_s_per_other_image"]
     gpu_worker = split["prepare_s_per_image"] + split["finish_s_per_other_image"]
     client = max(marginal_rows["render alone"]["wall_s_per_image"], 1e-4)
+    # The client's per-input work but folding runs on --jobs threads and processes: with
+    # 16 cores instead of this machine's 2, its CPU time spread over them (an assumption,
+    # said as one in the table).
+    client_16 = max(marginal_rows["render alone"]["cpu_s_per_image"] / 16, 1e-4)
     fixed = marginal_rows["local:1"]["fixed_s"]
     lines = [
-        "| images | workers | CPU workers (h) | bound by | GPU workers (h) | bound by |",
-        "|---:|---:|---:|---|---:|---|",
+        "| images | workers | CPU workers, 2-core client (h) | GPU workers, 2-core client (h) "
+        "| CPU workers, 16-core client (h) | GPU workers, 16-core client (h) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for images in (50_000, 1_200_000):
         for workers in (8, 32, 128):
             row = [f"{images:,}", str(workers)]
-            for per_worker in (cpu_worker, gpu_worker):
-                hours = (fixed + images * max(per_worker / workers, client)) / 3600
-                row += [f"{hours:.2f}", "client" if per_worker / workers < client else "workers"]
+            for bound in (client, client_16):
+                for per_worker in (cpu_worker, gpu_worker):
+                    hours = (fixed + images * max(per_worker / workers, bound)) / 3600
+                    mark = "" if per_worker / workers < bound else " (workers)"
+                    row.append(f"{hours:.2f}{mark}")
             lines.append("| " + " | ".join(row) + " |")
     render_fixed = marginal_rows["render alone"]["fixed_s"]
     for images in (50_000, 1_200_000):
         merge = render_fixed + images * client
-        lines.append(f"\nA merge of {images:,} images (render alone): {merge / 3600:.2f} h.")
+        lines.append(
+            f"\nA merge of {images:,} images (render alone, 2 cores): {merge / 3600:.2f} h."
+        )
     lines.append(
-        f"\nPer image: CPU worker {cpu_worker:.3f} s, GPU worker (host work) {gpu_worker:.3f} s, "
-        f"client {client:.4f} s; the client is the bottleneck from "
-        f"{cpu_worker / client:.0f} CPU workers or {gpu_worker / client:.0f} GPU workers on."
+        f"\nPer image: CPU worker {cpu_worker:.4f} s, GPU worker (host work) {gpu_worker:.4f} s, "
+        f"client {client:.4f} s (2 cores; {client_16:.4f} s on 16, assumed); the client bounds a "
+        f"run from {cpu_worker / client:.1f} CPU workers or {gpu_worker / client:.2f} GPU workers "
+        f"on (16-core client: {cpu_worker / client_16:.0f} and {gpu_worker / client_16:.1f}). "
+        "Cells marked (workers) are bound by the workers, the others by the client."
     )
     return lines
 
