@@ -87,6 +87,13 @@ def resolve_weights(
         return ResolvedWeights("torchvision", member.name, path, member)
     path = Path(spec)
     if path.is_file():
+        member = torchvision_member_of(path, members)
+        if member is not None:
+            # torchvision's own file under another name or folder: built as torchvision
+            # builds it for those weights (DenseNet's old key names, GoogLeNet's and
+            # Inception's transform_input), with its transforms and categories.
+            note = f"{path.name} is torchvision's {member.name} checkpoint (by its sha256)"
+            return ResolvedWeights("torchvision", member.name, path, member, note)
         return ResolvedWeights("file", file_label(path), path)
     if path.exists():
         raise ReportgenError(f"weights {spec!r} is not a file")
@@ -136,6 +143,24 @@ def find_local(member: Any, dirs: list[Path]) -> Path | None:
             check_hash_prefix(candidate)
             return candidate
     return None
+
+
+def torchvision_member_of(path: Path, members: list[Any]) -> Any:
+    """The weights member whose checkpoint ``path`` is, by content: torchvision's file
+    names carry the first hex digits of their sha256 (``densenet121-a639ec97.pth``), so a
+    copy is recognised whatever it is called. None for any other file."""
+    prefixes = {}
+    for member in members:
+        match = HASH_IN_NAME.search(file_name(member))
+        if match:
+            prefixes[match.group(1)] = member
+    if not prefixes:
+        return None
+    try:
+        digest = _sha256_of(path)
+    except OSError:
+        return None
+    return next((m for prefix, m in prefixes.items() if digest.startswith(prefix)), None)
 
 
 def _sha256_of(path: Path) -> str:

@@ -107,14 +107,14 @@ def test_resolution_of_each_weights_spelling(mobilenet_weights_dir: Path) -> Non
         resolve_weights("mobilenet_v2", "DEFAULT", folder, True, 0)
 
 
-def test_the_checkpoint_as_a_state_dict_file(
-    mobilenet_weights_dir: Path, sample_images: Path
-) -> None:
+def test_the_checkpoint_given_as_a_path(mobilenet_weights_dir: Path, sample_images: Path) -> None:
+    """torchvision's file given by its path is known by its content: torchvision's
+    weights (see the next test), and it classifies the coffee."""
     loaded = load_model(
         "mobilenet_v2", str(mobilenet_weights_dir / CHECKPOINT), weights_dir=None, offline=True,
         seed=0, device=torch.device("cpu"), model_id_="m",
     )  # fmt: skip
-    assert loaded.weights.kind == "file"
+    assert loaded.weights.kind == "torchvision" and loaded.weights.label == "IMAGENET1K_V1"
     with Image.open(sample_images / PHOTOS["coffee"]) as image:
         view = loaded.preprocessing.view(image.convert("RGB"))
     with torch.no_grad():
@@ -136,3 +136,21 @@ def test_a_damaged_copy_is_refused(mobilenet_weights_dir: Path, tmp_path: Path) 
     # The intact file in the same place is accepted again.
     shutil.copyfile(mobilenet_weights_dir / CHECKPOINT, copy)
     assert resolve_weights("mobilenet_v2", "imagenet", str(folder), True, 0).path == copy
+
+
+def test_a_renamed_copy_of_torchvisions_file_is_recognised_by_its_content(
+    mobilenet_weights_dir: Path, tmp_path: Path
+) -> None:
+    """--weights PATH naming torchvision's checkpoint under another name is built as
+    torchvision builds those weights (what DenseNet's old key names and GoogLeNet's
+    transform_input need), with its categories; any other file stays a plain file."""
+    copy = tmp_path / "student.pth"
+    shutil.copyfile(mobilenet_weights_dir / CHECKPOINT, copy)
+    resolved = resolve_weights("mobilenet_v2", str(copy), None, True, 0)
+    assert resolved.kind == "torchvision" and resolved.label == "IMAGENET1K_V1"
+    assert resolved.enum_member is MobileNet_V2_Weights.IMAGENET1K_V1
+    assert resolved.note is not None and "student.pth" in resolved.note
+    assert resolved.path == copy
+    other = tmp_path / "other.pth"
+    torch.save(mobilenet_v2().state_dict(), other)
+    assert resolve_weights("mobilenet_v2", str(other), None, True, 0).kind == "file"
