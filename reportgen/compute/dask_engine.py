@@ -76,6 +76,14 @@ def parse_cluster(text: str) -> ClusterSpec:
         return ClusterSpec(workers=int(count))
     scheme, sep, rest = value.partition("://")
     if sep and scheme and rest:
+        import distributed.comm  # noqa: F401  (importing it registers the protocols)
+        from distributed.comm.registry import backends
+
+        if scheme not in backends:
+            raise UsageError(
+                f"--cluster {text!r}: Dask has no {scheme!r} protocol; use "
+                f"{', '.join(sorted(k + '://' for k in backends))}"
+            )
         return ClusterSpec(address=value)
     raise UsageError(
         f"--cluster {text!r} is neither local:N nor a scheduler address such as tcp://host:8786"
@@ -83,9 +91,9 @@ def parse_cluster(text: str) -> ClusterSpec:
 
 
 def check_cluster(text: str) -> None:
-    """Before any work: the option parses and the extra is installed."""
-    parse_cluster(text)
+    """Before any work: the extra is installed and the option parses."""
     _distributed()
+    parse_cluster(text)
 
 
 def _distributed() -> Any:
@@ -116,7 +124,19 @@ class DaskEngines:
         self.closing = False
         import torch
 
+        from reportgen.nn.models import select_device
+        from reportgen.results.store import code_fingerprint, digest, weights_fingerprint
+
         self.torch_threads = torch.get_num_threads()
+        self.device = str(select_device(settings.device))
+        self.code = code_fingerprint()
+        models = {k: v for k, v in settings.as_manifest().items() if k not in ("inputs", "output")}
+        specs = sorted({settings.weights, *(m.partition("=")[2] for m in settings.models)} - {""})
+        self.run_key = digest(
+            models,
+            self.device,
+            {spec: weights_fingerprint(spec, settings.weights_dir) for spec in specs},
+        )
 
     def __enter__(self) -> DaskEngines:
         distributed = _distributed()
@@ -138,11 +158,15 @@ class DaskEngines:
                 scheduler_kwargs={"dashboard": False},  # no web server nobody asked for
                 silence_logs=quiet,
             )
-            self.client = distributed.Client(self.cluster)
+            try:
+                self.client = distributed.Client(self.cluster)
+            except BaseException:
+                self.cluster.close()
+                raise
         else:
             try:
                 self.client = distributed.Client(self.spec.address, timeout=30)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise ReportgenError(
                     f"--cluster {self.spec.address!r}: no Dask scheduler answered ({exc})"
                 ) from exc
@@ -159,7 +183,8 @@ class DaskEngines:
             os.environ.update(self.environ)
 
     def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
+        """Threads of the cluster's workers now (each runs one shard at a time)."""
+        return max(1, sum(self.client.nthreads().values()))
 
     def for_model(self, model: Any, facts: ModelFacts) -> DaskEngine:
         return DaskEngine(self, model.id, facts)
@@ -178,6 +203,9 @@ class ShardJob:
     # torch's thread count in the client: some layers' last bits depend on it (a Linear
     # layer's matrix product is split by thread), so workers compute with the same.
     torch_threads: int = 1
+    device: str = "cpu"  # the client's device, resolved: the workers compute on it
+    run_key: str = ""  # the run's models (settings but inputs and -o; weights files)
+    code: str = ""  # reportgen's code fingerprint on the client
     version: str = __version__
 
 
@@ -206,6 +234,8 @@ class DaskEngine:
         if self.held:
             held, self.held = self.held, []
             self._submit(held, split_on_failure=len(held) > 1)
+        # An adaptive cluster (dask-jobqueue, Kubernetes) grows while the run goes on.
+        self.lookahead = SHARDS_PER_WORKER * self.engines.workers()
 
     def _submit(
         self,
@@ -221,6 +251,9 @@ class DaskEngine:
                 tuple((f, read_input_bytes(f.path, f.source)) for f in files) for files, _ in held
             ),
             self.engines.torch_threads,
+            self.engines.device,
+            self.engines.run_key,
+            self.engines.code,
         )
         try:
             task = self.engines.client.submit(compute_shard, job, pure=False)
@@ -279,49 +312,73 @@ def _reason(exc: BaseException) -> str:
 # --- on the workers ---------------------------------------------------------------------
 
 _worker_lock = threading.Lock()
-_worker_models: dict[Any, Any] = {}
+# This process's models: those of the latest run only (a long-lived worker serves many
+# runs), keyed by ShardJob.run_key; per model id, the model, its facts, Grad-CAM layer
+# and target, and a lock: a worker with several threads runs two shards at once, and a
+# model's hooks must see one forward pass at a time.
+_worker_run: dict[str, Any] = {"key": None, "models": {}}
 
 
-def _worker_model(job: ShardJob) -> tuple[Any, ModelFacts, str | None, int | None]:
-    """This process's copy of the job's model, built and planned on its first shard (every
-    later shard of the run reuses it): the model, its facts, Grad-CAM layer and target."""
-    from reportgen.results.store import digest
+@dataclass
+class _WorkerModel:
+    model: Any
+    facts: ModelFacts
+    gradcam_layer: str | None
+    target: int | None
+    lock: threading.Lock
 
-    key = (digest(job.settings.as_manifest(), job.settings.device), job.model_id)
+
+def _worker_model(job: ShardJob) -> _WorkerModel:
+    """This process's copy of the job's model, built and planned on the run's first shard
+    (every model of the run at once: they are built in one seeded sequence), reused by
+    every later shard of the run."""
     with _worker_lock:
-        if key not in _worker_models:
-            _worker_models[key] = _load_on_worker(job)
-        return _worker_models[key]
+        if _worker_run["key"] != job.run_key:
+            _worker_run["key"], _worker_run["models"] = None, {}  # the previous run's go
+            _worker_run["models"] = _load_on_worker(job)
+            _worker_run["key"] = job.run_key
+        return _worker_run["models"][job.model_id]
 
 
-def _load_on_worker(job: ShardJob) -> tuple[Any, ModelFacts, str | None, int | None]:
+def _load_on_worker(job: ShardJob) -> dict[str, _WorkerModel]:
     import torch
 
     from reportgen.compute.model_run import gradcam_layer, plan_layers, target_class
     from reportgen.compute.model_setup import load_models
-    from reportgen.nn.models import select_device
+    from reportgen.results.store import code_fingerprint
 
-    if job.version != __version__:
+    if job.version != __version__ or job.code != code_fingerprint():
         raise ReportgenError(
-            f"a Dask worker runs reportgen {__version__}, this client {job.version}: "
-            "install the same version on every worker"
+            f"a Dask worker runs other reportgen code than this client (reportgen "
+            f"{__version__} against {job.version}, or other files or torch, numpy, Pillow "
+            "versions): install the same on every worker"
         )
     torch.manual_seed(job.settings.seed)  # as the client's run does before building models
-    device = select_device(job.settings.device)
-    models = load_models(job.settings, device, [])
-    model = next(m for m in models if m.id == job.model_id)
-    facts = plan_layers(model, job.settings, [])
-    if tuple(layer.name for layer in facts.layers) != job.layer_names:
+    # The client's device, not the worker's own choice: the results are cached under the
+    # client's key and must be the numbers a one-process run makes.
+    device = torch.device(job.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ReportgenError(
+            f"this run computes on {job.device} (the client's device) but a Dask worker "
+            "sees no CUDA device"
+        )
+    models = {}
+    for model in load_models(job.settings, device, []):
+        facts = plan_layers(model, job.settings, [])
+        models[model.id] = _WorkerModel(
+            model,
+            facts,
+            gradcam_layer(model, job.settings),
+            target_class(model, job.settings.target_class),
+            threading.Lock(),
+        )
+    planned = models.get(job.model_id)
+    if planned is None or tuple(layer.name for layer in planned.facts.layers) != job.layer_names:
         raise ReportgenError(
             f"{job.model_id}: a Dask worker resolves other layers than the client "
             "(another torchvision or model code on the worker?)"
         )
-    return (
-        model,
-        facts,
-        gradcam_layer(model, job.settings),
-        target_class(model, job.settings.target_class),
-    )
+    return models
 
 
 def compute_shard(job: ShardJob) -> list[list[InputResult]]:
@@ -333,17 +390,19 @@ def compute_shard(job: ShardJob) -> list[list[InputResult]]:
     # client's: each worker computes with the client's thread count.
     if torch.get_num_threads() != job.torch_threads:
         torch.set_num_threads(job.torch_threads)
-    model, facts, layer, target = _worker_model(job)
+    planned = _worker_model(job)
     results = []
-    with tempfile.TemporaryDirectory(prefix="reportgen-shard-") as folder:
+    with planned.lock, tempfile.TemporaryDirectory(prefix="reportgen-shard-") as folder:
         for number, batch in enumerate(job.batches):
             files = [
                 _written(Path(folder), number, k, f, data) for k, (f, data) in enumerate(batch)
             ]
-            outputs = forward_batch(model, facts.layers, files, layer, target)
+            outputs = forward_batch(
+                planned.model, planned.facts.layers, files, planned.gradcam_layer, planned.target
+            )
             results.append(
                 [
-                    finish_input(output, facts.layers, job.settings, job.options)
+                    finish_input(output, planned.facts.layers, job.settings, job.options)
                     for output in outputs
                 ]
             )

@@ -203,7 +203,9 @@ def test_a_running_scheduler_from_the_environment(
     saved = dict(os.environ)
     os.environ.update({k: env[k] for k in ("PYTHONPATH", "CLUSTERNET_MARKS")})
     try:
-        with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        # Two threads, as `dask worker` has on a 2-core machine: two shards run at once in
+        # one process, on one copy of the model (its hooks must see one pass at a time).
+        with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster:
             env["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
             done = _run(images, tmp_path / "report", env, "clusternet_factory:observed")
     finally:
@@ -223,7 +225,7 @@ def _cli_cluster(images: Path, tmp_path: Path, value: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("value", ["local:0", "local:two", "localhost:8786", "tcp://"])
+@pytest.mark.parametrize("value", ["local:0", "local:two", "localhost:8786", "tcp://", "foo://x:1"])
 def test_a_bad_cluster_option_is_one_line(value: str, images: Path, tmp_path: Path) -> None:
     error_line(_cli_cluster(images, tmp_path, value), 2, "--cluster", value)
 
