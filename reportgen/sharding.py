@@ -130,6 +130,7 @@ def build_shard(
             entries: list[dict[str, Any]] = []
             model_records = []
             engines = stack.enter_context(cluster_engines(settings, options))
+            written: set[str] = set()
             for model, model_facts in zip(models, facts):
                 key = model_key(model, settings, pictures_label(options))
                 store = ResultStore(cache_dir, key, input_sha, model_facts.layers, detail)
@@ -139,6 +140,9 @@ def build_shard(
                 ) -> None:
                     # On the main thread, in input order: the entry list is deterministic.
                     relpath = entry_relpath(str(store.input_key(result.input_id)))
+                    if relpath in written:
+                        return  # an input with the same bytes as an earlier one: one entry
+                    written.add(relpath)
                     staged.write(relpath, entry_bytes(result_entry(result)))
                     digest, size = staged.recorded(relpath)
                     entries.append(
@@ -267,4 +271,24 @@ def merge_shards(
         )
     # The merge reads only the shards: the cache is neither read nor written.
     settings = settings_of(first, **runtime, no_cache=True)
+    _check_inputs_unchanged(shards, settings)
     return build_report(settings, progress, shard_roots=tuple(s.folder for s in shards))
+
+
+def _check_inputs_unchanged(shards: list[Any], settings: RunSettings) -> None:
+    """The inputs the merge finds are those the shards were cut from: an input added or
+    removed since moves every part's boundaries (and the report would silently be
+    another run's)."""
+    from reportgen.inputs.files import discover_inputs
+
+    files, _ = discover_inputs(settings.inputs)
+    found = len(files)  # as build_shard counts them
+    expected = shards[0].record["inputs_found"]
+    ids = {f.id for f in files}
+    missing = sorted(i["source"] for s in shards for i in s.record["inputs"] if i["id"] not in ids)
+    if found != expected or missing:
+        detail = f"; missing: {missing[0]!r}" if missing else ""
+        raise ReportgenError(
+            f"the inputs changed since the shards were made: the merge finds {found}, "
+            f"the shards were cut from {expected}{detail}; make the shards again"
+        )

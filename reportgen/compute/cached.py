@@ -6,6 +6,7 @@ one are the same ``InputResult``, and go the same way to the report."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -99,7 +100,15 @@ class ResultStore:
         if entry is None:
             return None
         result = result_from_entry(entry, self.layer_names)
-        return result if result is not None and result.input_id == input_id else None
+        if result is None:
+            return None
+        # The key is the input's content: an entry made for another file with the same
+        # bytes is this input's result too (a result names its input, nothing else).
+        return (
+            result
+            if result.input_id == input_id
+            else dataclasses.replace(result, input_id=input_id)
+        )
 
     def save(self, result: InputResult) -> None:
         key = self._key(result.input_id)

@@ -153,15 +153,44 @@ def test_a_damaged_entry_is_refused_and_the_report_in_place_stays(work: Path) ->
     assert snapshot(work / "merged") == before
 
 
-def test_an_input_no_shard_holds_is_named_and_nothing_is_replaced(work: Path) -> None:
-    """The inputs changed after the shards were made: the one cache branch finds no
-    result for the new input, and the merge says which, computing nothing."""
+def test_inputs_added_or_removed_since_the_shards_are_refused(work: Path) -> None:
+    """The inputs changed after the shards were made (every part's boundaries moved):
+    the merge says so, computing nothing and replacing nothing."""
     run_ok("merge", "part-1", "part-2", "part-3", "-o", "merged")
     before = snapshot(work / "merged")
     write_images(work / "images", 1, (36, 40), seed=9, prefix="new")
     result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
-    error_line(result, 1, "input 'images/new0.png' has no result in the shards")
+    error_line(result, 1, "the inputs changed since the shards were made", "finds 6", "from 5")
+    (work / "images" / "new0.png").unlink()
+    removed = sorted((work / "images").iterdir())[-1]
+    removed.unlink()
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, "the inputs changed", f"missing: 'images/{removed.name}'")
     assert snapshot(work / "merged") == before
+
+
+def test_an_input_no_shard_holds_is_named(work: Path) -> None:
+    """The same number of inputs, one of them replaced by another picture: the one cache
+    branch finds no result for it, and the merge names it, computing nothing."""
+    replaced = sorted((work / "images").iterdir())[2]
+    write_images(work / "images", 1, (36, 40), seed=11, names=[replaced.name])
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    error_line(result, 1, f"input 'images/{replaced.name}' has no result in the shards")
+
+
+def test_inputs_with_the_same_bytes_in_one_part_and_in_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies of one picture (in one part, and in two parts) share one result entry, as
+    they share a cache entry: the merge is still the single run."""
+    images = write_images(tmp_path / "images", 3, (36, 40), seed=4)
+    for name in ("copy-a.png", "copy-b.png", "copy-c.png"):
+        shutil.copyfile(images / "img1.png", images / name)
+    monkeypatch.chdir(tmp_path)
+    run_ok("run", "images", *OPTIONS, "-o", "single")
+    names = make_shards(parts=2)
+    run_ok("merge", *names, "-o", "merged")
+    assert snapshot(tmp_path / "merged") == snapshot(tmp_path / "single")
 
 
 def test_a_failed_shard_leaves_the_previous_one(work: Path) -> None:
