@@ -34,6 +34,7 @@ from reportgen.pipeline import (
     pictures_label,
     validate_settings,
 )
+from reportgen.report.output import SHARD_FILES_FORMAT
 from reportgen.results.shards import (
     SHARD_FILE,
     SHARD_FORMAT,
@@ -46,9 +47,6 @@ from reportgen.results.shards import (
 )
 from reportgen.results.summary import RunSummary
 from reportgen.settings import DETAIL_DEFAULT, RunSettings, report_settings
-
-# What the folder's manifest.json says it is (a report folder's has "reportgen-manifest/2").
-SHARD_FILES_FORMAT = "reportgen-shard-files/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +90,6 @@ def build_shard(
     if settings.single_file:
         raise UsageError("--single-file makes a report; a shard holds results (use it on run)")
     validate_settings(settings)
-    _check_not_a_report(Path(settings.output))
     files, skipped_found = discover_inputs(settings.inputs)
     if not files and not skipped_found:
         raise ReportgenError(
@@ -108,7 +105,7 @@ def build_shard(
     views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
     cache_dir = cache_root(settings.cache_dir, settings.no_cache)
     jobs = settings.jobs or os.cpu_count() or 1
-    with StagedReport(Path(settings.output)) as staged, contextlib.ExitStack() as stack:
+    with StagedReport(Path(settings.output), shard=True) as staged, contextlib.ExitStack() as stack:
         encoder = ImageEncoder(jobs)
         try:
             records, usable, skipped = _prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
@@ -196,19 +193,6 @@ def build_shard(
         entries=len(entries),
         warnings=warnings,
     )
-
-
-def _check_not_a_report(target: Path) -> None:
-    """A shard replaces an earlier shard at -o, never a report (both are folders that
-    reportgen wrote, which the staging would otherwise replace alike)."""
-    from reportgen.report.output import report_manifest
-
-    manifest = report_manifest(target) if target.is_dir() else None
-    if manifest is not None and manifest.data.get("format") != SHARD_FILES_FORMAT:
-        raise ReportgenError(
-            f"-o {str(target)!r} is a reportgen report, not a shard; a shard does not "
-            "replace it: choose another -o"
-        )
 
 
 def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) -> set[str]:

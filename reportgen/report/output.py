@@ -386,9 +386,14 @@ def is_single_file_report(path: Path) -> bool:
     return SINGLE_FILE_MARK in head
 
 
-def check_target(target: Path, single_file: bool = False) -> None:
-    """Refuse to replace anything that is not a reportgen report, or that holds files
-    reportgen did not write (it never deletes those)."""
+# What a shard folder's manifest.json says it is (``reportgen shard``; a report's says
+# "reportgen-manifest/2"): a shard is replaced only by a shard.
+SHARD_FILES_FORMAT = "reportgen-shard-files/1"
+
+
+def check_target(target: Path, single_file: bool = False, shard: bool = False) -> None:
+    """Refuse to replace anything that is not a reportgen report (``shard``: a shard), or
+    that holds files reportgen did not write (it never deletes those)."""
     if single_file:
         if target.is_symlink() or target.is_dir():
             raise ReportgenError(
@@ -410,6 +415,12 @@ def check_target(target: Path, single_file: bool = False) -> None:
             raise ReportgenError(
                 f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
                 "reportgen will not replace it: choose another -o path (e.g. a new folder)"
+            )
+        if (manifest.data.get("format") == SHARD_FILES_FORMAT) != shard:
+            what = "a shard (reportgen shard)" if not shard else "a reportgen report, not a shard"
+            raise ReportgenError(
+                f"output {str(target)!r} is {what}; it is not replaced by "
+                f"{'a shard' if shard else 'a report'}: choose another -o path"
             )
         foreign = foreign_entries(target, manifest.data)
         if foreign:
@@ -436,7 +447,7 @@ class StagedReport:
     staging folder and leaves ``target`` as it was.
     """
 
-    def __init__(self, target: Path, single_file: bool = False) -> None:
+    def __init__(self, target: Path, single_file: bool = False, shard: bool = False) -> None:
         self.target = Path(os.path.abspath(target))
         self.single_file = single_file
         check_parent(self.target)
@@ -444,7 +455,7 @@ class StagedReport:
         self._run_lock.acquire()  # before anything beside -o is looked at or changed
         try:
             recover_and_clean(self.target)
-            check_target(self.target, single_file)
+            check_target(self.target, single_file, shard)
             self.root = Path(
                 tempfile.mkdtemp(prefix=f".{self.target.name}{STAGING_TAG}", dir=self.target.parent)
             )

@@ -221,15 +221,22 @@ def test_parts_are_contiguous_blocks_of_whole_batches_covering_every_input_once(
     ]
 
 
-def test_merge_never_writes_over_a_shard_and_shard_never_over_a_report(work: Path) -> None:
+def test_a_shard_and_a_report_never_replace_each_other(work: Path) -> None:
     before = snapshot(work / "part-1")
     result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "part-1")
     error_line(result, 2, "-o 'part-1' is the shard 'part-1'")
     assert snapshot(work / "part-1") == before
     report = snapshot(work / "single")
     result = invoke_reproducible("shard", "images", "--part", "1/3", *OPTIONS, "-o", "single")
-    error_line(result, 1, "-o 'single' is a reportgen report, not a shard")
+    error_line(result, 1, "single' is a reportgen report, not a shard")
     assert snapshot(work / "single") == report
+    # Nor does a report replace a shard (run, or merge into another shard).
+    result = invoke_reproducible("run", "images", *OPTIONS, "-o", "part-1")
+    error_line(result, 1, "part-1' is a shard (reportgen shard)")
+    shutil.copytree(work / "part-1", work / "part-9")
+    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "part-9")
+    error_line(result, 1, "part-9' is a shard (reportgen shard)")
+    assert snapshot(work / "part-1") == before
 
 
 def test_shards_of_different_weights_files_are_refused(work: Path) -> None:
