@@ -171,6 +171,7 @@ def build_shard(
             "code": code_fingerprint(),
             "part": [part, parts],
             "inputs_found": len(files),
+            "torch_threads": _torch_threads(),
             "settings": report_settings(settings),
             "models": model_records,
             "inputs": [{"id": r.id, "source": r.source, "sha256": r.sha256} for r in records],
@@ -257,6 +258,12 @@ def merge_shards(
     settings = settings_of(first, **runtime, no_cache=True)
     _check_inputs_unchanged(shards, settings)
     return build_report(settings, progress, shard_roots=tuple(s.folder for s in shards))
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _check_inputs_unchanged(shards: list[Any], settings: RunSettings) -> None:

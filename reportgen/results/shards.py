@@ -184,6 +184,14 @@ def _check_same(first: Shard, other: Shard) -> None:
                 f"{other.name} was made with {_shown_option(key, theirs)}, "
                 f"{first.name} with {_shown_option(key, mine)}"
             )
+    # Some layers' last bits depend on torch's thread count (a matrix product is split by
+    # thread): shards made with other counts would merge into no run's bytes.
+    if a.get("torch_threads") != b.get("torch_threads"):
+        raise ReportgenError(
+            f"{other.name} was computed with {b.get('torch_threads')} torch threads, "
+            f"{first.name} with {a.get('torch_threads')}: give every shard the same number "
+            "of cores (or OMP_NUM_THREADS)"
+        )
     if a["inputs_found"] != b["inputs_found"]:
         raise ReportgenError(
             f"{other.name} found {b['inputs_found']} inputs, {first.name} "

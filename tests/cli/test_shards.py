@@ -254,3 +254,16 @@ def test_shards_of_different_weights_files_are_refused(work: Path) -> None:
             run_ok("shard", "images", "--part", f"{part}/3", *options, "-o", f"part-{part}")
     result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, "part-2 was made with other weights for model", "w.pt, sha256")
+
+
+def test_shards_of_other_torch_thread_counts_are_refused(work: Path) -> None:
+    """Some layers' last bits depend on torch's thread count: the merge compares the
+    counts the shards recorded (a shard made on a machine with other cores)."""
+    from reportgen.results.shards import Shard, check_same_run, read_shard
+
+    shards = [read_shard(name) for name in ("part-1", "part-2", "part-3")]
+    assert all(isinstance(s.record["torch_threads"], int) for s in shards)
+    assert check_same_run(shards)  # as made: one count
+    other = Shard(shards[1].folder, "part-2", {**shards[1].record, "torch_threads": 64})
+    with pytest.raises(Exception, match="part-2 was computed with 64 torch threads"):
+        check_same_run([shards[0], other, shards[2]])
