@@ -113,6 +113,7 @@ def test_local_cluster_writes_the_single_process_report(
     assert forwards, "no forward pass ran on a worker"
     builds = _marks(tmp_path, "build")
     assert all(builds.get(pid) == 1 for pid in forwards), (builds, forwards)
+    assert _batch_passes(tmp_path) == 7  # each batch once (the killed-worker test counts)
 
 
 def done_client_pid(tmp_path: Path) -> int:
@@ -147,20 +148,35 @@ def test_a_killed_worker_loses_no_input(
     assert process.returncode == 0, stderr
     assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
     assert snapshot(tmp_path / "report") == single
+    # The victim died inside a batch: its shard was computed again elsewhere, so more
+    # batches ran than the run has (7: 14 inputs in batches of 2).
+    assert _batch_passes(tmp_path) > 7
+
+
+def _batch_passes(tmp_path: Path) -> int:
+    """Forward passes over a batch of inputs (batch size 2), in every process: the
+    planning passes (tracing, Grad-CAM's layer) have a batch of one."""
+    return sum(1 for p in (tmp_path / "marks").glob("forward-*") if p.name.split("-")[2] == "2")
 
 
 def _busy_worker(client: int, tmp_path: Path, deadline: float) -> int:
-    """A worker process of ``client`` in the middle of a shard: it has run a forward pass
-    over inputs (its first is the layer tracing of its model)."""
+    """A worker process of ``client`` in the middle of a batch: its newest forward pass
+    over a batch of inputs began less than 0.2 s ago (each takes 0.4 s)."""
     import psutil
 
     while time.monotonic() < deadline:
         workers = {p.pid for p in psutil.Process(client).children(recursive=True)}
-        for pid, count in _marks(tmp_path, "forward").items():
-            if pid in workers and count >= 3:
+        now = time.time()
+        for path in (tmp_path / "marks").glob("forward-*-2-*"):
+            pid = int(path.name.split("-")[1])
+            try:
+                fresh = now - path.stat().st_mtime < 0.2
+            except FileNotFoundError:
+                continue
+            if pid in workers and fresh:
                 return pid
-        time.sleep(0.05)
-    raise AssertionError("no worker started a shard in time")
+        time.sleep(0.02)
+    raise AssertionError("no worker started a batch in time")
 
 
 def test_a_batch_that_keeps_killing_its_worker_is_named(images: Path, tmp_path: Path) -> None:
