@@ -321,3 +321,14 @@ def test_build_report_single_file_runs(picture: Path, tmp_path: Path) -> None:
     summary: Any = reportgen.build_report([picture], out, single_file=True, **TINY)
     assert summary.report == str(out)
     assert out.is_file() and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_cluster_comes_from_dask_scheduler_address_and_an_empty_value_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _capture(monkeypatch)
+    env = {"DASK_SCHEDULER_ADDRESS": "tcp://scheduler:8786"}
+    for args in ([], ["--cluster", ""], ["--cluster", "local:3"]):
+        result = invoke("-q", "run", "in.png", *args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert [s.cluster for s in seen] == ["tcp://scheduler:8786", None, "local:3"]
