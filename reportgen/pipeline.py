@@ -171,12 +171,7 @@ def build_report(
     beforehand, read only), none is computed."""
     started = time.perf_counter()
     validate_settings(settings, writes=not analysis_only)
-    files, skipped_found = discover_inputs(settings.inputs)
-    if not files and not skipped_found:
-        raise ReportgenError(
-            f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
-            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
+    files, skipped_found = find_inputs(settings)
     from reportgen.compute.cached import run_cache_key
     from reportgen.results.store import RunCache, cache_root
 
@@ -189,18 +184,10 @@ def build_report(
         if replayed is not None:
             return replayed
 
-    import torch
-
-    from reportgen.compute.model_run import plan_layers
-    from reportgen.compute.model_setup import load_models
-    from reportgen.nn.models import select_device
     from reportgen.report.output import StagedReport
 
-    torch.manual_seed(settings.seed)
-    device = select_device(settings.device)
     warnings: list[str] = []
-    models = load_models(settings, device, warnings)
-    facts = [plan_layers(model, settings, warnings) for model in models]
+    device, models, facts = load_planned_models(settings, warnings)
     jobs = settings.jobs or os.cpu_count() or 1
     output: Any = (
         DiscardedOutput()
@@ -211,8 +198,8 @@ def build_report(
         encoder = ImageEncoder(jobs)
         try:
             views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
-            inputs, usable, skipped = _prepare_inputs(files, skipped_found, staged, encoder, views)
-            _check_usable(settings, files, skipped_found, usable, skipped, warnings)
+            inputs, usable, skipped = prepare_inputs(files, skipped_found, staged, encoder, views)
+            check_usable(settings, files, skipped_found, usable, skipped, warnings)
             colorbar = f"{paths.ASSETS}/colormap-{settings.colormap}.png"
             options = _picture_options(settings, usable, inputs, analysis_only)
             if options.encode:
@@ -237,6 +224,35 @@ def build_report(
         if run_key and manifest is not None:
             run_cache.save(run_key, staged.target, manifest)
         return summary
+
+
+def find_inputs(settings: RunSettings) -> tuple[list[InputFile], list[SkippedInput]]:
+    """The run's inputs in run order (and those found but unusable), or an error when
+    there is no image at all."""
+    files, skipped_found = discover_inputs(settings.inputs)
+    if not files and not skipped_found:
+        raise ReportgenError(
+            f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
+            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return files, skipped_found
+
+
+def load_planned_models(
+    settings: RunSettings, warnings: list[str]
+) -> tuple[Any, list[Any], list[Any]]:
+    """The device, the run's models (seeded as every run seeds them) and their planned
+    layers (``compute.model_run.plan_layers``)."""
+    import torch
+
+    from reportgen.compute.model_run import plan_layers
+    from reportgen.compute.model_setup import load_models
+    from reportgen.nn.models import select_device
+
+    torch.manual_seed(settings.seed)
+    device = select_device(settings.device)
+    models = load_models(settings, device, warnings)
+    return device, models, [plan_layers(model, settings, warnings) for model in models]
 
 
 def cluster_engines(settings: RunSettings, options: PictureOptions) -> Any:
@@ -275,13 +291,19 @@ def _picture_options(
     detail = frozenset(detail_inputs(usable, settings.detail, DETAIL_DEFAULT))
     for record in inputs:
         record.detail = record.id in detail
+    return picture_options(settings, detail, encode=not analysis_only)
+
+
+def picture_options(settings: RunSettings, detail: frozenset[str], encode: bool) -> PictureOptions:
+    """The pictures every per-input result of the run carries (its cache key names them:
+    a run and its shards must make the same)."""
     return PictureOptions(
         table=imaging.colormap_table(settings.colormap),
         alpha=settings.alpha,
         sheets=maps_in_sheets(settings),
         overlay_files=settings.overlay_files,
         scale_by_layer=settings.scale == "layer",
-        encode=not analysis_only,
+        encode=encode,
         detail=detail,
     )
 
@@ -294,7 +316,7 @@ def _attach_statistics(analysis: dict[str, Any], runs: list[_ModelRun]) -> None:
             layer["stats_fields"] = list(STATS_FIELDS)
 
 
-def _check_usable(
+def check_usable(
     settings: RunSettings,
     files: list[InputFile],
     skipped_found: list[SkippedInput],
@@ -554,7 +576,7 @@ class DiscardedOutput:
         raise AssertionError(f"analysis only: nothing is written ({relpath})")
 
 
-def _prepare_inputs(
+def prepare_inputs(
     files: list[InputFile],
     skipped_found: list[SkippedInput],
     staged: Any,

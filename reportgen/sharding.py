@@ -15,7 +15,6 @@ Orchestration beside ``pipeline``: it joins the computation and the result forma
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -26,12 +25,15 @@ from reportgen.errors import ReportgenError, UsageError
 from reportgen.pipeline import (
     DiscardedOutput,
     Progress,
-    _check_usable,
-    _prepare_inputs,
     build_report,
+    check_usable,
     cluster_engines,
+    find_inputs,
+    load_planned_models,
     model_engine,
+    picture_options,
     pictures_label,
+    prepare_inputs,
     validate_settings,
 )
 from reportgen.report.output import SHARD_FILES_FORMAT
@@ -65,103 +67,48 @@ def build_shard(
 ) -> ShardSummary:
     """Compute part ``part`` of ``parts`` of the run ``settings`` describes and put it, as
     a shard, at ``settings.output``."""
-    import torch
-
-    from reportgen.compute.batch import PictureOptions
-    from reportgen.compute.cached import ResultStore, model_key
     from reportgen.compute.encoding import ImageEncoder
-    from reportgen.compute.model_run import plan_layers, run_inputs
-    from reportgen.compute.model_setup import load_models
-    from reportgen.imaging import pictures as imaging
-    from reportgen.inputs.files import IMAGE_SUFFIXES, discover_inputs
-    from reportgen.nn.models import select_device
     from reportgen.report.output import StagedReport
-    from reportgen.results.records import InputResult
-    from reportgen.results.store import (
-        cache_root,
-        code_fingerprint,
-        entry_bytes,
-        entry_relpath,
-        result_entry,
-        weights_file_identity,
-    )
-    from reportgen.settings import maps_in_sheets
+    from reportgen.results.store import cache_root, code_fingerprint
 
     if settings.single_file:
         raise UsageError("--single-file makes a report; a shard holds results (use it on run)")
     validate_settings(settings)
-    files, skipped_found = discover_inputs(settings.inputs)
-    if not files and not skipped_found:
-        raise ReportgenError(
-            f"no image files found in {', '.join(repr(i) for i in settings.inputs)} "
-            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
+    files, _ = find_inputs(settings)
     mine = files[part_slice(len(files), part, parts, settings.batch_size)]
-    torch.manual_seed(settings.seed)
-    device = select_device(settings.device)
     warnings: list[str] = []
-    models = load_models(settings, device, warnings)
-    facts = [plan_layers(model, settings, warnings) for model in models]
+    _, models, facts = load_planned_models(settings, warnings)
     views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
     cache_dir = cache_root(settings.cache_dir, settings.no_cache)
     jobs = settings.jobs or os.cpu_count() or 1
-    with StagedReport(Path(settings.output), shard=True) as staged, contextlib.ExitStack() as stack:
+    with StagedReport(Path(settings.output), shard=True) as staged:
+        entries = _ShardEntries(staged)
         encoder = ImageEncoder(jobs)
         try:
-            records, usable, skipped = _prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
+            records, usable, skipped = prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
             if settings.strict and skipped:
-                _check_usable(settings, mine, [], usable, skipped, warnings)
+                check_usable(settings, mine, [], usable, skipped, warnings)
             for item in skipped:
                 warnings.append(f"skipped input {item.source!r}: {item.reason}")
             detail = frozenset(_detail_of_run(files, views, settings))
-            options = PictureOptions(
-                table=imaging.colormap_table(settings.colormap),
-                alpha=settings.alpha,
-                sheets=maps_in_sheets(settings),
-                overlay_files=settings.overlay_files,
-                scale_by_layer=settings.scale == "layer",
-                encode=True,
-                detail=detail,
-            )
+            options = picture_options(settings, detail, encode=True)
             input_sha = {r.id: r.sha256 for r in records}
-            entries: list[dict[str, Any]] = []
-            model_records = []
-            engines = stack.enter_context(cluster_engines(settings, options))
-            written: set[str] = set()
-            for model, model_facts in zip(models, facts):
-                key = model_key(model, settings, pictures_label(options))
-                store = ResultStore(cache_dir, key, input_sha, model_facts.layers, detail)
-
-                def keep(
-                    result: InputResult, _index: int, store: Any = store, mid: str = model_facts.id
-                ) -> None:
-                    # On the main thread, in input order: the entry list is deterministic.
-                    relpath = entry_relpath(str(store.input_key(result.input_id)))
-                    if relpath in written:
-                        return  # an input with the same bytes as an earlier one: one entry
-                    written.add(relpath)
-                    staged.write(relpath, entry_bytes(result_entry(result)))
-                    digest, size = staged.recorded(relpath)
-                    entries.append(
-                        {
-                            "path": relpath,
-                            "model": mid,
-                            "input": result.input_id,
-                            "bytes": size,
-                            "sha256": digest,
-                        }
-                    )
-
-                engine = model_engine(engines, model, model_facts, settings, options, encoder)
-                run_inputs(model_facts, usable, settings, options, store, engine, keep, progress)
-                model_records.append(
-                    {
-                        "id": model_facts.id,
-                        "spec": model.name,
-                        "weights": weights_file_identity(model.weights) or model.weights.describe(),
-                        "result_key": key,
-                    }
-                )
+            with cluster_engines(settings, options) as engines:
+                model_records = [
+                    _shard_model(
+                        model,
+                        model_facts,
+                        usable,
+                        settings,
+                        options,
+                        input_sha,
+                        cache_dir,
+                        model_engine(engines, model, model_facts, settings, options, encoder),
+                        entries,
+                        progress,
+                    )  # fmt: skip
+                    for model, model_facts in zip(models, facts)
+                ]
             encoder.drain()
         finally:
             encoder.close()
@@ -175,7 +122,7 @@ def build_shard(
             "settings": report_settings(settings),
             "models": model_records,
             "inputs": [{"id": r.id, "source": r.source, "sha256": r.sha256} for r in records],
-            "entries": entries,
+            "entries": entries.listed,
         }
         staged.write(SHARD_FILE, shard_text(record))
         staged.commit(
@@ -191,9 +138,66 @@ def build_shard(
         inputs=[r.source for r in records],
         skipped=[{"source": s.source, "reason": s.reason} for s in skipped],
         models=[f.id for f in facts],
-        entries=len(entries),
+        entries=len(entries.listed),
         warnings=warnings,
     )
+
+
+class _ShardEntries:
+    """The shard's result entries, written into its staging folder and listed with their
+    hashes, one per content (inputs with the same bytes share a result, as in the cache)."""
+
+    def __init__(self, staged: Any) -> None:
+        self.staged = staged
+        self.listed: list[dict[str, Any]] = []
+        self._paths: set[str] = set()
+
+    def add(self, key: str, model_id: str, result: Any) -> None:
+        from reportgen.results.store import entry_bytes, entry_relpath, result_entry
+
+        relpath = entry_relpath(key)
+        if relpath in self._paths:
+            return
+        self._paths.add(relpath)
+        self.staged.write(relpath, entry_bytes(result_entry(result)))
+        digest, size = self.staged.recorded(relpath)
+        self.listed.append(
+            {"path": relpath, "model": model_id, "input": result.input_id, "bytes": size,
+             "sha256": digest}
+        )  # fmt: skip
+
+
+def _shard_model(
+    model: Any,
+    facts: Any,
+    usable: list[Any],
+    settings: RunSettings,
+    options: Any,
+    input_sha: dict[str, str],
+    cache_dir: Path | None,
+    engine: Any,
+    entries: _ShardEntries,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """One model's results of the part into the shard (through the one cache branch, in
+    input order: the entry list is deterministic); its record for shard.json."""
+    from reportgen.compute.cached import ResultStore, model_key
+    from reportgen.compute.model_run import run_inputs
+    from reportgen.results.store import weights_file_identity
+
+    key = model_key(model, settings, pictures_label(options))
+    store = ResultStore(cache_dir, key, input_sha, facts.layers, options.detail)
+
+    def keep(result: Any, _index: int) -> None:
+        entries.add(str(store.input_key(result.input_id)), facts.id, result)
+
+    run_inputs(facts, usable, settings, options, store, engine, keep, progress)
+    return {
+        "id": facts.id,
+        "spec": model.name,
+        "weights": weights_file_identity(model.weights) or model.weights.describe(),
+        "result_key": key,
+    }
 
 
 def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) -> set[str]:

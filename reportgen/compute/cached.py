@@ -29,7 +29,7 @@ def run_cache_key(
     setting but -o, each input's id, source and content, the weights files."""
     import hashlib
 
-    from reportgen.results.store import code_fingerprint, digest, weights_fingerprint
+    from reportgen.results.store import code_fingerprint, digest
 
     contents = []
     for file in files:
@@ -38,7 +38,6 @@ def run_cache_key(
         except (OSError, ReportgenError) as exc:
             content = f"unreadable: {exc}"
         contents.append([file.id, file.source, content])
-    specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}
     shape = {"single_file": settings.single_file, "strict": settings.strict}
     return digest(
         "run",
@@ -47,11 +46,20 @@ def run_cache_key(
         shape,
         contents,
         [[s.source, s.reason] for s in skipped],
-        {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)},
+        weights_fingerprints(settings),
         os.environ.get("SOURCE_DATE_EPOCH"),
         os.environ.get("REPORTGEN_OFFLINE"),
         settings.device,
     )
+
+
+def weights_fingerprints(settings: RunSettings) -> dict[str, Any]:
+    """Every weights file or folder the run's models may read, by its identity
+    (``results.store.weights_fingerprint``), without torch."""
+    from reportgen.results.store import weights_fingerprint
+
+    specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}
+    return {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)}
 
 
 class ResultStore:

@@ -124,19 +124,17 @@ class DaskEngines:
         self.closing = False
         import torch
 
+        from reportgen.compute.cached import weights_fingerprints
         from reportgen.nn.models import select_device
-        from reportgen.results.store import code_fingerprint, digest, weights_fingerprint
+        from reportgen.results.store import code_fingerprint, digest
 
         self.torch_threads = torch.get_num_threads()
         self.device = str(select_device(settings.device))
         self.code = code_fingerprint()
+        # What the workers' models depend on: the settings but inputs and -o, the device,
+        # the weights files' identities (a checkpoint rewritten in place is a new key).
         models = {k: v for k, v in settings.as_manifest().items() if k not in ("inputs", "output")}
-        specs = sorted({settings.weights, *(m.partition("=")[2] for m in settings.models)} - {""})
-        self.run_key = digest(
-            models,
-            self.device,
-            {spec: weights_fingerprint(spec, settings.weights_dir) for spec in specs},
-        )
+        self.run_key = digest(models, self.device, weights_fingerprints(settings))
 
     def __enter__(self) -> DaskEngines:
         distributed = _distributed()
