@@ -9,7 +9,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -195,6 +195,19 @@ def target_class(model: Any, target: str | None) -> int | None:
     raise UsageError(f"--target-class {target!r} is not a class of {model.id!r}{hint}")
 
 
+class Engine(Protocol):
+    """Where a model's per-input results are computed (``run_inputs`` drives it):
+    ``compute`` hands out a Future per input of a batch, ``flush`` sends what it holds,
+    ``lookahead`` shards of ``batches_per_shard`` batches may be in flight."""
+
+    lookahead: int
+    batches_per_shard: int
+
+    def compute(self, files: list[InputFile]) -> list[Future[InputResult]]: ...
+
+    def flush(self) -> None: ...
+
+
 class LocalEngine:
     """Per-input results computed in this process: each batch's forward pass now, its
     pictures on the encoder threads. The engine of a run without ``--cluster``; the Dask
@@ -240,7 +253,7 @@ def run_inputs(
     settings: RunSettings,
     options: PictureOptions,
     store: ResultStore,
-    engine: Any,
+    engine: Engine,
     on_result: ResultSink,
     progress: Progress | None = None,
 ) -> ModelResults:
