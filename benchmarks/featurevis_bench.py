@@ -105,7 +105,7 @@ def benchmark(
     standard view."""
     import torch
 
-    from reportgen.nn.featurevis import pair, photo_view, visualise
+    from reportgen.nn.featurevis import Recipe, pair, photo_view, visualise
     from reportgen.nn.models import default_preprocessing
 
     if threads:
@@ -123,10 +123,10 @@ def benchmark(
         "device": device,
         "negative": negative,
     }
-    visualise(module, layer, list(range(min(channels, 2))), steps=2, **kwargs)  # warm-up
+    visualise(module, layer, list(range(min(channels, 2))), Recipe(steps=2, **kwargs))  # warm-up
     _synchronise(device)
     started, cpu_started = time.perf_counter(), time.process_time()
-    results = visualise(module, layer, list(range(channels)), steps=steps, **kwargs)
+    results = visualise(module, layer, list(range(channels)), Recipe(steps=steps, **kwargs))
     _synchronise(device)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started  # all threads; robust to a busy machine
@@ -223,7 +223,7 @@ def target(
     """Every visualisation against its channel's best photo, like for like."""
     import torch
 
-    from reportgen.nn.featurevis import pair, photo_view, visualise
+    from reportgen.nn.featurevis import Recipe, pair, photo_view, visualise
     from reportgen.nn.models import default_preprocessing
 
     if threads:
@@ -250,12 +250,14 @@ def target(
             module,
             layer,
             chosen,
-            steps=steps,
-            size=size,
-            input_size=pair(prep.crop_size),
-            resize_to=pair(prep.resize_size),
-            view=photo_view(prep),
-            **common,
+            Recipe(
+                steps=steps,
+                size=size,
+                input_size=pair(prep.crop_size),
+                resize_to=pair(prep.resize_size),
+                view=photo_view(prep),
+                **common,
+            ),
         )
         summary: dict[str, Any] = {
             "layer": layer,
@@ -267,7 +269,7 @@ def target(
         old_view: Any = None
         if before:
             old, old_seconds, old_cpu = _timed(
-                device, visualise, module, layer, chosen, steps=steps, **FORMER, **common
+                device, visualise, module, layer, chosen, Recipe(steps=steps, **FORMER, **common)
             )
             old_view = remeasure(module, layer, [r.image for r in old], device)
             summary["before_seconds_per_channel"] = round(old_seconds / channels, 3)
@@ -419,7 +421,7 @@ def fill_check(
     import numpy as np
     import torch
 
-    from reportgen.nn.featurevis import pair, photo_view, visualise
+    from reportgen.nn.featurevis import Recipe, pair, photo_view, visualise
     from reportgen.nn.models import default_preprocessing
 
     if threads:
@@ -436,14 +438,14 @@ def fill_check(
         "device": device,
         "steps": steps,
     }
-    visualise(module, layer, [0], **{**kwargs, "steps": 2})  # warm-up
+    visualise(module, layer, [0], Recipe(**{**kwargs, "steps": 2}))  # warm-up
     times: dict[bool, list[float]] = {True: [], False: []}
     images: dict[bool, list[Any]] = {}
     for _ in range(2):
         for on in (True, False):
             with _filling(on):
                 found, _, cpu = _timed(
-                    device, visualise, module, layer, list(range(channels)), **kwargs
+                    device, visualise, module, layer, list(range(channels)), Recipe(**kwargs)
                 )
             times[on].append(cpu)
             images[on] = [r.image for r in found]

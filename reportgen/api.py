@@ -155,9 +155,12 @@ def build_report(
         settings = make_settings(inputs, output, **options)
     elif inputs is not None or output is not None or options:
         raise TypeError("build_report() takes settings, or inputs with options: not both")
+    from reportgen.run_options import run_options
+
+    checked = run_options(settings)
     from reportgen.pipeline import build_report as run_pipeline  # torch, once options are good
 
-    return run_pipeline(settings, progress=progress)
+    return run_pipeline(checked, progress=progress)
 
 
 def analyze(
@@ -169,10 +172,12 @@ def analyze(
     predictions, Grad-CAM maps, layers, per-channel statistics, selections and
     dataset examples; picture paths are where ``build_report`` would put them.
     """
-    settings = make_settings(inputs, "unused", **options)
+    from reportgen.run_options import run_options
+
+    checked = run_options(make_settings(inputs, "unused", **options), writes=False)
     from reportgen.pipeline import build_report as run_pipeline
 
-    summary = run_pipeline(settings, analysis_only=True)
+    summary = run_pipeline(checked, analysis_only=True)
     analysis: dict[str, Any] = summary.extra["analysis"]
     analysis.pop("files", None)
     return analysis

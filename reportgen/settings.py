@@ -1,6 +1,8 @@
 """The effective options of one ``reportgen run``, as one plain object.
 
-The CLI builds it, the pipeline reads it, the manifest records it. Each option's
+The CLI and the API build it, the manifest records it, the cache key hashes it; no
+stage reads it: ``reportgen.run_options`` cuts it into the small groups of
+``reportgen.options``, one for each stage. Each option's
 default lives here only: the click options of ``reportgen run`` read theirs with
 :func:`default_of`, and ``reportgen.api.make_settings`` leaves unset ones to the
 dataclass.
@@ -14,6 +16,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+# The choices of the options with a fixed set of values are defined with their groups.
+from reportgen.options import DETAIL_DEFAULT as DETAIL_DEFAULT
+from reportgen.options import DEVICES as DEVICES
+from reportgen.options import FV_CHANNELS as FV_CHANNELS
+from reportgen.options import SCALES as SCALES
+from reportgen.options import STRATEGIES as STRATEGIES
+
 # Options that say how a run is carried out (and change no byte of the report): kept
 # apart from the report's settings, never recorded in the manifest.
 RUNTIME_FIELDS = (
@@ -26,15 +35,6 @@ RUNTIME_FIELDS = (
     "cluster",
 )
 
-STRATEGIES = ("top_mean", "top_max", "mixed", "interesting", "manual")
-SCALES = ("channel", "layer")
-DEVICES = ("auto", "cpu", "cuda")
-FV_CHANNELS = ("selected", "all")
-# Inputs with every channel's map when --detail is not given (all of a smaller run).
-DETAIL_DEFAULT = 32
-# The weights view of a channel page: this many strongest positive and as many negative
-# input channels (reportgen.analysis.weights), whatever the layer's width.
-WEIGHTS_VIEW_PER_SIGN = 6
 # -o when --single-file is given without it: one HTML file rather than a folder.
 SINGLE_FILE_OUTPUT = "report.html"
 

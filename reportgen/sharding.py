@@ -20,21 +20,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reportgen import __version__
 from reportgen.errors import ReportgenError, UsageError
-from reportgen.pipeline import (
+from reportgen.options import DETAIL_DEFAULT, InputOptions, RunOptions
+from reportgen.pipeline import Progress, build_report
+from reportgen.pipeline.inputs import (
     DiscardedOutput,
-    Progress,
-    build_report,
-    check_usable,
-    cluster_engines,
     find_inputs,
+    prepare_inputs,
+    usable_warnings,
+)
+from reportgen.pipeline.models import (
+    WorkerSetup,
+    cluster_engines,
     load_planned_models,
     model_engine,
     picture_options,
     pictures_label,
-    prepare_inputs,
-    validate_settings,
 )
 from reportgen.report.output import SHARD_FILES_FORMAT
 from reportgen.results.shards import (
@@ -48,7 +49,9 @@ from reportgen.results.shards import (
     verify_entries,
 )
 from reportgen.results.summary import RunSummary
-from reportgen.settings import DETAIL_DEFAULT, RunSettings, report_settings
+from reportgen.run_options import run_options
+from reportgen.settings import RunSettings
+from reportgen.version import __version__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,59 +70,27 @@ def build_shard(
 ) -> ShardSummary:
     """Compute part ``part`` of ``parts`` of the run ``settings`` describes and put it, as
     a shard, at ``settings.output``."""
-    from reportgen.compute.encoding import ImageEncoder
     from reportgen.report.output import StagedReport
-    from reportgen.results.store import cache_root, code_fingerprint
 
     if settings.single_file:
         raise UsageError("--single-file makes a report; a shard holds results (use it on run)")
-    validate_settings(settings)
-    files, _ = find_inputs(settings)
-    mine = files[part_slice(len(files), part, parts, settings.batch_size)]
-    warnings: list[str] = []
-    _, models, facts = load_planned_models(settings, warnings)
-    views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
-    cache_dir = cache_root(settings.cache_dir, settings.no_cache)
-    jobs = settings.jobs or os.cpu_count() or 1
-    with StagedReport(Path(settings.output), shard=True) as staged:
+    options = run_options(settings)
+    files, _ = find_inputs(options.inputs)
+    mine = files[part_slice(len(files), part, parts, options.compute.batch_size)]
+    _, models, facts, warnings = load_planned_models(options.models, options.compute)
+    with StagedReport(Path(options.report.output), shard=True) as staged:
         entries = _ShardEntries(staged)
-        encoder = ImageEncoder(jobs)
-        try:
-            records, usable, skipped = prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
-            if settings.strict and skipped:
-                check_usable(settings, mine, [], usable, skipped, warnings)
-            for item in skipped:
-                warnings.append(f"skipped input {item.source!r}: {item.reason}")
-            detail = frozenset(_detail_of_run(files, views, settings))
-            options = picture_options(settings, detail, encode=True)
-            input_sha = {r.id: r.sha256 for r in records}
-            with cluster_engines(settings, options) as engines:
-                model_records = [
-                    _shard_model(
-                        model,
-                        model_facts,
-                        usable,
-                        settings,
-                        options,
-                        input_sha,
-                        cache_dir,
-                        model_engine(engines, model, model_facts, settings, options, encoder),
-                        entries,
-                        progress,
-                    )  # fmt: skip
-                    for model, model_facts in zip(models, facts)
-                ]
-            encoder.drain()
-        finally:
-            encoder.close()
+        computed = _compute_part(options, files, mine, models, facts, entries, progress)
+        records, skipped, model_records, notes = computed
+        warnings.extend(notes)
         record = {
             "format": SHARD_FORMAT,
             "reportgen": __version__,
-            "code": code_fingerprint(),
+            "code": _code_fingerprint(),
             "part": [part, parts],
             "inputs_found": len(files),
             "torch_threads": _torch_threads(),
-            "settings": report_settings(settings),
+            "settings": dict(options.recorded),
             "models": model_records,
             "inputs": [{"id": r.id, "source": r.source, "sha256": r.sha256} for r in records],
             "entries": entries.listed,
@@ -133,7 +104,7 @@ def build_shard(
             }
         )
     return ShardSummary(
-        shard=str(Path(settings.output)),
+        shard=str(Path(options.report.output)),
         part=(part, parts),
         inputs=[r.source for r in records],
         skipped=[{"source": s.source, "reason": s.reason} for s in skipped],
@@ -141,6 +112,55 @@ def build_shard(
         entries=len(entries.listed),
         warnings=warnings,
     )
+
+
+def _code_fingerprint() -> str:
+    from reportgen.results.store import code_fingerprint
+
+    return code_fingerprint()
+
+
+def _compute_part(
+    options: RunOptions,
+    files: list[Any],
+    mine: list[Any],
+    models: list[Any],
+    facts: list[Any],
+    entries: _ShardEntries,
+    progress: Progress | None,
+) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
+    """The part's inputs through every model into ``entries``: the inputs' records, the
+    skipped ones, each model's record for shard.json, and the warnings."""
+    from reportgen.compute.encoding import ImageEncoder
+    from reportgen.results.store import cache_root
+
+    views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
+    cache_dir = cache_root(options.engine.cache_dir, options.engine.no_cache)
+    encoder = ImageEncoder(options.engine.workers(os.cpu_count()))
+    try:
+        records, usable, skipped = prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
+        if options.inputs.strict and skipped:
+            usable_warnings(options.inputs, len(mine), usable, skipped)
+        warnings = [f"skipped input {item.source!r}: {item.reason}" for item in skipped]
+        detail = frozenset(_detail_of_run(files, views, options.inputs))
+        pictures = picture_options(options.pictures, detail, encode=True)
+        work = WorkerSetup(options.models, options.compute, pictures, options.recorded)
+        input_sha = {r.id: r.sha256 for r in records}
+        with cluster_engines(options.engine, work) as engines:
+            model_records = [
+                _shard_model(
+                    _ShardModel(model, model_facts, work, input_sha, cache_dir),
+                    usable,
+                    model_engine(engines, model, model_facts, work, encoder),
+                    entries,
+                    progress,
+                )
+                for model, model_facts in zip(models, facts)
+            ]
+        encoder.drain()
+    finally:
+        encoder.close()
+    return records, skipped, model_records, warnings
 
 
 class _ShardEntries:
@@ -167,14 +187,20 @@ class _ShardEntries:
         )  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class _ShardModel:
+    """One model of the part, with what its results are keyed by."""
+
+    model: Any
+    facts: Any
+    work: WorkerSetup
+    input_sha: dict[str, str]
+    cache_dir: Path | None
+
+
 def _shard_model(
-    model: Any,
-    facts: Any,
+    shard_model: _ShardModel,
     usable: list[Any],
-    settings: RunSettings,
-    options: Any,
-    input_sha: dict[str, str],
-    cache_dir: Path | None,
     engine: Any,
     entries: _ShardEntries,
     progress: Progress | None,
@@ -185,13 +211,16 @@ def _shard_model(
     from reportgen.compute.model_run import run_inputs
     from reportgen.results.store import weights_file_identity
 
-    key = model_key(model, settings, pictures_label(options))
-    store = ResultStore(cache_dir, key, input_sha, facts.layers, options.detail)
+    model, facts, work = shard_model.model, shard_model.facts, shard_model.work
+    key = model_key(model, work.recorded, pictures_label(work.pictures))
+    store = ResultStore(
+        shard_model.cache_dir, key, shard_model.input_sha, facts.layers, work.pictures.detail
+    )
 
     def keep(result: Any, _index: int) -> None:
         entries.add(str(store.input_key(result.input_id)), facts.id, result)
 
-    run_inputs(facts, usable, settings, options, store, engine, keep, progress)
+    run_inputs(facts, usable, work.compute, work.pictures.detail, store, engine, keep, progress)
     return {
         "id": facts.id,
         "spec": model.name,
@@ -200,7 +229,7 @@ def _shard_model(
     }
 
 
-def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) -> set[str]:
+def _detail_of_run(files: list[Any], views: list[Any], inputs: InputOptions) -> set[str]:
     """The run's detail inputs, as ``run`` chooses them among its usable inputs (a detail
     input's result holds every map, and is keyed so). "The first N" needs to know which
     of the first inputs are usable: those are read until N are found, whatever part
@@ -208,9 +237,9 @@ def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) ->
     from reportgen.inputs.detail import detail_inputs
     from reportgen.inputs.files import load_image
 
-    words = [d.strip() for d in settings.detail]
+    words = [d.strip() for d in inputs.detail]
     if words and not (len(words) == 1 and words[0].isdigit()):
-        return detail_inputs(files, settings.detail, DETAIL_DEFAULT)
+        return detail_inputs(files, inputs.detail, DETAIL_DEFAULT)
     wanted = int(words[0]) if words else DETAIL_DEFAULT
     usable: list[Any] = []
     for file in files:
@@ -221,7 +250,7 @@ def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) ->
         except ReportgenError:
             continue
         usable.append(file)
-    return detail_inputs(usable, settings.detail, DETAIL_DEFAULT)
+    return detail_inputs(usable, inputs.detail, DETAIL_DEFAULT)
 
 
 def merge_shards(
@@ -259,9 +288,9 @@ def merge_shards(
             "versions): merge with the installation that made the shards"
         )
     # The merge reads only the shards: the cache is neither read nor written.
-    settings = settings_of(first, **runtime, no_cache=True)
-    _check_inputs_unchanged(shards, settings)
-    return build_report(settings, progress, shard_roots=tuple(s.folder for s in shards))
+    options = run_options(settings_of(first, **runtime, no_cache=True))
+    _check_inputs_unchanged(shards, options.inputs)
+    return build_report(options, progress, shard_roots=tuple(s.folder for s in shards))
 
 
 def _torch_threads() -> int:
@@ -270,13 +299,13 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def _check_inputs_unchanged(shards: list[Any], settings: RunSettings) -> None:
+def _check_inputs_unchanged(shards: list[Any], inputs: InputOptions) -> None:
     """The inputs the merge finds are those the shards were cut from: an input added or
     removed since moves every part's boundaries (and the report would silently be
     another run's)."""
     from reportgen.inputs.files import discover_inputs
 
-    files, _ = discover_inputs(settings.inputs)
+    files, _ = discover_inputs(inputs.arguments)
     found = len(files)  # as build_shard counts them
     expected = shards[0].record["inputs_found"]
     ids = {f.id for f in files}

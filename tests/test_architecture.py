@@ -22,7 +22,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reportgen"
 RANKS = {
     "reportgen": 0,  # the package root: __version__ (its API facade imports lazily)
     "errors": 0,
-    "settings": 1,
+    "version": 0,  # reportgen.version: __version__, importing nothing
+    "options": 0.5,  # the stages' small option groups
+    "settings": 1,  # the run's full settings: known to the CLI, the API, the cache key
     "inputs": 2,
     "nn": 3,
     "analysis": 4,
@@ -33,6 +35,7 @@ RANKS = {
     "tools": 8,
     "pipeline": 9,
     "notebook": 9,  # reportgen.notebook: the notebook view under its first import path
+    "run_options": 9.5,  # the full settings cut into the stages' options (for api, sharding)
     "api": 10,
     "sharding": 10,  # reportgen shard/merge: beside the pipeline, over it and results.shards
     "cli": 11,

@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from reportgen import __version__
 from reportgen.errors import ReportgenError
 from reportgen.settings import (
     DEVICES,
@@ -24,6 +23,7 @@ from reportgen.settings import (
     STRATEGIES,
     default_of,
 )
+from reportgen.version import __version__
 
 log = logging.getLogger("reportgen")
 

@@ -24,6 +24,7 @@ from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.inputs.files import InputFile, load_image
 from reportgen.nn.channel_stats import ChannelStats
+from reportgen.options import SelectionOptions
 from reportgen.results.records import (
     GRADCAM_TARGET,
     GRADCAM_TOP,
@@ -33,7 +34,6 @@ from reportgen.results.records import (
     LayerResult,
     PictureKey,
 )
-from reportgen.settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -106,42 +106,44 @@ def forward_batch(
         layer.name: (channel_stats(outputs[layer.name]), outputs.pop(layer.name).numpy())
         for layer in layers
     }
-    results = []
-    for b, file in enumerate(files):
-        cams = [(GRADCAM_TOP, top_cams[b])] if top_cams else []
-        cams += [(GRADCAM_TARGET, target_cams[b])] if target_cams else []
-        results.append(
-            PassOutput(
-                input_id=file.id,
-                view=views[b],
-                predictions=[
-                    (int(i), round(float(p), 6)) for p, i in zip(top.values[b], top.indices[b])
-                ],
-                gradcam=[
-                    (
-                        GradCamResult(
-                            kind,
-                            cam.class_index,
-                            str(gradcam_layer),
-                            [[round(float(v), 6) for v in row] for row in cam.map],
-                        ),
-                        cam.map,
-                    )
-                    for kind, cam in cams
-                ],
-                layers={
-                    name: LayerOutput(stats[b], values[b])
-                    for name, (stats, values) in per_layer.items()
-                },
-            )
+    cams_of = _cams_by_input(len(files), top_cams, target_cams)
+    return [
+        PassOutput(
+            input_id=file.id,
+            view=views[b],
+            predictions=[
+                (int(i), round(float(p), 6)) for p, i in zip(top.values[b], top.indices[b])
+            ],
+            gradcam=[(_cam_record(kind, cam, gradcam_layer), cam.map) for kind, cam in cams_of[b]],
+            layers={
+                name: LayerOutput(stats[b], values[b])
+                for name, (stats, values) in per_layer.items()
+            },
         )
-    return results
+        for b, file in enumerate(files)
+    ]
+
+
+def _cams_by_input(count: int, top_cams: list[Any], target_cams: list[Any]) -> list[list[Any]]:
+    """Each input's Grad-CAMs, the top class's first: (kind, GradCam)."""
+    return [
+        ([(GRADCAM_TOP, top_cams[b])] if top_cams else [])
+        + ([(GRADCAM_TARGET, target_cams[b])] if target_cams else [])
+        for b in range(count)
+    ]
+
+
+def _cam_record(kind: str, cam: Any, layer: str | None) -> GradCamResult:
+    """A Grad-CAM as a result records it: its map rounded to six places."""
+    return GradCamResult(
+        kind, cam.class_index, str(layer), [[round(float(v), 6) for v in row] for row in cam.map]
+    )
 
 
 def finish_input(
     output: PassOutput,
     layers: tuple[LayerFacts, ...],
-    settings: RunSettings,
+    selection: SelectionOptions,
     options: PictureOptions,
 ) -> InputResult:
     """Selections, ranges and pictures of one input: its complete result."""
@@ -160,7 +162,7 @@ def finish_input(
     for layer in layers:
         recorded = output.layers[layer.name]
         result.layers[layer.name] = _layer_result(
-            layer, recorded, view_array, settings, options, pictures if maps else None
+            layer, recorded, view_array, selection, options, pictures if maps else None
         )
     return result
 
@@ -169,7 +171,7 @@ def _layer_result(
     layer: LayerFacts,
     recorded: LayerOutput,
     view: np.ndarray,
-    settings: RunSettings,
+    selection: SelectionOptions,
     options: PictureOptions,
     pictures: dict[PictureKey, bytes] | None,
 ) -> LayerResult:
@@ -177,11 +179,11 @@ def _layer_result(
     stats, values = recorded.stats, recorded.values
     selected = select_channels(
         stats,
-        settings.strategy,
-        settings.top_k,
-        settings.channels,
-        settings.interesting_mean,
-        settings.interesting_max,
+        selection.strategy,
+        selection.top_k,
+        selection.channels,
+        selection.interesting_mean,
+        selection.interesting_max,
     )
     if not layer.spatial:
         # Units: the pages draw their values from the statistics; no picture.

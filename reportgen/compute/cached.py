@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
@@ -17,14 +17,13 @@ from typing import Any
 from reportgen.compute.model_setup import split_model_spec
 from reportgen.errors import ReportgenError
 from reportgen.inputs.files import InputFile, SkippedInput, read_input_bytes
+from reportgen.nn.models import LoadedModel
+from reportgen.options import ModelOptions, RunOptions
 from reportgen.results.records import InputResult, LayerFacts
 from reportgen.results.store import InputCache, result_entry, result_from_entry
-from reportgen.settings import RunSettings, report_settings
 
 
-def run_cache_key(
-    settings: RunSettings, files: list[InputFile], skipped: list[SkippedInput]
-) -> str:
+def run_cache_key(options: RunOptions, files: list[InputFile], skipped: list[SkippedInput]) -> str:
     """Everything that shapes a report, hashed without torch: reportgen's code, every
     setting but -o, each input's id, source and content, the weights files."""
     import hashlib
@@ -38,28 +37,28 @@ def run_cache_key(
         except (OSError, ReportgenError) as exc:
             content = f"unreadable: {exc}"
         contents.append([file.id, file.source, content])
-    shape = {"single_file": settings.single_file, "strict": settings.strict}
+    shape = {"single_file": options.report.single_file, "strict": options.inputs.strict}
     return digest(
         "run",
         code_fingerprint(),
-        report_settings(settings),
+        dict(options.recorded),
         shape,
         contents,
         [[s.source, s.reason] for s in skipped],
-        weights_fingerprints(settings),
+        weights_fingerprints(options.models),
         os.environ.get("SOURCE_DATE_EPOCH"),
         os.environ.get("REPORTGEN_OFFLINE"),
-        settings.device,
+        options.models.device,
     )
 
 
-def weights_fingerprints(settings: RunSettings) -> dict[str, Any]:
+def weights_fingerprints(models: ModelOptions) -> dict[str, Any]:
     """Every weights file or folder the run's models may read, by its identity
     (``results.store.weights_fingerprint``), without torch."""
     from reportgen.results.store import weights_fingerprint
 
-    specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}
-    return {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)}
+    specs = {models.weights, *(split_model_spec(m, models.weights)[1] for m in models.specs)}
+    return {spec: weights_fingerprint(spec, models.weights_dir) for spec in sorted(specs)}
 
 
 class ResultStore:
@@ -158,7 +157,7 @@ def _done(result: InputResult | None) -> Future[InputResult]:
     return future
 
 
-def model_key(model: Any, settings: RunSettings, pictures: str) -> str:
+def model_key(model: LoadedModel, recorded: Mapping[str, Any], pictures: str) -> str:
     """What every per-input result of a model depends on besides the input: reportgen's
     code, torch, the model and its weights file, preprocessing, device, the options that
     change results, and which pictures are made (``pictures``)."""
@@ -167,7 +166,7 @@ def model_key(model: Any, settings: RunSettings, pictures: str) -> str:
     from reportgen.results.store import code_fingerprint, digest, weights_file_identity
 
     weights = model.weights
-    recorded = {k: v for k, v in report_settings(settings).items() if k not in NOT_IN_INPUT_KEY}
+    shaping = {k: v for k, v in recorded.items() if k not in NOT_IN_INPUT_KEY}
     return digest(
         "input-results",
         code_fingerprint(),
@@ -177,7 +176,7 @@ def model_key(model: Any, settings: RunSettings, pictures: str) -> str:
         weights_file_identity(weights),
         model.preprocessing.describe(),
         str(model.device),
-        recorded,
+        shaping,
         pictures,
     )
 

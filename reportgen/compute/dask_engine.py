@@ -33,17 +33,18 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reportgen import __version__
 from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.inputs.files import InputFile, read_input_bytes
+from reportgen.options import ComputeOptions, ModelOptions
 from reportgen.results.records import InputResult, ModelFacts
-from reportgen.settings import RunSettings
+from reportgen.version import __version__
 
 log = logging.getLogger("reportgen")
 
@@ -115,10 +116,16 @@ class DaskEngines:
     """The cluster of a run, as a context: started (or connected to) on entry, closed on
     exit whatever happened; ``for_model`` gives each model its engine."""
 
-    def __init__(self, settings: RunSettings, options: PictureOptions) -> None:
-        assert settings.cluster is not None
-        self.spec = parse_cluster(settings.cluster)
-        self.settings, self.options = settings, options
+    def __init__(
+        self,
+        cluster: str,
+        models: ModelOptions,
+        compute: ComputeOptions,
+        options: PictureOptions,
+        recorded: Mapping[str, Any],
+    ) -> None:
+        self.spec = parse_cluster(cluster)
+        self.models, self.compute, self.options = models, compute, options
         self.cluster: Any = None
         self.client: Any = None
         self.closing = False
@@ -129,12 +136,12 @@ class DaskEngines:
         from reportgen.results.store import code_fingerprint, digest
 
         self.torch_threads = torch.get_num_threads()
-        self.device = str(select_device(settings.device))
+        self.device = str(select_device(models.device))
         self.code = code_fingerprint()
         # What the workers' models depend on: the settings but inputs and -o, the device,
         # the weights files' identities (a checkpoint rewritten in place is a new key).
-        models = {k: v for k, v in settings.as_manifest().items() if k not in ("inputs", "output")}
-        self.run_key = digest(models, self.device, weights_fingerprints(settings))
+        shaping = {k: v for k, v in recorded.items() if k != "inputs"}
+        self.run_key = digest(shaping, self.device, weights_fingerprints(models))
 
     def __enter__(self) -> DaskEngines:
         distributed = _distributed()
@@ -190,10 +197,12 @@ class DaskEngines:
 
 @dataclass(frozen=True)
 class ShardJob:
-    """What a worker needs for one shard: the run's settings name the models (each worker
-    builds them itself), ``model_id`` which one; each batch's inputs with their bytes."""
+    """What a worker needs for one shard: the run's model options name the models (each
+    worker builds them itself), ``model_id`` which one; what to compute; each batch's
+    inputs with their bytes."""
 
-    settings: RunSettings
+    models: ModelOptions
+    compute: ComputeOptions
     options: PictureOptions
     model_id: str
     layer_names: tuple[str, ...]
@@ -241,7 +250,8 @@ class DaskEngine:
         split_on_failure: bool,
     ) -> None:
         job = ShardJob(
-            self.engines.settings,
+            self.engines.models,
+            self.engines.compute,
             self.engines.options,
             self.model_id,
             self.layer_names,
@@ -351,7 +361,7 @@ def _load_on_worker(job: ShardJob) -> dict[str, _WorkerModel]:
             f"{__version__} against {job.version}, or other files or torch, numpy, Pillow "
             "versions): install the same on every worker"
         )
-    torch.manual_seed(job.settings.seed)  # as the client's run does before building models
+    torch.manual_seed(job.models.seed)  # as the client's run does before building models
     # The client's device, not the worker's own choice: the results are cached under the
     # client's key and must be the numbers a one-process run makes.
     device = torch.device(job.device)
@@ -361,13 +371,13 @@ def _load_on_worker(job: ShardJob) -> dict[str, _WorkerModel]:
             "sees no CUDA device"
         )
     models = {}
-    for model in load_models(job.settings, device, []):
-        facts = plan_layers(model, job.settings, [])
+    for model in load_models(job.models, device)[0]:
+        facts, _ = plan_layers(model, job.compute)
         models[model.id] = _WorkerModel(
             model,
             facts,
-            gradcam_layer(model, job.settings),
-            target_class(model, job.settings.target_class),
+            gradcam_layer(model, job.compute),
+            target_class(model, job.compute.target_class),
             threading.Lock(),
         )
     planned = models.get(job.model_id)
@@ -400,7 +410,7 @@ def compute_shard(job: ShardJob) -> list[list[InputResult]]:
             )
             results.append(
                 [
-                    finish_input(output, planned.facts.layers, job.settings, job.options)
+                    finish_input(output, planned.facts.layers, job.compute.selection, job.options)
                     for output in outputs
                 ]
             )

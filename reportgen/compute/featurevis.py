@@ -21,14 +21,15 @@ import numpy as np
 from reportgen.nn.featurevis import (
     LEARNING_RATE,
     MAX_BATCH,
+    Recipe,
     Visualisation,
     pair,
     photo_view,
     visualise,
 )
+from reportgen.options import FeatureVisOptions
 from reportgen.results.records import PictureKey
 from reportgen.results.run import ModelResults
-from reportgen.settings import RunSettings
 
 log = logging.getLogger("reportgen")
 
@@ -73,7 +74,7 @@ def measured_on(model: Any) -> str:
     return str(model.preprocessing.describe())
 
 
-def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSettings) -> str:
+def cache_key(model: Any, layer: str, channels: Sequence[int], fv: FeatureVisOptions) -> str:
     """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
     torch, the model and its weights file, the preprocessing, the device, the layer, the
     exact channel list (they are optimised as one batch) and the options."""
@@ -100,7 +101,7 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], settings: RunSett
         str(model.device),
         layer,
         list(channels),
-        [settings.fv_steps, settings.fv_size, settings.fv_negative, settings.seed],
+        [fv.steps, fv.size, fv.negative, fv.seed],
         [LEARNING_RATE, MAX_BATCH],
     )
 
@@ -148,31 +149,29 @@ def _store(store: Any, key: str, results: list[Visualisation]) -> None:
 
 
 def _visualise_layer(
-    model: Any, layer: str, channels: list[int], settings: RunSettings, store: Any
+    model: Any, layer: str, channels: list[int], fv: FeatureVisOptions, store: Any
 ) -> tuple[list[Visualisation], float | None]:
     """A layer's visualisations, from the cache or optimised; seconds per channel when
     optimised."""
-    key = cache_key(model, layer, channels, settings) if store is not None else ""
+    key = cache_key(model, layer, channels, fv) if store is not None else ""
     cached = _cached(store, key) if store is not None else None
     if cached is not None:
         log.info("%s %s: feature visualisations from the cache", model.id, layer)
         return cached, None
     started = time.perf_counter()
-    results = visualise(
-        model.module,
-        layer,
-        channels,
+    recipe = Recipe(
         mean=model.preprocessing.mean,
         std=model.preprocessing.std,
-        steps=settings.fv_steps,
-        size=settings.fv_size,
+        steps=fv.steps,
+        size=fv.size,
         input_size=input_size(model),
         resize_to=resized_to(model),
         view=photo_view(model.preprocessing),
-        seed=settings.seed,
+        seed=fv.seed,
         device=model.device,
-        negative=settings.fv_negative,
+        negative=fv.negative,
     )
+    results = visualise(model.module, layer, channels, recipe)
     seconds = time.perf_counter() - started
     log.info(
         "%s %s: feature visualisation of %d channels in %.1f s (%.2f s per channel)",
@@ -190,7 +189,7 @@ def _visualise_layer(
 def feature_vis_for_model(
     model: Any,
     results: ModelResults,
-    settings: RunSettings,
+    fv: FeatureVisOptions,
     emit: Callable[[PictureKey, bytes], None] | None,
     store: Any = None,
 ) -> dict[str, float]:
@@ -201,10 +200,10 @@ def feature_vis_for_model(
     optimised_at = list(input_size(model))
     view = measured_on(model)
     for layer in results.facts.layers:
-        channels = chosen_channels(results, layer.name, settings.fv_channels)
+        channels = chosen_channels(results, layer.name, fv.channels)
         if not channels:
             continue
-        found, seconds = _visualise_layer(model, layer.name, channels, settings, store)
+        found, seconds = _visualise_layer(model, layer.name, channels, fv, store)
         if seconds is not None:
             timings[layer.name] = seconds
         numbers = results.feature_vis.setdefault(layer.name, {})
@@ -214,8 +213,8 @@ def feature_vis_for_model(
                 others = item.others_mean
                 numbers[item.channel] = {
                     "activation": round(item.activation, 6),
-                    "steps": settings.fv_steps,
-                    "size": settings.fv_size,
+                    "steps": fv.steps,
+                    "size": fv.size,
                     "optimised_at": optimised_at,
                     "measured_on": view,
                     "best_input": None if best is None else round(best, 6),

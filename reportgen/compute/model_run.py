@@ -21,9 +21,10 @@ from reportgen.errors import ReportgenError, UsageError
 from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, example_grid
 from reportgen.inputs.files import InputFile, load_image
+from reportgen.nn.models import LoadedModel
+from reportgen.options import ComputeOptions, SelectionOptions
 from reportgen.results.records import InputResult, LayerFacts, ModelFacts, PictureKey
 from reportgen.results.run import ModelResults
-from reportgen.settings import RunSettings
 
 Progress = Callable[[int], None]
 # Where pictures go: the caller (the pipeline) knows the report; compute does not.
@@ -36,19 +37,17 @@ def batches(items: list[InputFile], size: int) -> Iterator[list[InputFile]]:
         yield items[start : start + size]
 
 
-def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> ModelFacts:
+def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts, list[str]]:
     """The model's facts with its chosen layers: names resolved, shapes traced, kernels
-    and receptive fields read. Layers whose output is not [C, H, W] or [C] are left out."""
-    import torch
-
+    and receptive fields read; and what was said on the way. Layers whose output is not
+    [C, H, W] or [C] are left out."""
     from reportgen.nn.layers import resolve_layers, trace_layers
 
     size = int(model.preprocessing.crop_size[0])
     infos = trace_layers(model.module, size, model.device)
-    chosen = resolve_layers(infos, settings.layers, model.name)
+    chosen = resolve_layers(infos, compute.layers, model.name)
     by_name = {info.name: info for info in infos}
-    modules = dict(model.module.named_modules())
-    categories = model.categories
+    warnings: list[str] = []
     kept = []
     for name in chosen:
         info = by_name[name]
@@ -59,60 +58,73 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
                 "only [C, H, W] and [C] outputs are shown, so it is left out"
             )
             continue
-        module = modules[name]
-        weight = None
-        if isinstance(module, torch.nn.Conv2d):
-            weight = module.weight.detach().float().cpu().numpy()
-        kept.append(
-            LayerFacts(
-                name,
-                info.type,
-                info.value,
-                shape,
-                has_maps(shape),
-                weight,
-                class_labels=(
-                    tuple(categories)
-                    if categories and info.at_logits and shape[0] == len(categories)
-                    else ()
-                ),
-            )
-        )
-        check_channel_options(model.id, name, int(shape[0]), settings, warnings)
+        kept.append(_layer_facts(model, info, shape))
+        warnings.extend(check_channel_options(model.id, name, int(shape[0]), compute.selection))
     if not kept:
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
-    fields = receptive_fields(model, kept)
     crop = tuple(int(v) for v in model.preprocessing.crop_size)
-    layers = tuple(
-        dataclasses.replace(
-            layer,
-            receptive_field=fields[layer.name].size[0] if layer.name in fields else None,
-            field_covers_view=layer.name in fields
-            and covers_view(fields[layer.name], layer.output_shape, (crop[-1], crop[0])),
-        )
-        for layer in kept
-    )
-    layers = with_weights_views(model, layers)
-    return ModelFacts(
+    layers = with_weights_views(model, _with_fields(model, kept, (crop[-1], crop[0])))
+    facts = ModelFacts(
         id=model.id,
         name=model.name,
         weights=model.weights.label,
         weights_detail=model.weights.describe(),
         preprocessing=model.preprocessing.describe(),
-        notes=(*model.notes, *_default_layers_note(infos, settings)),
+        notes=(*model.notes, *_default_layers_note(infos, compute.layers)),
         label=model.display_label,
         categories=tuple(model.categories) if model.categories else None,
         view_size=(crop[-1], crop[0]),
         layers=layers,
     )
+    return facts, warnings
 
 
-def _default_layers_note(infos: Any, settings: RunSettings) -> tuple[str, ...]:
+def _layer_facts(model: LoadedModel, info: Any, shape: tuple[int, ...]) -> LayerFacts:
+    """A chosen layer's facts from its traced output; a Conv2d's kernels with them."""
+    import torch
+
+    module = dict(model.module.named_modules())[info.name]
+    weight = None
+    if isinstance(module, torch.nn.Conv2d):
+        weight = module.weight.detach().float().cpu().numpy()
+    categories = model.categories
+    return LayerFacts(
+        info.name,
+        info.type,
+        info.value,
+        shape,
+        has_maps(shape),
+        weight,
+        class_labels=(
+            tuple(categories)
+            if categories and info.at_logits and shape[0] == len(categories)
+            else ()
+        ),
+    )
+
+
+def _with_fields(
+    model: LoadedModel, layers: list[LayerFacts], view_size: tuple[int, int]
+) -> tuple[LayerFacts, ...]:
+    """Each map layer's receptive field, and whether every cell's covers the view."""
+    fields = receptive_fields(model, layers)
+    return tuple(
+        dataclasses.replace(
+            layer,
+            receptive_field=fields[layer.name].size[0] if layer.name in fields else None,
+            field_covers_view=layer.name in fields
+            and covers_view(fields[layer.name], layer.output_shape, view_size),
+        )
+        for layer in layers
+    )
+
+
+def _default_layers_note(infos: Any, layers: tuple[str, ...]) -> tuple[str, ...]:
     """What the default layer set left out, said in the report (the model's notes)."""
     from reportgen.nn.layers import default_layers, gate_layers
 
     gates = gate_layers(infos)
-    if settings.layers or not gates or not set(gates).isdisjoint(default_layers(infos)):
+    if layers or not gates or not set(gates).isdisjoint(default_layers(infos)):
         return ()
     return (
         f"{len(gates)} Conv2d layers with a 1x1 output (one value per channel, such as "
@@ -136,24 +148,26 @@ def has_maps(shape: tuple[int, ...]) -> bool:
 
 
 def check_channel_options(
-    model_id: str, layer: str, channels: int, settings: RunSettings, warnings: list[str]
-) -> None:
-    """Manual channels must exist in the layer; a --top-k above its count is clamped, said so."""
-    if settings.strategy == "manual":
-        bad = [c for c in settings.channels if not 0 <= c < channels]
+    model_id: str, layer: str, channels: int, selection: SelectionOptions
+) -> list[str]:
+    """Manual channels must exist in the layer; a --top-k above its count is clamped, said
+    so (the warning returned)."""
+    if selection.strategy == "manual":
+        bad = [c for c in selection.channels if not 0 <= c < channels]
         if bad:
             raise UsageError(
                 f"--channels {bad[0]} is out of range for layer {layer} of {model_id!r}: "
                 f"it has {channels} channels (0-{channels - 1})"
             )
-    elif settings.top_k > channels:
-        warnings.append(
-            f"{model_id}: layer {layer} has {channels} channels; --top-k {settings.top_k} "
+    elif selection.top_k > channels:
+        return [
+            f"{model_id}: layer {layer} has {channels} channels; --top-k {selection.top_k} "
             f"clamped to {channels}"
-        )
+        ]
+    return []
 
 
-def receptive_fields(model: Any, layers: list[LayerFacts]) -> dict[str, Any]:
+def receptive_fields(model: LoadedModel, layers: list[LayerFacts]) -> dict[str, Any]:
     from reportgen.nn.receptive import receptive_fields as fields_of
 
     spatial = [layer.name for layer in layers if layer.spatial]
@@ -163,23 +177,23 @@ def receptive_fields(model: Any, layers: list[LayerFacts]) -> dict[str, Any]:
     return fields_of(model.module, spatial, size, model.device)
 
 
-def gradcam_layer(model: Any, settings: RunSettings) -> str | None:
+def gradcam_layer(model: LoadedModel, compute: ComputeOptions) -> str | None:
     from reportgen.nn.gradcam import default_gradcam_layer
 
-    if not settings.gradcam:
+    if not compute.gradcam:
         return None
-    if settings.gradcam_layer:
-        if settings.gradcam_layer not in dict(model.module.named_modules()):
+    if compute.gradcam_layer:
+        if compute.gradcam_layer not in dict(model.module.named_modules()):
             raise ReportgenError(
-                f"--gradcam-layer {settings.gradcam_layer!r} is not a layer of {model.id!r} "
+                f"--gradcam-layer {compute.gradcam_layer!r} is not a layer of {model.id!r} "
                 f"(see 'reportgen layers {model.name}')"
             )
-        return settings.gradcam_layer
+        return compute.gradcam_layer
     # The last Conv2d that runs: the last in module order may be a head that eval skips.
     return default_gradcam_layer(model.module, tuple(model.preprocessing.crop_size), model.device)
 
 
-def target_class(model: Any, target: str | None) -> int | None:
+def target_class(model: LoadedModel, target: str | None) -> int | None:
     """--target-class as an index: a number, or a category name of the model."""
     if target is None or target == "":
         return None
@@ -220,16 +234,16 @@ class LocalEngine:
 
     def __init__(
         self,
-        model: Any,
+        model: LoadedModel,
         facts: ModelFacts,
-        settings: RunSettings,
+        compute: ComputeOptions,
         options: PictureOptions,
         encoder: ImageEncoder,
     ) -> None:
-        self.model, self.facts, self.settings = model, facts, settings
+        self.model, self.facts, self.selection = model, facts, compute.selection
         self.options, self.encoder = options, encoder
-        self.gradcam_layer = gradcam_layer(model, settings)
-        self.target = target_class(model, settings.target_class)
+        self.gradcam_layer = gradcam_layer(model, compute)
+        self.target = target_class(model, compute.target_class)
 
     def compute(self, files: list[InputFile]) -> list[Future[InputResult]]:
         """One batch: the network now, the rest of each input's result on the encoders."""
@@ -238,7 +252,7 @@ class LocalEngine:
         )
         return [
             self.encoder.future(
-                finish_input, output, self.facts.layers, self.settings, self.options
+                finish_input, output, self.facts.layers, self.selection, self.options
             )
             for output in outputs
         ]
@@ -250,8 +264,8 @@ class LocalEngine:
 def run_inputs(
     facts: ModelFacts,
     usable: list[InputFile],
-    settings: RunSettings,
-    options: PictureOptions,
+    compute: ComputeOptions,
+    detail: frozenset[str],
     store: ResultStore,
     engine: Engine,
     on_result: ResultSink,
@@ -264,7 +278,7 @@ def run_inputs(
     Inputs go in shards of ``engine.batches_per_shard`` batches of ``--batch-size``, cut at
     the same places whatever the engine: a batch's numbers depend (in the last bits) on
     which inputs share it, so every engine computes the same batches."""
-    results = ModelResults.empty(facts, settings.examples)
+    results = ModelResults.empty(facts, compute.examples)
     # Up to engine.lookahead shards are computed while the oldest is folded in; results
     # are folded in input order, whichever finishes first.
     pending: deque[list[Future[InputResult]]] = deque()
@@ -274,12 +288,11 @@ def run_inputs(
             result = future.result()
             index = len(results.inputs)
             on_result(result, index)
-            detail = result.input_id in options.detail
-            results.add(result.without_pictures(), index, detail=detail)
+            results.add(result.without_pictures(), index, detail=result.input_id in detail)
         if progress:
             progress(len(futures))
 
-    all_batches = list(batches(usable, settings.batch_size))
+    all_batches = list(batches(usable, compute.batch_size))
     step = engine.batches_per_shard
     for start in range(0, len(all_batches), step):
         shard: list[Future[InputResult]] = []
@@ -294,7 +307,9 @@ def run_inputs(
     return results
 
 
-def example_boxes(model: Any, results: ModelResults) -> dict[str, list[list[dict[str, Any]]]]:
+def example_boxes(
+    model: LoadedModel, results: ModelResults
+) -> dict[str, list[list[dict[str, Any]]]]:
     """Per layer and channel, the top inputs over the run: {input, value, box}, where box is
     the receptive field of the argmax in view pixels (the whole view for 2-D layers)."""
     fields = receptive_fields(model, list(results.facts.layers))
@@ -324,7 +339,7 @@ def example_boxes(model: Any, results: ModelResults) -> dict[str, list[list[dict
 
 
 def encode_example_strips(
-    model: Any,
+    model: LoadedModel,
     boxes: dict[str, list[list[dict[str, Any]]]],
     usable: list[InputFile],
     encoder: ImageEncoder,

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reportgen.errors import UsageError
-from reportgen.settings import RunSettings
+from reportgen.nn.models import (
+    CustomPreprocessing,
+    LoadedModel,
+    is_custom,
+    load_custom_model,
+    load_model,
+    model_id,
+    read_labels,
+)
+from reportgen.options import ModelOptions
 
 
 def split_model_spec(spec: str, default_weights: str) -> tuple[str, str]:
@@ -15,49 +23,48 @@ def split_model_spec(spec: str, default_weights: str) -> tuple[str, str]:
     return name.strip(), (weights.strip() if sep and weights.strip() else default_weights)
 
 
-def load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list[Any]:
-    from reportgen.nn.models import is_custom, load_custom_model, load_model, model_id
-
-    if settings.model_labels and len(settings.model_labels) != len(settings.models):
-        raise UsageError(
-            f"--label was given {len(settings.model_labels)} times for "
-            f"{len(settings.models)} models; give one label per -m, in the same order"
-        )
+def load_models(options: ModelOptions, device: Any) -> tuple[list[LoadedModel], list[str]]:
+    """Every ``-m`` model, built on ``device`` with its labels; and the warnings to show
+    (weights that were not at hand and were stood in for)."""
     taken: set[str] = set()
     models = []
-    for position, spec in enumerate(settings.models):
-        name, weights = split_model_spec(spec, settings.weights)
-        label = settings.model_labels[position] if settings.model_labels else ""
-        default_label = name if weights == settings.weights else f"{name} ({Path(weights).name})"
+    warnings: list[str] = []
+    for position, spec in enumerate(options.specs):
+        name, weights = split_model_spec(spec, options.weights)
+        label = options.labels[position] if options.labels else ""
+        default_label = name if weights == options.weights else f"{name} ({Path(weights).name})"
         ident = model_id(label or default_label, taken)
         taken.add(ident)
-        if is_custom(name):
-            loaded = load_custom_model(
-                name,
-                weights,
-                seed=settings.seed,
-                device=device,
-                model_id_=ident,
-                input_size=settings.input_size,
-                mean=settings.mean,
-                std=settings.std,
-                labels_file=settings.labels_file,
-            )
-        else:
-            loaded = load_model(
-                name,
-                weights,
-                weights_dir=settings.weights_dir,
-                offline=settings.offline,
-                seed=settings.seed,
-                device=device,
-                model_id_=ident,
-            )
-            if settings.labels_file:
-                from reportgen.nn.models import read_labels
-
-                loaded.categories = read_labels(settings.labels_file)
+        loaded = _load_one(name, weights, ident, options, device)
         loaded.display_label = label or default_label
         warnings.extend(f"{ident}: {note}" for note in loaded.notes if "not available" in note)
         models.append(loaded)
-    return models
+    return models, warnings
+
+
+def _load_one(
+    name: str, weights: str, ident: str, options: ModelOptions, device: Any
+) -> LoadedModel:
+    if is_custom(name):
+        return load_custom_model(
+            name,
+            weights,
+            seed=options.seed,
+            device=device,
+            model_id_=ident,
+            custom=CustomPreprocessing(
+                options.input_size, options.mean, options.std, options.labels_file
+            ),
+        )
+    loaded = load_model(
+        name,
+        weights,
+        weights_dir=options.weights_dir,
+        offline=options.offline,
+        seed=options.seed,
+        device=device,
+        model_id_=ident,
+    )
+    if options.labels_file:
+        loaded.categories = read_labels(options.labels_file)
+    return loaded

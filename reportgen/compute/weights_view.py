@@ -21,9 +21,12 @@ from reportgen.compute.encoding import ImageEncoder
 from reportgen.imaging import kernels
 from reportgen.imaging import pictures as imaging
 from reportgen.results.records import LayerFacts, PictureKey
-from reportgen.settings import WEIGHTS_VIEW_PER_SIGN
 
 PictureSink = Callable[[PictureKey, bytes], None]
+
+# The weights view of a channel page: this many strongest positive and as many negative
+# input channels (reportgen.analysis.weights), whatever the layer's width.
+WEIGHTS_VIEW_PER_SIGN = 6
 
 
 def with_weights_views(model: Any, layers: tuple[LayerFacts, ...]) -> tuple[LayerFacts, ...]:

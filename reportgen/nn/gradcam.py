@@ -96,14 +96,7 @@ def grad_cam_and_logits(
         with ForwardHooks([(layer, target)], keep_output), torch.enable_grad():
             inputs = batch.detach().requires_grad_(False)
             logits = module(inputs)
-            chosen = [
-                int(logits[i].argmax()) if c is None else int(c)
-                for i, c in enumerate(class_indices)
-            ]
-            if any(not 0 <= c < logits.shape[1] for c in chosen):
-                raise ReportgenError(
-                    f"--target-class is out of range: the model has {logits.shape[1]} classes"
-                )
+            chosen = _chosen_classes(logits, class_indices)
             scores = logits[torch.arange(len(chosen)), torch.tensor(chosen)]
             module.zero_grad(set_to_none=True)
             scores.sum().backward()
@@ -116,6 +109,28 @@ def grad_cam_and_logits(
     grads = gradients["value"].detach()
     if activations.dim() != 4:
         raise ReportgenError(f"Grad-CAM needs a layer with spatial output; {layer!r} has none")
+    return _scaled_cams(activations, grads, chosen, scores, layer), logits.detach().float().cpu()
+
+
+def _chosen_classes(logits: torch.Tensor, class_indices: list[int | None]) -> list[int]:
+    """Each image's class: the one asked for, else its top prediction."""
+    chosen = [int(logits[i].argmax()) if c is None else int(c) for i, c in enumerate(class_indices)]
+    if any(not 0 <= c < logits.shape[1] for c in chosen):
+        raise ReportgenError(
+            f"--target-class is out of range: the model has {logits.shape[1]} classes"
+        )
+    return chosen
+
+
+def _scaled_cams(
+    activations: torch.Tensor,
+    grads: torch.Tensor,
+    chosen: list[int],
+    scores: torch.Tensor,
+    layer: str,
+) -> list[GradCam]:
+    """Grad-CAM from the layer's values and gradients: ReLU of the gradient-weighted sum
+    of the channels, each map scaled to its peak."""
     weights = grads.mean(dim=(2, 3), keepdim=True)  # alpha_k: pooled gradients
     cams = torch.relu((weights * activations).sum(dim=1))  # [B, H, W]
     results = []
@@ -126,4 +141,4 @@ def grad_cam_and_logits(
         results.append(
             GradCam(chosen[i], layer, scaled.astype(np.float64), float(scores[i].detach()))
         )
-    return results, logits.detach().float().cpu()
+    return results

@@ -192,6 +192,17 @@ def read_labels(path: str) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
+@dataclass(frozen=True)
+class CustomPreprocessing:
+    """A custom model's view and class names (``--input-size``, ``--mean``, ``--std``,
+    ``--labels``): a factory carries none of its own."""
+
+    input_size: int | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    labels_file: str | None = None
+
+
 def load_custom_model(
     spec: str,
     weights_spec: str,
@@ -199,14 +210,12 @@ def load_custom_model(
     seed: int,
     device: Any,
     model_id_: str,
-    input_size: int | None = None,
-    mean: tuple[float, ...] = (),
-    std: tuple[float, ...] = (),
-    labels_file: str | None = None,
+    custom: CustomPreprocessing | None = None,
 ) -> LoadedModel:
     """A user's model from ``package.module:factory``, with optional state-dict file."""
     import torch
 
+    custom = custom or CustomPreprocessing()
     torch.manual_seed(seed)
     module = build_custom_module(spec)
     notes = []
@@ -221,14 +230,14 @@ def load_custom_model(
             )
         resolved = ResolvedWeights("file", path.name, path)
         apply_state_dict(module, load_state_dict(path), path)
-    categories = read_labels(labels_file) if labels_file else None
+    categories = read_labels(custom.labels_file) if custom.labels_file else None
     module.eval().to(device)
     return LoadedModel(
         model_id_,
         spec,
         module,
         resolved,
-        custom_preprocessing(input_size, mean, std),
+        custom_preprocessing(custom.input_size, custom.mean, custom.std),
         categories,
         device,
         notes,

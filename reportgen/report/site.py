@@ -9,7 +9,6 @@ from reportgen.report import paths
 from reportgen.report.data import (
     ReportData,
 )
-from reportgen.settings import RunSettings
 
 # Pages are pure Python (Jinja) work: below this many, forking costs more than it saves.
 _PARALLEL_PAGES = 200
@@ -19,16 +18,14 @@ _SHARED_RENDER: tuple[Any, ...] | None = None
 
 
 def write_single_file_report(
-    data: ReportData, staged: Any, build_manifest: Any, settings: RunSettings, warnings: list[str]
-) -> tuple[int, list[dict[str, Any]]]:
+    data: ReportData, staged: Any, build_manifest: Any, max_mb: float
+) -> tuple[int, list[str]]:
+    """The report as one file; its page count and what it had to say (pictures left
+    out to stay under ``max_mb``)."""
     from reportgen.report.render import make_environment
     from reportgen.report.singlefile import write_single_file
 
-    pages, notes = write_single_file(
-        data, staged, build_manifest, make_environment(), settings.max_single_file_mb
-    )
-    warnings.extend(notes)
-    return pages, []
+    return write_single_file(data, staged, build_manifest, make_environment(), max_mb)
 
 
 def write_site(data: ReportData, staged: Any, jobs: int = 1) -> int:

@@ -100,11 +100,16 @@ def _capture(monkeypatch: pytest.MonkeyPatch) -> list[RunSettings]:
     the pipeline, which is not run (the CLI calls reportgen.api.build_report)."""
     seen: list[RunSettings] = []
 
-    def pipeline(settings: RunSettings, progress: Any = None, analysis_only: bool = False) -> Any:
+    def cut(settings: RunSettings, writes: bool = True) -> RunSettings:
         seen.append(settings)
+        return settings
+
+    def pipeline(options: Any, progress: Any = None, analysis_only: bool = False) -> Any:
         return None
 
-    # A stand-in module: neither torch nor the pipeline's own imports are needed here.
+    # The settings are taken where they are cut into the stages' options; a stand-in
+    # pipeline module: neither torch nor the pipeline's own imports are needed here.
+    monkeypatch.setattr("reportgen.run_options.run_options", cut)
     fake = types.ModuleType("reportgen.pipeline")
     fake.build_report = pipeline  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "reportgen.pipeline", fake)

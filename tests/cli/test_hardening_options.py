@@ -1,7 +1,7 @@
 """Issue 15, class 2: options validated before any work.
 
 Every number of a run is checked where the settings enter the pipeline
-(``validate_settings``), whoever made them: finite decimals, whole numbers in range
+(``run_options``), whoever made them: finite decimals, whole numbers in range
 (``--seed`` too); a config file's values are of exactly the option's kind (a float or a
 boolean for a whole-number option is an error, not a silent ``int()``); config files and
 manifests that nest too deeply are one ``Error:`` line, not a RecursionError.
@@ -35,12 +35,12 @@ def image(tmp_path: Path) -> Path:
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any input discovery (the first work of a run) fails the test."""
-    import reportgen.pipeline
+    import reportgen.pipeline.inputs
 
     def discover(*args: object, **kwargs: object) -> None:
         raise AssertionError("the run started work before its options were checked")
 
-    monkeypatch.setattr(reportgen.pipeline, "discover_inputs", discover)
+    monkeypatch.setattr(reportgen.pipeline.inputs, "discover_inputs", discover)
 
 
 BAD_NUMBERS = {
@@ -102,12 +102,12 @@ def test_the_largest_seed_in_range_is_taken(image: Path, tmp_path: Path) -> None
 )
 def test_settings_from_anywhere_are_checked(field: str, value: object, needle: str) -> None:
     """The API (and anything else that makes RunSettings) meets the same checks."""
-    from reportgen.pipeline import validate_settings
+    from reportgen.run_options import run_options
 
     extra = {"strategy": "manual"} if field == "channels" else {}
     settings = RunSettings(inputs=("x.png",), **{field: value}, **extra)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=needle.replace("(", r"\(")):
-        validate_settings(settings, writes=False)
+        run_options(settings, writes=False)
 
 
 # ---------------------------------------------------------------- exact TOML types

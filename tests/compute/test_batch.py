@@ -16,7 +16,9 @@ from reportgen.compute.model_run import plan_layers
 from reportgen.imaging import pictures
 from reportgen.inputs.files import discover_inputs, load_image
 from reportgen.nn.models import load_model
+from reportgen.options import ComputeOptions
 from reportgen.results.records import GRADCAM_TARGET, GRADCAM_TOP, PictureKey
+from reportgen.run_options import compute_options
 from reportgen.settings import RunSettings
 
 LAYERS = ("features.0", "features.3", "classifier.6")
@@ -35,8 +37,12 @@ def alexnet() -> Any:
     )
 
 
-def _settings(**options: Any) -> RunSettings:
-    return RunSettings(inputs=("x",), models=("alexnet",), weights="none", layers=LAYERS, **options)
+def _settings(**options: Any) -> ComputeOptions:
+    """What each input computes: the test's layers and ``options``' selection."""
+    settings = RunSettings(
+        inputs=("x",), models=("alexnet",), weights="none", layers=LAYERS, **options
+    )
+    return compute_options(settings)
 
 
 def _options(files: list[Any], encode: bool = True, **changes: Any) -> PictureOptions:
@@ -79,10 +85,10 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
     alexnet: Any, small_images: Path
 ) -> None:
     settings = _settings(top_k=5)
-    facts = plan_layers(alexnet, settings, [])
+    facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
     outputs = forward_batch(alexnet, facts.layers, files, None, None)
-    results = [finish_input(o, facts.layers, settings, _options(files)) for o in outputs]
+    results = [finish_input(o, facts.layers, settings.selection, _options(files)) for o in outputs]
     logits, plain = _plain_pass(alexnet, files)
 
     assert [r.input_id for r in results] == [f.id for f in files]
@@ -112,7 +118,7 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
 
 def test_each_inputs_result_is_independent_of_its_batch(alexnet: Any, small_images: Path) -> None:
     settings = _settings()
-    facts = plan_layers(alexnet, settings, [])
+    facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
     together = forward_batch(alexnet, facts.layers, files, "features.10", 3)
     alone = forward_batch(alexnet, facts.layers, files[1:2], "features.10", 3)[0]
@@ -127,11 +133,11 @@ def test_each_inputs_result_is_independent_of_its_batch(alexnet: Any, small_imag
 
 def test_only_detail_inputs_get_maps(alexnet: Any, small_images: Path) -> None:
     settings = _settings()
-    facts = plan_layers(alexnet, settings, [])
+    facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
     outputs = forward_batch(alexnet, facts.layers, files, "features.10", None)
     options = _options(files[1:2])
-    results = [finish_input(o, facts.layers, settings, options) for o in outputs]
+    results = [finish_input(o, facts.layers, settings.selection, options) for o in outputs]
     kinds = [sorted({k.kind for k in r.pictures}) for r in results]
     assert kinds == [
         ["gradcam", "view"],
@@ -144,11 +150,11 @@ def test_only_detail_inputs_get_maps(alexnet: Any, small_images: Path) -> None:
 
 def test_pictures_follow_the_options(alexnet: Any, small_images: Path) -> None:
     settings = _settings(top_k=2)
-    facts = plan_layers(alexnet, settings, [])
+    facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
     (output,) = forward_batch(alexnet, facts.layers, files[:1], "features.10", None)
     per_map = finish_input(
-        output, facts.layers, settings, _options(files, sheets=False, overlay_files=True)
+        output, facts.layers, settings.selection, _options(files, sheets=False, overlay_files=True)
     )
     kinds = {(k.kind, k.layer) for k in per_map.pictures}
     assert ("sheet", "features.0") not in kinds
@@ -159,6 +165,6 @@ def test_pictures_follow_the_options(alexnet: Any, small_images: Path) -> None:
     )
     assert overlays == sorted(per_map.layers["features.0"].selected)
     assert PictureKey("gradcam", part=GRADCAM_TOP) in per_map.pictures
-    nothing = finish_input(output, facts.layers, settings, _options(files, encode=False))
+    nothing = finish_input(output, facts.layers, settings.selection, _options(files, encode=False))
     assert nothing.pictures == {}
     assert nothing.layers["features.0"].selected == per_map.layers["features.0"].selected

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reportgen import pipeline
+from reportgen import api as pipeline
 from reportgen.imaging import pictures as imaging
 from reportgen.report import site
 from reportgen.settings import RunSettings
@@ -96,7 +96,7 @@ def _settings(images: Path, out: Path, **runtime: Any) -> RunSettings:
 def test_inputs_stream_in_batches(
     small_images: Path, tmp_path: Path, forward_passes: list[int]
 ) -> None:
-    pipeline.build_report(_settings(small_images, tmp_path / "r"))
+    pipeline.build_report(settings=_settings(small_images, tmp_path / "r"))
     assert forward_passes == [2, 1]  # 3 inputs, --batch-size 2
 
 
@@ -105,7 +105,7 @@ def test_pages_rendered_by_several_processes_are_the_same(
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     one = tmp_path / "one"
-    pipeline.build_report(_settings(small_images, one, jobs=1))
+    pipeline.build_report(settings=_settings(small_images, one, jobs=1))
     monkeypatch.setattr(site, "_PARALLEL_PAGES", 1)  # fork even for this small report
     calls: list[int] = []
     original = site.render_in_processes
@@ -116,7 +116,7 @@ def test_pages_rendered_by_several_processes_are_the_same(
 
     monkeypatch.setattr(site, "render_in_processes", spy)
     two = tmp_path / "two"
-    summary = pipeline.build_report(_settings(small_images, two, jobs=2))
+    summary = pipeline.build_report(settings=_settings(small_images, two, jobs=2))
     assert calls == [2]
     files = sorted(str(p.relative_to(one)) for p in one.rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(two)) for p in two.rglob("*") if p.is_file())

@@ -17,6 +17,7 @@ from PIL import Image
 
 from reportgen.errors import UsageError
 from reportgen.nn import featurevis as fv
+from reportgen.nn import fv_image
 from reportgen.report.manifest_file import channel_page
 from tests.conftest import MOBILENET_FILE
 from tests.helpers import invoke
@@ -44,7 +45,7 @@ def tiny_model() -> torch.nn.Module:
 
 @pytest.mark.parametrize("height, width", [(32, 48), (33, 31), (64, 64)])
 def test_fourier_image_shapes_and_range(height: int, width: int) -> None:
-    image = fv.fourier_image(2, (height, width), torch.Generator().manual_seed(0))
+    image = fv_image.fourier_image(2, (height, width), torch.Generator().manual_seed(0))
     assert image.spectrum.shape == (2, 3, height, width // 2 + 1, 2)
     assert image.scale.shape == (1, 1, height, width // 2 + 1, 1)
     assert image.spectrum.requires_grad
@@ -52,34 +53,34 @@ def test_fourier_image_shapes_and_range(height: int, width: int) -> None:
     assert rgb.shape == (2, 3, height, width)
     assert float(rgb.min()) > 0.0 and float(rgb.max()) < 1.0
     # The scale is 1/frequency, capped at the lowest frequency: low frequencies dominate.
-    freqs = fv.rfft2d_freqs(height, width)
+    freqs = fv_image.rfft2d_freqs(height, width)
     assert freqs.shape == (height, width // 2 + 1)
     assert float(image.scale.max()) == pytest.approx(max(height, width))
     assert float(image.scale[0, 0, 0, 1, 0]) > float(image.scale[0, 0, height // 2, -1, 0])
 
 
 def test_colour_decorrelation_matrix_is_lucids_normalised() -> None:
-    norms = np.linalg.norm(fv.COLOR_CORRELATION, axis=0)
+    norms = np.linalg.norm(fv_image.COLOR_CORRELATION, axis=0)
     assert float(norms.max()) == pytest.approx(1.0)
     image = torch.zeros(1, 3, 2, 2)
     image[:, 0] = 1.0  # the first decorrelated component is mostly luminance
-    rgb = fv.decorrelate_colour(image)
-    assert torch.allclose(rgb[0, :, 0, 0], torch.as_tensor(fv.COLOR_CORRELATION[:, 0]))
+    rgb = fv_image.decorrelate_colour(image)
+    assert torch.allclose(rgb[0, :, 0, 0], torch.as_tensor(fv_image.COLOR_CORRELATION[:, 0]))
 
 
 def test_transforms_keep_batch_and_channels_and_shrink_by_the_jitter() -> None:
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(3, 3, 40, 40)
-    out = fv.random_transform(images, generator)
-    side = 40 + 2 * fv.PAD - fv.JITTER_FIRST - fv.JITTER_LAST
+    out = fv_image.random_transform(images, generator)
+    side = 40 + 2 * fv_image.PAD - fv_image.JITTER_FIRST - fv_image.JITTER_LAST
     assert out.shape == (3, 3, side, side)
-    assert fv.jitter(images, 8, generator).shape == (3, 3, 32, 32)
-    assert fv.scale_rotate(images, 1.1, 7.0).shape == images.shape
+    assert fv_image.jitter(images, 8, generator).shape == (3, 3, 32, 32)
+    assert fv_image.scale_rotate(images, 1.1, 7.0).shape == images.shape
     # No scale and no rotation is the identity.
-    assert torch.allclose(fv.scale_rotate(images, 1.0, 0.0), images, atol=1e-5)
+    assert torch.allclose(fv_image.scale_rotate(images, 1.0, 0.0), images, atol=1e-5)
     # Gradients flow back through every transform to the image.
     source = torch.rand(1, 3, 32, 32, requires_grad=True)
-    fv.random_transform(source, generator).sum().backward()
+    fv_image.random_transform(source, generator).sum().backward()
     assert source.grad is not None and float(source.grad.abs().sum()) > 0
 
 
@@ -92,7 +93,9 @@ def test_gather_sampler_equals_grid_sample(scale: float, degrees: float) -> None
     cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
     theta = torch.tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]], dtype=torch.float32)
     assert torch.allclose(
-        fv._gather_bilinear(images, theta), fv.scale_rotate(images, scale, degrees), atol=1e-5
+        fv_image._gather_bilinear(images, theta),
+        fv_image.scale_rotate(images, scale, degrees),
+        atol=1e-5,
     )
 
 
@@ -101,19 +104,23 @@ def test_resize_is_torchs_antialiased_bilinear(
     source: tuple[int, int], target: tuple[int, int]
 ) -> None:
     images = torch.rand(2, 3, *source)
-    resize = fv.Resize(source, target, "cpu")
+    resize = fv_image.Resize(source, target, "cpu")
     expected = torch.nn.functional.interpolate(
         images, size=target, mode="bilinear", align_corners=False, antialias=True
     )
     assert torch.allclose(resize(images), expected, atol=1e-5)
-    assert fv.Resize(source, source, "cpu")(images) is images
-    assert fv.pair(7) == (7, 7) and fv.pair((224,)) == (224, 224) and fv.pair([5, 6]) == (5, 6)
+    assert fv_image.Resize(source, source, "cpu")(images) is images
+    assert (
+        fv_image.pair(7) == (7, 7)
+        and fv_image.pair((224,)) == (224, 224)
+        and fv_image.pair([5, 6]) == (5, 6)
+    )
 
 
 def test_resize_of_an_upsampled_picture_is_close_to_pils() -> None:
     """The loop's upsampling is the resize the photos' view makes (PIL, bilinear)."""
     pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    ours = fv.Resize((40, 40), (96, 96), "cpu")(
+    ours = fv_image.Resize((40, 40), (96, 96), "cpu")(
         torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
     )
     theirs = np.asarray(Image.fromarray(pixels).resize((96, 96), Image.Resampling.BILINEAR))
@@ -132,10 +139,10 @@ def test_visualise_shows_the_network_its_input_size_and_measures_through_the_vie
     seen: list[tuple[int, ...]] = []
     model[0].register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
     prep = custom_preprocessing(48, MEAN, STD)
-    view = fv.photo_view(prep)
+    view = fv_image.photo_view(prep)
     run = dict(mean=MEAN, std=STD, steps=3, size=32, seed=1, negative=True)
     results = fv.visualise(
-        model, "2", [0, 3], input_size=48, resize_to=prep.resize_size, view=view, **run
+        model, "2", [0, 3], fv.Recipe(input_size=48, resize_to=prep.resize_size, view=view, **run)
     )
     assert seen[:3] == [(4, 3, 48, 48)] * 3  # the model's input size at every step
     assert seen[3] == (4, 3, 48, 48)  # the measurement: the view's crop
@@ -150,7 +157,7 @@ def test_visualise_shows_the_network_its_input_size_and_measures_through_the_vie
             others = (float(row.sum()) - float(row[result.channel])) / (row.numel() - 1)
             assert others == pytest.approx(result.others_mean, abs=1e-5)
     # Without a view, the saved picture is measured as the loop saw it (resized).
-    plain = fv.visualise(model, "2", [0, 3], input_size=48, resize_to=55, **run)
+    plain = fv.visualise(model, "2", [0, 3], fv.Recipe(input_size=48, resize_to=55, **run))
     assert [np.array_equal(a.image, b.image) for a, b in zip(results, plain)] == [True] * 4
 
 
@@ -162,7 +169,7 @@ def test_random_crops_of_the_input_size_reach_every_part_of_the_picture() -> Non
     counts = torch.zeros(64, 64)
     for _ in range(200):
         marked = picture.clone().requires_grad_(True)
-        out = fv.random_transform(marked, generator, (48, 48))
+        out = fv_image.random_transform(marked, generator, (48, 48))
         assert out.shape[-2:] == (48, 48)
         out.sum().backward()
         assert marked.grad is not None
@@ -170,8 +177,8 @@ def test_random_crops_of_the_input_size_reach_every_part_of_the_picture() -> Non
     assert bool((counts > 0).all())  # every pixel, corners included, is seen sometimes
     assert float(counts[0, 0]) < float(counts[32, 32])  # the centre most often
     # Without one, lucent's sizes: pad 12, jitter 8, jitter 4.
-    side = 64 + 2 * fv.PAD - fv.JITTER_FIRST - fv.JITTER_LAST
-    assert fv.random_transform(picture, generator).shape[-2:] == (side, side)
+    side = 64 + 2 * fv_image.PAD - fv_image.JITTER_FIRST - fv_image.JITTER_LAST
+    assert fv_image.random_transform(picture, generator).shape[-2:] == (side, side)
 
 
 def test_deterministic_block_turns_off_nan_filling_and_restores_it() -> None:
@@ -195,9 +202,9 @@ def test_deterministic_block_turns_off_nan_filling_and_restores_it() -> None:
 def test_nan_filling_changes_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_model()
     run = dict(mean=MEAN, std=STD, steps=4, size=32, input_size=40, seed=2, negative=True)
-    plain = fv.visualise(model, "2", [1, 2], **run)
+    plain = fv.visualise(model, "2", [1, 2], fv.Recipe(**run))
     monkeypatch.setattr(fv, "FILL_UNINITIALIZED_MEMORY", True)
-    filled = fv.visualise(model, "2", [1, 2], **run)
+    filled = fv.visualise(model, "2", [1, 2], fv.Recipe(**run))
     for a, b in zip(plain, filled):
         assert np.array_equal(a.image, b.image) and a.activation == b.activation
 
@@ -206,8 +213,8 @@ def test_nan_filling_changes_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_visualise_is_repeatable_on_cuda() -> None:
     model = tiny_model().cuda()
     run = dict(mean=MEAN, std=STD, steps=8, size=48, input_size=64, seed=3, device="cuda")
-    first = fv.visualise(model, "2", [0, 1, 2], **run)
-    again = fv.visualise(model, "2", [0, 1, 2], **run)
+    first = fv.visualise(model, "2", [0, 1, 2], fv.Recipe(**run))
+    again = fv.visualise(model, "2", [0, 1, 2], fv.Recipe(**run))
     for a, b in zip(first, again):
         assert np.array_equal(a.image, b.image) and a.activation == b.activation
 
@@ -245,9 +252,9 @@ def test_probe_on_a_linear_layer_and_unknown_names() -> None:
 def test_visualise_is_deterministic_with_its_seed_and_raises_its_channels() -> None:
     model = tiny_model()
     run = dict(mean=MEAN, std=STD, steps=4, size=32, negative=True)
-    first = fv.visualise(model, "2", [0, 3], seed=5, **run)
-    again = fv.visualise(model, "2", [0, 3], seed=5, **run)
-    other = fv.visualise(model, "2", [0, 3], seed=6, **run)
+    first = fv.visualise(model, "2", [0, 3], fv.Recipe(seed=5, **run))
+    again = fv.visualise(model, "2", [0, 3], fv.Recipe(seed=5, **run))
+    other = fv.visualise(model, "2", [0, 3], fv.Recipe(seed=6, **run))
     assert [(r.channel, r.sign) for r in first] == [(0, 1), (3, 1), (0, -1), (3, -1)]
     for a, b in zip(first, again):
         assert np.array_equal(a.image, b.image)
@@ -258,13 +265,13 @@ def test_visualise_is_deterministic_with_its_seed_and_raises_its_channels() -> N
     assert first[0].activation > first[2].activation
     assert first[1].activation > first[3].activation
     # Batches of any size give the same kind of result, one per job.
-    split = fv.visualise(model, "2", [0, 1, 2], seed=5, max_batch=2, **run)
+    split = fv.visualise(model, "2", [0, 1, 2], fv.Recipe(seed=5, max_batch=2, **run))
     assert [r.channel for r in split] == [0, 1, 2, 0, 1, 2]
 
 
 def test_visualise_names_a_channel_out_of_range() -> None:
     with pytest.raises(UsageError, match="out of range"):
-        fv.visualise(tiny_model(), "2", [9], mean=MEAN, std=STD, steps=1, size=32)
+        fv.visualise(tiny_model(), "2", [9], fv.Recipe(mean=MEAN, std=STD, steps=1, size=32))
 
 
 def test_check_settings() -> None:
@@ -311,14 +318,16 @@ def test_optimised_images_beat_every_input_and_the_other_channels(
         mobilenet,
         LAYER,
         channels,
-        mean=MEAN,
-        std=STD,
-        steps=128,
-        size=256,
-        input_size=224,
-        resize_to=256,
-        view=fv.photo_view(prep),
-        seed=0,
+        fv.Recipe(
+            mean=MEAN,
+            std=STD,
+            steps=128,
+            size=256,
+            input_size=224,
+            resize_to=256,
+            view=fv_image.photo_view(prep),
+            seed=0,
+        ),
     )
     for result in results:
         # 1.67x for the weakest (channel 132) at these 128 steps; 1.11x before issue 17's
@@ -335,7 +344,7 @@ def remeasure(out: Path, layer: dict, module: torch.nn.Module, prep: object) -> 
     """Every saved feature-vis picture of a manifest layer, read back from its PNG and
     measured through the photos' preprocessing, against the manifest's numbers (which
     are rounded to 6 decimals). Returns how many pictures were checked."""
-    view = fv.photo_view(prep)
+    view = fv_image.photo_view(prep)
     probe = fv.LayerProbe(module, layer["name"])
     checked = 0
     with probe.open(), torch.no_grad():

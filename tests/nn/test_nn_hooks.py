@@ -196,7 +196,7 @@ def test_layer_probe_leaves_no_hooks() -> None:
         probe(torch.rand(1, 5, 8, 8))
     assert _no_hooks_left(model)
     assert all(p.requires_grad for p in model.parameters())
-    fv.visualise(model, "3", [0], mean=[0.5] * 3, std=[0.25] * 3, steps=1, size=32)
+    fv.visualise(model, "3", [0], fv.Recipe(mean=[0.5] * 3, std=[0.25] * 3, steps=1, size=32))
     assert _no_hooks_left(model)
 
 

@@ -12,12 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reportgen.pipeline import build_report
+from reportgen.api import build_report as _build_report
 from reportgen.results import store as cache
 from reportgen.settings import RunSettings
 from tests.helpers import write_images
 
 LAYERS = ("features.0", "features.3")
+
+
+def build_report(settings: RunSettings) -> Any:
+    return _build_report(settings=settings)
 
 
 def _settings(images: Path, out: Path, cache_dir: Path | None, **options: Any) -> RunSettings:
