@@ -105,7 +105,8 @@ def benchmark(
     standard view."""
     import torch
 
-    from reportgen.nn.featurevis import Recipe, pair, photo_view, visualise
+    from reportgen.nn.featurevis import Recipe, visualise
+    from reportgen.nn.fv_image import pair, photo_view
     from reportgen.nn.models import default_preprocessing
 
     if threads:
@@ -191,7 +192,8 @@ def remeasure(module: Any, layer: str, pictures: list[Any], device: str) -> Any:
     """[pictures, channels] means of saved uint8 pictures through the standard view."""
     import torch
 
-    from reportgen.nn.featurevis import LayerProbe, photo_view
+    from reportgen.nn.featurevis import LayerProbe
+    from reportgen.nn.fv_image import photo_view
     from reportgen.nn.models import default_preprocessing
 
     view = photo_view(default_preprocessing())
@@ -223,7 +225,8 @@ def target(
     """Every visualisation against its channel's best photo, like for like."""
     import torch
 
-    from reportgen.nn.featurevis import Recipe, pair, photo_view, visualise
+    from reportgen.nn.featurevis import Recipe, visualise
+    from reportgen.nn.fv_image import pair, photo_view
     from reportgen.nn.models import default_preprocessing
 
     if threads:
@@ -421,7 +424,8 @@ def fill_check(
     import numpy as np
     import torch
 
-    from reportgen.nn.featurevis import Recipe, pair, photo_view, visualise
+    from reportgen.nn.featurevis import Recipe, visualise
+    from reportgen.nn.fv_image import pair, photo_view
     from reportgen.nn.models import default_preprocessing
 
     if threads:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.options import DETAIL_DEFAULT, InputOptions, RunOptions
@@ -52,6 +52,12 @@ from reportgen.results.summary import RunSummary
 from reportgen.run_options import run_options
 from reportgen.settings import RunSettings
 from reportgen.version import __version__
+
+if TYPE_CHECKING:
+    from reportgen.compute.model_run import Engine
+    from reportgen.nn.models import LoadedModel
+    from reportgen.report.output import StagedReport
+    from reportgen.results.records import ModelFacts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +130,8 @@ def _compute_part(
     options: RunOptions,
     files: list[Any],
     mine: list[Any],
-    models: list[Any],
-    facts: list[Any],
+    models: list[LoadedModel],
+    facts: list[ModelFacts],
     entries: _ShardEntries,
     progress: Progress | None,
 ) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
@@ -167,7 +173,7 @@ class _ShardEntries:
     """The shard's result entries, written into its staging folder and listed with their
     hashes, one per content (inputs with the same bytes share a result, as in the cache)."""
 
-    def __init__(self, staged: Any) -> None:
+    def __init__(self, staged: StagedReport) -> None:
         self.staged = staged
         self.listed: list[dict[str, Any]] = []
         self._paths: set[str] = set()
@@ -191,8 +197,8 @@ class _ShardEntries:
 class _ShardModel:
     """One model of the part, with what its results are keyed by."""
 
-    model: Any
-    facts: Any
+    model: LoadedModel
+    facts: ModelFacts
     work: WorkerSetup
     input_sha: dict[str, str]
     cache_dir: Path | None
@@ -201,7 +207,7 @@ class _ShardModel:
 def _shard_model(
     shard_model: _ShardModel,
     usable: list[Any],
-    engine: Any,
+    engine: Engine,
     entries: _ShardEntries,
     progress: Progress | None,
 ) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.inputs.files import InputFile, load_image
 from reportgen.nn.channel_stats import ChannelStats
+from reportgen.nn.models import LoadedModel
 from reportgen.options import SelectionOptions
 from reportgen.results.records import (
     GRADCAM_TARGET,
@@ -68,7 +69,7 @@ class PassOutput:
 
 
 def forward_batch(
-    model: Any,
+    model: LoadedModel,
     layers: tuple[LayerFacts, ...],
     files: list[InputFile],
     gradcam_layer: str | None,

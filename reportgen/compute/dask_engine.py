@@ -42,6 +42,7 @@ from typing import Any
 from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.inputs.files import InputFile, read_input_bytes
+from reportgen.nn.models import LoadedModel
 from reportgen.options import ComputeOptions, ModelOptions
 from reportgen.results.records import InputResult, ModelFacts
 from reportgen.version import __version__
@@ -191,7 +192,7 @@ class DaskEngines:
         """Threads of the cluster's workers now (each runs one shard at a time)."""
         return max(1, sum(self.client.nthreads().values()))
 
-    def for_model(self, model: Any, facts: ModelFacts) -> DaskEngine:
+    def for_model(self, model: LoadedModel, facts: ModelFacts) -> DaskEngine:
         return DaskEngine(self, model.id, facts)
 
 
@@ -329,7 +330,7 @@ _worker_run: dict[str, Any] = {"key": None, "models": {}}
 
 @dataclass
 class _WorkerModel:
-    model: Any
+    model: LoadedModel
     facts: ModelFacts
     gradcam_layer: str | None
     target: int | None

@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -23,13 +22,14 @@ from reportgen.nn.featurevis import (
     MAX_BATCH,
     Recipe,
     Visualisation,
-    pair,
-    photo_view,
     visualise,
 )
+from reportgen.nn.fv_image import pair, photo_view
+from reportgen.nn.models import LoadedModel
 from reportgen.options import FeatureVisOptions
 from reportgen.results.records import PictureKey
 from reportgen.results.run import ModelResults
+from reportgen.results.store import InputCache
 
 log = logging.getLogger("reportgen")
 
@@ -56,25 +56,27 @@ def best_input_mean(results: ModelResults, layer: str, channel: int) -> float | 
     return best if math.isfinite(best) else None
 
 
-def input_size(model: Any) -> tuple[int, int]:
+def input_size(model: LoadedModel) -> tuple[int, int]:
     """(height, width) the network sees while the pictures are optimised: the model's
     crop (224 for ImageNet models, ``--input-size`` for custom ones)."""
     return pair(tuple(model.preprocessing.crop_size))
 
 
-def resized_to(model: Any) -> tuple[int, int]:
+def resized_to(model: LoadedModel) -> tuple[int, int]:
     """(height, width) a square picture is resized to by the photos' view, before
     its crop (256 for ImageNet models): the scale the network sees it at."""
     return pair(tuple(model.preprocessing.resize_size))
 
 
-def measured_on(model: Any) -> str:
+def measured_on(model: LoadedModel) -> str:
     """The photos' preprocessing, in words: the view a visualisation's numbers are
     measured on (from the saved picture), as every input's are."""
     return str(model.preprocessing.describe())
 
 
-def cache_key(model: Any, layer: str, channels: Sequence[int], fv: FeatureVisOptions) -> str:
+def cache_key(
+    model: LoadedModel, layer: str, channels: Sequence[int], fv: FeatureVisOptions
+) -> str:
     """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
     torch, the model and its weights file, the preprocessing, the device, the layer, the
     exact channel list (they are optimised as one batch) and the options."""
@@ -106,7 +108,7 @@ def cache_key(model: Any, layer: str, channels: Sequence[int], fv: FeatureVisOpt
     )
 
 
-def _cached(store: Any, key: str) -> list[Visualisation] | None:
+def _cached(store: InputCache | None, key: str) -> list[Visualisation] | None:
     """A layer's results from the cache (``reportgen.results.store.InputCache``), or None."""
     if store is None:
         return None
@@ -129,7 +131,7 @@ def _cached(store: Any, key: str) -> list[Visualisation] | None:
         return None
 
 
-def _store(store: Any, key: str, results: list[Visualisation]) -> None:
+def _store(store: InputCache | None, key: str, results: list[Visualisation]) -> None:
     if store is None or not results:
         return
     from reportgen.results.store import Entry
@@ -149,7 +151,11 @@ def _store(store: Any, key: str, results: list[Visualisation]) -> None:
 
 
 def _visualise_layer(
-    model: Any, layer: str, channels: list[int], fv: FeatureVisOptions, store: Any
+    model: LoadedModel,
+    layer: str,
+    channels: list[int],
+    fv: FeatureVisOptions,
+    store: InputCache | None,
 ) -> tuple[list[Visualisation], float | None]:
     """A layer's visualisations, from the cache or optimised; seconds per channel when
     optimised."""
@@ -187,11 +193,11 @@ def _visualise_layer(
 
 
 def feature_vis_for_model(
-    model: Any,
+    model: LoadedModel,
     results: ModelResults,
     fv: FeatureVisOptions,
     emit: Callable[[PictureKey, bytes], None] | None,
-    store: Any = None,
+    store: InputCache | None = None,
 ) -> dict[str, float]:
     """Feature visualisations of the chosen channels of every layer of one model, into
     ``results.feature_vis``; pictures go to ``emit`` (None: none are encoded). Returns

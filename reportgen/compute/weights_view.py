@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from reportgen.analysis.weights import strongest_inputs
 from reportgen.compute.encoding import ImageEncoder
 from reportgen.imaging import kernels
 from reportgen.imaging import pictures as imaging
+from reportgen.nn.models import LoadedModel
 from reportgen.results.records import LayerFacts, PictureKey
 
 PictureSink = Callable[[PictureKey, bytes], None]
@@ -29,7 +29,9 @@ PictureSink = Callable[[PictureKey, bytes], None]
 WEIGHTS_VIEW_PER_SIGN = 6
 
 
-def with_weights_views(model: Any, layers: tuple[LayerFacts, ...]) -> tuple[LayerFacts, ...]:
+def with_weights_views(
+    model: LoadedModel, layers: tuple[LayerFacts, ...]
+) -> tuple[LayerFacts, ...]:
     """``layers`` with the input source and strongest inputs of every Conv2d."""
     if not any(layer.weight is not None for layer in layers):
         return layers

@@ -30,7 +30,13 @@ from reportgen.pipeline.finish import (
     report_data,
     write_report,
 )
-from reportgen.pipeline.inputs import DiscardedOutput, find_inputs, prepare_inputs, usable_warnings
+from reportgen.pipeline.inputs import (
+    DiscardedOutput,
+    ReportOutput,
+    find_inputs,
+    prepare_inputs,
+    usable_warnings,
+)
 from reportgen.pipeline.models import (
     ModelPass,
     ModelRun,
@@ -81,14 +87,7 @@ def build_report(
     jobs = options.engine.workers(os.cpu_count())
     with output as staged:
         data, runs = _computed(options, (files, skipped_found), staged, shard_roots, progress)
-        how = Written(
-            report.output,
-            report.single_file,
-            report.max_single_file_mb,
-            analysis_only,
-            jobs,
-            started,
-        )
+        how = Written(report.output, report.single_file, report.max_single_file_mb, jobs, started)
         summary = write_report(data, staged, how)
         if analysis_only:
             attach_statistics(summary.extra["analysis"], runs)
@@ -101,7 +100,7 @@ def build_report(
 def _computed(
     options: RunOptions,
     found: tuple[list[InputFile], list[SkippedInput]],
-    staged: Any,
+    staged: ReportOutput,
     shard_roots: tuple[Path, ...],
     progress: Progress | None,
 ) -> tuple[Any, list[ModelRun]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from reportgen.errors import UsageError
 from reportgen.inputs.files import SkippedInput
+from reportgen.pipeline.inputs import ReportOutput
 from reportgen.pipeline.models import ModelRun
 from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
 from reportgen.results.run import STATS_FIELDS
@@ -115,20 +116,20 @@ class Written:
     output: str
     single_file: bool
     max_single_file_mb: float
-    analysis_only: bool
     jobs: int
     started: float
 
 
-def write_report(data: ReportData, staged: Any, how: Written) -> RunSummary:
+def write_report(data: ReportData, staged: ReportOutput, how: Written) -> RunSummary:
     """Pages and manifest into the staging folder (committed: swapped into place when the
     staging context ends). The summary's ``extra`` carries the manifest (or, analysis
     only, the analysis)."""
     from reportgen.report.manifest import build_manifest
+    from reportgen.report.output import StagedReport
     from reportgen.report.site import write_single_file_report, write_site
 
     extra: dict[str, Any] = {}
-    if how.analysis_only:
+    if not isinstance(staged, StagedReport):  # analysis only
         pages, file_list = 0, list[dict[str, Any]]()
         extra["analysis"] = build_manifest(data, [])
     elif how.single_file:

@@ -5,7 +5,7 @@ weighed against ``--strict`` (``usable_warnings``)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from reportgen.compute.encoding import ImageEncoder
 from reportgen.errors import ReportgenError
@@ -20,6 +20,9 @@ from reportgen.inputs.files import (
 from reportgen.options import InputOptions
 from reportgen.report import paths
 from reportgen.report.data import InputRecord
+
+if TYPE_CHECKING:
+    from reportgen.report.output import StagedReport
 
 log = logging.getLogger("reportgen")
 
@@ -50,10 +53,14 @@ class DiscardedOutput:
         raise AssertionError(f"analysis only: nothing is written ({relpath})")
 
 
+# Where a run's files go: the staging folder of the report, or nowhere (``analyze``).
+ReportOutput: TypeAlias = "StagedReport | DiscardedOutput"
+
+
 def prepare_inputs(
     files: list[InputFile],
     skipped_found: list[SkippedInput],
-    staged: Any,
+    staged: ReportOutput,
     encoder: ImageEncoder,
     views: list[Any],
 ) -> tuple[list[InputRecord], list[InputFile], list[SkippedInput]]:
@@ -88,7 +95,7 @@ def prepare_inputs(
     return records, usable, skipped
 
 
-def _write_thumbnail(staged: Any, path: str, image: Any) -> None:
+def _write_thumbnail(staged: ReportOutput, path: str, image: Any) -> None:
     staged.write(path, imaging.thumbnail_jpeg(image))
 
 

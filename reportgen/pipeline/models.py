@@ -21,6 +21,7 @@ from reportgen.options import (
     ModelOptions,
     PictureChoices,
 )
+from reportgen.pipeline.inputs import ReportOutput
 from reportgen.report import paths
 from reportgen.results.records import InputResult, ModelFacts, PictureKey
 from reportgen.results.run import ModelResults, StatsTable
@@ -126,7 +127,7 @@ class ModelPass:
     single_file: bool
     usable: list[InputFile]
     input_sha: dict[str, str]
-    staged: Any  # the staging folder (report.output.StagedReport) or DiscardedOutput
+    staged: ReportOutput  # the staging folder, or nowhere (analysis only)
     encoder: ImageEncoder
     cache_dir: Path | None
     shard_roots: tuple[Path, ...] = ()  # a merge: the shards hold every result
@@ -236,14 +237,14 @@ def _input_writer(
 def _stats_tables(run: ModelPass, facts: ModelFacts) -> dict[str, StatsFile | StatsTable]:
     """Per layer, where every input's statistics go: a file of a folder report, else
     memory (``analyze``, single-file reports)."""
+    from reportgen.report.output import StagedReport
     from reportgen.report.statsfile import StatsFile
 
     count = len(run.usable)
-    if not run.work.pictures.encode or run.single_file:
+    staged = run.staged
+    if not isinstance(staged, StagedReport) or run.single_file:
         return {layer.name: StatsTable(count, layer.channels) for layer in facts.layers}
     return {
-        layer.name: StatsFile(
-            run.staged, paths.stats_file(facts.id, layer.name), count, layer.channels
-        )
+        layer.name: StatsFile(staged, paths.stats_file(facts.id, layer.name), count, layer.channels)
         for layer in facts.layers
     }

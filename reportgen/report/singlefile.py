@@ -24,12 +24,16 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from reportgen.report import paths
 from reportgen.report.data import ReportData
 from reportgen.report.manifest_file import EMBEDDED_URI_PREFIX
 from reportgen.report.render import Linker
+
+if TYPE_CHECKING:
+    from reportgen.report.output import StagedReport
+
 
 # Default size above which a single file gets a warning (mail attachment limits are
 # around 20-25 MB); --max-single-file-mb raises it.
@@ -176,7 +180,7 @@ def _manifest_section(manifest: dict[str, Any], page_ids: set[str]) -> str:
 
 def write_single_file(
     data: ReportData,
-    staged: Any,
+    staged: StagedReport,
     build_manifest: Callable[[ReportData, list[dict[str, Any]]], dict[str, Any]],
     env: Any,
     max_mb: float | None = None,

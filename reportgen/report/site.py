@@ -3,12 +3,16 @@ when --jobs allows) or one self-contained file."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.report import paths
 from reportgen.report.data import (
     ReportData,
 )
+
+if TYPE_CHECKING:
+    from reportgen.report.output import StagedReport
+
 
 # Pages are pure Python (Jinja) work: below this many, forking costs more than it saves.
 _PARALLEL_PAGES = 200
@@ -18,7 +22,7 @@ _SHARED_RENDER: tuple[Any, ...] | None = None
 
 
 def write_single_file_report(
-    data: ReportData, staged: Any, build_manifest: Any, max_mb: float
+    data: ReportData, staged: StagedReport, build_manifest: Any, max_mb: float
 ) -> tuple[int, list[str]]:
     """The report as one file; its page count and what it had to say (pictures left
     out to stay under ``max_mb``)."""
@@ -28,7 +32,7 @@ def write_single_file_report(
     return write_single_file(data, staged, build_manifest, make_environment(), max_mb)
 
 
-def write_site(data: ReportData, staged: Any, jobs: int = 1) -> int:
+def write_site(data: ReportData, staged: StagedReport, jobs: int = 1) -> int:
     from reportgen.report import tiles
     from reportgen.report.pages import render_pages
     from reportgen.report.render import make_environment, templates_dir
@@ -77,7 +81,7 @@ def _render_share(k: int, n: int) -> list[tuple[str, str, int]]:
     return written
 
 
-def render_in_processes(data: ReportData, staged: Any, csp: str, workers: int) -> int:
+def render_in_processes(data: ReportData, staged: StagedReport, csp: str, workers: int) -> int:
     """Pages rendered by ``workers`` processes (forked: they share the report data without
     copying it), each writing its own pages; this process renders its share too and
     lists every page for the manifest."""

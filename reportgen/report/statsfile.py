@@ -8,12 +8,16 @@ finish, through a memory map: the run never holds them all. The manifest's
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.run import STATS_FIELDS, stats_rows
+
+if TYPE_CHECKING:
+    from reportgen.report.output import StagedReport
+
 
 DTYPE = "<f4"
 
@@ -31,7 +35,7 @@ def describe(path: str, inputs: int, channels: int) -> dict[str, Any]:
 class StatsFile:
     """A layer's statistics file in the staging folder of a report."""
 
-    def __init__(self, staged: Any, relpath: str, inputs: int, channels: int) -> None:
+    def __init__(self, staged: StagedReport, relpath: str, inputs: int, channels: int) -> None:
         self.staged, self.relpath = staged, relpath
         self.path = staged.path_of(relpath)
         self.path.parent.mkdir(parents=True, exist_ok=True)
