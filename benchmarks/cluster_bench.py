@@ -114,18 +114,22 @@ def worker_split(images: Path, count: int = 64) -> dict[str, float]:
     from reportgen.compute.batch import finish_input, forward_batch
     from reportgen.compute.model_run import LocalEngine, batches, plan_layers
     from reportgen.compute.model_setup import load_models
+    from reportgen.inputs.detail import detail_inputs
     from reportgen.inputs.files import discover_inputs
-    from reportgen.pipeline import _picture_options
-    from reportgen.report.data import InputRecord
+    from reportgen.options import DETAIL_DEFAULT
+    from reportgen.pipeline.models import picture_options
+    from reportgen.run_options import run_options
 
-    settings = make_settings(str(images), "unused", models=["resnet18"], weights="none")
+    run = run_options(
+        make_settings(str(images), "unused", models=["resnet18"], weights="none"), writes=False
+    )
     torch.manual_seed(0)
-    model = load_models(settings, torch.device("cpu"), [])[0]
-    facts = plan_layers(model, settings, [])
-    files = discover_inputs(settings.inputs)[0][:count]
-    records = [InputRecord(f.id, f.source, "", 0, 0, "", []) for f in files]
-    options = _picture_options(settings, files, records, analysis_only=False)
-    engine = LocalEngine(model, facts, settings, options, encoder=None)  # type: ignore[arg-type]
+    model = load_models(run.models, torch.device("cpu"))[0][0]
+    facts = plan_layers(model, run.compute)[0]
+    files = discover_inputs(run.inputs.arguments)[0][:count]
+    detail = frozenset(detail_inputs(files, run.inputs.detail, DETAIL_DEFAULT))
+    options = picture_options(run.pictures, detail, encode=True)
+    engine = LocalEngine(model, facts, run.compute, options, encoder=None)  # type: ignore[arg-type]
     from reportgen.inputs.files import load_image
 
     started = time.perf_counter()
@@ -134,13 +138,13 @@ def worker_split(images: Path, count: int = 64) -> dict[str, float]:
     prepare = time.perf_counter() - started
     forward = 0.0
     finish = {True: 0.0, False: 0.0}  # detail inputs (every channel's map) apart
-    for batch in batches(files, settings.batch_size):
+    for batch in batches(files, run.compute.batch_size):
         started = time.perf_counter()
         outputs = forward_batch(model, facts.layers, batch, engine.gradcam_layer, engine.target)
         forward += time.perf_counter() - started
         for file, output in zip(batch, outputs):
             started = time.perf_counter()
-            finish_input(output, facts.layers, settings, options)
+            finish_input(output, facts.layers, run.compute.selection, options)
             finish[file.id in options.detail] += time.perf_counter() - started
     detail = sum(f.id in options.detail for f in files)
     split = {

@@ -33,7 +33,7 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def main(argv: list[str]) -> None:
     started = time.perf_counter()
-    from reportgen import pipeline
+    import reportgen.pipeline as pipeline
     from reportgen.cli import commands as cli
     from reportgen.compute import encoding, model_run, model_setup
     from reportgen.report import output, site
@@ -41,8 +41,8 @@ def main(argv: list[str]) -> None:
     # The pipeline imports these where it calls them: patching their modules times them.
     model_setup.load_models = timed("load models", model_setup.load_models)
     model_run.plan_layers = timed("plan layers (trace)", model_run.plan_layers)
-    pipeline._run_model = timed(
-        "inputs: forward passes, statistics, pictures; examples", pipeline._run_model
+    pipeline.run_model = timed(  # type: ignore[attr-defined]
+        "inputs: forward passes, statistics, pictures; examples", pipeline.run_model
     )
     encoding.ImageEncoder.drain = timed("encoding backlog", encoding.ImageEncoder.drain)
     site.write_site = timed("pages", site.write_site)
