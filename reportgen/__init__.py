@@ -1,6 +1,6 @@
 """reportgen: activations, filters and overlays of torchvision CNNs as a static HTML report."""
 
-__version__ = "0.1.0"
+from reportgen.version import __version__
 
 __all__ = ["__version__", "analyze", "build_report"]
 

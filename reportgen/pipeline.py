@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reportgen import __version__
 from reportgen.compute.batch import PictureOptions
 from reportgen.compute.encoding import ImageEncoder
 from reportgen.errors import ReportgenError, UsageError
@@ -49,6 +48,7 @@ from reportgen.settings import (
     report_settings,
     shareable,
 )
+from reportgen.version import __version__
 
 log = logging.getLogger("reportgen")
 Progress = Callable[[int], None]

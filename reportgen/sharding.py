@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reportgen import __version__
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.pipeline import (
     DiscardedOutput,
@@ -49,6 +48,7 @@ from reportgen.results.shards import (
 )
 from reportgen.results.summary import RunSummary
 from reportgen.settings import DETAIL_DEFAULT, RunSettings, report_settings
+from reportgen.version import __version__
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reportgen import __version__
 from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.inputs.files import InputFile, read_input_bytes
 from reportgen.results.records import InputResult, ModelFacts
 from reportgen.settings import RunSettings
+from reportgen.version import __version__
 
 log = logging.getLogger("reportgen")
 

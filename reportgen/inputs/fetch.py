@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from http.client import HTTPMessage
 from typing import IO, Any, NoReturn
 
-from reportgen import __version__
 from reportgen.errors import ReportgenError
+from reportgen.version import __version__
 
 URL_PATTERN = re.compile(r"^https?://", re.IGNORECASE)
 SCHEME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
