@@ -37,7 +37,7 @@ from reportgen.inputs.files import (
 from reportgen.report import paths
 from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
 from reportgen.results.records import InputResult, PictureKey
-from reportgen.results.run import STATS_FIELDS, ModelResults
+from reportgen.results.run import ModelResults
 from reportgen.results.summary import RunSummary
 from reportgen.settings import (
     DETAIL_DEFAULT,
@@ -48,6 +48,7 @@ from reportgen.settings import (
     report_settings,
     shareable,
 )
+from reportgen.statistics import file_fields
 from reportgen.version import __version__
 
 log = logging.getLogger("reportgen")
@@ -313,7 +314,7 @@ def _attach_statistics(analysis: dict[str, Any], runs: list[_ModelRun]) -> None:
     for entry, model_run in zip(analysis["models"], runs):
         for layer in entry["layers"]:
             layer["stats"] = model_run.stats[layer["name"]].read()
-            layer["stats_fields"] = list(STATS_FIELDS)
+            layer["stats_fields"] = list(file_fields())
 
 
 def check_usable(

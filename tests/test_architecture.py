@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ RANKS = {
     "version": 0,  # reportgen.version: __version__, imported by the stages that stamp it
     "errors": 0,
     "settings": 1,
+    # reportgen.statistics: the per-channel statistics, defined once for every stage
+    "statistics": 1,
     "inputs": 2,
     "nn": 3,
     "analysis": 4,
@@ -44,7 +47,7 @@ RANKS = {
 }
 TORCH_FREE = ("inputs", "analysis", "results", "imaging", "report", "tools")
 # The network stage's output type, imported by the stages after it.
-TORCH_FREE_MODULES = ("reportgen.nn.channel_stats",)
+TORCH_FREE_MODULES = ("reportgen.nn.channel_stats", "reportgen.statistics")
 
 
 def module_name(path: Path, package_dir: Path = PACKAGE) -> str:
@@ -216,14 +219,16 @@ def test_stages_after_the_network_never_import_torch(stage: str) -> None:
         name
         for name, path in MODULES.items()
         if unit(name) == stage
-        and {m.split(".")[0] for m in imported_modules(path)} & {"torch", "torchvision"}
+        and {m.split(".")[0] for m in imported_modules(path, typing_only=False)}
+        & {"torch", "torchvision"}
     ]
     assert not offenders
 
 
 @pytest.mark.parametrize("module", TORCH_FREE_MODULES)
 def test_the_network_stages_output_types_never_import_torch(module: str) -> None:
-    names = {m.split(".")[0] for m in imported_modules(MODULES[module])}
+    # a torch type named for mypy only (under TYPE_CHECKING) loads no torch
+    names = {m.split(".")[0] for m in imported_modules(MODULES[module], typing_only=False)}
     assert not names & {"torch", "torchvision"}
 
 
@@ -270,3 +275,58 @@ def test_importing_the_network_stage_loads_torch_but_no_jinja2() -> None:
     loaded = _modules_after_import("reportgen.nn.capture", "reportgen.analysis")
     assert "torch" in loaded  # sanity: the subprocess really imported it
     assert "jinja2" not in loaded
+
+
+# --- one definition of each statistic -------------------------------------------------
+
+TEMPLATES = PACKAGE.parent / "templates"
+# A file that spells this many different statistic names as strings lists statistics:
+# fewer are one statistic used for what it is (selection by mean) or the same word for
+# another thing (a filter's "mean" picture, the normalisation's "mean" and "std").
+LIST_OF_STATISTICS = 3
+FILES_NAMING_STATISTICS = 3  # reportgen/statistics.py and at most two users
+
+
+def statistic_strings(path: Path, names: set[str]) -> set[str]:
+    """The statistic names a file spells as strings: Python string constants, or quoted
+    words in a template."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        constants = (n.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Constant))
+        return {value for value in constants if isinstance(value, str) and value in names}
+    return {m.group(2) for m in re.finditer(r"(['\"])(\w+)\1", text) if m.group(2) in names}
+
+
+def files_listing_statistics(package_dir: Path, templates: Path) -> list[str]:
+    from reportgen.statistics import statistic_names
+
+    names = set(statistic_names())
+    sources = [*sorted(package_dir.rglob("*.py")), *sorted(templates.glob("*.html"))]
+    sources += sorted(templates.glob("*.js"))
+    return [
+        str(path.relative_to(package_dir.parent))
+        for path in sources
+        if len(statistic_strings(path, names)) >= LIST_OF_STATISTICS
+    ]
+
+
+def test_statistic_names_are_spelled_out_in_at_most_three_files() -> None:
+    listing = files_listing_statistics(PACKAGE, TEMPLATES)
+    assert "reportgen/statistics.py" in listing  # the check sees the definition
+    assert len(listing) <= FILES_NAMING_STATISTICS, listing
+
+
+def test_a_second_list_of_statistic_names_fails_the_check(tmp_path: Path) -> None:
+    copy = tmp_path / "reportgen"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    before = files_listing_statistics(copy, templates)
+    text = copy / "report" / "text.py"
+    text.write_text(text.read_text() + '\nSTAT_KEYS = ("mean", "max", "min", "std")\n')
+    page = templates / "model.html"
+    page.write_text(page.read_text() + "{{ grid_tools([('std', 'std'), ('min', 'min'), "
+                    "('sparsity', 'sparsity')]) }}\n")  # fmt: skip
+    after = files_listing_statistics(copy, templates)
+    assert sorted(set(after) - set(before)) == ["reportgen/report/text.py", "templates/model.html"]
+    assert len(after) > FILES_NAMING_STATISTICS

@@ -18,7 +18,12 @@ from reportgen.compute.model_setup import split_model_spec
 from reportgen.errors import ReportgenError
 from reportgen.inputs.files import InputFile, SkippedInput, read_input_bytes
 from reportgen.results.records import InputResult, LayerFacts
-from reportgen.results.store import InputCache, result_entry, result_from_entry
+from reportgen.results.store import (
+    EntryMismatch,
+    InputCache,
+    result_entry,
+    result_from_entry,
+)
 from reportgen.settings import RunSettings, report_settings
 
 
@@ -107,8 +112,11 @@ class ResultStore:
         entry = self.cache.load(key) if key else None
         if entry is None:
             return None
-        result = result_from_entry(entry, self.layer_names)
-        if result is None:
+        try:
+            result = result_from_entry(entry, self.layer_names)
+        except EntryMismatch as exc:
+            assert key is not None
+            self.cache.mismatched(key, str(exc))
             return None
         # The key is the input's content: an entry made for another file with the same
         # bytes is this input's result too (a result names its input, nothing else).
