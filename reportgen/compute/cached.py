@@ -170,24 +170,11 @@ def model_key(model: Any, settings: RunSettings, pictures: str) -> str:
     """What every per-input result of a model depends on besides the input: reportgen's
     code, torch, the model and its weights file, preprocessing, device, the options that
     change results, and which pictures are made (``pictures``)."""
-    import torch
+    from reportgen.compute.keys import code_parts, model_parts
+    from reportgen.results.store import digest
 
-    from reportgen.results.store import code_fingerprint, digest, weights_file_identity
-
-    weights = model.weights
     recorded = {k: v for k, v in report_settings(settings).items() if k not in NOT_IN_INPUT_KEY}
-    return digest(
-        "input-results",
-        code_fingerprint(),
-        torch.__version__,
-        model.name,
-        weights.describe(),
-        weights_file_identity(weights),
-        model.preprocessing.describe(),
-        str(model.device),
-        recorded,
-        pictures,
-    )
+    return digest("input-results", code_parts(), model_parts(model), recorded, pictures)
 
 
 # Options that change no per-input result (or are keyed otherwise: the model, weights).
