@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +22,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reportgen"
 # lower rank, never a later one. ``compute`` and ``report`` share a rank: neither may
 # import the other (the orchestrator, ``pipeline``, joins them).
 RANKS = {
-    "reportgen": 0,  # the package root: __version__ (its API facade imports lazily)
+    "version": 0,  # reportgen.version: __version__, imported by the stages that stamp it
     "errors": 0,
-    "version": 0,  # reportgen.version: __version__, importing nothing
     "options": 0.5,  # the stages' small option groups
     "settings": 1,  # the run's full settings: known to the CLI, the API, the cache key
+    # reportgen.statistics: the per-channel statistics, defined once for every stage
+    "statistics": 1,
     "inputs": 2,
     "nn": 3,
     "analysis": 4,
@@ -40,25 +43,42 @@ RANKS = {
     "sharding": 10,  # reportgen shard/merge: beside the pipeline, over it and results.shards
     "cli": 11,
     "__main__": 12,
+    # The package root: a facade over the API (analyze, build_report) and __version__;
+    # nothing inside the package imports it.
+    "reportgen": 13,
 }
 TORCH_FREE = ("inputs", "analysis", "results", "imaging", "report", "tools")
 # The network stage's output type, imported by the stages after it.
-TORCH_FREE_MODULES = ("reportgen.nn.channel_stats",)
+TORCH_FREE_MODULES = ("reportgen.nn.channel_stats", "reportgen.statistics")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, package_dir: Path = PACKAGE) -> str:
+    parts = path.relative_to(package_dir.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
+def _typing_only_blocks(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:``: never run, so no import circle."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skipped.update(id(n) for n in ast.walk(child))
+    return skipped
+
+
+def imported_modules(path: Path, package_dir: Path = PACKAGE, typing_only: bool = True) -> set[str]:
     """Every module a file imports, at any depth, relative imports resolved; for
-    ``from X import name`` both X and X.name (the name may be a submodule)."""
+    ``from X import name`` both X and X.name (the name may be a submodule).
+    ``typing_only`` False: leave out the imports under ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    here = module_name(path).split(".")
+    here = module_name(path, package_dir).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
+    skipped = set() if typing_only else _typing_only_blocks(tree)
     names: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -82,14 +102,42 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def package_modules(package_dir: Path) -> dict[str, Path]:
+    return {module_name(p, package_dir): p for p in sorted(package_dir.rglob("*.py"))}
 
 
-def internal_graph() -> dict[str, set[str]]:
+MODULES = package_modules(PACKAGE)
+
+
+def internal_graph(package_dir: Path = PACKAGE, typing_only: bool = True) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, the package root and parent packages
+    included (``from reportgen.report import paths`` runs ``reportgen/report/__init__``)."""
+    modules = package_modules(package_dir)
     graph = {}
-    for name, path in MODULES.items():
-        graph[name] = {m for m in imported_modules(path) if m in MODULES and m != name}
+    for name, path in modules.items():
+        found = imported_modules(path, package_dir, typing_only)
+        graph[name] = {m for m in found if m in modules and m != name}
     return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every circle a depth-first walk of ``graph`` meets, each as its path of modules."""
+    seen: dict[str, int] = {}  # 1: on the stack, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        seen[node] = 1
+        for target in sorted(graph.get(node, ())):
+            if seen.get(target) == 1:
+                cycles.append([*stack[stack.index(target) :], target])
+            elif target not in seen:
+                visit(target, [*stack, target])
+        seen[node] = 2
+
+    for node in sorted(graph):
+        if node not in seen:
+            visit(node, [node])
+    return cycles
 
 
 def unit(module: str) -> str:
@@ -116,8 +164,6 @@ def test_stages_import_only_earlier_stages() -> None:
     wrong = []
     for module, targets in internal_graph().items():
         source = unit(module)
-        if source == "reportgen":
-            continue  # the package root: a lazy facade over the API
         for target in targets:
             dest = unit(target)
             if dest == source:
@@ -128,27 +174,45 @@ def test_stages_import_only_earlier_stages() -> None:
 
 
 def test_no_import_circles() -> None:
-    graph = internal_graph()
-    # A package imports its submodules when they are named in ``from pkg import sub``;
-    # the edge pkg/__init__ -> pkg.sub is not a dependency of the package on itself.
-    for name in graph:
-        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
-    seen: dict[str, int] = {}  # 1: on the stack, 2: done
-    cycles: list[list[str]] = []
-
-    def visit(node: str, stack: list[str]) -> None:
-        seen[node] = 1
-        for target in sorted(graph[node]):
-            if seen.get(target) == 1:
-                cycles.append([*stack[stack.index(target) :], target])
-            elif target not in seen:
-                visit(target, [*stack, target])
-        seen[node] = 2
-
-    for node in sorted(graph):
-        if node not in seen:
-            visit(node, [node])
+    """Every import that runs counts: lazy ones, of parent packages and of the root."""
+    cycles = import_circles(internal_graph(typing_only=False))
     assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_a_circle_through_a_parent_package_is_found() -> None:
+    graph = {
+        "pkg": {"pkg.api"},  # the root's facade imports the API
+        "pkg.api": {"pkg.stage"},
+        "pkg.stage": {"pkg"},  # ``from pkg import __version__``
+        "pkg.other": {"pkg.stage"},
+    }
+    assert import_circles(graph) == [["pkg", "pkg.api", "pkg.stage", "pkg"]]
+    graph["pkg.stage"] = set()
+    assert import_circles(graph) == []
+
+
+def test_a_planted_circle_fails_the_check(tmp_path: Path) -> None:
+    """The circle issue 22 removed, planted again in a copy: a stage imports __version__
+    from the package root, whose facade imports the API, which imports that stage."""
+    copy = tmp_path / "reportgen"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not import_circles(internal_graph(copy, typing_only=False))
+    errors = copy / "errors.py"
+    errors.write_text(errors.read_text() + "\nfrom reportgen import __version__\n")
+    cycles = import_circles(internal_graph(copy, typing_only=False))
+    assert any(c[0] == "reportgen" and "reportgen.errors" in c for c in cycles), cycles
+
+
+def test_typing_only_imports_are_no_circle(tmp_path: Path) -> None:
+    copy = tmp_path / "reportgen"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    errors = copy / "errors.py"
+    errors.write_text(
+        errors.read_text()
+        + "\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import reportgen\n"
+    )
+    assert not import_circles(internal_graph(copy, typing_only=False))
+    assert import_circles(internal_graph(copy))  # counted where typing imports are asked for
 
 
 @pytest.mark.parametrize("stage", TORCH_FREE)
@@ -157,25 +221,31 @@ def test_stages_after_the_network_never_import_torch(stage: str) -> None:
         name
         for name, path in MODULES.items()
         if unit(name) == stage
-        and {m.split(".")[0] for m in imported_modules(path)} & {"torch", "torchvision"}
+        and {m.split(".")[0] for m in imported_modules(path, typing_only=False)}
+        & {"torch", "torchvision"}
     ]
     assert not offenders
 
 
 @pytest.mark.parametrize("module", TORCH_FREE_MODULES)
 def test_the_network_stages_output_types_never_import_torch(module: str) -> None:
-    names = {m.split(".")[0] for m in imported_modules(MODULES[module])}
+    # a torch type named for mypy only (under TYPE_CHECKING) loads no torch
+    names = {m.split(".")[0] for m in imported_modules(MODULES[module], typing_only=False)}
     assert not names & {"torch", "torchvision"}
 
 
-def test_the_core_never_imports_dask() -> None:
-    offenders = [
+# The optional engine's libraries, as the code imports them, and the one module that may.
+DASK_LIBRARIES = {"dask", "distributed"}
+DASK_ENGINE = "reportgen.compute.dask_engine"
+
+
+def test_only_the_dask_engine_imports_dask() -> None:
+    importers = {
         name
         for name, path in MODULES.items()
-        if "dask" in {m.split(".")[0] for m in imported_modules(path)}
-        and not name.startswith("reportgen.distributed")
-    ]
-    assert not offenders
+        if DASK_LIBRARIES & {m.split(".")[0] for m in imported_modules(path)}
+    }
+    assert importers == {DASK_ENGINE}  # the engine does: the check sees what it guards
 
 
 def _modules_after_import(*modules: str) -> set[str]:
@@ -207,3 +277,58 @@ def test_importing_the_network_stage_loads_torch_but_no_jinja2() -> None:
     loaded = _modules_after_import("reportgen.nn.capture", "reportgen.analysis")
     assert "torch" in loaded  # sanity: the subprocess really imported it
     assert "jinja2" not in loaded
+
+
+# --- one definition of each statistic -------------------------------------------------
+
+TEMPLATES = PACKAGE.parent / "templates"
+# A file that spells this many different statistic names as strings lists statistics:
+# fewer are one statistic used for what it is (selection by mean) or the same word for
+# another thing (a filter's "mean" picture, the normalisation's "mean" and "std").
+LIST_OF_STATISTICS = 3
+FILES_NAMING_STATISTICS = 3  # reportgen/statistics.py and at most two users
+
+
+def statistic_strings(path: Path, names: set[str]) -> set[str]:
+    """The statistic names a file spells as strings: Python string constants, or quoted
+    words in a template."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        constants = (n.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Constant))
+        return {value for value in constants if isinstance(value, str) and value in names}
+    return {m.group(2) for m in re.finditer(r"(['\"])(\w+)\1", text) if m.group(2) in names}
+
+
+def files_listing_statistics(package_dir: Path, templates: Path) -> list[str]:
+    from reportgen.statistics import statistic_names
+
+    names = set(statistic_names())
+    sources = [*sorted(package_dir.rglob("*.py")), *sorted(templates.glob("*.html"))]
+    sources += sorted(templates.glob("*.js"))
+    return [
+        str(path.relative_to(package_dir.parent))
+        for path in sources
+        if len(statistic_strings(path, names)) >= LIST_OF_STATISTICS
+    ]
+
+
+def test_statistic_names_are_spelled_out_in_at_most_three_files() -> None:
+    listing = files_listing_statistics(PACKAGE, TEMPLATES)
+    assert "reportgen/statistics.py" in listing  # the check sees the definition
+    assert len(listing) <= FILES_NAMING_STATISTICS, listing
+
+
+def test_a_second_list_of_statistic_names_fails_the_check(tmp_path: Path) -> None:
+    copy = tmp_path / "reportgen"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    before = files_listing_statistics(copy, templates)
+    text = copy / "report" / "text.py"
+    text.write_text(text.read_text() + '\nSTAT_KEYS = ("mean", "max", "min", "std")\n')
+    page = templates / "model.html"
+    page.write_text(page.read_text() + "{{ grid_tools([('std', 'std'), ('min', 'min'), "
+                    "('sparsity', 'sparsity')]) }}\n")  # fmt: skip
+    after = files_listing_statistics(copy, templates)
+    assert sorted(set(after) - set(before)) == ["reportgen/report/text.py", "templates/model.html"]
+    assert len(after) > FILES_NAMING_STATISTICS

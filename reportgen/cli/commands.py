@@ -257,19 +257,22 @@ def _option_sources(ctx: click.Context, param: click.Parameter, value: str | Non
     command line wins, then --config, then --from-manifest."""
     if value is None:
         return None
-    from reportgen.cli import config
+    from reportgen.cli.config import (
+        load_toml,
+        manifest_options,
+        normalise,
+        read_manifest_settings,
+    )
 
     params = {p.name: p for p in ctx.command.params if p.name}
     layers = ctx.meta.setdefault("reportgen.defaults", {})
     if param.name == "config":
-        layers["config"] = config.normalise(
-            config.load_toml(value), params, f"--config {value}", skip=("config",)
+        layers["config"] = normalise(
+            load_toml(value), params, f"--config {value}", skip=("config",)
         )
     else:
-        settings, manifest = config.read_manifest_settings(value)
-        layers["manifest"], ignored = config.manifest_options(
-            settings, params, f"--from-manifest {value}"
-        )
+        settings, manifest = read_manifest_settings(value)
+        layers["manifest"], ignored = manifest_options(settings, params, f"--from-manifest {value}")
         ctx.meta["reportgen.manifest"] = manifest
         ctx.meta["reportgen.manifest_ignored"] = ignored
     ctx.default_map = {**layers.get("manifest", {}), **layers.get("config", {})}

@@ -20,7 +20,12 @@ from reportgen.inputs.files import InputFile, SkippedInput, read_input_bytes
 from reportgen.nn.models import LoadedModel
 from reportgen.options import ModelOptions, RunOptions
 from reportgen.results.records import InputResult, LayerFacts
-from reportgen.results.store import InputCache, result_entry, result_from_entry
+from reportgen.results.store import (
+    EntryMismatch,
+    InputCache,
+    result_entry,
+    result_from_entry,
+)
 
 
 def run_cache_key(options: RunOptions, files: list[InputFile], skipped: list[SkippedInput]) -> str:
@@ -106,8 +111,11 @@ class ResultStore:
         entry = self.cache.load(key) if key else None
         if entry is None:
             return None
-        result = result_from_entry(entry, self.layer_names)
-        if result is None:
+        try:
+            result = result_from_entry(entry, self.layer_names)
+        except EntryMismatch as exc:
+            assert key is not None
+            self.cache.mismatched(key, str(exc))
             return None
         # The key is the input's content: an entry made for another file with the same
         # bytes is this input's result too (a result names its input, nothing else).
@@ -161,24 +169,11 @@ def model_key(model: LoadedModel, recorded: Mapping[str, Any], pictures: str) ->
     """What every per-input result of a model depends on besides the input: reportgen's
     code, torch, the model and its weights file, preprocessing, device, the options that
     change results, and which pictures are made (``pictures``)."""
-    import torch
+    from reportgen.compute.keys import code_parts, model_parts
+    from reportgen.results.store import digest
 
-    from reportgen.results.store import code_fingerprint, digest, weights_file_identity
-
-    weights = model.weights
     shaping = {k: v for k, v in recorded.items() if k not in NOT_IN_INPUT_KEY}
-    return digest(
-        "input-results",
-        code_fingerprint(),
-        torch.__version__,
-        model.name,
-        weights.describe(),
-        weights_file_identity(weights),
-        model.preprocessing.describe(),
-        str(model.device),
-        shaping,
-        pictures,
-    )
+    return digest("input-results", code_parts(), model_parts(model), shaping, pictures)
 
 
 # Options that change no per-input result (or are keyed otherwise: the model, weights).

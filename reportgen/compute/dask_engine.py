@@ -133,12 +133,13 @@ class DaskEngines:
         import torch
 
         from reportgen.compute.cached import weights_fingerprints
+        from reportgen.compute.keys import code_key
         from reportgen.nn.models import select_device
-        from reportgen.results.store import code_fingerprint, digest
+        from reportgen.results.store import digest
 
         self.torch_threads = torch.get_num_threads()
         self.device = str(select_device(models.device))
-        self.code = code_fingerprint()
+        self.code = code_key()
         # What the workers' models depend on: the settings but inputs and -o, the device,
         # the weights files' identities (a checkpoint rewritten in place is a new key).
         shaping = {k: v for k, v in recorded.items() if k != "inputs"}
@@ -213,7 +214,7 @@ class ShardJob:
     torch_threads: int = 1
     device: str = "cpu"  # the client's device, resolved: the workers compute on it
     run_key: str = ""  # the run's models (settings but inputs and -o; weights files)
-    code: str = ""  # reportgen's code fingerprint on the client
+    code: str = ""  # the client's code_key (compute.keys): the workers' must be the same
     version: str = __version__
 
 
@@ -352,11 +353,11 @@ def _worker_model(job: ShardJob) -> _WorkerModel:
 def _load_on_worker(job: ShardJob) -> dict[str, _WorkerModel]:
     import torch
 
+    from reportgen.compute.keys import code_key
     from reportgen.compute.model_run import gradcam_layer, plan_layers, target_class
     from reportgen.compute.model_setup import load_models
-    from reportgen.results.store import code_fingerprint
 
-    if job.version != __version__ or job.code != code_fingerprint():
+    if job.version != __version__ or job.code != code_key():
         raise ReportgenError(
             f"a Dask worker runs other reportgen code than this client (reportgen "
             f"{__version__} against {job.version}, or other files or torch, numpy, Pillow "

@@ -80,27 +80,13 @@ def cache_key(
     """Everything a layer's feature visualisations depend on, hashed: reportgen's code,
     torch, the model and its weights file, the preprocessing, the device, the layer, the
     exact channel list (they are optimised as one batch) and the options."""
-    import torch
+    from reportgen.compute.keys import code_parts, model_parts
+    from reportgen.results.store import digest
 
-    from reportgen.results.store import code_fingerprint, digest, weights_file_identity
-
-    weights = model.weights
-    identity = weights_file_identity(weights)
-    describe = getattr(weights, "describe", None)
     return digest(
-        "featurevis/3",
-        code_fingerprint(),
-        torch.__version__,
-        model.name,
-        describe() if callable(describe) else str(weights),
-        identity,
-        model.preprocessing.describe(),
-        list(model.preprocessing.mean),
-        list(model.preprocessing.std),
-        list(model.preprocessing.resize_size),
-        list(model.preprocessing.crop_size),
-        str(getattr(model.preprocessing, "interpolation", "")),
-        str(model.device),
+        "featurevis/4",
+        code_parts(),
+        model_parts(model),
         layer,
         list(channels),
         [fv.steps, fv.size, fv.negative, fv.seed],

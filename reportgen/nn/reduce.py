@@ -1,5 +1,6 @@
 """A layer's output tensor reduced to per-channel statistics: the last place a torch
-type appears on the data path (everything after works on numpy)."""
+type appears on the data path (everything after works on numpy). The statistics and
+their reductions are ``reportgen.statistics``'; this applies each of them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import torch
 
 from reportgen.errors import ReportgenError
-from reportgen.nn.channel_stats import ChannelStats
+from reportgen.statistics import ChannelStats, statistics
 
 
 def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:
@@ -22,24 +23,17 @@ def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:
         )
     batch, channels, height, width = values.shape
     flat = values.reshape(batch, channels, height * width)
-    mean = flat.mean(dim=2)
-    maximum, argmax = flat.max(dim=2)
-    minimum = flat.min(dim=2).values
-    std = flat.std(dim=2) if height * width > 1 else torch.full_like(mean, float("nan"))
-    sparsity = (flat <= 0).float().mean(dim=2)
+    reduced = {stat.name: stat.reduce(flat).double() for stat in statistics()}
+    argmax = flat.max(dim=2).indices
     results = []
     for b in range(batch):
         index = argmax[b].numpy()
         results.append(
             ChannelStats(
-                mean=mean[b].double().numpy(),
-                max=maximum[b].double().numpy(),
-                min=minimum[b].double().numpy(),
-                std=std[b].double().numpy(),
-                sparsity=sparsity[b].double().numpy(),
                 argmax_y=(index // width).astype(np.int64),
                 argmax_x=(index % width).astype(np.int64),
                 map_size=(height, width),
+                **{name: per_input[b].numpy() for name, per_input in reduced.items()},
             )
         )
     return results

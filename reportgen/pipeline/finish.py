@@ -18,8 +18,8 @@ from reportgen.inputs.files import SkippedInput
 from reportgen.pipeline.inputs import ReportOutput
 from reportgen.pipeline.models import ModelRun
 from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
-from reportgen.results.run import STATS_FIELDS
 from reportgen.results.summary import RunSummary
+from reportgen.statistics import file_fields
 from reportgen.version import __version__
 
 Progress = Callable[[int], None]
@@ -106,7 +106,7 @@ def attach_statistics(analysis: dict[str, Any], runs: list[ModelRun]) -> None:
     for entry, model_run in zip(analysis["models"], runs):
         for layer in entry["layers"]:
             layer["stats"] = model_run.stats[layer["name"]].read()
-            layer["stats_fields"] = list(STATS_FIELDS)
+            layer["stats_fields"] = list(file_fields())
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import numpy as np
 from reportgen.analysis.compare import filter_cosine
 from reportgen.report.data import ComparisonRecord, LayerComparison, LayerRecord, ModelRecord
 from reportgen.results.records import ModelFacts
+from reportgen.statistics import offered_over_inputs
 
 
 def compare_all(
@@ -24,10 +25,10 @@ def compare_all(
     ]
 
 
-def over_inputs(layer: LayerRecord, stat: str) -> list[float | None]:
-    """Per channel of a layer record, ``stat`` over every input: the mean of its means,
-    its highest max or its mean sparsity (None: no input)."""
-    return [getattr(c.summary, stat) if c.summary else None for c in layer.channels]
+def over_inputs(layer: LayerRecord, key: str) -> list[float | None]:
+    """Per channel of a layer record, a statistic over every input (``key``, e.g. the
+    mean of its means; None: no input)."""
+    return [c.summary.values[key] if c.summary else None for c in layer.channels]
 
 
 def compare_models(
@@ -45,10 +46,8 @@ def compare_models(
         match = other_layers.get(layer.name)
         if match is None or tuple(match.output_shape) != tuple(layer.output_shape):
             continue
-        means_a, means_b = over_inputs(layer, "mean"), over_inputs(match, "mean")
-        maxes_a, maxes_b = over_inputs(layer, "max"), over_inputs(match, "max")
-        sparse_a = over_inputs(layer, "sparsity")
-        sparse_b = over_inputs(match, "sparsity")
+        keys = [summary.key for _, summary in offered_over_inputs()]
+        sides = {key: (over_inputs(layer, key), over_inputs(match, key)) for key in keys}
         kernel_a, kernel_b = base_kernels.get(layer.name), other_kernels.get(layer.name)
         cosine = None
         if kernel_a is not None and kernel_b is not None and kernel_a.shape == kernel_b.shape:
@@ -60,9 +59,10 @@ def compare_models(
                     "index": c,
                     "base_page": layer.channels[c].page,
                     "other_page": match.channels[c].page,
-                    "mean": (means_a[c], means_b[c]),
-                    "max": (maxes_a[c], maxes_b[c]),
-                    "sparsity": (sparse_a[c], sparse_b[c]),
+                    **{
+                        key: (base_side[c], other_side[c])
+                        for key, (base_side, other_side) in sides.items()
+                    },
                     "cosine": None if cosine is None or np.isnan(cosine[c]) else float(cosine[c]),
                 }
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +48,25 @@ class Histogram:
 class ChannelSummary:
     """A channel over every input of the run."""
 
-    mean: float | None  # mean of its per-input means
-    max: float | None  # highest per-input max
-    min: float | None  # lowest per-input max
-    sparsity: float | None  # mean of its per-input sparsity
+    # Each statistic over every input (``reportgen.statistics.over_inputs``) by its key:
+    # e.g. "mean", the mean of its per-input means. Each is an attribute too.
+    values: dict[str, float | None]
     selected: int  # inputs that selected it
     inputs: int  # inputs with finite statistics
     best_rank: int | None = None  # best rank by mean among the layer's channels (1: highest)
     first: int = 0  # inputs on which it ranked first (a class unit: inputs predicted as it)
+
+    def __getattr__(self, name: str) -> float | None:
+        # Only called for names that are not plain attributes: the values.
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def entry(self) -> dict[str, Any]:
+        """As the manifest lists it: the values, then the counts."""
+        counts = {k: v for k, v in dataclasses.asdict(self).items() if k != "values"}
+        return {**self.values, **counts}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from reportgen.report import paths
 from reportgen.report.data import ComparisonRecord, LayerRecord, ModelRecord, ReportData
 from reportgen.report.kernels import kernels_entry
 from reportgen.report.manifest_file import GENERATOR_NAME, MANIFEST_FORMAT
+from reportgen.statistics import offered_over_inputs
 
 __all__ = ["MANIFEST_FORMAT", "build_manifest"]
 
@@ -124,7 +125,7 @@ def channel_entry(channel: Any) -> dict[str, Any]:
         entry["label"] = channel.label
     summary = None
     if channel.summary:
-        summary = {k: float32_number(v) for k, v in dataclasses.asdict(channel.summary).items()}
+        summary = {k: float32_number(v) for k, v in channel.summary.entry().items()}
     entry["summary"] = summary
     entry["examples"] = [
         {**example, "value": float32_number(example["value"])} if "value" in example else example
@@ -160,6 +161,7 @@ def gradcam_entries(model: ModelRecord) -> dict[str, dict[str, Any]]:
 
 
 def comparison_entry(comparison: ComparisonRecord) -> dict[str, Any]:
+    keys = [summary.key for _, summary in offered_over_inputs()]
     return {
         "base": comparison.base,
         "other": comparison.other,
@@ -172,9 +174,7 @@ def comparison_entry(comparison: ComparisonRecord) -> dict[str, Any]:
                 "rows": [
                     {
                         "index": row["index"],
-                        "mean": list(row["mean"]),
-                        "max": list(row["max"]),
-                        "sparsity": list(row["sparsity"]),
+                        **{key: list(row[key]) for key in keys},
                         "cosine": row["cosine"],
                     }
                     for row in layer.rows

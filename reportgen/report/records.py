@@ -34,7 +34,8 @@ from reportgen.results.records import (
     ModelFacts,
     PictureKey,
 )
-from reportgen.results.run import STATS_FIELDS, InputFacts, ModelResults
+from reportgen.results.run import InputFacts, ModelResults
+from reportgen.statistics import file_fields, over_inputs
 
 
 def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
@@ -208,29 +209,24 @@ def _add_detail_input(
     stats = result.stats
     layer.detail_pages[input_id] = paths.input_layer_page(facts.id, layer.name, input_id)
     # Plain lists: one conversion per array instead of a numpy scalar per value.
-    means, maxs, mins = stats.mean.tolist(), stats.max.tolist(), stats.min.tolist()
-    stds, sparsities = stats.std.tolist(), stats.sparsity.tolist()
+    values = {name: array.tolist() for name, array in stats.values.items()}
     ys, xs = stats.argmax_y.tolist(), stats.argmax_x.tolist()
     ranks = unit_ranks(stats.mean).tolist()
     if not layer.spatial:
         # A unit has one value per input: its mean, max and min are that value.
+        means = stats.mean.tolist()
         for c, channel in enumerate(layer.channels):
             value = _finite(means[c])
             channel.stats[input_id] = {"value": value, "rank": ranks[c], "mean": value}
         return
     for c, channel in enumerate(layer.channels):
         y, x = ys[c], xs[c]
-        channel.stats[input_id] = {
-            "mean": _finite(means[c]),
-            "max": _finite(maxs[c]),
-            "min": _finite(mins[c]),
-            "std": _finite(stds[c]),
-            "sparsity": _finite(sparsities[c]),
-            "argmax": {
-                "map_yx": [y, x],
-                "view_xy": list(map_to_view(y, x, stats.map_size, facts.view_size)),
-            },
+        numbers: dict[str, Any] = {name: _finite(column[c]) for name, column in values.items()}
+        numbers["argmax"] = {
+            "map_yx": [y, x],
+            "view_xy": list(map_to_view(y, x, stats.map_size, facts.view_size)),
         }
+        channel.stats[input_id] = numbers
     if layer.sheet_grid is not None:
         layer.sheets[input_id] = paths.map_sheet(facts.id, layer.name, input_id)
     else:
@@ -245,14 +241,14 @@ def _add_detail_input(
 
 def _add_summaries(layer: LayerRecord, results: ModelResults) -> None:
     totals = results.totals[layer.name]
-    means, sparsity = totals.mean_of_means(), totals.mean_sparsity()
+    columns = {
+        summary.key: totals.over_inputs(stat.name, summary.combine).tolist()
+        for stat, summary in over_inputs()
+    }
     for channel in layer.channels:
         c = channel.index
         channel.summary = ChannelSummary(
-            mean=_finite(float(means[c])),
-            max=_finite(float(totals.max_max[c])),
-            min=_finite(float(totals.min_max[c])),
-            sparsity=_finite(float(sparsity[c])),
+            {key: _finite(column[c]) for key, column in columns.items()},
             selected=int(totals.selected[c]),
             inputs=int(totals.inputs[c]),
             best_rank=int(totals.best_rank[c]) if totals.inputs[c] else None,
@@ -271,7 +267,7 @@ def _add_summaries(layer: LayerRecord, results: ModelResults) -> None:
 def _add_histograms(layer: LayerRecord, table: Any) -> None:
     """Per channel, the distribution of its per-input max and mean over every input, in
     equal bins between the lowest and highest value (read in chunks of inputs)."""
-    fields = {"max": STATS_FIELDS.index("max"), "mean": STATS_FIELDS.index("mean")}
+    fields = {name: file_fields().index(name) for name in ("max", "mean")}
     inputs, channels = int(table.shape[0]), int(table.shape[1])
     if inputs == 0:
         return

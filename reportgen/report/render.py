@@ -14,6 +14,7 @@ from reportgen.report.paths import relative
 # tiles.py: no import circle); imported here for the filters and for older imports.
 from reportgen.report.text import breakable, escape_text, format_number, format_percent
 from reportgen.settings import command_line, typed_options
+from reportgen.statistics import Statistic, offered_over_inputs, statistics
 
 __all__ = [
     "Inliner",
@@ -53,10 +54,16 @@ def make_environment() -> jinja2.Environment:
     env.filters["breakable"] = breakable
     env.globals["typed_options"] = typed_options
     env.globals["command_line"] = command_line
+    # The statistics (reportgen.statistics): tables, tools and charts loop over them
+    env.globals["statistics"] = statistics
+    env.globals["offered_over_inputs"] = offered_over_inputs
+    env.filters["shown"] = shown
     from reportgen.report import summary
 
     env.globals["channel_table"] = summary.channel_table
     env.globals["summary_table"] = summary.summary_table
+    env.globals["statistic_options"] = summary.statistic_options
+    env.globals["summary_options"] = summary.summary_options
     env.globals["top_units"] = summary.top_units
     env.globals["most_selected"] = summary.most_selected
     env.globals["histogram_bars"] = summary.histogram_bars
@@ -110,12 +117,17 @@ class Linker:
         return anchor if anchor is not None else self.inline.data_uri(path)
 
 
+def shown(value: Any, stat: Statistic) -> str:
+    """A statistic's value as pages show it (its ``display``), not yet escaped."""
+    return format_percent(value) if stat.display == "percent" else format_number(value)
+
+
 class StatsCells:
     """The table cells of one channel's statistics on one input, as HTML.
 
     The same cells appear on the layer page and on the channel page, thousands of times
     in a big report: made once per statistics dictionary, in Python (a Jinja macro call
-    costs tens of microseconds). Same output as the ``stats_cells`` macro in macros.html.
+    costs tens of microseconds). ``stats_head`` in macros.html heads their columns.
     """
 
     def __init__(self) -> None:
@@ -131,11 +143,11 @@ class StatsCells:
             return html
         where = s["argmax"]
         yx, xy = where["map_yx"], where["view_xy"]
+        cells = "".join(
+            f"<td>{escape_text(shown(s[stat.name], stat))}</td>" for stat in statistics()
+        )
         html = Markup(
-            f"<td>{escape_text(format_number(s['mean']))}</td><td>{escape_text(format_number(s['max']))}</td>"
-            f"<td>{escape_text(format_number(s['min']))}</td><td>{escape_text(format_number(s['std']))}</td>"
-            f"<td>{escape_text(format_percent(s['sparsity']))}</td>"
-            f"<td>({escape_text(yx[0])}, {escape_text(yx[1])})</td>"
+            f"{cells}<td>({escape_text(yx[0])}, {escape_text(yx[1])})</td>"
             f"<td>({escape_text(xy[0])}, {escape_text(xy[1])})</td>"
         )
         self._made[id(s)] = (s, html)

@@ -1,8 +1,9 @@
 """Every input's per-channel statistics of a layer, in one numpy ``.npy`` file per layer
-(``models/<model>/layers/<layer>/stats.npy``): float32, shape [inputs, channels, 7], the
-inputs in the manifest's order, the fields ``STATS_FIELDS``. Rows are written as inputs
-finish, through a memory map: the run never holds them all. The manifest's
-``layers[].stats_file`` names it; README shows how to read one column with numpy.
+(``models/<model>/layers/<layer>/stats.npy``): float32, shape [inputs, channels, fields],
+the inputs in the manifest's order, the fields ``reportgen.statistics.file_fields()``.
+Rows are written as inputs finish, through a memory map: the run never holds them all.
+The manifest's ``layers[].stats_file`` names it; README shows how to read one column
+with numpy.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reportgen.nn.channel_stats import ChannelStats
-from reportgen.results.run import STATS_FIELDS, stats_rows
+from reportgen.results.run import stats_rows
+from reportgen.statistics import ChannelStats, file_fields
 
 if TYPE_CHECKING:
     from reportgen.report.output import StagedReport
@@ -24,10 +25,11 @@ DTYPE = "<f4"
 
 def describe(path: str, inputs: int, channels: int) -> dict[str, Any]:
     """The manifest's ``stats_file`` entry of a layer."""
+    fields = file_fields()
     return {
         "path": path,
-        "shape": [inputs, channels, len(STATS_FIELDS)],
-        "fields": list(STATS_FIELDS),
+        "shape": [inputs, channels, len(fields)],
+        "fields": list(fields),
         "dtype": "float32",
     }
 
@@ -39,7 +41,7 @@ class StatsFile:
         self.staged, self.relpath = staged, relpath
         self.path = staged.path_of(relpath)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.shape = (inputs, channels, len(STATS_FIELDS))
+        self.shape = (inputs, channels, len(file_fields()))
         self.array: Any = np.lib.format.open_memmap(
             self.path, mode="w+", dtype=DTYPE, shape=self.shape
         )

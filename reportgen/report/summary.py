@@ -8,13 +8,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from reportgen.report.data import LayerRecord, ModelRecord
+from reportgen.statistics import offered_over_inputs, statistic_names, statistics
 
-# The numbers the grid tools sort and filter by: of one input (STAT_KEYS, UNIT_KEYS), and
-# over every input (SUMMARY_KEYS, UNIT_SUMMARY_KEYS); units are channels of one value.
-STAT_KEYS = ("mean", "max", "min", "std", "sparsity")
+# The numbers the grid tools sort and filter by: of one input (the statistics, or
+# UNIT_KEYS), and over every input (``summary_keys``, UNIT_SUMMARY_KEYS); units are
+# channels of one value.
 UNIT_KEYS = ("value", "rank")
-SUMMARY_KEYS = ("mean", "max", "sparsity", "selected")
 UNIT_SUMMARY_KEYS = ("mean", "max", "best_rank", "first", "selected")
+
+
+def statistic_options() -> list[tuple[str, str]]:
+    """(key, label) of each statistic of one input for the grid tools; a percentage is
+    filtered by its fraction."""
+    return [
+        (stat.name, stat.name + (" (0&ndash;1)" if stat.display == "percent" else ""))
+        for stat in statistics()
+    ]
+
+
+def summary_options() -> list[tuple[str, str]]:
+    """(key, label) of each number over every input the layer page's tools offer."""
+    offered = [
+        (summary.key, summary.heading or summary.key) for _, summary in offered_over_inputs()
+    ]
+    return [*offered, ("selected", "inputs that selected it")]
+
+
+def summary_keys() -> tuple[str, ...]:
+    """A map layer's numbers over every input that the layer page sorts and filters by:
+    the statistics over inputs it offers, then how many inputs selected the channel."""
+    return (*(summary.key for _, summary in offered_over_inputs()), "selected")
 
 
 def _finite(value: Any) -> float | None:
@@ -36,7 +59,7 @@ def summary_table(layer: LayerRecord) -> dict[str, Any]:
     tools: mean of means, highest max, mean sparsity (units: best rank and inputs where
     it is first instead), inputs that selected it."""
     rows = [channel.summary for channel in layer.channels]
-    keys = SUMMARY_KEYS if layer.spatial else UNIT_SUMMARY_KEYS
+    keys = summary_keys() if layer.spatial else UNIT_SUMMARY_KEYS
     return {
         "channels": [channel.index for channel in layer.channels],
         "selected": [c.index for c in layer.channels if c.summary and c.summary.selected],
@@ -77,7 +100,7 @@ def histogram_bars(histogram: Any, width: int = 240, height: int = 48) -> dict[s
 def channel_table(layer: LayerRecord, input_id: str) -> dict[str, Any]:
     """One input's statistics of every channel of a layer, column-wise, for JSON."""
     rows = [channel.stats.get(input_id, {}) for channel in layer.channels]
-    keys = STAT_KEYS if layer.spatial else UNIT_KEYS
+    keys = statistic_names() if layer.spatial else UNIT_KEYS
     return {
         "channels": [channel.index for channel in layer.channels],
         "selected": list(layer.selected.get(input_id, [])),
@@ -129,6 +152,12 @@ def _average(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _append_finite(bucket: list[float], value: Any) -> None:
+    number = _finite(value)
+    if number is not None:
+        bucket.append(number)
+
+
 def summarize_layer(layer: LayerRecord) -> LayerSummary:
     means: list[float] = []
     maxes: list[float] = []
@@ -136,10 +165,10 @@ def summarize_layer(layer: LayerRecord) -> LayerSummary:
     for channel in layer.channels:
         if channel.summary is None:
             continue
-        for key, bucket in (("mean", means), ("max", maxes), ("sparsity", sparsities)):
-            number = _finite(getattr(channel.summary, key))
-            if number is not None:
-                bucket.append(number)
+        summary = channel.summary
+        _append_finite(means, summary.mean)
+        _append_finite(maxes, summary.max)
+        _append_finite(sparsities, summary.sparsity)
     return LayerSummary(
         name=layer.name,
         page=layer.page,

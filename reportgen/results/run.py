@@ -22,36 +22,45 @@ import numpy as np
 
 from reportgen.analysis.examples import TopExamples
 from reportgen.analysis.stats import unit_ranks
-from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.records import GradCamResult, InputResult, LayerResult, ModelFacts
+from reportgen.statistics import (
+    ChannelStats,
+    Combine,
+    file_fields,
+    over_inputs,
+    statistic_names,
+)
 
 
 @dataclass
 class ChannelTotals:
-    """Per-channel sums and extremes over the inputs of one layer (arrays of length C)."""
+    """Per-channel sums and extremes over the inputs of one layer (arrays of length C),
+    of every statistic (``reportgen.statistics``): what each one is over all
+    inputs (``over_inputs``) is made from these."""
 
     inputs: np.ndarray  # inputs with a finite mean
-    sum_mean: np.ndarray
-    sum_sparsity: np.ndarray
-    min_mean: np.ndarray
-    max_mean: np.ndarray
-    min_max: np.ndarray
-    max_max: np.ndarray
+    # statistic -> its sum over the inputs with a finite mean / lowest / highest value on
+    # any input, for the statistics that ``over_inputs`` (and ``max_mean``) make from them
+    sums: dict[str, np.ndarray]
+    lowest: dict[str, np.ndarray]
+    highest: dict[str, np.ndarray]
     selected: np.ndarray  # inputs that selected the channel
     best_rank: np.ndarray  # its best rank by mean among the layer's channels (1: highest)
     first: np.ndarray  # inputs on which it ranked first
 
     @classmethod
     def empty(cls, channels: int) -> ChannelTotals:
-        zeros = np.zeros(channels, np.float64)
+        """Totals of no input, kept for what ``over_inputs`` and ``max_mean`` read."""
+        wanted: dict[str, set[str]] = {c: set() for c in ("mean", "lowest", "highest")}
+        for stat, summary in over_inputs():
+            wanted[summary.combine].add(stat.name)
+        wanted["highest"].add("mean")  # max_mean
+        names = statistic_names()  # in the definition's order
         return cls(
             np.zeros(channels, np.int64),
-            zeros.copy(),
-            zeros.copy(),
-            np.full(channels, np.inf),
-            np.full(channels, -np.inf),
-            np.full(channels, np.inf),
-            np.full(channels, -np.inf),
+            {name: np.zeros(channels, np.float64) for name in names if name in wanted["mean"]},
+            {name: np.full(channels, np.inf) for name in names if name in wanted["lowest"]},
+            {name: np.full(channels, -np.inf) for name in names if name in wanted["highest"]},
             np.zeros(channels, np.int64),
             np.full(channels, np.iinfo(np.int64).max),
             np.zeros(channels, np.int64),
@@ -60,13 +69,14 @@ class ChannelTotals:
     def add(self, stats: ChannelStats, selected: list[int]) -> None:
         finite = np.isfinite(stats.mean)
         self.inputs += finite
-        self.sum_mean += np.where(finite, stats.mean, 0.0)
-        sparsity = np.where(np.isfinite(stats.sparsity), stats.sparsity, 0.0)
-        self.sum_sparsity += np.where(finite, sparsity, 0.0)
-        self.min_mean = np.fmin(self.min_mean, stats.mean)
-        self.max_mean = np.fmax(self.max_mean, stats.mean)
-        self.min_max = np.fmin(self.min_max, stats.max)
-        self.max_max = np.fmax(self.max_max, stats.max)
+        values = stats.values
+        for name, total in self.sums.items():
+            known = np.where(np.isfinite(values[name]), values[name], 0.0)
+            total += np.where(finite, known, 0.0)
+        for name, low in self.lowest.items():
+            np.fmin(low, values[name], out=low)
+        for name, high in self.highest.items():
+            np.fmax(high, values[name], out=high)
         np.add.at(self.selected, np.asarray(sorted(set(selected)), dtype=np.int64), 1)
         ranks = unit_ranks(stats.mean)
         self.best_rank = np.minimum(self.best_rank, ranks)
@@ -74,23 +84,31 @@ class ChannelTotals:
 
     def merge(self, other: ChannelTotals) -> None:
         self.inputs += other.inputs
-        self.sum_mean += other.sum_mean
-        self.sum_sparsity += other.sum_sparsity
-        self.min_mean = np.fmin(self.min_mean, other.min_mean)
-        self.max_mean = np.fmax(self.max_mean, other.max_mean)
-        self.min_max = np.fmin(self.min_max, other.min_max)
-        self.max_max = np.fmax(self.max_max, other.max_max)
+        for name, total in self.sums.items():
+            total += other.sums[name]
+        for name, low in self.lowest.items():
+            np.fmin(low, other.lowest[name], out=low)
+        for name, high in self.highest.items():
+            np.fmax(high, other.highest[name], out=high)
         self.selected += other.selected
         self.best_rank = np.minimum(self.best_rank, other.best_rank)
         self.first += other.first
 
-    def mean_of_means(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.inputs > 0, self.sum_mean / np.maximum(self.inputs, 1), np.nan)
+    @property
+    def max_mean(self) -> np.ndarray:
+        """Per channel, its highest per-input mean (feature visualisation's best input)."""
+        return self.highest["mean"]
 
-    def mean_sparsity(self) -> np.ndarray:
+    def mean_of(self, stat: str) -> np.ndarray:
+        """Per channel, the mean of ``stat`` over the inputs with a finite mean (NaN: none)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.inputs > 0, self.sum_sparsity / np.maximum(self.inputs, 1), np.nan)
+            return np.where(self.inputs > 0, self.sums[stat] / np.maximum(self.inputs, 1), np.nan)
+
+    def over_inputs(self, stat: str, combine: Combine) -> np.ndarray:
+        """Per channel, ``stat`` over every input as ``combine`` says."""
+        if combine == "mean":
+            return self.mean_of(stat)
+        return self.highest[stat] if combine == "highest" else self.lowest[stat]
 
 
 @dataclass(frozen=True)
@@ -133,11 +151,11 @@ def input_facts(result: InputResult) -> InputFacts:
 
 class StatsTable:
     """Every input's per-channel statistics of one layer, as rows [input, channel, field]
-    (``STATS_FIELDS``). This one keeps them in memory (``reportgen.analyze``, single-file
+    (``file_fields()``). This one keeps them in memory (``reportgen.analyze``, single-file
     reports); a folder report streams them to a file instead (``report.statsfile``)."""
 
     def __init__(self, inputs: int, channels: int) -> None:
-        self.array = np.zeros((inputs, channels, len(STATS_FIELDS)), np.float32)
+        self.array = np.zeros((inputs, channels, len(file_fields())), np.float32)
 
     def write(self, index: int, stats: ChannelStats) -> None:
         self.array[index] = stats_rows(stats)
@@ -149,12 +167,11 @@ class StatsTable:
         return self.array
 
 
-STATS_FIELDS = ("mean", "max", "min", "std", "sparsity", "argmax_y", "argmax_x")
-
-
 def stats_rows(stats: ChannelStats) -> np.ndarray:
-    """One input's statistics of every channel as a [C, 7] float32 block."""
-    return np.stack([np.asarray(getattr(stats, f), np.float32) for f in STATS_FIELDS], axis=1)
+    """One input's statistics of every channel as a [C, fields] float32 block, the fields
+    in ``file_fields()`` order."""
+    fields = stats.fields()
+    return np.stack([np.asarray(fields[f], np.float32) for f in file_fields()], axis=1)
 
 
 @dataclass

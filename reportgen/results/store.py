@@ -47,12 +47,17 @@ from typing import Any
 import numpy as np
 
 from reportgen.errors import ReportgenError
-from reportgen.nn.channel_stats import ChannelStats
 from reportgen.results.records import (
     GradCamResult,
     InputResult,
     LayerResult,
     PictureKey,
+)
+from reportgen.statistics import (
+    POSITION_FIELDS,
+    ChannelStats,
+    file_fields,
+    statistic_names,
 )
 
 log = logging.getLogger("reportgen")
@@ -281,6 +286,7 @@ class InputCache:
         self.hits = 0
         self.misses = 0
         self.damaged: list[str] = []  # keys of entries dropped because they failed a check
+        self.other_format: list[str] = []  # keys of intact entries of another format
         self._lock = threading.Lock()
 
     @property
@@ -323,6 +329,15 @@ class InputCache:
         with self._lock:
             self.hits += 1
         return Entry(header, arrays, blobs)
+
+    def mismatched(self, key: str, reason: str) -> None:
+        """A loaded entry of another format (``EntryMismatch``): a miss, not a hit; the
+        result computed instead replaces it. Said with -v."""
+        with self._lock:
+            self.hits -= 1
+            self.misses += 1
+            self.other_format.append(key)
+        log.info("cache: entry %s is of another format (%s); computing it again", key[:16], reason)
 
     def drop(self, key: str, reason: str) -> None:
         """Remove a damaged entry (its result is computed again) and say so with -v."""
@@ -471,13 +486,22 @@ def _link_pairs(pairs: Iterable[tuple[Path, Path]]) -> None:
 
 # --- per-input results ---------------------------------------------------------------
 
-STAT_ARRAYS = ("mean", "max", "min", "std", "sparsity", "argmax_y", "argmax_x")
+# Written in every per-input entry's header with its statistics fields: an entry of
+# another format, or made with other statistics, is a miss that says so.
+ENTRY_FORMAT = 4
+
+
+class EntryMismatch(ValueError):
+    """An intact entry of another format than this code reads (another entry format,
+    other statistics, other layers): a miss, with the reason."""
 
 
 def result_entry(result: InputResult) -> Entry:
     """An input's result as one cache entry: facts in the header, statistics as arrays,
     pictures as blobs."""
     header: dict[str, Any] = {
+        "format": ENTRY_FORMAT,
+        "fields": list(file_fields()),
         "input": result.input_id,
         "predictions": [list(p) for p in result.predictions],
         "gradcam": [[c.kind, c.class_index, c.layer, c.map] for c in result.gradcam],
@@ -491,37 +515,53 @@ def result_entry(result: InputResult) -> Entry:
         },
     }
     arrays = {
-        f"{name}\x1f{stat}": getattr(layer.stats, stat)
+        f"{name}\x1f{field}": values
         for name, layer in result.layers.items()
-        for stat in STAT_ARRAYS
+        for field, values in layer.stats.fields().items()
     }
     blobs = {key.token(): data for key, data in result.pictures.items()}
     return Entry(header, arrays, blobs)
 
 
-def result_from_entry(entry: Entry, layer_names: Iterable[str]) -> InputResult | None:
-    """The result an entry holds, or None when it lacks a layer asked for (or is damaged)."""
-    try:
-        header = entry.header
-        layers = {}
-        for name in layer_names:
-            part = header["layers"][name]
-            stats = ChannelStats(
-                **{stat: entry.arrays[f"{name}\x1f{stat}"] for stat in STAT_ARRAYS},
-                map_size=(int(part["map_size"][0]), int(part["map_size"][1])),
-            )
-            low_high = part["range"]
-            layers[name] = LayerResult(
-                stats,
-                [int(c) for c in part["selected"]],
-                None if low_high is None else (float(low_high[0]), float(low_high[1])),
-            )
-        return InputResult(
-            str(header["input"]),
-            [(int(i), float(p)) for i, p in header["predictions"]],
-            [GradCamResult(str(k), int(c), str(la), m) for k, c, la, m in header["gradcam"]],
-            layers,
-            {PictureKey.from_token(token): data for token, data in entry.blobs.items()},
+def check_entry_format(header: dict[str, Any], layer_names: Iterable[str]) -> None:
+    """EntryMismatch unless the entry is of this format, statistics and layers."""
+    if header.get("format") != ENTRY_FORMAT:
+        raise EntryMismatch(f"entry format {header.get('format')!r}, not {ENTRY_FORMAT}")
+    fields = list(file_fields())
+    if header.get("fields") != fields:
+        raise EntryMismatch(f"statistics {header.get('fields')!r}, not {fields!r}")
+    missing = [name for name in layer_names if name not in header.get("layers", {})]
+    if missing:
+        raise EntryMismatch(f"no layer {missing[0]!r}")
+
+
+def result_from_entry(entry: Entry, layer_names: Iterable[str]) -> InputResult:
+    """The result an entry holds; EntryMismatch when the entry is of another format,
+    other statistics or lacks a layer asked for. An entry of this format is read as
+    written: anything else wrong with it is an error, not a miss."""
+    header = entry.header
+    names = list(layer_names)
+    check_entry_format(header, names)
+    layers = {}
+    for name in names:
+        part = header["layers"][name]
+        argmax_y, argmax_x = (entry.arrays[f"{name}\x1f{f}"] for f in POSITION_FIELDS)
+        stats = ChannelStats(
+            **{f: entry.arrays[f"{name}\x1f{f}"] for f in statistic_names()},
+            argmax_y=argmax_y,
+            argmax_x=argmax_x,
+            map_size=(int(part["map_size"][0]), int(part["map_size"][1])),
         )
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
+        low_high = part["range"]
+        layers[name] = LayerResult(
+            stats,
+            [int(c) for c in part["selected"]],
+            None if low_high is None else (float(low_high[0]), float(low_high[1])),
+        )
+    return InputResult(
+        str(header["input"]),
+        [(int(i), float(p)) for i, p in header["predictions"]],
+        [GradCamResult(str(k), int(c), str(la), m) for k, c, la, m in header["gradcam"]],
+        layers,
+        {PictureKey.from_token(token): data for token, data in entry.blobs.items()},
+    )

@@ -33,6 +33,8 @@ from reportgen.report.manifest_file import (
     read_manifest,
     read_regular,
 )
+from reportgen.report.text import format_percent
+from reportgen.statistics import Statistic, statistics
 
 __all__ = ["LayerView", "Report"]
 
@@ -64,6 +66,11 @@ def _num(value: Any, digits: int = 4) -> str:
     if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
         return f"{number:.{digits - 1}e}"
     return f"{number:.{digits}g}"
+
+
+def _stat_text(value: Any, stat: Statistic) -> str:
+    """A statistic as the notebook shows it: a number, or a percentage (its display)."""
+    return format_percent(value) if stat.display == "percent" else _num(value)
 
 
 def _picture_img(picture: Any, kind: str, alt: str, cls: str) -> str:
@@ -427,19 +434,15 @@ class LayerView:
         return parts
 
     def _stats_table(self, input_id: str, chosen: list[int]) -> list[str]:
-        parts = [
-            "<table><thead><tr><th>channel</th><th>mean</th><th>max</th><th>min</th>"
-            "<th>std</th><th>sparsity</th></tr></thead><tbody>"
-        ]
+        shown = statistics()
+        heads = "".join(f"<th>{_e(stat.name)}</th>" for stat in shown)
+        parts = [f"<table><thead><tr><th>channel</th>{heads}</tr></thead><tbody>"]
         for c in chosen:
             s = self.stats(c, input_id)
-            sparsity = s.get("sparsity")
-            parts.append(
-                f"<tr><td>{c}</td><td class=num>{_num(s.get('mean'))}</td>"
-                f"<td class=num>{_num(s.get('max'))}</td><td class=num>{_num(s.get('min'))}"
-                f"</td><td class=num>{_num(s.get('std'))}</td><td class=num>"
-                f"{'—' if sparsity is None else f'{100 * float(sparsity):.1f}%'}</td></tr>"
+            cells = "".join(
+                f"<td class=num>{_stat_text(s.get(stat.name), stat)}</td>" for stat in shown
             )
+            parts.append(f"<tr><td>{c}</td>{cells}</tr>")
         parts.append("</tbody></table>")
         return parts
 

@@ -12,8 +12,9 @@ from reportgen.analysis.stats import (
     value_range,
 )
 from reportgen.errors import UsageError
-from reportgen.nn.channel_stats import STAT_NAMES, ChannelStats
+from reportgen.nn.channel_stats import ChannelStats
 from reportgen.nn.reduce import channel_stats
+from reportgen.statistics import statistic_names
 
 
 def _activations(seed: int = 0, shape: tuple[int, ...] = (3, 10, 7, 5)) -> np.ndarray:
@@ -90,7 +91,7 @@ def test_other_ranks_are_refused() -> None:
 
 def test_stat_lookup_by_name() -> None:
     (stats,) = channel_stats(torch.from_numpy(_activations()[:1]))
-    for name in STAT_NAMES:
+    for name in statistic_names():
         assert stats.of(name) is getattr(stats, name)
     with pytest.raises(KeyError):
         stats.of("median")

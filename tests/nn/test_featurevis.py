@@ -498,7 +498,14 @@ def test_channel_choice_and_best_input() -> None:
     ):
         mean = np.asarray(means)
         stats = ChannelStats(
-            mean, mean, mean, mean, mean, np.zeros(4, int), np.zeros(4, int), (2, 2)
+            mean=mean,
+            max=mean,
+            min=mean,
+            std=mean,
+            sparsity=mean,
+            argmax_y=np.zeros(4, int),
+            argmax_x=np.zeros(4, int),
+            map_size=(2, 2),
         )
         layers = {"x": LayerResult(stats, selected, (0.0, 1.0))}
         results.add(InputResult(name, [(0, 1.0)], [], layers), index)

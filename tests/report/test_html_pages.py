@@ -314,7 +314,14 @@ def _layer(name: str, stats: list[dict[str, float]]) -> LayerRecord:
             index=i,
             page=f"{name}/c{i}.html",
             summary=ChannelSummary(
-                finite(s["mean"]), finite(s["max"]), None, finite(s["sparsity"]), 1, 1
+                {
+                    "mean": finite(s["mean"]),
+                    "max": finite(s["max"]),
+                    "min": None,
+                    "sparsity": finite(s["sparsity"]),
+                },
+                1,
+                1,
             ),
         )
         for i, s in enumerate(stats)

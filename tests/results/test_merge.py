@@ -23,7 +23,16 @@ def _facts() -> ModelFacts:
 def _result(name: str, maxima: np.ndarray, rng: np.random.Generator) -> InputResult:
     ys = rng.integers(0, 3, CHANNELS)
     xs = rng.integers(0, 3, CHANNELS)
-    stats = ChannelStats(maxima / 2, maxima, maxima - 1, maxima, maxima, ys, xs, (3, 3))
+    stats = ChannelStats(
+        mean=maxima / 2,
+        max=maxima,
+        min=maxima - 1,
+        std=maxima,
+        sparsity=maxima,
+        argmax_y=ys,
+        argmax_x=xs,
+        map_size=(3, 3),
+    )
     return InputResult(name, [(0, 1.0)], [], {"conv": LayerResult(stats, [0], (0.0, 1.0))})
 
 
