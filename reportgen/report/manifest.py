@@ -42,61 +42,57 @@ def build_manifest(data: ReportData, files: list[dict[str, Any]]) -> dict[str, A
         ],
         "skipped": [dataclasses.asdict(s) for s in data.skipped],
         "warnings": data.warnings,
-        "models": [
-            {
-                "id": m.id,
-                "name": m.name,
-                "label": m.label,
-                "weights": m.weights,
-                "weights_detail": m.weights_detail,
-                "notes": m.notes,
-                "page": m.page,
-                "compare_page": m.compare_page,
-                "views": m.views,
-                "input_pages": m.input_pages,
-                "predictions": {
-                    input_id: [dataclasses.asdict(p) for p in preds]
-                    for input_id, preds in m.predictions.items()
-                },
-                "gradcam": gradcam_entries(m),
-                "layers": [
-                    {
-                        "name": layer.name,
-                        "type": layer.type,
-                        "value": layer.value,
-                        "output_shape": list(layer.output_shape),
-                        "units": not layer.spatial,
-                        "examples_are_views": layer.examples_are_views,
-                        "class_units": layer.class_units,
-                        "page": layer.page,
-                        "selected": layer.selected,
-                        "ranges": {
-                            k: [float32_number(x) for x in v] for k, v in layer.ranges.items()
-                        },
-                        "images": layer_image_patterns(m.id, layer),
-                        "map_sheet": (
-                            layer.sheet_grid.describe() if layer.sheet_grid is not None else None
-                        ),
-                        "kernels": kernels_entry(layer),
-                        "example_sheet": (
-                            layer.example_grid.describe()
-                            if layer.example_grid is not None
-                            else None
-                        ),
-                        "receptive_field": layer.receptive_field,
-                        "stats_file": layer.stats_file,
-                        "detail_pages": layer.detail_pages,
-                        "channel_page": channel_page_pattern(m.id, layer),
-                        "channels": [channel_entry(c) for c in layer.channels],
-                    }
-                    for layer in m.layers
-                ],
-            }
-            for m in data.models
-        ],
+        "models": [model_entry(m) for m in data.models],
         "comparison_page": data.comparison_page if data.comparisons else None,
         "comparisons": [comparison_entry(c) for c in data.comparisons],
         "files": files,
+    }
+
+
+def model_entry(m: ModelRecord) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "name": m.name,
+        "label": m.label,
+        "weights": m.weights,
+        "weights_detail": m.weights_detail,
+        "notes": m.notes,
+        "page": m.page,
+        "compare_page": m.compare_page,
+        "views": m.views,
+        "input_pages": m.input_pages,
+        "predictions": {
+            input_id: [dataclasses.asdict(p) for p in preds]
+            for input_id, preds in m.predictions.items()
+        },
+        "gradcam": gradcam_entries(m),
+        "layers": [layer_entry(m.id, layer) for layer in m.layers],
+    }
+
+
+def layer_entry(model_id: str, layer: LayerRecord) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "type": layer.type,
+        "value": layer.value,
+        "output_shape": list(layer.output_shape),
+        "units": not layer.spatial,
+        "examples_are_views": layer.examples_are_views,
+        "class_units": layer.class_units,
+        "page": layer.page,
+        "selected": layer.selected,
+        "ranges": {k: [float32_number(x) for x in v] for k, v in layer.ranges.items()},
+        "images": layer_image_patterns(model_id, layer),
+        "map_sheet": layer.sheet_grid.describe() if layer.sheet_grid is not None else None,
+        "kernels": kernels_entry(layer),
+        "example_sheet": (
+            layer.example_grid.describe() if layer.example_grid is not None else None
+        ),
+        "receptive_field": layer.receptive_field,
+        "stats_file": layer.stats_file,
+        "detail_pages": layer.detail_pages,
+        "channel_page": channel_page_pattern(model_id, layer),
+        "channels": [channel_entry(c) for c in layer.channels],
     }
 
 
