@@ -110,11 +110,6 @@ def _check_resources(options: RunOptions, writes: bool) -> None:
         from reportgen.compute.dask_engine import check_cluster
 
         check_cluster(options.engine.cluster)
-    if options.feature_vis.enabled:
-        from reportgen.nn.featurevis import check_settings
-
-        fv = options.feature_vis
-        check_settings(fv.steps, fv.size, fv.channels)
 
 
 def check_output_apart(arguments: tuple[str, ...], output: str) -> None:

@@ -57,21 +57,10 @@ log = logging.getLogger("reportgen")
 LEARNING_RATE = 0.1
 # Images optimised in one batch; a layer with more chosen channels runs in several batches.
 MAX_BATCH = 64
-MIN_SIZE = 32
 # PyTorch's deterministic mode fills every new tensor with NaN (to expose reads of
 # uninitialised memory); the optimisation reads none, so it is off in ``deterministic``:
 # the same pixels, a little less time per step (2% measured on the CPU: docs/feature-vis.md).
 FILL_UNINITIALIZED_MEMORY = False
-
-
-def check_settings(steps: int, size: int, channels: str) -> None:
-    """Reject out-of-range feature-visualisation options before any work is done."""
-    if steps < 1:
-        raise UsageError(f"--fv-steps must be at least 1, got {steps}")
-    if size < MIN_SIZE:
-        raise UsageError(f"--fv-size must be at least {MIN_SIZE} pixels, got {size}")
-    if channels not in ("selected", "all"):
-        raise UsageError(f"--fv-channels must be 'selected' or 'all', got {channels!r}")
 
 
 # --- the model side -------------------------------------------------------------------

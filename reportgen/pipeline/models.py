@@ -5,7 +5,7 @@ pictures and statistics files written into the staging folder (``run_model``).""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,7 +100,7 @@ class WorkerSetup:
     models: ModelOptions
     compute: ComputeOptions
     pictures: PictureOptions
-    recorded: Any  # the run's recorded settings (RunOptions.recorded)
+    recorded: Mapping[str, Any]  # the run's recorded settings (RunOptions.recorded)
 
 
 def model_engine(

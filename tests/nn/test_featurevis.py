@@ -19,6 +19,7 @@ from reportgen.errors import UsageError
 from reportgen.nn import featurevis as fv
 from reportgen.nn import fv_image
 from reportgen.report.manifest_file import channel_page
+from reportgen.settings import INT_RANGES
 from tests.conftest import MOBILENET_FILE
 from tests.helpers import invoke
 
@@ -274,14 +275,26 @@ def test_visualise_names_a_channel_out_of_range() -> None:
         fv.visualise(tiny_model(), "2", [9], fv.Recipe(mean=MEAN, std=STD, steps=1, size=32))
 
 
-def test_check_settings() -> None:
-    fv.check_settings(1, 32, "all")
-    with pytest.raises(UsageError, match="--fv-steps"):
-        fv.check_settings(0, 128, "selected")
-    with pytest.raises(UsageError, match="--fv-size"):
-        fv.check_settings(8, 8, "selected")
-    with pytest.raises(UsageError, match="--fv-channels"):
-        fv.check_settings(8, 128, "some")
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"fv_steps": 0}, "--fv-steps must be at least 1"),
+        ({"fv_size": 8}, f"--fv-size must be at least {INT_RANGES['fv_size'][0]}"),
+        ({"fv_channels": "some"}, "--fv-channels must be 'selected' or 'all'"),
+    ],
+)
+def test_feature_vis_options_are_checked_before_any_work(
+    options: dict[str, object], needle: str
+) -> None:
+    from reportgen.run_options import run_options
+    from reportgen.settings import RunSettings
+
+    run_options(
+        RunSettings(inputs=("x.png",), feature_vis=True, fv_steps=1, fv_size=32), writes=False
+    )
+    settings = RunSettings(inputs=("x.png",), feature_vis=True, **options)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=needle):
+        run_options(settings, writes=False)
 
 
 # --- real weights: the two measured conditions ------------------------------------------
