@@ -225,17 +225,24 @@ def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) ->
 
 
 def merge_shards(
-    folders: list[str], progress: Progress | None = None, **runtime: Any
+    folders: list[str],
+    progress: Progress | None = None,
+    factories: tuple[str, ...] = (),
+    **runtime: Any,
 ) -> RunSummary:
     """The report of the run the shards in ``folders`` are parts of (in any order), at
     ``runtime["output"]``: byte for byte the report ``reportgen run`` with the same
     settings writes. The inputs and weights must be where the shards' run found them
     (the same paths, relative to the working folder): they are read again (thumbnails,
     sha256, dataset-example crops, the model's filters), but not run through the
-    network."""
+    network. A shard is data: code it names (a custom model) is imported only when it
+    is among ``factories`` (merge's own -m)."""
+    from reportgen.results.shard_record import check_factories
     from reportgen.results.store import code_fingerprint
 
     shards = check_same_run([read_shard(folder) for folder in folders])
+    for shard in shards:
+        check_factories(shard.name, shard.record["settings"].get("models", []), factories)
     output = os.path.realpath(runtime["output"])
     for shard in shards:
         folder = os.path.realpath(shard.folder)
@@ -260,6 +267,10 @@ def merge_shards(
         )
     # The merge reads only the shards: the cache is neither read nor written.
     settings = settings_of(first, **runtime, no_cache=True)
+    try:
+        validate_settings(settings, writes=False)
+    except UsageError as exc:  # the shard's values: damaged, not mistyped by the user
+        raise ReportgenError(f"shard {first.name!r}: {SHARD_FILE} settings: {exc}") from exc
     _check_inputs_unchanged(shards, settings)
     return build_report(settings, progress, shard_roots=tuple(s.folder for s in shards))
 

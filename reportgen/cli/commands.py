@@ -752,9 +752,24 @@ def shard(ctx: click.Context, part: str, **options: Any) -> None:
     show_default=True,
     help="Report folder to write.",
 )
+@click.option(
+    "-m",
+    "--model",
+    "factories",
+    multiple=True,
+    metavar="PACKAGE.MODULE:FACTORY",
+    help="A custom model the shards name, which merge may import: a shard is data, and "
+    "code it names runs only when given here too (repeatable).",
+)
 @runtime_options
 @click.pass_context
-def merge(ctx: click.Context, shards: tuple[str, ...], output: str, **options: Any) -> None:
+def merge(
+    ctx: click.Context,
+    shards: tuple[str, ...],
+    output: str,
+    factories: tuple[str, ...],
+    **options: Any,
+) -> None:
     """Build the report of a sharded run from its SHARDS (the -o folders of every
     'reportgen shard --part K/N', in any order), byte for byte the report 'reportgen run'
     with the same settings writes. The inputs and weights must be at the paths the
@@ -769,7 +784,7 @@ def merge(ctx: click.Context, shards: tuple[str, ...], output: str, **options: A
     _install_signal_handlers()
     with _progress_bar(ctx.obj["quiet"]) as bar:
         summary = merge_shards(
-            list(shards), _progress_for(bar), output=output, jobs=options["jobs"]
+            list(shards), _progress_for(bar), factories, output=output, jobs=options["jobs"]
         )
     _print_summary(ctx, summary, options["as_json"], single_file=False)
 
