@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.stats import select_channels, value_range
+from reportgen.compute.finite import require_finite
 from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.inputs.files import InputFile, load_image
@@ -106,6 +107,7 @@ def forward_batch(
         layer.name: (channel_stats(outputs[layer.name]), outputs.pop(layer.name).numpy())
         for layer in layers
     }
+    require_finite(model.name, files, logits, per_layer)
     results = []
     for b, file in enumerate(files):
         cams = [(GRADCAM_TOP, top_cams[b])] if top_cams else []
