@@ -29,6 +29,7 @@ error naming its inputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -101,7 +102,42 @@ def _distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise UsageError(f"--cluster needs Dask's distributed package: {INSTALL_HINT}") from exc
+    _close_clusters_quietly_at_exit()
     return distributed
+
+
+def _close_clusters_quietly_at_exit() -> None:
+    """Dask closes at exit the local clusters still open (``close_clusters``, an atexit
+    callback). One is left open only when a run was interrupted while Dask started or
+    closed it, and then Dask's own callback meets it half made: it iterates a WeakSet
+    that changes under it ("dictionary changed size during iteration") or asserts on a
+    worker's state, and Python prints that as a traceback after reportgen's one line.
+    The same is done here, without a word: the run has already said how it ended."""
+    import atexit
+
+    from distributed.deploy import spec
+
+    atexit.unregister(spec.close_clusters)
+    atexit.unregister(_close_clusters_quietly)
+    atexit.register(_close_clusters_quietly)
+
+
+def _close_clusters_quietly() -> None:
+    from distributed.core import Status
+    from distributed.deploy import spec
+
+    logging.disable(logging.CRITICAL)  # Dask's and asyncio's complaints while closing
+    clusters: list[Any] = []
+    for _attempt in range(3):
+        try:
+            clusters = list(spec.SpecCluster._instances)
+            break
+        except RuntimeError:  # the WeakSet changed while it was read: again
+            continue
+    for cluster in clusters:
+        with contextlib.suppress(Exception):
+            if cluster.shutdown_on_close and cluster.status != Status.closed:
+                cluster.close(timeout=10)
 
 
 def _set_dask_log_level(distributed: Any, level: int) -> None:
@@ -142,6 +178,9 @@ class DaskEngines:
         # errors reach the user as reportgen's one-line errors.
         quiet = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL
         _set_dask_log_level(distributed, quiet)
+        # An interrupted start leaves Dask's tasks with errors nobody retrieves, which
+        # asyncio logs as tracebacks.
+        logging.getLogger("asyncio").setLevel(quiet)
         # Dask sets OMP_NUM_THREADS and more in this process's environment for its
         # workers, and leaves them: put back as it was on exit (later runs of a notebook).
         self.environ = dict(os.environ)
