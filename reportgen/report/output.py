@@ -331,8 +331,16 @@ class RunLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError as exc:  # a full disk: no lock file left behind either
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(fd)
+            raise ReportgenError(
+                f"cannot write in {str(self.path.parent)!r} ({exc.strerror or exc})"
+            ) from exc
         self._fd = fd
         _HELD_LOCKS.add(fd)
 
