@@ -228,7 +228,11 @@ def build_report(
 
 def find_inputs(settings: RunSettings) -> tuple[list[InputFile], list[SkippedInput]]:
     """The run's inputs in run order (and those found but unusable), or an error when
-    there is no image at all."""
+    there is no image at all. The cache is tagged first: inside an input folder, it is
+    not walked for inputs."""
+    from reportgen.results.store import cache_root, tag_cache
+
+    tag_cache(cache_root(settings.cache_dir, settings.no_cache))
     files, skipped_found = discover_inputs(settings.inputs)
     if not files and not skipped_found:
         raise ReportgenError(
