@@ -205,11 +205,11 @@ def _detail_of_run(files: list[Any], views: list[Any], settings: RunSettings) ->
     input's result holds every map, and is keyed so). "The first N" needs to know which
     of the first inputs are usable: those are read until N are found, whatever part
     this is; names, globs and "all" need no reading."""
-    from reportgen.inputs.detail import detail_inputs
+    from reportgen.inputs.detail import detail_inputs, is_count
     from reportgen.inputs.files import load_image
 
     words = [d.strip() for d in settings.detail]
-    if words and not (len(words) == 1 and words[0].isdigit()):
+    if words and not (len(words) == 1 and is_count(words[0])):
         return detail_inputs(files, settings.detail, DETAIL_DEFAULT)
     wanted = int(words[0]) if words else DETAIL_DEFAULT
     usable: list[Any] = []
