@@ -157,3 +157,13 @@ def test_a_part_in_other_digits_or_too_many_parts_is_a_usage_error(work: Path, p
     result = invoke_reproducible("shard", "images", "--part", part, *OPTIONS, "-o", "part-9")
     error_line(result, 2, f"--part {part!r}")
     assert not (work / "part-9").exists()
+
+
+def test_every_setting_a_shard_records_has_a_kind_it_is_checked_against() -> None:
+    """A new report setting needs a kind in results.shard_record, or merges would fail."""
+    from reportgen.results.shard_record import _BY_ANNOTATION, _annotations, shard_setting_names
+
+    annotations = _annotations()
+    unchecked = {n: annotations[n] for n in shard_setting_names()}.items()
+    assert [(n, kind) for n, kind in unchecked if kind not in _BY_ANNOTATION] == []
+    assert "cluster" not in shard_setting_names() and "jobs" not in shard_setting_names()
