@@ -81,7 +81,11 @@ def build_shard(
     if settings.single_file:
         raise UsageError("--single-file makes a report; a shard holds results (use it on run)")
     options = run_options(settings)
-    files, _ = find_inputs(options.inputs)
+    from reportgen.results.store import cache_root
+
+    files, _ = find_inputs(
+        options.inputs, cache_root(options.engine.cache_dir, options.engine.no_cache)
+    )
     mine = files[part_slice(len(files), part, parts, options.compute.batch_size)]
     _, models, facts, warnings = load_planned_models(options.models, options.compute)
     with StagedReport(Path(options.report.output), shard=True) as staged:
@@ -240,11 +244,11 @@ def _detail_of_run(files: list[Any], views: list[Any], inputs: InputOptions) -> 
     input's result holds every map, and is keyed so). "The first N" needs to know which
     of the first inputs are usable: those are read until N are found, whatever part
     this is; names, globs and "all" need no reading."""
-    from reportgen.inputs.detail import detail_inputs
+    from reportgen.inputs.detail import detail_inputs, is_count
     from reportgen.inputs.files import load_image
 
     words = [d.strip() for d in inputs.detail]
-    if words and not (len(words) == 1 and words[0].isdigit()):
+    if words and not (len(words) == 1 and is_count(words[0])):
         return detail_inputs(files, inputs.detail, DETAIL_DEFAULT)
     wanted = int(words[0]) if words else DETAIL_DEFAULT
     usable: list[Any] = []
@@ -260,17 +264,24 @@ def _detail_of_run(files: list[Any], views: list[Any], inputs: InputOptions) -> 
 
 
 def merge_shards(
-    folders: list[str], progress: Progress | None = None, **runtime: Any
+    folders: list[str],
+    progress: Progress | None = None,
+    factories: tuple[str, ...] = (),
+    **runtime: Any,
 ) -> RunSummary:
     """The report of the run the shards in ``folders`` are parts of (in any order), at
     ``runtime["output"]``: byte for byte the report ``reportgen run`` with the same
     settings writes. The inputs and weights must be where the shards' run found them
     (the same paths, relative to the working folder): they are read again (thumbnails,
     sha256, dataset-example crops, the model's filters), but not run through the
-    network."""
+    network. A shard is data: code it names (a custom model) is imported only when it
+    is among ``factories`` (merge's own -m)."""
+    from reportgen.results.shard_record import check_factories
     from reportgen.results.store import code_fingerprint
 
     shards = check_same_run([read_shard(folder) for folder in folders])
+    for shard in shards:
+        check_factories(shard.name, shard.record["settings"].get("models", []), factories)
     output = os.path.realpath(runtime["output"])
     for shard in shards:
         folder = os.path.realpath(shard.folder)
@@ -294,7 +305,12 @@ def merge_shards(
             "versions): merge with the installation that made the shards"
         )
     # The merge reads only the shards: the cache is neither read nor written.
-    options = run_options(settings_of(first, **runtime, no_cache=True))
+    settings = settings_of(first, **runtime, no_cache=True)
+    try:
+        run_options(settings, writes=False)
+    except UsageError as exc:  # the shard's values: damaged, not mistyped by the user
+        raise ReportgenError(f"shard {first.name!r}: {SHARD_FILE} settings: {exc}") from exc
+    options = run_options(settings)  # and now where the merge writes
     _check_inputs_unchanged(shards, options.inputs)
     return build_report(options, progress, shard_roots=tuple(s.folder for s in shards))
 

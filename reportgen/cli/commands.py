@@ -6,6 +6,7 @@ that ``reportgen --help`` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -47,15 +48,15 @@ class ReportgenGroup(click.Group):
         except click.UsageError as exc:
             where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             click.echo(f"Error: {exc.format_message()}{where}", err=True)
-            sys.exit(exc.exit_code)
+            _leave(exc.exit_code)
         except click.ClickException as exc:
             click.echo(f"Error: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
+            _leave(exc.exit_code)
         except click.exceptions.Abort:
-            # Click's word for Ctrl-C (or SIGTERM) outside the command: before it began.
-            click.echo("Error: interrupted; any previous report was left as it was", err=True)
-            sys.exit(130)
-        sys.exit(result if isinstance(result, int) else 0)
+            # Click's word for Ctrl-C (or SIGTERM) outside the command: before it began,
+            # or just after it ended (then the report may already be in place).
+            _leave(_interrupted_code())
+        _leave(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         from reportgen.report.output import forget_commits
@@ -100,19 +101,84 @@ class ReportgenGroup(click.Group):
 
 
 def _exit_interrupted(ctx: click.Context) -> None:
+    ctx.exit(_interrupted_code())
+
+
+def _interrupted_code() -> int:
+    """Say what an interruption left and give the exit status: 0 with a warning once the
+    swap had happened (the new report is in place and complete), else 130."""
     from reportgen.report.output import committed_target
 
     done = committed_target()
     if done is not None:
-        # The swap had happened: the new report is in place and complete.
         click.echo(
             f"Warning: interrupted after the new report was put in place: "
             f"{str(done)!r} is the complete new report",
             err=True,
         )
-        ctx.exit(0)
+        return 0
     click.echo("Error: interrupted; any previous report was left as it was", err=True)
-    ctx.exit(130)
+    return 130
+
+
+def _leave(code: int) -> None:
+    """``sys.exit(code)``, with SIGINT and SIGTERM from now on (the interpreter's
+    shutdown: atexit callbacks, joining threads, Dask closing its cluster) no longer
+    unwinding anything: the command is over and its outcome decided. A signal then says
+    what is in place (the warning of ``_interrupted_code`` once a report was swapped in)
+    and the exit status stays ``code``; a second one ends the process at once."""
+    if _on_signal in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)):
+        _leaving[0] = code
+        # A process of its own (not a CliRunner in a test): the last atexit callback
+        # ends it (_finish_now).
+        _own_process[0] = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+        signal.signal(signal.SIGTERM, _on_signal_when_done)
+        if signal.getsignal(signal.SIGINT) is _on_signal:
+            signal.signal(signal.SIGINT, _on_signal_when_done)
+    sys.exit(code)
+
+
+_leaving: list[int | None] = [None]
+_own_process = [False]
+
+
+def _finish_now() -> None:
+    """The last atexit callback of a command's own process (registered before any
+    library that registers one): after it, Python's finalisation would put back the
+    default SIGINT handler while it tears down torch for up to a second, and a Ctrl-C
+    there would kill the process by the signal (status -2, nothing said) though its
+    outcome was decided. The process ends here instead, with its exit status."""
+    code = _leaving[0]
+    if code is None or not _own_process[0] or os.getpid() != _MAIN_PID:
+        return
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _on_signal_when_done(signum: int, _frame: Any) -> None:
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
+    from reportgen.report.output import committed_target
+
+    code = _leaving[0] or 0
+    if _signal_arrived[0]:  # the second one: leave now
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(code)
+    _signal_arrived[0] = True
+    done = committed_target()
+    if done is not None and code == 0:
+        with contextlib.suppress(Exception):
+            print(
+                f"Warning: interrupted after the new report was put in place: "
+                f"{str(done)!r} is the complete new report",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _interrupted_by_signal(exc: BaseException) -> bool:
@@ -203,6 +269,10 @@ _previous_unraisable = sys.unraisablehook
 def _install_signal_handlers() -> None:
     global _MAIN_PID, _previous_unraisable
     _MAIN_PID = os.getpid()
+    import atexit
+
+    atexit.unregister(_finish_now)
+    atexit.register(_finish_now)  # before torch and Dask register theirs: it runs last
     if sys.unraisablehook is not _unraisable:
         _previous_unraisable = sys.unraisablehook
         sys.unraisablehook = _unraisable
@@ -755,9 +825,24 @@ def shard(ctx: click.Context, part: str, **options: Any) -> None:
     show_default=True,
     help="Report folder to write.",
 )
+@click.option(
+    "-m",
+    "--model",
+    "factories",
+    multiple=True,
+    metavar="PACKAGE.MODULE:FACTORY",
+    help="A custom model the shards name, which merge may import: a shard is data, and "
+    "code it names runs only when given here too (repeatable).",
+)
 @runtime_options
 @click.pass_context
-def merge(ctx: click.Context, shards: tuple[str, ...], output: str, **options: Any) -> None:
+def merge(
+    ctx: click.Context,
+    shards: tuple[str, ...],
+    output: str,
+    factories: tuple[str, ...],
+    **options: Any,
+) -> None:
     """Build the report of a sharded run from its SHARDS (the -o folders of every
     'reportgen shard --part K/N', in any order), byte for byte the report 'reportgen run'
     with the same settings writes. The inputs and weights must be at the paths the
@@ -772,7 +857,7 @@ def merge(ctx: click.Context, shards: tuple[str, ...], output: str, **options: A
     _install_signal_handlers()
     with _progress_bar(ctx.obj["quiet"]) as bar:
         summary = merge_shards(
-            list(shards), _progress_for(bar), output=output, jobs=options["jobs"]
+            list(shards), _progress_for(bar), factories, output=output, jobs=options["jobs"]
         )
     _print_summary(ctx, summary, options["as_json"], single_file=False)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.stats import select_channels, value_range
+from reportgen.compute.finite import require_finite
 from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.inputs.files import InputFile, load_image
@@ -107,6 +108,7 @@ def forward_batch(
         layer.name: (channel_stats(outputs[layer.name]), outputs.pop(layer.name).numpy())
         for layer in layers
     }
+    require_finite(model.name, files, logits, per_layer)
     cams_of = _cams_by_input(len(files), top_cams, target_cams)
     return [
         PassOutput(

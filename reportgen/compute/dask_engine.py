@@ -29,8 +29,10 @@ error naming its inputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -65,27 +67,48 @@ class ClusterSpec:
     address: str = ""
 
 
+# local:N starts N worker processes here, each with its own torch and model: at most this
+# many (a typo's 100000 would only grow the client, never start a worker).
+MAX_LOCAL_WORKERS = 256
+# tcp://HOST:PORT, HOST a name, an IPv4 address or a bracketed IPv6 one; ASCII only
+# (str.isdigit takes "²", which int() does not).
+_ADDRESS = re.compile(
+    r"^tcp://(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?$"
+)
+_ASCII_COUNT = re.compile(r"^[0-9]{1,9}$")
+
+
 def parse_cluster(text: str) -> ClusterSpec:
-    """``local:N`` or a scheduler address (``tcp://host:8786``, ``tls://...``)."""
+    """``local:N`` (1 <= N <= ``MAX_LOCAL_WORKERS``) or a scheduler's ``tcp://HOST:PORT``
+    (port 1 to 65535; Dask's 8786 when left out); UsageError (exit 2) otherwise. Other
+    Dask protocols are refused by name: ``tls://`` needs certificates, which reportgen
+    has no option for, and ``ucx://`` a package of its own."""
     value = text.strip()
     if value.startswith("local:"):
         count = value.removeprefix("local:")
-        if not count.isdigit() or int(count) < 1:
+        if not _ASCII_COUNT.match(count) or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
             raise UsageError(
-                f"--cluster {text!r}: local:N needs a whole number of worker processes, "
-                "at least 1 (local:2)"
+                f"--cluster {text!r}: local:N needs a whole number of worker processes "
+                f"from 1 to {MAX_LOCAL_WORKERS} (local:2)"
             )
         return ClusterSpec(workers=int(count))
     scheme, sep, rest = value.partition("://")
-    if sep and scheme and rest:
-        import distributed.comm  # noqa: F401  (importing it registers the protocols)
-        from distributed.comm.registry import backends
-
-        if scheme not in backends:
-            raise UsageError(
-                f"--cluster {text!r}: Dask has no {scheme!r} protocol; use "
-                f"{', '.join(sorted(k + '://' for k in backends))}"
-            )
+    if sep and scheme.lower() != "tcp":
+        raise UsageError(
+            f"--cluster {text!r}: reportgen reaches a scheduler over tcp:// only "
+            f"(tcp://HOST:PORT), not {scheme[:20]}:// (tls:// needs certificates, which "
+            "reportgen has no option for); or local:N"
+        )
+    found = _ADDRESS.match(value)
+    if sep and found is None:
+        raise UsageError(
+            f"--cluster {text!r} is not a scheduler address tcp://HOST:PORT (a host name or "
+            "IP address, a port from 1 to 65535)"
+        )
+    if found is not None:
+        port = found.group("port")
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise UsageError(f"--cluster {text!r}: the port must be from 1 to 65535, not {port}")
         return ClusterSpec(address=value)
     raise UsageError(
         f"--cluster {text!r} is neither local:N nor a scheduler address such as tcp://host:8786"
@@ -103,7 +126,42 @@ def _distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise UsageError(f"--cluster needs Dask's distributed package: {INSTALL_HINT}") from exc
+    _close_clusters_quietly_at_exit()
     return distributed
+
+
+def _close_clusters_quietly_at_exit() -> None:
+    """Dask closes at exit the local clusters still open (``close_clusters``, an atexit
+    callback). One is left open only when a run was interrupted while Dask started or
+    closed it, and then Dask's own callback meets it half made: it iterates a WeakSet
+    that changes under it ("dictionary changed size during iteration") or asserts on a
+    worker's state, and Python prints that as a traceback after reportgen's one line.
+    The same is done here, without a word: the run has already said how it ended."""
+    import atexit
+
+    from distributed.deploy import spec
+
+    atexit.unregister(spec.close_clusters)
+    atexit.unregister(_close_clusters_quietly)
+    atexit.register(_close_clusters_quietly)
+
+
+def _close_clusters_quietly() -> None:
+    from distributed.core import Status
+    from distributed.deploy import spec
+
+    logging.disable(logging.CRITICAL)  # Dask's and asyncio's complaints while closing
+    clusters: list[Any] = []
+    for _attempt in range(3):
+        try:
+            clusters = list(spec.SpecCluster._instances)
+            break
+        except RuntimeError:  # the WeakSet changed while it was read: again
+            continue
+    for cluster in clusters:
+        with contextlib.suppress(Exception):
+            if cluster.shutdown_on_close and cluster.status != Status.closed:
+                cluster.close(timeout=10)
 
 
 def _set_dask_log_level(distributed: Any, level: int) -> None:
@@ -151,6 +209,9 @@ class DaskEngines:
         # errors reach the user as reportgen's one-line errors.
         quiet = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL
         _set_dask_log_level(distributed, quiet)
+        # An interrupted start leaves Dask's tasks with errors nobody retrieves, which
+        # asyncio logs as tracebacks.
+        logging.getLogger("asyncio").setLevel(quiet)
         # Dask sets OMP_NUM_THREADS and more in this process's environment for its
         # workers, and leaves them: put back as it was on exit (later runs of a notebook).
         self.environ = dict(os.environ)

@@ -6,6 +6,7 @@ and the once-per-model pictures (examples; filters: compute.weights_view)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -193,11 +194,14 @@ def gradcam_layer(model: LoadedModel, compute: ComputeOptions) -> str | None:
     return default_gradcam_layer(model.module, tuple(model.preprocessing.crop_size), model.device)
 
 
+_WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,18}$")
+
+
 def target_class(model: LoadedModel, target: str | None) -> int | None:
     """--target-class as an index: a number, or a category name of the model."""
     if target is None or target == "":
         return None
-    if target.strip().lstrip("-").isdigit():
+    if _WHOLE_NUMBER.match(target.strip()):  # ASCII: str.isdigit takes "²", int() does not
         return int(target)
     names = [c.lower() for c in (model.categories or [])]
     if target.lower() in names:

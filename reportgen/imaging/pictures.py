@@ -110,7 +110,9 @@ def layer_levels(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.
         factor = np.where(usable, 255.0 / np.where(usable, span, 1.0), 0.0)
     shape = (-1,) + (1,) * (values.ndim - 1)
     offsets = lows.astype(np.float32).reshape(shape)
-    scaled = (values - offsets) * factor.astype(np.float32).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Finite values a float32 apart by more than its largest number: inf, then 255.
+        scaled = (values - offsets) * factor.astype(np.float32).reshape(shape)
     scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
     levels = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     levels[~usable] = 0

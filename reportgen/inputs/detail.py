@@ -6,10 +6,17 @@ small."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 
 from reportgen.errors import UsageError
 from reportgen.inputs.files import InputFile
+
+
+def is_count(word: str) -> bool:
+    """``word`` is a count (``--detail 8``): ASCII digits only (``str.isdigit`` also takes
+    "²", which int() does not, and "²" is then a name or glob like any other)."""
+    return bool(re.fullmatch(r"[0-9]{1,18}", word))
 
 
 def detail_inputs(files: Sequence[InputFile], detail: Sequence[str], default: int) -> set[str]:
@@ -21,11 +28,11 @@ def detail_inputs(files: Sequence[InputFile], detail: Sequence[str], default: in
     words = [d.strip() for d in detail]
     if words == ["all"]:
         return {f.id for f in files}
-    if len(words) == 1 and words[0].isdigit():
+    if len(words) == 1 and is_count(words[0]):
         return {f.id for f in files[: int(words[0])]}
     chosen: set[str] = set()
     for pattern in words:
-        if pattern == "all" or pattern.isdigit():
+        if pattern == "all" or is_count(pattern):
             raise UsageError(f"--detail {pattern!r} cannot be combined with other --detail values")
         found = {
             f.id

@@ -298,7 +298,11 @@ def _read_limited(url: str, response: Any, exchange: _Exchange, max_bytes: int) 
     if content_type and NOT_IMAGE_TYPES.match(content_type):
         raise FetchError(f"{url!r} is not an image: the server says its content is {content_type}")
     length = headers.get("Content-Length")
-    if length is not None and length.strip().isdigit() and int(length) > max_bytes:
+    if (
+        length is not None
+        and re.fullmatch(r"[0-9]{1,30}", length.strip())
+        and int(length) > max_bytes
+    ):
         raise FetchError(f"{url!r} is {int(length):,} bytes, more than the limit of {max_bytes:,}")
     chunks: list[bytes] = []
     total = 0

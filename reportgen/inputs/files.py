@@ -401,8 +401,27 @@ def _download(url: str) -> InputFile:
     return _downloaded[url]
 
 
+# A cache folder says so with a tag file (https://bford.info/cachedir/, which tar's
+# --exclude-caches and backup tools honour): its pictures are never inputs, also when the
+# cache lies inside an input folder (XDG_CACHE_HOME=./.cache). reportgen tags its own
+# (results.store.tag_cache).
+CACHE_TAG = "CACHEDIR.TAG"
+CACHE_TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+def is_tagged_cache(directory: Path) -> bool:
+    """``directory`` holds a cache directory tag (a regular file that starts with the
+    signature)."""
+    try:
+        with (directory / CACHE_TAG).open("rb") as handle:
+            return handle.read(len(CACHE_TAG_SIGNATURE)) == CACHE_TAG_SIGNATURE
+    except OSError:
+        return False
+
+
 def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
-    """Image files below ``folder`` in sorted order; symlink loops are not followed."""
+    """Image files below ``folder`` in sorted order; symlink loops are not followed, and
+    cache folders below it (``is_tagged_cache``) are not entered."""
     seen_dirs: set[tuple[int, int]] = set()
 
     def visit(directory: Path) -> Iterator[tuple[Path, str | None]]:
@@ -427,7 +446,8 @@ def _walk_images(folder: Path) -> Iterator[tuple[Path, str | None]]:
                 yield entry, f"cannot read: {exc.strerror or exc}"
                 continue
             if is_dir:
-                yield from visit(entry)
+                if not is_tagged_cache(entry):
+                    yield from visit(entry)
             elif entry.suffix.lower() in IMAGE_SUFFIXES:
                 if not entry.exists():
                     yield entry, "broken symbolic link"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportgenError
+from reportgen.nn.checkpoint_limits import check_zip_bounds
 
 WEIGHTS_DIR_ENV = "REPORTGEN_WEIGHTS_DIR"
 OFFLINE_ENV = "REPORTGEN_OFFLINE"
@@ -284,6 +285,8 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             f"weights file {path} is not a PyTorch checkpoint: it is neither torch.save's "
             f"zip format nor a pickle (it starts with {head!r})"
         )
+    if head.startswith(ZIP_MAGIC):
+        check_zip_bounds(path)
     try:
         with warnings.catch_warnings():
             # torch's notes about the file's pickle protocol are not the user's business.
@@ -312,7 +315,24 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         raise ReportgenError(
             f"weights file {path} holds no state dict (a mapping of names to tensors)"
         )
+    _refuse_nan(path, state)
     return state
+
+
+def _refuse_nan(path: Path, state: dict[str, Any]) -> None:
+    """A NaN in a checkpoint is never a weight: it would turn every map it reaches into
+    NaN. (Infinity is left to the forward pass, which stops at a value that is not
+    finite: a mask buffer may hold -inf on purpose.)"""
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            count = int(torch.isnan(tensor).sum())
+            if count:
+                raise ReportgenError(
+                    f"weights file {path} holds NaN in {name!r} ({count} of "
+                    f"{tensor.numel()} values): reportgen shows finite networks only"
+                )
 
 
 def _unpickler_reason(text: str) -> str:

@@ -64,11 +64,11 @@ def build_report(
     ``reportgen merge``: every per-input result is read from these shards (verified
     beforehand, read only), none is computed."""
     started = time.perf_counter()
-    files, skipped_found = find_inputs(options.inputs)
     from reportgen.compute.cached import run_cache_key
     from reportgen.results.store import RunCache, cache_root
 
     cache_dir = cache_root(options.engine.cache_dir, options.engine.no_cache)
+    files, skipped_found = find_inputs(options.inputs, cache_dir)
     whole_site = not (options.report.single_file or analysis_only)
     run_cache = RunCache(cache_dir if whole_site else None)
     run_key = run_cache_key(options, files, skipped_found) if run_cache.enabled else ""

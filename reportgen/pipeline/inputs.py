@@ -5,6 +5,7 @@ weighed against ``--strict`` (``usable_warnings``)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from reportgen.compute.encoding import ImageEncoder
@@ -27,9 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("reportgen")
 
 
-def find_inputs(inputs: InputOptions) -> tuple[list[InputFile], list[SkippedInput]]:
+def find_inputs(
+    inputs: InputOptions, cache_dir: Path | None
+) -> tuple[list[InputFile], list[SkippedInput]]:
     """The run's inputs in run order (and those found but unusable), or an error when
-    there is no image at all."""
+    there is no image at all. The cache (``cache_dir``) is tagged first: inside an input
+    folder, it is not walked for inputs."""
+    from reportgen.results.store import tag_cache
+
+    tag_cache(cache_dir)
     files, skipped_found = discover_inputs(inputs.arguments)
     if not files and not skipped_found:
         raise ReportgenError(

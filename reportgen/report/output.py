@@ -45,6 +45,23 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+# Lock descriptors this process holds (its RunLock, its staging folder). A process forked
+# from it (a page worker) must not hold them too: a flock belongs to the open file, so a
+# forked child that outlived its killed parent would keep -o locked for the next run.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks_in_child() -> None:
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)  # the child's copy only: the parent's lock stays
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
 def _lock_folder(folder: Path) -> int | None:
     """Hold an exclusive lock on ``folder`` (released by the kernel when the process dies,
     also on SIGKILL), so that another run never cleans up a staging folder in use."""
@@ -314,15 +331,25 @@ class RunLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError as exc:  # a full disk: no lock file left behind either
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(fd)
+            raise ReportgenError(
+                f"cannot write in {str(self.path.parent)!r} ({exc.strerror or exc})"
+            ) from exc
         self._fd = fd
+        _HELD_LOCKS.add(fd)
 
     def release(self) -> None:
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        _HELD_LOCKS.discard(self._fd)
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self._fd = None
@@ -466,6 +493,8 @@ class StagedReport:
             self._lock_fd = _lock_folder(self.root)
         except OSError:
             self._lock_fd = None
+        if self._lock_fd is not None:
+            _HELD_LOCKS.add(self._lock_fd)
         self._files: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._made_dirs: set[Path] = set()
@@ -487,6 +516,7 @@ class StagedReport:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
+            _HELD_LOCKS.discard(self._lock_fd)
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = None

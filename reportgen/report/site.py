@@ -3,6 +3,7 @@ when --jobs allows) or one self-contained file."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from reportgen.report import paths
@@ -81,6 +82,29 @@ def _render_share(k: int, n: int) -> list[tuple[str, str, int]]:
     return written
 
 
+def _end_with_parent(parent: int) -> None:
+    """In a forked page worker: die with the process that forked it. A worker waits on
+    a pipe whose other end it also holds (fork copies every descriptor), so it would
+    never see its parent go: killed with SIGKILL, the parent would leave it waiting, for
+    ever, with the report's files open. Linux sends the worker SIGKILL when its parent
+    dies (prctl PR_SET_PDEATHSIG); elsewhere it stays as before."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def render_in_processes(data: ReportData, staged: StagedReport, csp: str, workers: int) -> int:
     """Pages rendered by ``workers`` processes (forked: they share the report data without
     copying it), each writing its own pages; this process renders its share too and
@@ -95,7 +119,12 @@ def render_in_processes(data: ReportData, staged: StagedReport, csp: str, worker
     _SHARED_RENDER = (data, staged, csp)
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers - 1,
+            mp_context=context,
+            initializer=_end_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [pool.submit(_render_share, k, workers) for k in range(1, workers)]
             count = render_pages(data, make_environment(), staged.write, csp, share=(0, workers))
             for future in futures:

@@ -24,29 +24,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportgenError, UsageError
+from reportgen.results.shard_record import (
+    MAX_PARTS,
+    SHARD_FILE,
+    check_record,
+    checked_settings,
+)
 from reportgen.results.store import confined_path
 from reportgen.settings import RunSettings, option_name
 
-SHARD_FILE = "shard.json"
 SHARD_FORMAT = "reportgen-shard/1"
 # The largest shard.json read (a million inputs' ids and hashes fit).
 MAX_SHARD_FILE_BYTES = 512 * 1024 * 1024
+# A number as --part takes it: ASCII digits, at most 9 of them (int() of a huge string
+# is slow, and no part count needs more).
+_ASCII_DIGITS = re.compile(r"^[0-9]{1,9}$")
 
 
 def parse_part(text: str) -> tuple[int, int]:
-    """``--part K/N`` as (K, N), 1 <= K <= N; UsageError (exit 2) otherwise."""
+    """``--part K/N`` as (K, N), 1 <= K <= N <= ``MAX_PARTS``; UsageError (exit 2)
+    otherwise. Digits are ASCII only: ``str.isdigit`` also takes ``²``, which int()
+    does not."""
     head, slash, tail = text.strip().partition("/")
-    if not slash or not head.isdigit() or not tail.isdigit():
+    if not slash or not _ASCII_DIGITS.match(head) or not _ASCII_DIGITS.match(tail):
         raise UsageError(f"--part {text!r} is not K/N (e.g. --part 2/4)")
     part, count = int(head), int(tail)
     if count < 1 or not 1 <= part <= count:
         raise UsageError(f"--part {text!r}: K must be between 1 and N (1/{max(count, 1)} to N/N)")
+    if count > MAX_PARTS:
+        raise UsageError(f"--part {text!r}: N must be at most {MAX_PARTS:,}")
     return part, count
 
 
@@ -103,42 +116,19 @@ def read_shard(folder: str | Path) -> Shard:
         record = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ReportgenError(f"shard {name!r}: {SHARD_FILE} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        # No shard.json nests more than four levels; the parser gives up long before a
+        # hostile file's depth.
+        raise ReportgenError(
+            f"shard {name!r}: {SHARD_FILE} nests lists or tables too deep"
+        ) from exc
     if not isinstance(record, dict) or record.get("format") != SHARD_FORMAT:
         found = record.get("format") if isinstance(record, dict) else None
         raise ReportgenError(
             f"shard {name!r}: {SHARD_FILE} is not a {SHARD_FORMAT} record (format {found!r})"
         )
-    _check_shape(name, record)
+    check_record(name, record)
     return Shard(Path(folder), name, record)
-
-
-def _check_shape(name: str, record: dict[str, Any]) -> None:
-    """The fields a merge relies on, of the right kinds (a damaged file is named, not a
-    KeyError deep inside the merge)."""
-    kinds = {
-        "reportgen": str,
-        "code": str,
-        "part": list,
-        "inputs_found": int,
-        "settings": dict,
-        "models": list,
-        "inputs": list,
-        "entries": list,
-    }
-    for key, kind in kinds.items():
-        if not isinstance(record.get(key), kind):
-            raise ReportgenError(f"shard {name!r}: {SHARD_FILE} has no {key!r} of its format")
-    part = record["part"]
-    if len(part) != 2 or not all(isinstance(v, int) for v in part) or not 1 <= part[0] <= part[1]:
-        raise ReportgenError(f"shard {name!r}: {SHARD_FILE} has a bad part {part!r}")
-    for entry in record["entries"]:
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("path"), str)
-            and isinstance(entry.get("sha256"), str)
-            and isinstance(entry.get("bytes"), int)
-        ):
-            raise ReportgenError(f"shard {name!r}: {SHARD_FILE} lists a bad entry {entry!r}")
 
 
 def check_same_run(shards: Sequence[Shard]) -> list[Shard]:
@@ -271,18 +261,9 @@ def verify_entries(shard: Shard) -> None:
 
 def settings_of(shard: Shard, **runtime: Any) -> RunSettings:
     """The run's settings the shard records, with ``runtime`` (-o, --jobs, ...) added:
-    the settings of the single run a merge of these shards equals."""
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(RunSettings)}
-    recorded = dict(shard.record["settings"])
-    unknown = sorted(set(recorded) - fields)
-    if unknown:
-        raise ReportgenError(
-            f"shard {shard.name!r}: {SHARD_FILE} records settings this reportgen does not "
-            f"know ({', '.join(unknown)})"
-        )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
+    the settings of the single run a merge of these shards equals. Only settings that
+    shape a report are taken, each checked (``shard_record.checked_settings``)."""
+    values = checked_settings(shard.name, shard.record["settings"])
     try:
         return RunSettings(**{**values, **runtime})
     except TypeError as exc:

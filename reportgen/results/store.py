@@ -100,6 +100,22 @@ def cache_root(option: str | None, disabled: bool = False) -> Path | None:
     return Path(base) / "reportgen"
 
 
+def tag_cache(root: Path | None) -> None:
+    """Mark an existing cache folder as a cache (``inputs.files.CACHE_TAG``), so that a
+    cache inside an input folder is never walked for inputs. Best effort: a cache that
+    cannot be written is left as it is (it will not be written by the run either)."""
+    from reportgen.inputs.files import CACHE_TAG, CACHE_TAG_SIGNATURE, is_tagged_cache
+
+    if root is None or not root.is_dir() or is_tagged_cache(root):
+        return
+    text = CACHE_TAG_SIGNATURE + (
+        b"\n# This file is a cache directory tag created by reportgen.\n"
+        b"# For information about cache directory tags see https://bford.info/cachedir/\n"
+    )
+    with contextlib.suppress(OSError):
+        _atomic_write(root / CACHE_TAG, text)
+
+
 def digest(*parts: Any) -> str:
     """sha256 of a JSON rendering of ``parts`` (sorted keys: stable across runs)."""
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))

@@ -20,6 +20,8 @@ OPTIONS = (
     "--top-k", "2", "--examples", "2", "--device", "cpu", "--jobs", "1", "--batch-size", "2",
 )  # fmt: skip
 PARTS = 3
+# The shards name a custom model: merge imports it only when told (a shard is data).
+TRUSTED = ("-m", "tests.tinynet_factory:build")
 
 
 def run_ok(*args: str) -> None:
@@ -62,7 +64,7 @@ def work(made: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_shards_merged_in_any_order_are_the_single_run_byte_for_byte(
     work: Path, forward_passes: list[int]
 ) -> None:
-    run_ok("merge", "part-3", "part-1", "part-2", "-o", "merged")
+    run_ok("merge", *TRUSTED, "part-3", "part-1", "part-2", "-o", "merged")
     assert forward_passes == []  # every result came from the shards
     assert snapshot(work / "merged") == snapshot(work / "single")
     # The report records the run it equals: its settings and the command that remakes it.
@@ -92,7 +94,7 @@ def test_a_shard_made_twice_is_the_same_bytes_whatever_the_time(
 
 def test_shards_of_different_settings_are_refused_naming_the_difference(work: Path) -> None:
     run_ok("shard", "images", "--part", "2/3", *OPTIONS, "--top-k", "3", "-o", "part-2")
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, "Error: part-2 was made with --top-k 3, part-1 with --top-k 2")
     assert not (work / "merged").exists()
 
@@ -101,7 +103,7 @@ def test_shards_of_different_models_are_refused(work: Path) -> None:
     other = [*OPTIONS]
     other[1] = "tests.weightsnet_factory:build"
     run_ok("shard", "images", "--part", "3/3", *other, "-o", "part-3")
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(
         result,
         1,
@@ -112,18 +114,20 @@ def test_shards_of_different_models_are_refused(work: Path) -> None:
 
 def test_missing_and_repeated_parts_are_refused(work: Path) -> None:
     error_line(
-        invoke_reproducible("merge", "part-3", "part-1", "-o", "merged"),
+        invoke_reproducible("merge", *TRUSTED, "part-3", "part-1", "-o", "merged"),
         1,
         "Error: part 2 of 3 is missing",
     )
     shutil.copytree("part-1", "part-1-again")
     error_line(
-        invoke_reproducible("merge", "part-1", "part-2", "part-3", "part-1-again", "-o", "m"),
+        invoke_reproducible(
+            "merge", *TRUSTED, "part-1", "part-2", "part-3", "part-1-again", "-o", "m"
+        ),
         1,
         "part 1 of 3 is given twice (part-1 and part-1-again)",
     )
     error_line(
-        invoke_reproducible("merge", "part-1", "part-2", "images", "-o", "merged"),
+        invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "images", "-o", "merged"),
         1,
         "shard 'images' has no shard.json",
     )
@@ -137,18 +141,18 @@ def test_a_bad_part_is_a_usage_error(work: Path, part: str) -> None:
 
 
 def test_a_damaged_entry_is_refused_and_the_report_in_place_stays(work: Path) -> None:
-    run_ok("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    run_ok("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     before = snapshot(work / "merged")
     record = json.loads((work / "part-2" / "shard.json").read_text())
     entry = work / "part-2" / record["entries"][0]["path"]
     data = bytearray(entry.read_bytes())
     data[len(data) // 2] ^= 0xFF
     entry.write_bytes(bytes(data))
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, "shard 'part-2'", record["entries"][0]["path"], "sha256")
     assert snapshot(work / "merged") == before
     (work / "part-3" / "shard.json").write_text("{not json")
-    result = invoke_reproducible("merge", "part-1", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-3", "-o", "merged")
     error_line(result, 1, "shard 'part-3': shard.json is not valid JSON")
     assert snapshot(work / "merged") == before
 
@@ -156,15 +160,15 @@ def test_a_damaged_entry_is_refused_and_the_report_in_place_stays(work: Path) ->
 def test_inputs_added_or_removed_since_the_shards_are_refused(work: Path) -> None:
     """The inputs changed after the shards were made (every part's boundaries moved):
     the merge says so, computing nothing and replacing nothing."""
-    run_ok("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    run_ok("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     before = snapshot(work / "merged")
     write_images(work / "images", 1, (36, 40), seed=9, prefix="new")
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, "the inputs changed since the shards were made", "finds 6", "from 5")
     (work / "images" / "new0.png").unlink()
     removed = sorted((work / "images").iterdir())[-1]
     removed.unlink()
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, "the inputs changed", f"missing: 'images/{removed.name}'")
     assert snapshot(work / "merged") == before
 
@@ -174,7 +178,7 @@ def test_an_input_no_shard_holds_is_named(work: Path) -> None:
     branch finds no result for it, and the merge names it, computing nothing."""
     replaced = sorted((work / "images").iterdir())[2]
     write_images(work / "images", 1, (36, 40), seed=11, names=[replaced.name])
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, f"input 'images/{replaced.name}' has no result in the shards")
 
 
@@ -189,7 +193,7 @@ def test_inputs_with_the_same_bytes_in_one_part_and_in_two(
     monkeypatch.chdir(tmp_path)
     run_ok("run", "images", *OPTIONS, "-o", "single")
     names = make_shards(parts=2)
-    run_ok("merge", *names, "-o", "merged")
+    run_ok("merge", *TRUSTED, *names, "-o", "merged")
     assert snapshot(tmp_path / "merged") == snapshot(tmp_path / "single")
 
 
@@ -223,7 +227,7 @@ def test_parts_are_contiguous_blocks_of_whole_batches_covering_every_input_once(
 
 def test_a_shard_and_a_report_never_replace_each_other(work: Path) -> None:
     before = snapshot(work / "part-1")
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "part-1")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "part-1")
     error_line(result, 2, "-o 'part-1' is the shard 'part-1'")
     assert snapshot(work / "part-1") == before
     report = snapshot(work / "single")
@@ -234,7 +238,7 @@ def test_a_shard_and_a_report_never_replace_each_other(work: Path) -> None:
     result = invoke_reproducible("run", "images", *OPTIONS, "-o", "part-1")
     error_line(result, 1, "part-1' is a shard (reportgen shard)")
     shutil.copytree(work / "part-1", work / "part-9")
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "part-9")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "part-9")
     error_line(result, 1, "part-9' is a shard (reportgen shard)")
     assert snapshot(work / "part-1") == before
 
@@ -252,7 +256,7 @@ def test_shards_of_different_weights_files_are_refused(work: Path) -> None:
         torch.save(build().state_dict(), "w.pt")
         for part in parts:
             run_ok("shard", "images", "--part", f"{part}/3", *options, "-o", f"part-{part}")
-    result = invoke_reproducible("merge", "part-1", "part-2", "part-3", "-o", "merged")
+    result = invoke_reproducible("merge", *TRUSTED, "part-1", "part-2", "part-3", "-o", "merged")
     error_line(result, 1, "part-2 was made with other weights for model", "w.pt, sha256")
 
 

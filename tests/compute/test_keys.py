@@ -11,6 +11,7 @@ import pytest
 
 from reportgen.compute import featurevis, keys
 from reportgen.compute.cached import model_key
+from reportgen.run_options import run_options
 from reportgen.settings import RunSettings
 
 
@@ -42,13 +43,13 @@ class Model:
     device: str = "cpu"
 
 
-SETTINGS = RunSettings(inputs=("x.png",), weights="none")
+SETTINGS = run_options(RunSettings(inputs=("x.png",), weights="none"), writes=False)
 
 
 def _keys(model: Model) -> tuple[str, str]:
     return (
-        model_key(model, SETTINGS, "pictures"),
-        featurevis.cache_key(model, "conv", [0, 1], SETTINGS),
+        model_key(model, SETTINGS.recorded, "pictures"),  # type: ignore[arg-type]
+        featurevis.cache_key(model, "conv", [0, 1], SETTINGS.feature_vis),  # type: ignore[arg-type]
     )
 
 
