@@ -127,11 +127,12 @@ def _leave(code: int) -> None:
     unwinding anything: the command is over and its outcome decided. A signal then says
     what is in place (the warning of ``_interrupted_code`` once a report was swapped in)
     and the exit status stays ``code``; a second one ends the process at once."""
-    if _on_signal in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)):
+    # Only in a process of its own, not in a test's CliRunner (whose process goes on and
+    # keeps its Ctrl-C): there the last atexit callback ends it (_finish_now).
+    own = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+    if own and _on_signal in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)):
         _leaving[0] = code
-        # A process of its own (not a CliRunner in a test): the last atexit callback
-        # ends it (_finish_now).
-        _own_process[0] = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+        _own_process[0] = True
         signal.signal(signal.SIGTERM, _on_signal_when_done)
         if signal.getsignal(signal.SIGINT) is _on_signal:
             signal.signal(signal.SIGINT, _on_signal_when_done)

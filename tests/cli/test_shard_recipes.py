@@ -42,6 +42,7 @@ def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PYTHONPATH": str(REPO),
         "INPUTS": "images",
         "REPORTGEN_OPTIONS": TINY_OPTIONS,
+        "MERGE_OPTIONS": "-m tests.tinynet_factory:build",  # the shards' custom model
         **extra,
     }
 
