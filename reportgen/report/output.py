@@ -284,7 +284,7 @@ def remove_owned(folder: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def _shown(names: list[str], limit: int = 5) -> str:
-    from reportgen.inputs.files import printable
+    from reportgen.inputs.safe_read import printable
 
     shown = ", ".join(printable(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
