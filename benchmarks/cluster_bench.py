@@ -115,7 +115,7 @@ def worker_split(images: Path, count: int = 64) -> dict[str, float]:
     from reportgen.compute.model_run import LocalEngine, batches, plan_layers
     from reportgen.compute.model_setup import load_models
     from reportgen.inputs.detail import detail_inputs
-    from reportgen.inputs.files import discover_inputs
+    from reportgen.inputs.discovery import discover_inputs
     from reportgen.options import DETAIL_DEFAULT
     from reportgen.pipeline.models import picture_options
     from reportgen.run_options import run_options

@@ -29,7 +29,7 @@ from reportgen.settings import RunSettings, check_values, report_settings, share
 def run_options(settings: RunSettings, writes: bool = True) -> RunOptions:
     """``settings`` checked (numbers first, then each group's rules, then where the run
     writes: ``writes``) and cut into the groups of ``reportgen.options``."""
-    from reportgen.inputs.files import shown_arguments
+    from reportgen.inputs.discovery import shown_arguments
 
     check_values(settings)
     options = RunOptions(

@@ -132,7 +132,7 @@ def report_settings(settings: RunSettings) -> dict[str, Any]:
 
 def shareable(settings: RunSettings, inputs: dict[str, str]) -> RunSettings:
     """``settings`` as a report shows and records them, with no path of the building
-    machine: each input as ``inputs`` names it (``reportgen.inputs.files.shown_arguments``),
+    machine: each input as ``inputs`` names it (``reportgen.inputs.discovery.shown_arguments``),
     the files and folders that are not inputs (weights, labels) by their names only."""
     return dataclasses.replace(
         settings,

@@ -325,7 +325,7 @@ def _check_inputs_unchanged(shards: list[Any], inputs: InputOptions) -> None:
     """The inputs the merge finds are those the shards were cut from: an input added or
     removed since moves every part's boundaries (and the report would silently be
     another run's)."""
-    from reportgen.inputs.files import discover_inputs
+    from reportgen.inputs.discovery import discover_inputs
 
     files, _ = discover_inputs(inputs.arguments)
     found = len(files)  # as build_shard counts them

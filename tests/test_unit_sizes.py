@@ -30,7 +30,8 @@ SETTINGS_KNOWN_TO = (
     "reportgen.api",
     "reportgen.run_options",
     "reportgen.sharding",
-    "reportgen.results.shards",
+    "reportgen.results.shards",  # a shard's record of the run's settings (as a manifest's)
+    "reportgen.results.shard_record",
     "reportgen.report.render",
     "reportgen.options",  # names RunSettings in its docstring only; imports nothing of it
 )

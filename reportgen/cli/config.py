@@ -62,7 +62,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             raise UsageError(
                 "--config needs Python 3.11 or later, or the 'tomli' package on 3.10"
             ) from exc
-    from reportgen.inputs.files import read_input_bytes
+    from reportgen.inputs.safe_read import read_input_bytes
 
     where = f"--config {str(path)!r}"
     try:
@@ -303,7 +303,7 @@ def refuse_code_in_manifest(settings: dict[str, Any], where: str) -> None:
 def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:
     """Why a rebuild from ``manifest`` may not give the same files: inputs that changed
     or are gone, and library versions that differ from those that made the report."""
-    from reportgen.inputs.files import discover_inputs
+    from reportgen.inputs.discovery import discover_inputs
 
     notes: list[str] = []
     recorded = {
@@ -313,7 +313,7 @@ def rebuild_notes(manifest: dict[str, Any], inputs: Iterable[str]) -> list[str]:
         files, _skipped = discover_inputs(list(inputs))
     except ReportgenError:
         files = []
-    from reportgen.inputs.files import read_input_bytes
+    from reportgen.inputs.safe_read import read_input_bytes
 
     found = {}
     for file in files:

@@ -16,7 +16,8 @@ from typing import Any
 
 from reportgen.compute.model_setup import split_model_spec
 from reportgen.errors import ReportgenError
-from reportgen.inputs.files import InputFile, SkippedInput, read_input_bytes
+from reportgen.inputs.files import InputFile, SkippedInput
+from reportgen.inputs.safe_read import read_input_bytes
 from reportgen.nn.models import LoadedModel
 from reportgen.options import ModelOptions, RunOptions
 from reportgen.results.records import InputResult, LayerFacts

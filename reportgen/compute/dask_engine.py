@@ -43,7 +43,8 @@ from typing import Any
 
 from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
 from reportgen.errors import ReportgenError, UsageError
-from reportgen.inputs.files import InputFile, read_input_bytes
+from reportgen.inputs.files import InputFile
+from reportgen.inputs.safe_read import read_input_bytes
 from reportgen.nn.models import LoadedModel
 from reportgen.options import ComputeOptions, ModelOptions
 from reportgen.results.records import InputResult, ModelFacts

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs.files import InputFile, printable
+from reportgen.inputs.files import InputFile
+from reportgen.inputs.safe_read import printable
 from reportgen.nn.channel_stats import ChannelStats
 
 _HINT = (

@@ -11,13 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from reportgen.compute.encoding import ImageEncoder
 from reportgen.errors import ReportgenError
 from reportgen.imaging import pictures as imaging
-from reportgen.inputs.files import (
-    IMAGE_SUFFIXES,
-    InputFile,
-    SkippedInput,
-    discover_inputs,
-    load_image,
-)
+from reportgen.inputs.discovery import discover_inputs
+from reportgen.inputs.files import IMAGE_SUFFIXES, InputFile, SkippedInput, load_image
 from reportgen.options import InputOptions
 from reportgen.report import paths
 from reportgen.report.data import InputRecord

@@ -147,7 +147,7 @@ MAX_NESTING = 32
 def read_regular(location: Path, limit: int = MAX_MANIFEST_BYTES) -> bytes:
     """The bytes of ``location``, a regular file of at most ``limit`` bytes; OSError
     otherwise (a FIFO is opened without blocking and refused, like a device)."""
-    from reportgen.inputs.files import FileTooLarge, NotRegularFile, read_regular_file
+    from reportgen.inputs.safe_read import FileTooLarge, NotRegularFile, read_regular_file
 
     try:
         return read_regular_file(location, limit)

@@ -28,339 +28,45 @@ from types import TracebackType
 from typing import Any
 
 from reportgen.errors import ReportgenError
-from reportgen.report.manifest_file import MANIFEST, Manifest, read_manifest
+from reportgen.report.manifest_file import MANIFEST
+from reportgen.report.run_lock import HELD_LOCKS, RunLock, lock_folder
+from reportgen.report.target import (
+    OLD_TAG,
+    SHARD_FILES_FORMAT,
+    SINGLE_FILE_MARK,
+    STAGING_TAG,
+    check_parent,
+    check_target,
+    current_umask,
+    foreign_entries,
+    fsync_folder,
+    is_report,
+    is_single_file_report,
+    recover_and_clean,
+    remove_owned,
+    report_manifest,
+    shown_names,
+)
 from reportgen.results.store import confined_path
 
 log = logging.getLogger("reportgen")
 
-STAGING_TAG = ".reportgen-staging-"
-OLD_TAG = ".reportgen-old-"
-LOCK_TAG = ".reportgen-lock"
-# How a single-file report (``--single-file``) says that reportgen wrote it.
-SINGLE_FILE_MARK = b'<meta name="generator" content="reportgen'
-
-try:  # POSIX: a staging folder is locked while its run is alive (see _lock_folder)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-
-# Lock descriptors this process holds (its RunLock, its staging folder). A process forked
-# from it (a page worker) must not hold them too: a flock belongs to the open file, so a
-# forked child that outlived its killed parent would keep -o locked for the next run.
-_HELD_LOCKS: set[int] = set()
-
-
-def _close_held_locks_in_child() -> None:
-    for fd in list(_HELD_LOCKS):
-        with contextlib.suppress(OSError):
-            os.close(fd)  # the child's copy only: the parent's lock stays
-    _HELD_LOCKS.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_held_locks_in_child)
-
-
-def _lock_folder(folder: Path) -> int | None:
-    """Hold an exclusive lock on ``folder`` (released by the kernel when the process dies,
-    also on SIGKILL), so that another run never cleans up a staging folder in use."""
-    if fcntl is None:
-        return None
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _in_use(folder: Path) -> bool:
-    """True while a live run holds ``folder``'s lock."""
-    try:
-        fd = _lock_folder(folder)
-    except OSError:
-        return True
-    if fd is not None:
-        os.close(fd)
-    return False
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (where the platform allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def report_manifest(folder: Path) -> Manifest | None:
-    """The manifest of ``folder`` when it is a report that reportgen wrote, else None."""
-    if not folder.is_dir():
-        return None
-    try:
-        return read_manifest(folder)
-    except ReportgenError:
-        return None
-
-
-def is_report(folder: Path) -> bool:
-    """True when ``folder`` holds a manifest that reportgen wrote."""
-    return report_manifest(folder) is not None
-
-
-def _siblings(target: Path, tag: str) -> list[Path]:
-    prefix = f".{target.name}{tag}"
-    try:
-        return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
-    except OSError:
-        return []
-
-
-def recover_and_clean(target: Path) -> None:
-    """Undo what a killed run left (call it holding the run lock): when ``-o`` is gone (a
-    kill between the two renames of the swap), put back the newest previous report that
-    is intact (every file as its manifest lists it); then remove the other leftovers,
-    only what reportgen owns in them."""
-    old = [p for p in _siblings(target, OLD_TAG) if p.is_dir() and not p.is_symlink()]
-    if old and not os.path.lexists(target):
-        intact = []
-        for folder in old:
-            manifest = report_manifest(folder)
-            if manifest is not None and _intact(folder, manifest.data):
-                created = str(manifest.data.get("created", ""))
-                intact.append((created, folder.stat().st_mtime_ns, str(folder), folder))
-        if intact:
-            best = max(intact)[-1]
-            os.rename(best, target)
-            log.info("restored the previous report %s from %s", target, best.name)
-            old.remove(best)
-    for folder in old:
-        manifest = report_manifest(folder)
-        if manifest is None:
-            if _holds_no_file(folder):  # a removal cut short after its manifest went
-                shutil.rmtree(folder, ignore_errors=True)
-            else:
-                log.warning("left %s in place: it holds no readable reportgen manifest", folder)
-            continue
-        leftovers = remove_owned(folder, manifest.data)
-        if leftovers:
-            log.warning(
-                "kept %s: it holds files reportgen did not write (%s)",
-                folder,
-                _shown(leftovers),
-            )
-    _drop_stale_lock(target)
-    for leftover in _siblings(target, STAGING_TAG):
-        if leftover.is_dir() and _in_use(leftover):
-            continue  # another run, still alive, is writing there
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-
-
-def _holds_no_file(folder: Path) -> bool:
-    """Only (empty) folders below ``folder``: no file, no link."""
-    for _root, dirs, names in os.walk(folder, followlinks=False):
-        if names or any(os.path.islink(os.path.join(_root, d)) for d in dirs):
-            return False
-    return True
-
-
-def _drop_stale_lock(target: Path) -> None:
-    """Remove the lock file a killed run left (one nobody holds; never a live one, this
-    process's own included: a second lock on it fails)."""
-    path = RunLock(target).path
-    if fcntl is None or not path.is_file():
-        return
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return  # held: a live run
-    with contextlib.suppress(OSError):
-        if os.path.samestat(os.fstat(fd), os.stat(path)):
-            os.unlink(path)
-    os.close(fd)
-
-
-def _intact(folder: Path, manifest: dict[str, Any]) -> bool:
-    """Every file the manifest lists is in ``folder``, a regular file, as listed."""
-    from reportgen.report.manifest_file import read_regular
-
-    files = manifest.get("files")
-    if not isinstance(files, list):
-        return False
-    for entry in files:
-        try:
-            path = confined_path(folder, entry["path"])
-            if path.is_symlink():
-                return False
-            data = read_regular(path, int(entry["bytes"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            return False
-    return True
-
-
-def _owned_paths(manifest: dict[str, Any]) -> set[str]:
-    """Report-relative paths a report owns: what its manifest lists, and the manifest."""
-    from reportgen.report.manifest_file import listed_paths
-
-    return listed_paths(manifest) | {MANIFEST}
-
-
-def _needed_dirs(owned: set[str]) -> set[str]:
-    """The folders the owned paths lie in (``a``, ``a/b`` for ``a/b/c.png``)."""
-    return {"/".join(p.split("/")[:i]) for p in owned for i in range(1, p.count("/") + 1)}
-
-
-def foreign_entries(folder: Path, manifest: dict[str, Any]) -> list[str]:
-    """What ``folder`` holds that its report does not own: files its manifest does not
-    list, symbolic links, folders that hold none of its files (empty ones too). A foreign
-    folder is named once, not each file in it."""
-    owned = _owned_paths(manifest)
-    needed_dirs = _needed_dirs(owned)
-    foreign: list[str] = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        rel_root = os.path.relpath(root, folder)
-        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
-        for name in list(dirs):
-            rel = prefix + name
-            if os.path.islink(os.path.join(root, name)) or rel not in needed_dirs:
-                foreign.append(rel + ("" if os.path.islink(os.path.join(root, name)) else "/"))
-                dirs.remove(name)
-        for name in names:
-            rel = prefix + name
-            if rel not in owned or os.path.islink(os.path.join(root, name)):
-                foreign.append(rel)
-    return sorted(foreign)
-
-
-def remove_owned(folder: Path, manifest: dict[str, Any]) -> list[str]:
-    """Delete what the report in ``folder`` owns (its listed files, its manifest, then
-    the folders they leave empty); anything else stays. Returns what stayed (nothing:
-    ``folder`` itself is gone too)."""
-    owned = _owned_paths(manifest)
-    # The manifest goes last: a removal cut short (SIGKILL) leaves it, so the next run
-    # can still tell what the rest belongs to and finish.
-    for relpath in [*sorted(owned - {MANIFEST}), MANIFEST]:
-        with contextlib.suppress(OSError, ValueError):
-            path = confined_path(folder, relpath)
-            if not path.is_dir() or path.is_symlink():
-                path.unlink()
-    for relpath in sorted(_needed_dirs(owned), key=lambda d: d.count("/"), reverse=True):
-        with contextlib.suppress(OSError, ValueError):
-            path = confined_path(folder, relpath)
-            if not path.is_symlink():
-                path.rmdir()  # only when empty: a foreign file in it keeps it
-    with contextlib.suppress(OSError):
-        os.rmdir(folder)
-    if not os.path.lexists(folder):
-        return []
-    stayed: list[str] = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        rel_root = os.path.relpath(root, folder)
-        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
-        stayed.extend(prefix + n for n in names)
-        stayed.extend(prefix + d + "/" for d in dirs if not os.listdir(os.path.join(root, d)))
-    return sorted(stayed)
-
-
-def _shown(names: list[str], limit: int = 5) -> str:
-    from reportgen.inputs.files import printable
-
-    shown = ", ".join(printable(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-# --- one run at a time per -o ---------------------------------------------------------
-
-
-class RunLock:
-    """``.<name>.reportgen-lock`` beside ``target``: held (flock) for as long as a run may
-    write ``target``, with the holder's PID in it. A second run fails at once, naming the
-    PID; a lock left by a killed run is free (the kernel drops a dead process's locks)."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.path = target.parent / f".{target.name}{LOCK_TAG}"
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        while True:
-            try:
-                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-                fd = os.open(self.path, flags, 0o644)
-            except OSError as exc:
-                raise ReportgenError(
-                    f"cannot write in {str(self.path.parent)!r} ({exc.strerror or exc})"
-                ) from exc
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    holder = _read_pid(fd)
-                    os.close(fd)
-                    who = f"(PID {holder}) " if holder else ""
-                    raise ReportgenError(
-                        f"another reportgen run {who}is writing {str(self.target)!r}; "
-                        "wait for it to finish or choose another -o"
-                    ) from None
-            # The file may have been removed by the run that held it: lock the one in place.
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except OSError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        except OSError as exc:  # a full disk: no lock file left behind either
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-            os.close(fd)
-            raise ReportgenError(
-                f"cannot write in {str(self.path.parent)!r} ({exc.strerror or exc})"
-            ) from exc
-        self._fd = fd
-        _HELD_LOCKS.add(fd)
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        _HELD_LOCKS.discard(self._fd)
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        self._fd = None
-
-
-def _read_pid(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit():
-            return text
-    return ""
+__all__ = [
+    "MANIFEST",
+    "OLD_TAG",
+    "SHARD_FILES_FORMAT",
+    "SINGLE_FILE_MARK",
+    "STAGING_TAG",
+    "RunLock",
+    "StagedReport",
+    "check_target",
+    "committed_target",
+    "forget_commits",
+    "is_report",
+    "is_single_file_report",
+    "recover_and_clean",
+    "signals_held",
+]
 
 
 # --- signals during the swap ----------------------------------------------------------
@@ -403,70 +109,6 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
-def is_single_file_report(path: Path) -> bool:
-    """True when ``path`` is an HTML file that ``--single-file`` wrote."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4096)
-    except OSError:
-        return False
-    return SINGLE_FILE_MARK in head
-
-
-# What a shard folder's manifest.json says it is (``reportgen shard``; a report's says
-# "reportgen-manifest/2"): a shard is replaced only by a shard.
-SHARD_FILES_FORMAT = "reportgen-shard-files/1"
-
-
-def check_target(target: Path, single_file: bool = False, shard: bool = False) -> None:
-    """Refuse to replace anything that is not a reportgen report (``shard``: a shard), or
-    that holds files reportgen did not write (it never deletes those)."""
-    if single_file:
-        if target.is_symlink() or target.is_dir():
-            raise ReportgenError(
-                f"output {str(target)!r} is a folder or a link; --single-file writes one "
-                "HTML file: choose another -o path (e.g. analysis.html)"
-            )
-        if target.exists() and not is_single_file_report(target):
-            raise ReportgenError(
-                f"output {str(target)!r} exists and is not a reportgen single-file report; "
-                "reportgen will not replace it: choose another -o path"
-            )
-    elif target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ReportgenError(
-            f"output {str(target)!r} exists and is not a folder; choose another -o path"
-        )
-    elif target.is_dir() and any(target.iterdir()):
-        manifest = report_manifest(target)
-        if manifest is None:
-            raise ReportgenError(
-                f"output {str(target)!r} is a non-empty folder that is not a reportgen report; "
-                "reportgen will not replace it: choose another -o path (e.g. a new folder)"
-            )
-        if (manifest.data.get("format") == SHARD_FILES_FORMAT) != shard:
-            what = "a shard (reportgen shard)" if not shard else "a reportgen report, not a shard"
-            raise ReportgenError(
-                f"output {str(target)!r} is {what}; it is not replaced by "
-                f"{'a shard' if shard else 'a report'}: choose another -o path"
-            )
-        foreign = foreign_entries(target, manifest.data)
-        if foreign:
-            raise ReportgenError(
-                f"output {str(target)!r} is a reportgen report, but it also holds files "
-                f"reportgen did not write ({_shown(foreign)}); move them out or choose "
-                "another -o path"
-            )
-    check_parent(target)
-
-
-def check_parent(target: Path) -> None:
-    parent = target.parent
-    if not parent.is_dir():
-        raise ReportgenError(f"output folder's parent {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ReportgenError(f"cannot write in {str(parent)!r} (permission denied)")
-
-
 class StagedReport:
     """Files written under a staging folder; ``commit`` swaps them into ``target``.
 
@@ -490,11 +132,11 @@ class StagedReport:
             self._run_lock.release()
             raise
         try:
-            self._lock_fd = _lock_folder(self.root)
+            self._lock_fd = lock_folder(self.root)
         except OSError:
             self._lock_fd = None
         if self._lock_fd is not None:
-            _HELD_LOCKS.add(self._lock_fd)
+            HELD_LOCKS.add(self._lock_fd)
         self._files: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._made_dirs: set[Path] = set()
@@ -516,7 +158,7 @@ class StagedReport:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            _HELD_LOCKS.discard(self._lock_fd)
+            HELD_LOCKS.discard(self._lock_fd)
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = None
@@ -581,7 +223,7 @@ class StagedReport:
         """Put one staged file in place as ``target`` (``--single-file``): the file is
         synced, then renamed over the target in one step; the staging folder goes."""
         source = self.path_of(relpath)
-        os.chmod(source, 0o666 & ~_current_umask())
+        os.chmod(source, 0o666 & ~current_umask())
         with source.open("rb") as handle:
             os.fsync(handle.fileno())
         with signals_held():
@@ -590,7 +232,7 @@ class StagedReport:
             os.replace(source, self.target)
             self.committed = True
             _committed.append(self.target)
-        _fsync_folder(self.target.parent)
+        fsync_folder(self.target.parent)
         shutil.rmtree(self.root, ignore_errors=True)
         self._unlock()
 
@@ -600,7 +242,7 @@ class StagedReport:
         stops the run before anything moves: ReportgenError, -o left as it is."""
         # mkdtemp makes the staging folder private (0700); a published report is
         # readable like any folder the user creates.
-        os.chmod(self.root, 0o777 & ~_current_umask())
+        os.chmod(self.root, 0o777 & ~current_umask())
         with signals_held():
             aside, previous = self._move_aside()
             try:
@@ -615,14 +257,14 @@ class StagedReport:
             self.committed = True
             _committed.append(self.target)
             self._unlock()
-            _fsync_folder(self.target.parent)
+            fsync_folder(self.target.parent)
             if aside is not None and previous is not None:
                 stayed = remove_owned(aside, previous)
                 if stayed:
                     log.warning(
                         "files appeared in the previous report while it was replaced (%s); "
                         "kept in %s",
-                        _shown(stayed),
+                        shown_names(stayed),
                         aside,
                     )
 
@@ -660,7 +302,7 @@ class StagedReport:
         if foreign:
             raise ReportgenError(
                 f"output {str(self.target)!r} gained files reportgen did not write while "
-                f"this run was going ({_shown(foreign)}); they and the previous report were "
+                f"this run was going ({shown_names(foreign)}); they and the previous report were "
                 "left in place and the new report was not put there: move them out and run "
                 "again"
             )

@@ -98,7 +98,7 @@ class Shard:
 def read_shard(folder: str | Path) -> Shard:
     """The shard in ``folder``; a ReportgenError whose one line names the shard and says
     what is wrong (no shard.json, not JSON, not a shard of this format)."""
-    from reportgen.inputs.files import FileTooLarge, NotRegularFile, read_regular_file
+    from reportgen.inputs.safe_read import FileTooLarge, NotRegularFile, read_regular_file
 
     name = str(folder)
     path = Path(folder) / SHARD_FILE
@@ -237,7 +237,7 @@ def _shown_option(key: str, value: Any) -> str:
 def verify_entries(shard: Shard) -> None:
     """Every entry the shard lists is there, a regular file inside the shard, with the
     bytes and sha256 listed; else a ReportgenError naming the shard and the entry."""
-    from reportgen.inputs.files import FileTooLarge, NotRegularFile, read_regular_file
+    from reportgen.inputs.safe_read import FileTooLarge, NotRegularFile, read_regular_file
 
     for entry in shard.record["entries"]:
         relpath = entry["path"]

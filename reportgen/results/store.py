@@ -101,10 +101,10 @@ def cache_root(option: str | None, disabled: bool = False) -> Path | None:
 
 
 def tag_cache(root: Path | None) -> None:
-    """Mark an existing cache folder as a cache (``inputs.files.CACHE_TAG``), so that a
+    """Mark an existing cache folder as a cache (``inputs.discovery.CACHE_TAG``), so that a
     cache inside an input folder is never walked for inputs. Best effort: a cache that
     cannot be written is left as it is (it will not be written by the run either)."""
-    from reportgen.inputs.files import CACHE_TAG, CACHE_TAG_SIGNATURE, is_tagged_cache
+    from reportgen.inputs.discovery import CACHE_TAG, CACHE_TAG_SIGNATURE, is_tagged_cache
 
     if root is None or not root.is_dir() or is_tagged_cache(root):
         return

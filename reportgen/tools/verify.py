@@ -33,7 +33,7 @@ class Difference:
     def line(self) -> str:
         """One line for a log: the path and detail escaped (a file name with a newline
         cannot start a line of its own, such as a forged ``OK:``)."""
-        from reportgen.inputs.files import printable
+        from reportgen.inputs.safe_read import printable
 
         detail = f" ({printable(self.detail)})" if self.detail else ""
         return f"{self.kind}: {printable(self.path)}{detail}"
@@ -77,7 +77,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _kind(mode: int) -> str:
-    from reportgen.inputs.files import not_regular_reason
+    from reportgen.inputs.safe_read import not_regular_reason
 
     reason = not_regular_reason(mode) or ""
     return reason.removeprefix("is ").split(",")[0]

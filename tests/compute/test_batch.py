@@ -14,7 +14,8 @@ from reportgen.analysis.stats import select_channels
 from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
 from reportgen.compute.model_run import plan_layers
 from reportgen.imaging import pictures
-from reportgen.inputs.files import discover_inputs, load_image
+from reportgen.inputs.discovery import discover_inputs
+from reportgen.inputs.files import load_image
 from reportgen.nn.models import load_model
 from reportgen.options import ComputeOptions
 from reportgen.results.records import GRADCAM_TARGET, GRADCAM_TOP, PictureKey

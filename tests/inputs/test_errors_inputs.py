@@ -26,14 +26,8 @@ from click.testing import Result
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs.files import (
-    MAX_PIXELS,
-    InputFile,
-    decode_rgb,
-    discover_inputs,
-    input_id,
-    load_image,
-)
+from reportgen.inputs.discovery import discover_inputs, input_id
+from reportgen.inputs.files import MAX_PIXELS, InputFile, decode_rgb, load_image
 from tests.helpers import REPO, error_line, invoke
 
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")

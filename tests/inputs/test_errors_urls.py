@@ -19,8 +19,10 @@ import pytest
 from PIL import Image
 
 from reportgen.errors import ReportgenError
+from reportgen.inputs import fetch
+from reportgen.inputs.discovery import discover_inputs
 from reportgen.inputs.fetch import FetchError
-from reportgen.inputs.files import discover_inputs, fetch, load_image
+from reportgen.inputs.files import load_image
 from tests.helpers import error_line, invoke
 
 FAST = ("-m", "alexnet", "-l", "features.0", "--weights", "none", "--device", "cpu", "--jobs", "2")

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs.files import InputFile, discover_inputs, input_id, load_image
+from reportgen.inputs.discovery import discover_inputs, input_id
+from reportgen.inputs.files import InputFile, load_image
 from tests.helpers import invoke
 
 # A tiny model of the user's own (``module:factory``) keeps each whole run, and its

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.inputs.files import CACHE_TAG, discover_inputs
+from reportgen.inputs.discovery import CACHE_TAG, discover_inputs
 from tests.helpers import invoke_reproducible, snapshot, write_images
 
 OPTIONS = (

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reportgen.inputs import files
-from reportgen.inputs.files import discover_inputs
+from reportgen.inputs import discovery as files
+from reportgen.inputs.discovery import discover_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ HOLD_DOWNLOADS = """
 import sys, time
 import tempfile
 tempfile.tempdir = sys.argv[1]
-from reportgen.inputs import files
+from reportgen.inputs import discovery as files
 print(files._downloads(), flush=True)
 time.sleep(60)
 """

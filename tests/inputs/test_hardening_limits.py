@@ -24,12 +24,11 @@ from PIL import Image
 
 from reportgen.errors import ReportgenError
 from reportgen.inputs import files as files_module
+from reportgen.inputs.discovery import discover_inputs, input_id
 from reportgen.inputs.files import (
     MAX_VIEW_PIXELS,
     InputFile,
     check_view_size,
-    discover_inputs,
-    input_id,
     load_image,
     resized_size,
 )

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from reportgen.errors import ReportgenError
-from reportgen.inputs.files import InputFile, discover_inputs, input_id, load_image
+from reportgen.inputs.discovery import discover_inputs, input_id
+from reportgen.inputs.files import InputFile, load_image
 from tests.helpers import write_images
 
 
@@ -174,7 +175,7 @@ def test_inputs_are_named_without_machine_paths(
 ) -> None:
     """Relative paths inside the current folder stay as typed; otherwise every input is
     named relative to the folder holding them all; URLs stay as they are."""
-    from reportgen.inputs.files import shown_arguments
+    from reportgen.inputs.discovery import shown_arguments
 
     monkeypatch.chdir(tmp_path)
     assert shown_arguments(["pics", "more/x.png"]) == {"pics": "pics", "more/x.png": "more/x.png"}

@@ -339,10 +339,10 @@ def test_recovery_keeps_foreign_files_of_an_old_copy(image: Path, tmp_path: Path
 POOL_SCRIPT = """
 import multiprocessing, os, signal, time
 from concurrent.futures import ProcessPoolExecutor
-from reportgen.cli.commands import _install_signal_handlers
+from reportgen.cli.exits import install_signal_handlers
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a shell
-_install_signal_handlers()
+install_signal_handlers()
 try:
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
         assert list(pool.map(abs, [-1, -2])) == [1, 2]  # the workers now wait for work
