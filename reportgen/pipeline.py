@@ -200,7 +200,7 @@ def build_report(
         try:
             views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
             inputs, usable, skipped = prepare_inputs(files, skipped_found, staged, encoder, views)
-            check_usable(settings, files, skipped_found, usable, skipped, warnings)
+            warnings += check_usable(settings, files, skipped_found, usable, skipped)
             colorbar = f"{paths.ASSETS}/colormap-{settings.colormap}.png"
             options = _picture_options(settings, usable, inputs, analysis_only)
             if options.encode:
@@ -323,8 +323,9 @@ def check_usable(
     skipped_found: list[SkippedInput],
     usable: list[InputFile],
     skipped: list[SkippedInput],
-    warnings: list[str],
-) -> None:
+) -> list[str]:
+    """The run's warnings for its skipped inputs; an error when it has no usable input,
+    or under --strict any skipped one."""
     if settings.strict and skipped:
         raise ReportgenError(f"input {skipped[0].source!r}: {skipped[0].reason}")
     if not usable:
@@ -332,8 +333,7 @@ def check_usable(
             f"none of the {len(files) + len(skipped_found)} inputs could be used; "
             f"first problem: {skipped[0].source!r}: {skipped[0].reason}"
         )
-    for item in skipped:
-        warnings.append(f"skipped input {item.source!r}: {item.reason}")
+    return [f"skipped input {item.source!r}: {item.reason}" for item in skipped]
 
 
 @dataclass(frozen=True)

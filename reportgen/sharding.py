@@ -87,9 +87,8 @@ def build_shard(
         try:
             records, usable, skipped = prepare_inputs(mine, [], DiscardedOutput(), encoder, views)
             if settings.strict and skipped:
-                check_usable(settings, mine, [], usable, skipped, warnings)
-            for item in skipped:
-                warnings.append(f"skipped input {item.source!r}: {item.reason}")
+                check_usable(settings, mine, [], usable, skipped)  # raises: --strict
+            warnings += [f"skipped input {item.source!r}: {item.reason}" for item in skipped]
             detail = frozenset(_detail_of_run(files, views, settings))
             options = picture_options(settings, detail, encode=True)
             input_sha = {r.id: r.sha256 for r in records}

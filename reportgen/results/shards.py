@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportgenError, UsageError
-from reportgen.results.store import confined_path
+from reportgen.results.confinement import confined_path
 from reportgen.settings import RunSettings, option_name
 
 SHARD_FILE = "shard.json"
