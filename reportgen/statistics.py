@@ -1,7 +1,7 @@
 """The per-channel statistics, defined once: each one's name, its reduction over a map,
 how pages show it and what it is over all inputs. Everything else iterates over
 ``statistics()``: the network stage's reduction (``reportgen.nn.reduce``), the results'
-totals and rows (``reportgen.results.run``), the cache entries (``reportgen.results``),
+totals and rows (``reportgen.results.run``), the cache entries (``results.entry_format``),
 the statistics files, summaries, records, pages, the notebook view and the manifest. A
 statistic added here is in all of them.
 

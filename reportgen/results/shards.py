@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportgenError, UsageError
+from reportgen.results.confinement import confined_path
 from reportgen.results.shard_record import (
     MAX_PARTS,
     SHARD_FILE,
     check_record,
     checked_settings,
 )
-from reportgen.results.store import confined_path
 from reportgen.settings import RunSettings, option_name
 
 SHARD_FORMAT = "reportgen-shard/1"

@@ -19,10 +19,12 @@ Entries are written atomically (temporary file, then rename), so concurrent runs
 killed runs leave no half-written entry. Deleting the folder is always safe.
 
 Nothing read back is trusted blindly: every per-input entry ends with the sha256 of all
-its bytes, and a kept run carries the sha256 of its manifest (which lists the sha256 of
-each file). An entry that fails its check (a flipped byte, a truncated file) is dropped
-and its result computed again; ``-v`` logs each one. Paths a kept run lists go through
-``confined_path``, the rule every report file is written by (``StagedReport.path_of``).
+its bytes (the entry format: ``results.entry_format``), and a kept run carries the
+sha256 of its manifest (which lists the sha256 of each file). An entry that fails its
+check (a flipped byte, a truncated file) is dropped and its result computed again; ``-v``
+logs each one. Paths a kept run lists go through ``confined_path``
+(``results.confinement``), the rule every report file is written by
+(``StagedReport.path_of``).
 """
 
 from __future__ import annotations
@@ -33,32 +35,55 @@ import json
 import logging
 import os
 import shutil
-import stat
-import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reportgen.errors import ReportgenError
-from reportgen.results.records import (
-    GradCamResult,
-    InputResult,
-    LayerResult,
-    PictureKey,
+from reportgen.results.confinement import confined_path, read_regular_no_link
+from reportgen.results.entry_format import (
+    ENTRIES,
+    ENTRY_FORMAT,
+    DamagedEntry,
+    Entry,
+    EntryMismatch,
+    entry_bytes,
+    entry_relpath,
+    pack,
+    result_entry,
+    result_from_entry,
+    unpack,
 )
-from reportgen.statistics import (
-    POSITION_FIELDS,
-    ChannelStats,
-    file_fields,
-    statistic_names,
-)
+
+# Here for the modules that import them from the cache: the entry format and the path
+# rule live in results/entry_format.py and results/confinement.py.
+__all__ = [
+    "ENTRIES",
+    "ENTRY_FORMAT",
+    "DamagedEntry",
+    "Entry",
+    "EntryMismatch",
+    "InputCache",
+    "RunCache",
+    "cache_root",
+    "code_fingerprint",
+    "confined_path",
+    "digest",
+    "entry_bytes",
+    "entry_relpath",
+    "pack",
+    "result_entry",
+    "result_from_entry",
+    "unpack",
+    "weights_file_identity",
+    "weights_fingerprint",
+]
 
 log = logging.getLogger("reportgen")
 
@@ -67,26 +92,8 @@ OFF_WORDS = {"", "0", "off", "none", "false", "no"}
 # 2: one entry per input and model, holding its InputResult; 3: entries end with the
 # sha256 of their bytes, kept runs carry the sha256 of their manifest
 FORMAT = 3
-_MAGIC = b"RGC2"
-_DIGEST_BYTES = 32
 # Beside a kept run's files: {"format", "manifest_sha256"}; never part of a report.
 RUN_SEAL = ".reportgen-run.json"
-
-
-class DamagedEntry(ValueError):
-    """A cache entry whose bytes are not what was written (the reason says how)."""
-
-
-def confined_path(root: Path, relpath: str) -> Path:
-    """``root / relpath`` for a report-relative path; ValueError for one that would leave
-    ``root`` (absolute, ``..``, empty). The one rule for every file of a report: written
-    fresh (``StagedReport.path_of``) or put back from the cache."""
-    if not isinstance(relpath, str):
-        raise ValueError(f"report path {relpath!r} is not a string")
-    pure = PurePosixPath(relpath)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\x00" in relpath:
-        raise ValueError(f"report path {relpath!r} leaves the report folder")
-    return root.joinpath(*pure.parts)
 
 
 def cache_root(option: str | None, disabled: bool = False) -> Path | None:
@@ -213,81 +220,6 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-
-
-def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], blobs: dict[str, bytes]) -> bytes:
-    """One entry as bytes: magic, header length, JSON header, raw array and blob bytes,
-    and the sha256 of everything before it."""
-    chunks: list[bytes] = []
-    offset = 0
-    layout: dict[str, Any] = {"arrays": {}, "blobs": {}}
-    for name, array in arrays.items():
-        data = np.ascontiguousarray(array)
-        raw = data.tobytes()
-        layout["arrays"][name] = [data.dtype.str, list(data.shape), offset, len(raw)]
-        chunks.append(raw)
-        offset += len(raw)
-    for name, blob in blobs.items():
-        layout["blobs"][name] = [offset, len(blob)]
-        chunks.append(blob)
-        offset += len(blob)
-    head = json.dumps({"header": header, "layout": layout}, separators=(",", ":")).encode()
-    content = b"".join([_MAGIC, struct.pack(">Q", len(head)), head, *chunks])
-    return content + hashlib.sha256(content).digest()
-
-
-def unpack(payload: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """The header, arrays and blobs of an entry ``pack`` made; DamagedEntry when its
-    bytes are not those that were written (checked against its sha256 first)."""
-    if payload[:4] != _MAGIC:
-        raise DamagedEntry("not a reportgen cache entry of this format")
-    if len(payload) < 12 + _DIGEST_BYTES:
-        raise DamagedEntry("truncated")
-    content, seal = payload[:-_DIGEST_BYTES], payload[-_DIGEST_BYTES:]
-    if hashlib.sha256(content).digest() != seal:
-        raise DamagedEntry("its sha256 does not match its content")
-    try:
-        (size,) = struct.unpack(">Q", content[4:12])
-        meta = json.loads(content[12 : 12 + size])
-        body = memoryview(content)[12 + size :]
-        arrays = {}
-        for name, (dtype, shape, offset, length) in meta["layout"]["arrays"].items():
-            kind = np.dtype(dtype)
-            if kind.hasobject or offset < 0 or offset + length > len(body):
-                raise DamagedEntry(f"array {name!r} does not fit the entry")
-            arrays[name] = np.frombuffer(body[offset : offset + length], dtype=kind).reshape(shape)
-        blobs = {}
-        for name, (offset, length) in meta["layout"]["blobs"].items():
-            if offset < 0 or offset + length > len(body):
-                raise DamagedEntry(f"blob {name!r} does not fit the entry")
-            blobs[name] = bytes(body[offset : offset + length])
-        return meta["header"], arrays, blobs
-    except DamagedEntry:
-        raise
-    except (ValueError, KeyError, TypeError, struct.error) as exc:
-        raise DamagedEntry(f"unreadable ({type(exc).__name__})") from exc
-
-
-@dataclass
-class Entry:
-    """One cached unit of work: JSON-able facts, numpy arrays, encoded files."""
-
-    header: dict[str, Any] = field(default_factory=dict)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    blobs: dict[str, bytes] = field(default_factory=dict)
-
-
-ENTRIES = "inputs"  # the folder of per-input entries under a cache root (or a shard)
-
-
-def entry_relpath(key: str) -> str:
-    """Where the entry of ``key`` lies under a cache root: the one layout, shared by the
-    cache and by shards (``reportgen shard`` writes a cache root)."""
-    return f"{ENTRIES}/{key[:2]}/{key}.bin"
-
-
-def entry_bytes(entry: Entry) -> bytes:
-    return pack(entry.header, entry.arrays, entry.blobs)
 
 
 class InputCache:
@@ -438,7 +370,7 @@ class RunCache:
             return None
         place = into if callable(into) else (lambda relpath: confined_path(into, relpath))
         try:
-            seal = json.loads(_read_kept(folder / RUN_SEAL))
+            seal = json.loads(read_regular_no_link(folder / RUN_SEAL))
             if not isinstance(seal, dict) or seal.get("format") != FORMAT:
                 raise DamagedEntry("kept by another version of reportgen")
             if _sha256_file(folder / "manifest.json") != seal.get("manifest_sha256"):
@@ -451,7 +383,7 @@ class RunCache:
                 if relpath in ("manifest.json", RUN_SEAL):
                     raise DamagedEntry(f"it lists {relpath!r} as a file of the report")
                 source, target = confined_path(folder, relpath), place(relpath)
-                data = _read_kept(source)
+                data = read_regular_no_link(source)
                 if len(data) != item["bytes"] or hashlib.sha256(data).hexdigest() != item["sha256"]:
                     raise DamagedEntry(f"{relpath} does not match its sha256")
                 pairs.append((source, target))
@@ -466,17 +398,7 @@ class RunCache:
 
 
 def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(_read_kept(path)).hexdigest()
-
-
-def _read_kept(path: Path) -> bytes:
-    """A kept file's bytes: a regular file, never through a symbolic link (OSError)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        return handle.read()
+    return hashlib.sha256(read_regular_no_link(path)).hexdigest()
 
 
 def _link_files(source: Path, target: Path, relpaths: Iterable[str]) -> None:
@@ -498,86 +420,3 @@ def _link_pairs(pairs: Iterable[tuple[Path, Path]]) -> None:
         except OSError:
             link = shutil.copyfile  # another file system, or no links: copy from now on
             link(src, dst)
-
-
-# --- per-input results ---------------------------------------------------------------
-
-# Written in every per-input entry's header with its statistics fields: an entry of
-# another format, or made with other statistics, is a miss that says so.
-ENTRY_FORMAT = 4
-
-
-class EntryMismatch(ValueError):
-    """An intact entry of another format than this code reads (another entry format,
-    other statistics, other layers): a miss, with the reason."""
-
-
-def result_entry(result: InputResult) -> Entry:
-    """An input's result as one cache entry: facts in the header, statistics as arrays,
-    pictures as blobs."""
-    header: dict[str, Any] = {
-        "format": ENTRY_FORMAT,
-        "fields": list(file_fields()),
-        "input": result.input_id,
-        "predictions": [list(p) for p in result.predictions],
-        "gradcam": [[c.kind, c.class_index, c.layer, c.map] for c in result.gradcam],
-        "layers": {
-            name: {
-                "selected": layer.selected,
-                "range": None if layer.value_range is None else list(layer.value_range),
-                "map_size": list(layer.stats.map_size),
-            }
-            for name, layer in result.layers.items()
-        },
-    }
-    arrays = {
-        f"{name}\x1f{field}": values
-        for name, layer in result.layers.items()
-        for field, values in layer.stats.fields().items()
-    }
-    blobs = {key.token(): data for key, data in result.pictures.items()}
-    return Entry(header, arrays, blobs)
-
-
-def check_entry_format(header: dict[str, Any], layer_names: Iterable[str]) -> None:
-    """EntryMismatch unless the entry is of this format, statistics and layers."""
-    if header.get("format") != ENTRY_FORMAT:
-        raise EntryMismatch(f"entry format {header.get('format')!r}, not {ENTRY_FORMAT}")
-    fields = list(file_fields())
-    if header.get("fields") != fields:
-        raise EntryMismatch(f"statistics {header.get('fields')!r}, not {fields!r}")
-    missing = [name for name in layer_names if name not in header.get("layers", {})]
-    if missing:
-        raise EntryMismatch(f"no layer {missing[0]!r}")
-
-
-def result_from_entry(entry: Entry, layer_names: Iterable[str]) -> InputResult:
-    """The result an entry holds; EntryMismatch when the entry is of another format,
-    other statistics or lacks a layer asked for. An entry of this format is read as
-    written: anything else wrong with it is an error, not a miss."""
-    header = entry.header
-    names = list(layer_names)
-    check_entry_format(header, names)
-    layers = {}
-    for name in names:
-        part = header["layers"][name]
-        argmax_y, argmax_x = (entry.arrays[f"{name}\x1f{f}"] for f in POSITION_FIELDS)
-        stats = ChannelStats(
-            **{f: entry.arrays[f"{name}\x1f{f}"] for f in statistic_names()},
-            argmax_y=argmax_y,
-            argmax_x=argmax_x,
-            map_size=(int(part["map_size"][0]), int(part["map_size"][1])),
-        )
-        low_high = part["range"]
-        layers[name] = LayerResult(
-            stats,
-            [int(c) for c in part["selected"]],
-            None if low_high is None else (float(low_high[0]), float(low_high[1])),
-        )
-    return InputResult(
-        str(header["input"]),
-        [(int(i), float(p)) for i, p in header["predictions"]],
-        [GradCamResult(str(k), int(c), str(la), m) for k, c, la, m in header["gradcam"]],
-        layers,
-        {PictureKey.from_token(token): data for token, data in entry.blobs.items()},
-    )

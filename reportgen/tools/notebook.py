@@ -12,18 +12,16 @@ torch is not imported. All text is HTML-escaped.
 A report may come from someone else, so its manifest is data: the view reads only the
 files the manifest lists, below the report folder (no ``..``, no absolute paths, no
 symbolic links), that are regular files whose sha256 and size match the listing, and
-decodes pictures within the input pixel limit. Anything else shows as missing.
+decodes pictures within the input pixel limit (``tools.report_files``). Anything else
+shows as missing.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import math
-import mimetypes
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +29,10 @@ from reportgen.report.manifest_file import (
     MANIFEST,
     ManifestUnreadable,
     read_manifest,
-    read_regular,
 )
 from reportgen.report.text import format_percent
 from reportgen.statistics import Statistic, statistics
+from reportgen.tools.report_files import ReportFiles, fill_pattern
 
 __all__ = ["LayerView", "Report"]
 
@@ -85,7 +83,7 @@ def _picture_img(picture: Any, kind: str, alt: str, cls: str) -> str:
     return f'<img class="{cls}" src="{uri}" alt="{_e(alt)}">'
 
 
-class Report:
+class Report(ReportFiles):
     """A report folder written by ``reportgen run``, displayable in Jupyter.
 
     ``path`` is the folder or its manifest.json. FileNotFoundError when there is no
@@ -109,62 +107,9 @@ class Report:
             manifest = read_manifest(folder)
         except ManifestUnreadable as exc:
             raise FileNotFoundError(f"{exc}: not a report folder") from exc
-        self.root = folder
+        super().__init__(folder, manifest.data)
         self.manifest: dict[str, Any] = manifest.data
         self.max_inputs = max_inputs
-        self._listed = _listed_files(self.manifest)
-        self._verified: dict[str, bool] = {}
-
-    # --- files: only those listed, inside the folder, unchanged --------------------
-
-    def file_bytes(self, relpath: str | None) -> bytes | None:
-        """The bytes of a report file the manifest lists (under the report folder, a
-        regular file, its sha256 and size as listed); None for anything else."""
-        path = self._listed_path(relpath)
-        if path is None or relpath is None:
-            return None
-        sha256, size = self._listed[relpath]
-        try:
-            data = read_regular(path, size)
-        except OSError:
-            return None
-        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-            return None
-        return data
-
-    def verified_path(self, relpath: str | None) -> Path | None:
-        """The path of a listed report file whose content matches the manifest (checked
-        once), for readers that map a file rather than load it; None otherwise."""
-        path = self._listed_path(relpath)
-        if path is None or relpath is None:
-            return None
-        if relpath not in self._verified:
-            self._verified[relpath] = self.file_bytes(relpath) is not None
-        return path if self._verified[relpath] else None
-
-    def _listed_path(self, relpath: str | None) -> Path | None:
-        """``root / relpath`` when the manifest lists ``relpath`` and it names a file
-        inside the folder with no symbolic link on the way."""
-        if not isinstance(relpath, str) or relpath not in self._listed:
-            return None
-        parts = relpath.split("/")
-        if relpath.startswith("/") or "\\" in relpath or any(p in ("", ".", "..") for p in parts):
-            return None
-        path = self.root
-        for part in parts:
-            path = path / part
-            if path.is_symlink():
-                return None
-        real_root = os.path.realpath(self.root)
-        if not os.path.realpath(path).startswith(real_root + os.sep):
-            return None
-        return path
-
-    def picture(self, relpath: str | None) -> Any:
-        """A listed picture of the report, decoded (PIL image, loaded) within the input
-        pixel limit; None when it is not listed, changed, or not a picture."""
-        data = self.file_bytes(relpath)
-        return None if data is None else _decode_picture(data)
 
     # --- data ---------------------------------------------------------------------
 
@@ -213,17 +158,6 @@ class Report:
             return target.relative_to(Path.cwd().resolve()).as_posix()
         except ValueError:
             return target.as_uri()
-
-    def data_uri(self, relpath: str | None) -> str | None:
-        """A picture of the report as a data: URI (None when it is missing, not listed
-        in the manifest, or not as listed)."""
-        payload = self.file_bytes(relpath)
-        if payload is None or relpath is None:
-            return None
-        kind = mimetypes.guess_type(relpath.rsplit("/", 1)[-1])[0] or "application/octet-stream"
-        if not kind.startswith("image/"):
-            return None
-        return f"data:{kind};base64," + base64.b64encode(payload).decode("ascii")
 
     def _img(self, relpath: str | None, alt: str, cls: str) -> str:
         uri = self.data_uri(relpath)
@@ -392,7 +326,7 @@ class LayerView:
         pattern = self.info.get("images", {}).get(kind)
         if not isinstance(pattern, str) or not pattern:
             return None
-        return _fill(pattern, input_id, channel)
+        return fill_pattern(pattern, input_id, channel)
 
     def _repr_html_(self) -> str:
         report, info = self.report, self.info
@@ -461,63 +395,3 @@ class LayerView:
 
     def __repr__(self) -> str:
         return f"LayerView({self.model.get('id')!r}, {self.name!r})"
-
-
-_FIELD = re.compile(r"\{(input|channel)(?::0([1-9])d)?\}")
-
-
-def _fill(pattern: str, input_id: str, channel: int) -> str | None:
-    """A manifest's path pattern (``.../sheets/{input}.png``, ``c{channel:04d}.png``) with
-    its fields filled in; None for a pattern with any other field. Not ``str.format``:
-    a pattern is data, and format specs can reach attributes or ask for huge padding."""
-    rest = _FIELD.sub("", pattern)
-    if "{" in rest or "}" in rest:
-        return None
-
-    def value(found: re.Match[str]) -> str:
-        if found.group(1) == "input":
-            return str(input_id)
-        return f"{int(channel):0{int(found.group(2))}d}" if found.group(2) else str(channel)
-
-    return _FIELD.sub(value, pattern)
-
-
-def _listed_files(manifest: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    """The manifest's ``files`` entries that name a path, a sha256 and a size."""
-    listed: dict[str, tuple[str, int]] = {}
-    files = manifest.get("files")
-    for entry in files if isinstance(files, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        path, sha256, size = entry.get("path"), entry.get("sha256"), entry.get("bytes")
-        if (
-            isinstance(path, str)
-            and isinstance(sha256, str)
-            and isinstance(size, int)
-            and not isinstance(size, bool)
-            and size >= 0
-        ):
-            listed[path] = (sha256.lower(), size)
-    return listed
-
-
-def _decode_picture(data: bytes) -> Any:
-    """``data`` as a loaded PIL image, or None: not a picture, or larger than the pixel
-    limit of an input (checked before decoding)."""
-    import io
-    import warnings
-
-    from PIL import Image
-
-    from reportgen.inputs.files import MAX_PIXELS
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as opened:
-                if opened.width * opened.height > MAX_PIXELS:
-                    return None
-                opened.load()
-                return opened.copy()
-        except Exception:  # noqa: BLE001 - any decoder failure: not a usable picture
-            return None

@@ -102,8 +102,8 @@ def test_an_entry_made_with_other_statistics_is_an_explicit_miss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from reportgen.compute.cached import ResultStore
+    from reportgen.results.entry_format import EntryMismatch, result_entry, result_from_entry
     from reportgen.results.records import InputResult, LayerFacts, LayerResult
-    from reportgen.results.store import EntryMismatch, result_entry, result_from_entry
 
     names = registry.statistic_names()  # the definition as it stands
 
