@@ -70,62 +70,76 @@ def discover_inputs(arguments: Iterable[str]) -> tuple[list[InputFile], list[Ski
     nothing else was found (so a lone typo fails at once); unreadable entries found
     inside folders are reported as skipped.
     """
-    found: dict[str, InputFile] = {}
-    skipped: list[SkippedInput] = []
-    missing: list[ReportgenError] = []
-    seen: set[str] = set()  # real paths: imgs/../imgs and imgs name the same files
-
-    def first_time(path: Path) -> bool:
-        real = os.path.realpath(path)
-        if real in seen:
-            return False
-        seen.add(real)
-        return True
-
     arguments = list(arguments)
-    shown = shown_arguments(arguments)  # what the report calls each one
+    found = _Found(shown_arguments(arguments))  # what the report calls each one
     for argument in arguments:
         if fetch.is_url(argument):
-            if argument not in found:
-                try:
-                    found[argument] = _download(argument)
-                except ReportgenError as exc:
-                    skipped.append(SkippedInput(argument, str(exc)))
-            continue
-        if fetch.looks_like_other_url(argument):
+            found.url(argument)
+        elif fetch.looks_like_other_url(argument):
             raise ReportgenError(
                 f"input {argument!r}: only http:// and https:// URLs can be inputs"
             )
-        path, name = Path(argument), shown[argument]
+        else:
+            found.path(argument)
+    if found.missing and not found.files:
+        raise found.missing[0]
+    return sorted(found.files.values(), key=lambda f: f.source), found.skipped
+
+
+class _Found:
+    """The inputs found so far, by the name the report gives them; the skipped ones and
+    the arguments that name nothing."""
+
+    def __init__(self, shown: dict[str, str]) -> None:
+        self.shown = shown
+        self.files: dict[str, InputFile] = {}
+        self.skipped: list[SkippedInput] = []
+        self.missing: list[ReportgenError] = []
+        self.seen: set[str] = set()  # real paths: imgs/../imgs and imgs name the same files
+
+    def _first_time(self, path: Path) -> bool:
+        real = os.path.realpath(path)
+        if real in self.seen:
+            return False
+        self.seen.add(real)
+        return True
+
+    def url(self, argument: str) -> None:
+        if argument not in self.files:
+            try:
+                self.files[argument] = _download(argument)
+            except ReportgenError as exc:
+                self.skipped.append(SkippedInput(argument, str(exc)))
+
+    def path(self, argument: str) -> None:
+        path, name = Path(argument), self.shown[argument]
         if not path.exists():
             reason = (
                 "is a symbolic link to nothing (or a link loop)"
                 if path.is_symlink()
                 else "does not exist"
             )
-            missing.append(ReportgenError(f"input {argument!r} {reason}"))
-            skipped.append(SkippedInput(printable(name), reason))
-            continue
-        if path.is_dir():
-            for file_path, problem in _walk_images(path):
-                raw = os.path.join(name, os.path.relpath(file_path, path))
-                if problem:
-                    skipped.append(SkippedInput(printable(raw), problem))
-                    continue
-                if raw not in found and first_time(file_path):
-                    found[raw] = InputFile(file_path, printable(raw), input_id(printable(raw), raw))
-        elif name not in found:
+            self.missing.append(ReportgenError(f"input {argument!r} {reason}"))
+            self.skipped.append(SkippedInput(printable(name), reason))
+        elif path.is_dir():
+            self._folder(path, name)
+        elif name not in self.files:
             problem = _regular_file_problem(path)
             if problem is not None:
-                missing.append(ReportgenError(f"input {printable(argument)!r} {problem}"))
-                skipped.append(SkippedInput(printable(name), problem))
-                continue
-            if first_time(path):
-                found[name] = InputFile(path, printable(name), input_id(printable(name), name))
-    if missing and not found:
-        raise missing[0]
-    files = sorted(found.values(), key=lambda f: f.source)
-    return files, skipped
+                self.missing.append(ReportgenError(f"input {printable(argument)!r} {problem}"))
+                self.skipped.append(SkippedInput(printable(name), problem))
+            elif self._first_time(path):
+                self.files[name] = InputFile(path, printable(name), input_id(printable(name), name))
+
+    def _folder(self, folder: Path, name: str) -> None:
+        for file_path, problem in _walk_images(folder):
+            raw = os.path.join(name, os.path.relpath(file_path, folder))
+            if problem:
+                self.skipped.append(SkippedInput(printable(raw), problem))
+            elif raw not in self.files and self._first_time(file_path):
+                self.files[raw] = InputFile(
+                    file_path, printable(raw), input_id(printable(raw), raw)
+                )
 
 
 _download_dir: Path | None = None
