@@ -6,7 +6,6 @@ and the logging that ``-v``/``-q`` choose. The commands (``cli.commands``) run i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ from typing import Any
 
 import click
 
+from reportgen.cli.ending import interrupted_code, leave, register_finish
 from reportgen.errors import ReportgenError
 
 log = logging.getLogger("reportgen")
@@ -46,7 +46,7 @@ class ReportgenGroup(click.Group):
         except click.exceptions.Abort:
             # Click's word for Ctrl-C (or SIGTERM) outside the command: before it began,
             # or just after it ended (then the report may already be in place).
-            _leave(_interrupted_code())
+            _leave(interrupted_code())
         _leave(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -92,85 +92,12 @@ class ReportgenGroup(click.Group):
 
 
 def _exit_interrupted(ctx: click.Context) -> None:
-    ctx.exit(_interrupted_code())
-
-
-def _interrupted_code() -> int:
-    """Say what an interruption left and give the exit status: 0 with a warning once the
-    swap had happened (the new report is in place and complete), else 130."""
-    from reportgen.report.output import committed_target
-
-    done = committed_target()
-    if done is not None:
-        click.echo(
-            f"Warning: interrupted after the new report was put in place: "
-            f"{str(done)!r} is the complete new report",
-            err=True,
-        )
-        return 0
-    click.echo("Error: interrupted; any previous report was left as it was", err=True)
-    return 130
+    ctx.exit(interrupted_code())
 
 
 def _leave(code: int) -> None:
-    """``sys.exit(code)``, with SIGINT and SIGTERM from now on (the interpreter's
-    shutdown: atexit callbacks, joining threads, Dask closing its cluster) no longer
-    unwinding anything: the command is over and its outcome decided. A signal then says
-    what is in place (the warning of ``_interrupted_code`` once a report was swapped in)
-    and the exit status stays ``code``; a second one ends the process at once."""
-    # Only in a process of its own, not in a test's CliRunner (whose process goes on and
-    # keeps its Ctrl-C): there the last atexit callback ends it (_finish_now).
-    own = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
-    if own and _on_signal in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)):
-        _leaving[0] = code
-        _own_process[0] = True
-        signal.signal(signal.SIGTERM, _on_signal_when_done)
-        if signal.getsignal(signal.SIGINT) is _on_signal:
-            signal.signal(signal.SIGINT, _on_signal_when_done)
-    sys.exit(code)
-
-
-_leaving: list[int | None] = [None]
-_own_process = [False]
-
-
-def _finish_now() -> None:
-    """The last atexit callback of a command's own process (registered before any
-    library that registers one): after it, Python's finalisation would put back the
-    default SIGINT handler while it tears down torch for up to a second, and a Ctrl-C
-    there would kill the process by the signal (status -2, nothing said) though its
-    outcome was decided. The process ends here instead, with its exit status."""
-    code = _leaving[0]
-    if code is None or not _own_process[0] or os.getpid() != _MAIN_PID:
-        return
-    with contextlib.suppress(Exception):
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
-
-
-def _on_signal_when_done(signum: int, _frame: Any) -> None:
-    if os.getpid() != _MAIN_PID:
-        os._exit(128 + signum)
-    from reportgen.report.output import committed_target
-
-    code = _leaving[0] or 0
-    if _signal_arrived[0]:  # the second one: leave now
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-            sys.stdout.flush()
-        os._exit(code)
-    _signal_arrived[0] = True
-    done = committed_target()
-    if done is not None and code == 0:
-        with contextlib.suppress(Exception):
-            print(
-                f"Warning: interrupted after the new report was put in place: "
-                f"{str(done)!r} is the complete new report",
-                file=sys.stderr,
-                flush=True,
-            )
+    """``sys.exit(code)``: the command is over (``cli.ending``)."""
+    leave(code, _on_signal, _MAIN_PID)
 
 
 def _interrupted_by_signal(exc: BaseException) -> bool:
@@ -261,10 +188,7 @@ _previous_unraisable = sys.unraisablehook
 def install_signal_handlers() -> None:
     global _MAIN_PID, _previous_unraisable
     _MAIN_PID = os.getpid()
-    import atexit
-
-    atexit.unregister(_finish_now)
-    atexit.register(_finish_now)  # before torch and Dask register theirs: it runs last
+    register_finish()  # before torch and Dask register their atexit callbacks
     if sys.unraisablehook is not _unraisable:
         _previous_unraisable = sys.unraisablehook
         sys.unraisablehook = _unraisable
