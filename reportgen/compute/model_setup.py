@@ -17,6 +17,7 @@ def split_model_spec(spec: str, default_weights: str) -> tuple[str, str]:
 
 def load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list[Any]:
     from reportgen.nn.models import is_custom, load_custom_model, load_model, model_id
+    from reportgen.nn.timm_models import is_timm, load_timm_model
 
     if settings.model_labels and len(settings.model_labels) != len(settings.models):
         raise UsageError(
@@ -31,7 +32,17 @@ def load_models(settings: RunSettings, device: Any, warnings: list[str]) -> list
         default_label = name if weights == settings.weights else f"{name} ({Path(weights).name})"
         ident = model_id(label or default_label, taken)
         taken.add(ident)
-        if is_custom(name):
+        if is_timm(name):
+            loaded = load_timm_model(
+                name,
+                weights,
+                offline=settings.offline,
+                seed=settings.seed,
+                device=device,
+                model_id_=ident,
+                labels_file=settings.labels_file,
+            )
+        elif is_custom(name):
             loaded = load_custom_model(
                 name,
                 weights,
