@@ -290,16 +290,22 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     if looks_like_safetensors(head):
         return _strip_module_prefix(read_safetensors(path))
     if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
-        named = " despite its name" if named_safetensors(path) else ""
+        what = (
+            "is not a safetensors file despite its name, nor a PyTorch checkpoint"
+            if named_safetensors(path)
+            else "is not a PyTorch checkpoint"
+        )
         raise ReportgenError(
-            f"weights file {path} is not a PyTorch checkpoint: it is neither a safetensors "
-            f"file{named}, torch.save's zip format nor a pickle (it starts with {head[:8]!r})"
+            f"weights file {path} {what}: it is neither safetensors, torch.save's zip "
+            f"format nor a pickle (it starts with {head[:8]!r})"
         )
     try:
         with warnings.catch_warnings():
             # torch's notes about the file's pickle protocol are not the user's business.
             warnings.simplefilter("ignore", UserWarning)
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            # An open file, not its name: torch would judge the format by the extension.
+            with path.open("rb") as handle:
+                loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = _UNSUPPORTED_GLOBAL.search(text)

@@ -1,0 +1,342 @@
+"""timm models by name (``-m timm/NAME``): their statistics against a plain forward pass
+on timm's own transform, weights from a Hugging Face cache on disk with no network, and
+safetensors checkpoints against the same weights saved by torch.save.
+
+The models are timm's own test networks (``test_convnext``: 160 px, bicubic, crop 0.95,
+mean/std 0.5; under half a million parameters), so every run takes seconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import error_line, invoke, invoke_reproducible, snapshot, write_images
+
+timm = pytest.importorskip("timm")
+pytest.importorskip("safetensors")
+
+import torch  # noqa: E402 - after the skip: without timm nothing here runs
+
+CONVNEXT = "test_convnext.r160_in1k"
+LAYERS = ["stem.0", "stages.1.blocks.0.conv_dw", "head.fc"]
+QUICK = ["--top-k", "3", "--examples", "2", "--jobs", "1", "--no-gradcam"]
+
+
+def _stats(report: Path) -> dict[str, np.ndarray]:
+    manifest = json.loads((report / "manifest.json").read_text())
+    return {
+        layer["name"]: np.load(report / layer["stats_file"]["path"])
+        for layer in manifest["models"][0]["layers"]
+    }
+
+
+def _pictures_and_stats(report: Path) -> dict[str, bytes]:
+    return {
+        name: data
+        for name, data in snapshot(report).items()
+        if name.endswith((".npy", ".png", ".jpg"))
+    }
+
+
+def _random_state(name: str, seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return {k: v.clone().contiguous() for k, v in timm.create_model(name).state_dict().items()}
+
+
+def test_statistics_are_a_plain_forward_pass_on_timms_own_transform(tmp_path: Path) -> None:
+    from timm.data import create_transform, resolve_data_config
+
+    images = write_images(tmp_path / "in", 3, (150, 230), grow=37, seed=4)
+    out = tmp_path / "report"
+    layer_args = [arg for layer in LAYERS for arg in ("-l", layer)]
+    result = invoke(
+        "run", str(images), "-m", f"timm/{CONVNEXT}", "--weights", "none", "--seed", "5",
+        *layer_args, *QUICK, "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+
+    torch.manual_seed(5)
+    model = timm.create_model(CONVNEXT).eval()
+    config = resolve_data_config(model=model)
+    # The model's own preprocessing, not torchvision's defaults (bilinear, 0.875, ImageNet).
+    assert (config["interpolation"], config["crop_pct"], config["mean"]) != (
+        "bilinear",
+        0.875,
+        (0.485, 0.456, 0.406),
+    )
+    transform = create_transform(**config)
+    recorded: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    for name in LAYERS:
+        modules[name].register_forward_hook(
+            lambda _m, _i, output, name=name: recorded.__setitem__(name, output.detach().clone())
+        )
+    stats = _stats(out)
+    for row, path in enumerate(sorted(images.iterdir())):
+        with Image.open(path) as image:
+            batch = transform(image.convert("RGB")).unsqueeze(0)
+        with torch.no_grad():
+            model(batch)
+        for name in LAYERS:
+            value = recorded[name][0]
+            flat = value.reshape(value.shape[0], -1)
+            expected = np.stack([flat.mean(1), flat.amax(1), flat.amin(1)], axis=1)
+            np.testing.assert_allclose(stats[name][row, :, :3], expected, rtol=1e-4, atol=1e-5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    head = next(layer for layer in manifest["models"][0]["layers"] if layer["name"] == "head.fc")
+    assert head["class_units"] and head["channels"][1]["label"] == "goldfish"
+
+
+def _hub_cache(root: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """A cache as huggingface_hub lays it out: blobs by sha256, a snapshot of links to
+    them under a revision, and refs/main naming that revision."""
+    folder = root / ("models--" + repo.replace("/", "--"))
+    revision = hashlib.sha1(repo.encode()).hexdigest()
+    (folder / "blobs").mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(revision)
+    snapshot_dir = folder / "snapshots" / revision
+    snapshot_dir.mkdir(parents=True)
+    for name, data in files.items():
+        blob = folder / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot_dir / name).symlink_to(Path("..", "..", "blobs", blob.name))
+    return root
+
+
+@pytest.fixture
+def no_sockets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every attempt to open a connection or resolve a name, refused and recorded (the
+    code under test may swallow the refusal: the list is what the test checks)."""
+    attempts: list[str] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(repr(args[:2]))
+        raise OSError("network use in a test that must stay offline")
+
+    for owner, attribute in (
+        (socket.socket, "connect"),
+        (socket.socket, "connect_ex"),
+        (socket, "create_connection"),
+        (socket, "getaddrinfo"),
+    ):
+        monkeypatch.setattr(owner, attribute, refuse)
+    return attempts
+
+
+def test_imagenet_weights_come_from_the_hub_cache_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_sockets: list[str]
+) -> None:
+    from safetensors.torch import save as save_safetensors
+
+    from reportgen.nn.timm_models import load_timm_model
+
+    state = _random_state(CONVNEXT, seed=123)
+    config = json.dumps({"architecture": "test_convnext", "num_classes": 1000}).encode()
+    cache = _hub_cache(
+        tmp_path / "hub",
+        f"timm/{CONVNEXT}",
+        {"model.safetensors": save_safetensors(state), "config.json": config},
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("REPORTGEN_OFFLINE", raising=False)  # HF_HUB_OFFLINE alone suffices
+
+    loaded = load_timm_model(
+        f"timm/{CONVNEXT}", "imagenet", offline=False, seed=0, device="cpu", model_id_="m"
+    )
+    got = loaded.module.state_dict()
+    assert set(got) == set(state)
+    assert all(torch.equal(got[key], state[key]) for key in state)
+    assert loaded.weights.path is not None and loaded.weights.path.name == "model.safetensors"
+
+    images = write_images(tmp_path / "in", 1, (40, 40), seed=1)
+    out = tmp_path / "report"
+    result = invoke("run", str(images), "-m", f"timm/{CONVNEXT}", "-l", "stem.0", *QUICK,
+                    "-o", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    model = json.loads((out / "manifest.json").read_text())["models"][0]
+    assert model["weights"] == f"timm {CONVNEXT}"
+    assert model["weights_detail"] == f"timm {CONVNEXT} from model.safetensors"
+    assert no_sockets == []
+
+
+def test_weights_missing_from_the_cache_name_repo_folder_and_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_sockets: list[str]
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("REPORTGEN_OFFLINE", raising=False)
+    images = write_images(tmp_path / "in", 1, (32, 32))
+    result = invoke("run", str(images), "-m", "timm/test_resnet.r160_in1k", "-o",
+                    str(tmp_path / "out"))  # fmt: skip
+    line = error_line(result, 1, "timm/test_resnet.r160_in1k", "HF_HUB_OFFLINE", "--weights none")
+    assert str(tmp_path / "hf" / "hub" / "models--timm--test_resnet.r160_in1k") in line
+    assert no_sockets == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("timm/resnet181", "closest: timm/resnet18"),
+        ("timm/test_convnext.r16_in1k", "closest: timm/test_convnext.r160_in1k"),
+    ],
+)
+def test_unknown_timm_names_get_the_closest(tmp_path: Path, name: str, needle: str) -> None:
+    images = write_images(tmp_path / "in", 1, (32, 32))
+    result = invoke("run", str(images), "-m", name, "-o", str(tmp_path / "out"))
+    error_line(result, 1, needle)
+
+
+def test_without_timm_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
+    images = write_images(tmp_path / "in", 1, (32, 32))
+    result = invoke("run", str(images), "-m", "timm/resnet18", "-o", str(tmp_path / "out"))
+    error_line(result, 1, "timm/resnet18", "pip install 'reportgen[timm]'")
+
+
+def test_a_label_and_per_model_weights_for_two_timm_checkpoints(tmp_path: Path) -> None:
+    torch.save(_random_state(CONVNEXT, seed=9), tmp_path / "tuned.pth")
+    images = write_images(tmp_path / "in", 2, (40, 48), seed=2)
+    out = tmp_path / "report"
+    result = invoke(
+        "run", str(images), "-m", f"timm/{CONVNEXT}=none", "-m",
+        f"timm/{CONVNEXT}={tmp_path / 'tuned.pth'}", "--label", "random", "--label", "tuned",
+        "-l", "stem.0", *QUICK, "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    models = json.loads((out / "manifest.json").read_text())["models"]
+    assert [m["id"] for m in models] == ["random", "tuned"]
+    assert (out / "comparison.html").is_file()
+    first, second = (
+        np.load(out / m["layers"][0]["stats_file"]["path"]) for m in models
+    )  # fmt: skip
+    assert not np.array_equal(first, second)
+
+
+def test_a_fine_tuned_head_of_another_width_is_built_to_fit(tmp_path: Path) -> None:
+    from reportgen.nn.timm_models import load_timm_model
+
+    torch.manual_seed(3)
+    tuned = timm.create_model(CONVNEXT, num_classes=7).state_dict()
+    torch.save(tuned, tmp_path / "tuned.pth")
+    loaded = load_timm_model(
+        f"timm/{CONVNEXT}", str(tmp_path / "tuned.pth"), offline=True, seed=0, device="cpu",
+        model_id_="m",
+    )  # fmt: skip
+    assert loaded.module.num_classes == 7 and loaded.categories is None
+    assert torch.equal(loaded.module.state_dict()["head.fc.weight"], tuned["head.fc.weight"])
+
+
+# --- safetensors everywhere ------------------------------------------------------------
+
+
+def _same_weights_two_ways(folder: Path, state: dict[str, torch.Tensor]) -> tuple[Path, Path]:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "weights.pth")
+    save_file(state, str(folder / "weights.safetensors"))
+    return folder / "weights.pth", folder / "weights.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("model", "layer"),
+    [
+        (f"timm/{CONVNEXT}", "stages.0.blocks.0.conv_dw"),
+        ("tests.tinynet_factory:build", "conv2"),
+        ("mobilenet_v3_small", "features.1.block.0.0"),
+    ],
+)
+def test_safetensors_and_pth_give_the_same_report(tmp_path: Path, model: str, layer: str) -> None:
+    if model.startswith("timm/"):
+        state = _random_state(CONVNEXT, seed=11)
+    else:
+        torch.manual_seed(11)
+        from reportgen.nn.models import build_custom_module, build_module
+
+        net = build_custom_module(model) if ":" in model else build_module(model)
+        state = {k: v.clone().contiguous() for k, v in net.state_dict().items()}
+    pth, safe = _same_weights_two_ways(tmp_path / "w", state)
+    images = write_images(tmp_path / "in", 2, (40, 52), seed=6)
+    reports = []
+    for weights in (pth, safe):
+        out = tmp_path / weights.suffix[1:]
+        result = invoke_reproducible(
+            "run", str(images), "-m", model, "--weights", str(weights), "-l", layer, *QUICK,
+            "--gradcam", "--overlay-files", "-o", str(out),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        reports.append(_pictures_and_stats(out))
+    assert reports[0] == reports[1]
+    assert any(name.endswith(".npy") for name in reports[0])
+    assert any(name.endswith(".png") for name in reports[0])
+
+
+def test_the_format_is_judged_by_content_not_by_name(tmp_path: Path) -> None:
+    from reportgen.nn.weights import load_state_dict
+
+    state = {"a.weight": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, dtype=torch.int64)}
+    pth, safe = _same_weights_two_ways(tmp_path, state)
+    swapped_pth = tmp_path / "really-safetensors.pth"
+    swapped_pth.write_bytes(safe.read_bytes())
+    swapped_safe = tmp_path / "really-pickle.safetensors"
+    swapped_safe.write_bytes(pth.read_bytes())
+    for path in (pth, safe, swapped_pth, swapped_safe):
+        loaded = load_state_dict(path)
+        assert set(loaded) == set(state)
+        assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def _damaged_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    data = good.read_bytes()
+    truncated = folder / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) - 100])
+    header_cut = folder / "cut-header.safetensors"
+    header_cut.write_bytes(data[:20])
+    picture = folder / "picture.safetensors"
+    Image.new("RGB", (4, 4)).save(picture, format="PNG")
+    text = folder / "notes.safetensors"
+    text.write_text("not weights at all\n")
+    return {
+        "truncated": (truncated, "truncated safetensors file"),
+        "cut-header": (header_cut, "truncated safetensors file"),
+        "picture": (picture, "not a safetensors file despite its name"),
+        "text": (text, "not a safetensors file despite its name"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "cut-header", "picture", "text"])
+def test_a_damaged_safetensors_file_is_one_error_line_and_the_report_stays(
+    tmp_path: Path, kind: str
+) -> None:
+    from safetensors.torch import save_file
+
+    from reportgen.nn.models import build_custom_module
+
+    torch.manual_seed(0)
+    state = build_custom_module("tests.tinynet_factory:build").state_dict()
+    save_file(dict(state), str(tmp_path / "good.safetensors"))
+    images = write_images(tmp_path / "in", 1, (32, 32))
+    out = tmp_path / "report"
+    common = ["run", str(images), "-m", "tests.tinynet_factory:build", *QUICK, "-o", str(out)]
+    first = invoke(*common, "--weights", str(tmp_path / "good.safetensors"))
+    assert first.exit_code == 0, first.stderr
+    before = snapshot(out)
+    path, needle = _damaged_files(tmp_path, tmp_path / "good.safetensors")[kind]
+    result = invoke(*common, "--weights", str(path))
+    error_line(result, 1, str(path), needle)
+    assert snapshot(out) == before
