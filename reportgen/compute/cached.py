@@ -59,7 +59,22 @@ def weights_fingerprints(settings: RunSettings) -> dict[str, Any]:
     from reportgen.results.store import weights_fingerprint
 
     specs = {settings.weights, *(split_model_spec(m, settings.weights)[1] for m in settings.models)}
-    return {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)}
+    found = {spec: weights_fingerprint(spec, settings.weights_dir) for spec in sorted(specs)}
+    found.update(timm_hub_fingerprints(settings))
+    return found
+
+
+def timm_hub_fingerprints(settings: RunSettings) -> dict[str, Any]:
+    """The Hugging Face cache folders that ``-m timm/NAME`` models with ``imagenet``
+    weights read (by their files' sizes and times), keyed ``NAME=hub``."""
+    from reportgen.nn.hf_cache import timm_hub_fingerprint
+
+    found: dict[str, Any] = {}
+    for spec in settings.models:
+        name, weights = split_model_spec(spec, settings.weights)
+        if name.startswith("timm/") and weights.lower() in ("imagenet", "default"):
+            found[f"{name}=hub"] = timm_hub_fingerprint(name)
+    return found
 
 
 class ResultStore:

@@ -121,3 +121,17 @@ def hub_fingerprint(repo_id: str) -> list[object]:
             continue
         files.append([path.name, info.st_size, info.st_mtime_ns])
     return [str(cache), repo_id, snapshot.name, files]
+
+
+def timm_hub_fingerprint(name: str) -> list[object]:
+    """``hub_fingerprint`` of every cached repository ``-m timm/NAME`` may read: the
+    tag's own, or for a name without a tag those of all the architecture's tags (which
+    one is the default is timm's to say, and asking it would import torch)."""
+    cache = hub_cache_dir()
+    bare = name.removeprefix("timm/")
+    if "." in bare:
+        return [hub_fingerprint(f"timm/{bare}")]
+    prefix = repo_folder(cache, f"timm/{bare}").name
+    folders = sorted(cache.glob(prefix + ".*")) if cache.is_dir() else []
+    repos = [f"timm/{folder.name[len('models--timm--') :]}" for folder in folders]
+    return [str(cache), [hub_fingerprint(repo) for repo in repos]]

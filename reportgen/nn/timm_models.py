@@ -258,3 +258,31 @@ def load_timm_model(
     module.eval().to(device)
     preprocessing = timm_preprocessing(module)
     return LoadedModel(model_id_, name, module, resolved, preprocessing, categories, device, notes)
+
+
+def listed_models(pattern: str, from_timm: bool) -> list[str]:
+    """``reportgen models [--timm] [PATTERN]``: torchvision's classifiers, or timm's
+    models as ``-m`` takes them (``timm/NAME``), filtered by a glob."""
+    import fnmatch
+
+    from reportgen.nn.models import classification_models
+
+    if from_timm:
+        return [PREFIX + name for name in list_timm_models(pattern)]
+    names = classification_models()
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+
+def module_for_listing(model: str) -> tuple[Any, int]:
+    """``reportgen layers MODEL``: the network as ``run`` builds it with random weights
+    (seed 0), and the input size its layers are traced at (timm: the model's own)."""
+    import torch
+
+    from reportgen.nn.models import build_module, check_model_name
+
+    if is_timm(model):
+        module, _ = build_timm_module(model, "none", offline=True, seed=0)
+        return module.eval(), int(timm_preprocessing(module).crop_size[0])
+    check_model_name(model)
+    torch.manual_seed(0)
+    return build_module(model), 224  # without GoogLeNet's warning

@@ -340,3 +340,26 @@ def test_a_damaged_safetensors_file_is_one_error_line_and_the_report_stays(
     result = invoke(*common, "--weights", str(path))
     error_line(result, 1, str(path), needle)
     assert snapshot(out) == before
+
+
+def test_layers_and_models_list_timm(tmp_path: Path) -> None:
+    from reportgen.nn.layers import trace_layers
+
+    listing = invoke("layers", f"timm/{CONVNEXT}")
+    assert listing.exit_code == 0, listing.stderr
+    torch.manual_seed(0)
+    # At the model's own input size (160), not torchvision's 224: 160 / 4 = 40.
+    expected = trace_layers(timm.create_model(CONVNEXT).eval(), 160)
+    stem = next(info for info in expected if info.name == "stem.0")
+    assert stem.output_shape == (24, 40, 40)
+    assert any(
+        line.split()[:3] == ["stem.0", "Conv2d", "24x40x40"] for line in listing.stdout.splitlines()
+    )
+    models = invoke("models", "--timm", "convnext_at*")
+    assert models.exit_code == 0, models.stderr
+    assert models.stdout.split() == [f"timm/{n}" for n in timm.list_models("convnext_at*")]
+    tags = invoke("models", "--timm", "resnet18.*").stdout.split()
+    assert "timm/resnet18.a1_in1k" in tags and "timm/resnet18" not in tags
+    plain = invoke("models", "resnet1*").stdout.split()
+    assert plain == ["resnet101", "resnet152", "resnet18"]
+    error_line(invoke("layers", "timm/convnext_tny"), 1, "closest: timm/convnext_tiny")
