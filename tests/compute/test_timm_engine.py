@@ -150,3 +150,17 @@ def test_the_run_key_follows_the_hub_cache(tmp_path: Path, monkeypatch: pytest.M
     assert all(before != after for before, after in keys)
     none = RunSettings(inputs=("x",), models=(f"timm/{MODEL}",), weights="none")
     assert not any(key.endswith("=hub") for key in weights_fingerprints(none))
+
+
+def test_shards_merged_are_the_one_process_report(
+    one_process: Path, images: Path, tmp_path: Path
+) -> None:
+    parts = []
+    for part in ("1/2", "2/2"):
+        folder = tmp_path / f"part-{part[0]}"
+        result = invoke_reproducible("shard", str(images), *RUN, "--part", part, "-o", str(folder))
+        assert result.exit_code == 0, result.stderr
+        parts.append(str(folder))
+    merged = invoke_reproducible("merge", *parts, "-o", str(tmp_path / "merged"))
+    assert merged.exit_code == 0, merged.stderr
+    assert snapshot(tmp_path / "merged") == snapshot(one_process)
