@@ -42,6 +42,7 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
     import torch
 
     from reportgen.nn.layers import resolve_layers, trace_layers
+    from reportgen.nn.timm_models import applied_conv_weight
 
     size = int(model.preprocessing.crop_size[0])
     infos = trace_layers(model.module, size, model.device)
@@ -62,7 +63,7 @@ def plan_layers(model: Any, settings: RunSettings, warnings: list[str]) -> Model
         module = modules[name]
         weight = None
         if isinstance(module, torch.nn.Conv2d):
-            weight = module.weight.detach().float().cpu().numpy()
+            weight = applied_conv_weight(module).detach().float().cpu().numpy()
         kept.append(
             LayerFacts(
                 name,

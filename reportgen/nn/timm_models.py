@@ -286,3 +286,27 @@ def module_for_listing(model: str) -> tuple[Any, int]:
     check_model_name(model)
     torch.manual_seed(0)
     return build_module(model), 224  # without GoogLeNet's warning
+
+
+_STANDARDISED = ("StdConv2d", "StdConv2dSame", "ScaledStdConv2d", "ScaledStdConv2dSame")
+
+
+def applied_conv_weight(module: torch.nn.Conv2d) -> torch.Tensor:
+    """The kernel a Conv2d applies: its ``weight``, or for timm's weight-standardised
+    convolutions (NFNets, BiT ResNetV2s) the standardised, scaled kernel their forward
+    computes from it; filters and weights views show what the layer does."""
+    import sys
+
+    import torch.nn.functional as F
+
+    layers = sys.modules.get("timm.layers")  # never imported for it: only timm makes them
+    kinds = tuple(getattr(layers, n) for n in _STANDARDISED if hasattr(layers, n))
+    if not kinds or not isinstance(module, kinds):
+        return module.weight
+    gain = getattr(module, "gain", None)
+    affine = (gain * getattr(module, "scale", 1.0)).view(-1) if gain is not None else None
+    flat = module.weight.reshape(1, module.out_channels, -1)
+    standardised = F.batch_norm(
+        flat, None, None, weight=affine, training=True, momentum=0.0, eps=float(module.eps)
+    )
+    return standardised.reshape_as(module.weight)

@@ -363,3 +363,23 @@ def test_layers_and_models_list_timm(tmp_path: Path) -> None:
     plain = invoke("models", "resnet1*").stdout.split()
     assert plain == ["resnet101", "resnet152", "resnet18"]
     error_line(invoke("layers", "timm/convnext_tny"), 1, "closest: timm/convnext_tiny")
+
+
+def test_filters_of_weight_standardised_convolutions_are_the_applied_kernels() -> None:
+    from reportgen.nn.timm_models import applied_conv_weight
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_nfnet.r160_in1k").eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    standardised = [m for m in convs if type(m).__name__.startswith(("StdConv", "ScaledStd"))]
+    assert standardised
+    for conv in standardised[:3]:
+        inputs = torch.randn(2, conv.in_channels, 9, 9)
+        kernel = applied_conv_weight(conv)
+        assert not torch.allclose(kernel, conv.weight)
+        plain = torch.nn.functional.conv2d(
+            inputs, kernel, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
+        torch.testing.assert_close(conv(inputs), plain)
+    plain_conv = torch.nn.Conv2d(3, 4, 3)
+    assert applied_conv_weight(plain_conv) is plain_conv.weight
