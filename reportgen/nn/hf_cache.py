@@ -69,15 +69,28 @@ def cached_file(cache: Path, repo_id: str, filenames: tuple[str, ...]) -> Path |
 def download_file(cache: Path, repo_id: str, filenames: tuple[str, ...]) -> Path | None:
     """Fetch the first of ``filenames`` the hub has into ``cache``; None when the hub
     cannot be reached or has none of them."""
+    import logging
+
     try:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError:
         return None
-    for name in filenames:
-        try:
-            return Path(hf_hub_download(repo_id, name, cache_dir=str(cache)))
-        except Exception:  # noqa: BLE001, S112 - no network, no such file: try the next
-            continue
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its "Retrying in 8s" lines are not the user's error
+    try:
+        for name in filenames:
+            try:
+                return Path(hf_hub_download(repo_id, name, cache_dir=str(cache)))
+            except LocalEntryNotFoundError:
+                return None  # the hub is not reachable: the next file would not be either
+            except EntryNotFoundError:
+                continue  # the repository has no such file: try the next name
+            except Exception:  # noqa: BLE001 - no such repository, refused, ...
+                return None
+    finally:
+        hub_log.setLevel(level)
     return None
 
 

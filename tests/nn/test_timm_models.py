@@ -383,3 +383,34 @@ def test_filters_of_weight_standardised_convolutions_are_the_applied_kernels() -
         torch.testing.assert_close(conv(inputs), plain)
     plain_conv = torch.nn.Conv2d(3, 4, 3)
     assert applied_conv_weight(plain_conv) is plain_conv.weight
+
+
+@pytest.mark.slow  # huggingface_hub retries for about 20 s before it gives up
+def test_online_a_failed_download_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_sockets: list[str]
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    for name in ("REPORTGEN_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    images = write_images(tmp_path / "in", 1, (32, 32))
+    result = invoke("run", str(images), "-m", "timm/test_resnet.r160_in1k", "-o",
+                    str(tmp_path / "out"))  # fmt: skip
+    error_line(result, 1, "timm/test_resnet.r160_in1k", "downloading it failed", "--weights PATH")
+    assert no_sockets, "the download was not tried"
+    assert "Retrying" not in result.stderr, result.stderr
+
+
+def test_without_safetensors_a_safetensors_file_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from safetensors.torch import save_file
+
+    from reportgen.errors import ReportgenError
+    from reportgen.nn.weights import load_state_dict
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.bin"))
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(ReportgenError, match=r"safetensors file.*pip install 'reportgen\[timm\]'"):
+        load_state_dict(tmp_path / "w.bin")
