@@ -184,7 +184,9 @@ def _create(name: str, seed: int, **options: Any) -> torch.nn.Module:
         ) from exc
 
 
-def _build_pretrained(name: str, seed: int, offline: bool) -> tuple[Any, ResolvedWeights]:
+def _build_pretrained(
+    name: str, seed: int, offline: bool
+) -> tuple[torch.nn.Module, ResolvedWeights]:
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
@@ -205,7 +207,7 @@ def _build_pretrained(name: str, seed: int, offline: bool) -> tuple[Any, Resolve
     return module, ResolvedWeights("timm", label, path)
 
 
-def _build_from_file(name: str, path: Path, seed: int) -> Any:
+def _build_from_file(name: str, path: Path, seed: int) -> torch.nn.Module:
     state = load_state_dict(path)
     module = _create(name, seed, pretrained=False)
     rows = _classifier_rows(module, state)
@@ -215,7 +217,9 @@ def _build_from_file(name: str, path: Path, seed: int) -> Any:
     return module
 
 
-def build_timm_module(name: str, weights_spec: str, *, offline: bool, seed: int) -> Any:
+def build_timm_module(
+    name: str, weights_spec: str, *, offline: bool, seed: int
+) -> tuple[torch.nn.Module, ResolvedWeights]:
     """The network and what its weights are, for ``timm/NAME`` and ``--weights``."""
     bare = check_timm_name(name)
     spec = weights_spec.strip()
@@ -273,7 +277,7 @@ def listed_models(pattern: str, from_timm: bool) -> list[str]:
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
 
 
-def module_for_listing(model: str) -> tuple[Any, int]:
+def module_for_listing(model: str) -> tuple[torch.nn.Module, int]:
     """``reportgen layers MODEL``: the network as ``run`` builds it with random weights
     (seed 0), and the input size its layers are traced at (timm: the model's own)."""
     import torch
