@@ -414,3 +414,35 @@ def test_without_safetensors_a_safetensors_file_says_what_to_install(
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
     with pytest.raises(ReportgenError, match=r"safetensors file.*pip install 'reportgen\[timm\]'"):
         load_state_dict(tmp_path / "w.bin")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"input_size": (3, 160, 160), "crop_pct": 0.95, "crop_mode": "center"},
+        {"input_size": (3, 128, 160), "crop_pct": 0.9, "crop_mode": "center"},
+        {"input_size": (3, 144, 144), "crop_pct": 1.0, "crop_mode": "squash"},
+        {"input_size": (3, 144, 144), "crop_pct": 0.8, "crop_mode": "border"},
+    ],
+    ids=["center", "center-not-square", "squash", "border"],
+)
+def test_every_crop_mode_is_timms_own_transform(config: dict[str, Any]) -> None:
+    from timm.data import create_transform, resolve_data_config
+
+    from reportgen.nn.timm_models import timm_preprocessing
+
+    module = torch.nn.Conv2d(3, 1, 1)
+    module.pretrained_cfg = {  # type: ignore[assignment]
+        **config,
+        "interpolation": "bicubic",
+        "mean": (0.5, 0.4, 0.3),
+        "std": (0.2, 0.25, 0.3),
+    }
+    preprocessing = timm_preprocessing(module)
+    transform = create_transform(**resolve_data_config(model=module))
+    rng = np.random.default_rng(0)
+    for size in ((97, 211), (300, 120)):
+        image = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        view = preprocessing.view(image)
+        assert (view.height, view.width) == tuple(config["input_size"][1:])
+        assert torch.equal(preprocessing.tensor(view), transform(image))
