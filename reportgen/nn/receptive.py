@@ -47,6 +47,29 @@ def _pair(value: Any) -> tuple[int, int]:
 _GEOMETRIC = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
 
 
+def _leading_padding(
+    sub: torch.nn.Module,
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    step: tuple[int, int],
+    dil: tuple[int, int],
+) -> tuple[int, int]:
+    """Pixels padded before the first row and column. timm's ``Conv2dSame``,
+    ``MaxPool2dSame`` and ``AvgPool2dSame`` pad in their forward as TensorFlow's 'SAME'
+    does (their ``padding`` says 0); torch's ``padding='same'`` pads (k - 1) d / 2."""
+    if type(sub).__name__.endswith("Same"):
+        totals = [
+            max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            for size, k, s, d in zip(in_hw, kernel, step, dil)
+        ]
+        return (totals[0] // 2, totals[1] // 2)
+    padding = getattr(sub, "padding", 0)
+    if isinstance(padding, str):
+        same = padding == "same"
+        return ((kernel[0] - 1) * dil[0] // 2 * same, (kernel[1] - 1) * dil[1] // 2 * same)
+    return _pair(padding)
+
+
 def receptive_fields(
     module: torch.nn.Module, layers: list[str], input_size: int, device: Any = "cpu"
 ) -> dict[str, ReceptiveField]:
@@ -80,8 +103,8 @@ def receptive_fields(
         if isinstance(sub, _GEOMETRIC) and in_hw == current:
             kernel = _pair(sub.kernel_size)
             step = _pair(sub.stride if sub.stride is not None else sub.kernel_size)
-            pad = _pair(sub.padding) if not isinstance(sub.padding, str) else (0, 0)
             dil = _pair(getattr(sub, "dilation", 1))
+            pad = _leading_padding(sub, in_hw, kernel, step, dil)
             for axis in (0, 1):
                 size[axis] += (kernel[axis] - 1) * dil[axis] * stride[axis]
                 start[axis] += ((kernel[axis] - 1) * dil[axis] / 2.0 - pad[axis]) * stride[axis]

@@ -446,3 +446,59 @@ def test_every_crop_mode_is_timms_own_transform(config: dict[str, Any]) -> None:
         view = preprocessing.view(image)
         assert (view.height, view.width) == tuple(config["input_size"][1:])
         assert torch.equal(preprocessing.tensor(view), transform(image))
+
+
+class _Reached(Exception):
+    pass
+
+
+def _layer_output(model: torch.nn.Module, layer: str, image: torch.Tensor) -> torch.Tensor:
+    """``layer``'s output for ``image``; the forward pass stops there."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def stop(_module: object, _inputs: object, output: torch.Tensor) -> None:
+        seen["out"] = output
+        raise _Reached
+
+    handle = dict(model.named_modules())[layer].register_forward_hook(stop)
+    try:
+        model(image)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    return seen["out"]
+
+
+def _measured_box(model: torch.nn.Module, layer: str, size: int) -> list[int]:
+    """[x0, y0, x1, y1] of the input pixels whose gradient reaches the centre cell of
+    ``layer``: every weight positive on a positive picture, so every activation before it
+    is positive and passes its gradient on."""
+    import copy
+
+    probe = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for parameter in probe.parameters():
+            parameter.copy_(parameter.abs() + 0.01)
+    image = torch.rand(1, 3, size, size, requires_grad=True)
+    out = _layer_output(probe, layer, image)
+    y, x = out.shape[2] // 2, out.shape[3] // 2
+    (gradient,) = torch.autograd.grad(out[0, :, y, x].sum(), image)
+    rows, cols = (gradient[0].abs().sum(0) > 0).nonzero(as_tuple=True)
+    return [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
+
+
+def test_receptive_fields_of_tensorflow_same_padding_sit_where_the_gradient_is() -> None:
+    from reportgen.nn.receptive import receptive_fields
+
+    torch.manual_seed(0)
+    model = timm.create_model("tf_mobilenetv3_small_minimal_100").eval()
+    layers = ["conv_stem", "blocks.0.0.conv_dw", "blocks.1.0.conv_dw"]
+    assert all(type(dict(model.named_modules())[n]).__name__ == "Conv2dSame" for n in layers)
+    size = 65  # odd: TensorFlow's SAME then pads a pixel before, not only after
+    fields = receptive_fields(model, layers, size)
+    for layer in layers:
+        with torch.no_grad():
+            out = _layer_output(model, layer, torch.zeros(1, 3, size, size))
+        expected = fields[layer].box(out.shape[2] // 2, out.shape[3] // 2, (size, size))
+        assert _measured_box(model, layer, size) == expected, layer
