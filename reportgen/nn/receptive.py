@@ -47,6 +47,35 @@ def _pair(value: Any) -> tuple[int, int]:
 _GEOMETRIC = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
 
 
+# Modules outside torch.nn that downsample with a kernel of their own: timm's
+# anti-aliasing BlurPool2d (a fixed filter, stride 2) and TResNet's SpaceToDepth stem.
+_GEOMETRIC_BY_NAME = ("BlurPool2d", "SpaceToDepth", "PixelUnshuffle")
+
+
+def _is_geometric(sub: torch.nn.Module) -> bool:
+    return isinstance(sub, _GEOMETRIC) or type(sub).__name__ in _GEOMETRIC_BY_NAME
+
+
+Pair = tuple[int, int]
+
+
+def _geometry(sub: torch.nn.Module, in_hw: Pair) -> tuple[Pair, Pair, Pair, Pair]:
+    """(kernel, stride, dilation, leading padding) of a geometric module."""
+    kind = type(sub).__name__
+    if kind == "BlurPool2d":
+        size, step = _pair(getattr(sub, "filt_size", 3)), _pair(getattr(sub, "stride", 2))
+        padding = list(getattr(sub, "padding", [0, 0, 0, 0]))  # F.pad's (left, right, top, bottom)
+        return size, step, (1, 1), (int(padding[2]), int(padding[0]))
+    if kind in ("SpaceToDepth", "PixelUnshuffle"):
+        block = _pair(getattr(sub, "bs", getattr(sub, "downscale_factor", 1)))
+        return block, block, (1, 1), (0, 0)
+    kernel = _pair(sub.kernel_size)
+    stride = getattr(sub, "stride", None)
+    step = _pair(stride if stride is not None else kernel)
+    dil = _pair(getattr(sub, "dilation", 1))
+    return kernel, step, dil, _leading_padding(sub, in_hw, kernel, step, dil)
+
+
 def _leading_padding(
     sub: torch.nn.Module,
     in_hw: tuple[int, int],
@@ -90,7 +119,7 @@ def receptive_fields(
     targets = [
         (name, sub)
         for name, sub in module.named_modules()
-        if name and (isinstance(sub, _GEOMETRIC) or name in layers)
+        if name and (_is_geometric(sub) or name in layers)
     ]
     with ForwardHooks(targets, hook), torch.no_grad():
         module(torch.zeros(1, 3, input_size, input_size, device=device))
@@ -100,11 +129,8 @@ def receptive_fields(
     current = (input_size, input_size)
     fields: dict[str, ReceptiveField] = {}
     for name, sub, in_hw, out_hw in events:
-        if isinstance(sub, _GEOMETRIC) and in_hw == current:
-            kernel = _pair(sub.kernel_size)
-            step = _pair(sub.stride if sub.stride is not None else sub.kernel_size)
-            dil = _pair(getattr(sub, "dilation", 1))
-            pad = _leading_padding(sub, in_hw, kernel, step, dil)
+        if _is_geometric(sub) and in_hw == current:
+            kernel, step, dil, pad = _geometry(sub, in_hw)
             for axis in (0, 1):
                 size[axis] += (kernel[axis] - 1) * dil[axis] * stride[axis]
                 start[axis] += ((kernel[axis] - 1) * dil[axis] / 2.0 - pad[axis]) * stride[axis]

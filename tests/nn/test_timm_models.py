@@ -488,14 +488,26 @@ def _measured_box(model: torch.nn.Module, layer: str, size: int) -> list[int]:
     return [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
 
 
-def test_receptive_fields_of_tensorflow_same_padding_sit_where_the_gradient_is() -> None:
+@pytest.mark.parametrize(
+    ("name", "layers", "kind"),
+    [
+        # TensorFlow's SAME padding, done in the forward of timm's Conv2dSame.
+        ("tf_mobilenetv3_small_minimal_100", ["conv_stem", "blocks.1.0.conv_dw"], "Conv2dSame"),
+        # Anti-aliased downsampling: a fixed blur filter of stride 2, not an nn.Conv2d.
+        ("resnetblur18", ["layer1.0.conv1", "layer2.0.conv2", "layer3.0.conv1"], "BlurPool2d"),
+        # TResNet's stem: space to depth, 4x4 pixels to one cell.
+        ("tresnet_m", ["body.conv1.conv"], "SpaceToDepth"),
+    ],
+)
+def test_receptive_fields_of_timms_own_downsampling_sit_where_the_gradient_is(
+    name: str, layers: list[str], kind: str
+) -> None:
     from reportgen.nn.receptive import receptive_fields
 
     torch.manual_seed(0)
-    model = timm.create_model("tf_mobilenetv3_small_minimal_100").eval()
-    layers = ["conv_stem", "blocks.0.0.conv_dw", "blocks.1.0.conv_dw"]
-    assert all(type(dict(model.named_modules())[n]).__name__ == "Conv2dSame" for n in layers)
-    size = 65  # odd: TensorFlow's SAME then pads a pixel before, not only after
+    model = timm.create_model(name).eval()
+    assert any(type(m).__name__ == kind for m in model.modules())
+    size = 65 if kind == "Conv2dSame" else 64  # odd: SAME then pads a pixel before, too
     fields = receptive_fields(model, layers, size)
     for layer in layers:
         with torch.no_grad():
