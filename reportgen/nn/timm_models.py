@@ -18,18 +18,14 @@ from typing import TYPE_CHECKING, Any
 from reportgen.errors import ReportgenError
 from reportgen.nn.hf_cache import find_hub_weights
 from reportgen.nn.models import LoadedModel, Preprocessing, apply_state_dict
+from reportgen.nn.timm_names import PREFIX, is_timm
 from reportgen.nn.weights import ResolvedWeights, _one_line, load_state_dict
 
 if TYPE_CHECKING:
     import torch
 
-PREFIX = "timm/"
 INSTALL_HINT = "pip install 'reportgen[timm]' (timm and safetensors)"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def is_timm(name: str) -> bool:
-    return name.startswith(PREFIX)
 
 
 def require_timm(what: str) -> ModuleType:

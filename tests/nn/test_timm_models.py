@@ -189,6 +189,9 @@ def test_weights_missing_from_the_cache_name_repo_folder_and_ways_out(
     [
         ("timm/resnet181", "closest: timm/resnet18"),
         ("timm/test_convnext.r16_in1k", "closest: timm/test_convnext.r160_in1k"),
+        # A timm name without the prefix, and the colon of a factory: where timm is.
+        ("convnext_atto", "timm has it: -m timm/convnext_atto"),
+        ("timm:convnext_tiny", "timm has it: -m timm/convnext_tiny"),
     ],
 )
 def test_unknown_timm_names_get_the_closest(tmp_path: Path, name: str, needle: str) -> None:
