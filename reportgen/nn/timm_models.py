@@ -174,7 +174,7 @@ def _create(name: str, seed: int, **options: Any) -> torch.nn.Module:
     torch.manual_seed(seed)  # --weights none, and heads a checkpoint does not cover
     try:
         return timm.create_model(name, **options)
-    except RuntimeError as exc:  # a checkpoint that does not fit, from timm's loader
+    except (RuntimeError, KeyError, ValueError) as exc:  # timm's loader: it does not fit
         raise ReportgenError(
             f"weights for timm model {name!r} do not fit it: {_one_line(str(exc), 240)}"
         ) from exc

@@ -517,3 +517,18 @@ def test_receptive_fields_of_timms_own_downsampling_sit_where_the_gradient_is(
             out = _layer_output(model, layer, torch.zeros(1, 3, size, size))
         expected = fields[layer].box(out.shape[2] // 2, out.shape[3] // 2, (size, size))
         assert _measured_box(model, layer, size) == expected, layer
+
+
+def test_cached_weights_of_another_network_are_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import save as save_safetensors
+
+    other = save_safetensors(_random_state("test_resnet.r160_in1k", seed=1))
+    cache = _hub_cache(tmp_path / "hub", f"timm/{CONVNEXT}", {"model.safetensors": other})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    images = write_images(tmp_path / "in", 1, (32, 32))
+    out = tmp_path / "out"
+    result = invoke("run", str(images), "-m", f"timm/{CONVNEXT}", "-o", str(out))
+    error_line(result, 1, f"weights for timm model '{CONVNEXT}' do not fit it")
+    assert not out.exists()
