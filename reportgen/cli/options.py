@@ -110,7 +110,8 @@ _RUN_SETTINGS_OPTIONS = [
         "models",
         multiple=True,
         default=default_of("models"),
-        help="torchvision model name, NAME=WEIGHTS for per-model weights (compare checkpoints), "
+        help="torchvision model name, timm/NAME for a timm model (timm/resnet50.a1_in1k), "
+        "NAME=WEIGHTS for per-model weights (compare checkpoints), "
         "or package.module:factory for your own model; repeatable. "
         f"[default: {', '.join(default_of('models'))}]",
     ),
@@ -126,8 +127,9 @@ _RUN_SETTINGS_OPTIONS = [
         "--weights",
         default=default_of("weights"),
         show_default=True,
-        help="imagenet (the model's DEFAULT), a torchvision weights name (IMAGENET1K_V1, "
-        "DEFAULT), none, or a state-dict file.",
+        help="imagenet (the model's DEFAULT; for timm/NAME its pretrained weights from the "
+        "Hugging Face cache), a torchvision weights name (IMAGENET1K_V1, DEFAULT), none, or "
+        "a state-dict file (.safetensors or torch.save's).",
     ),
     click.option(
         "--weights-dir",

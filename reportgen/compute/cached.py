@@ -64,7 +64,22 @@ def weights_fingerprints(models: ModelOptions) -> dict[str, Any]:
     from reportgen.results.store import weights_fingerprint
 
     specs = {models.weights, *(split_model_spec(m, models.weights)[1] for m in models.specs)}
-    return {spec: weights_fingerprint(spec, models.weights_dir) for spec in sorted(specs)}
+    found = {spec: weights_fingerprint(spec, models.weights_dir) for spec in sorted(specs)}
+    found.update(timm_hub_fingerprints(models))
+    return found
+
+
+def timm_hub_fingerprints(models: ModelOptions) -> dict[str, Any]:
+    """The Hugging Face cache folders that ``-m timm/NAME`` models with ``imagenet``
+    weights read (by their files' sizes and times), keyed ``NAME=hub``."""
+    from reportgen.nn.hf_cache import timm_hub_fingerprint
+
+    found: dict[str, Any] = {}
+    for spec in models.specs:
+        name, weights = split_model_spec(spec, models.weights)
+        if name.startswith("timm/") and weights.lower() in ("imagenet", "default"):
+            found[f"{name}=hub"] = timm_hub_fingerprint(name)
+    return found
 
 
 class ResultStore:

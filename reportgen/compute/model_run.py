@@ -84,10 +84,14 @@ def _layer_facts(model: LoadedModel, info: Any, shape: tuple[int, ...]) -> Layer
     """A chosen layer's facts from its traced output; a Conv2d's kernels with them."""
     import torch
 
+    from reportgen.nn.timm_models import applied_conv_weight
+
     module = dict(model.module.named_modules())[info.name]
     weight = None
     if isinstance(module, torch.nn.Conv2d):
-        weight = module.weight.detach().float().cpu().numpy()
+        # The weights the layer applies (timm's standardised-weight convolutions differ
+        # from their stored parameter).
+        weight = applied_conv_weight(module).detach().float().cpu().numpy()
     categories = model.categories
     return LayerFacts(
         info.name,

@@ -14,6 +14,7 @@ from reportgen.nn.models import (
     model_id,
     read_labels,
 )
+from reportgen.nn.timm_names import is_timm
 from reportgen.options import ModelOptions
 
 
@@ -45,6 +46,18 @@ def load_models(options: ModelOptions, device: Any) -> tuple[list[LoadedModel], 
 def _load_one(
     name: str, weights: str, ident: str, options: ModelOptions, device: Any
 ) -> LoadedModel:
+    if is_timm(name):
+        from reportgen.nn.timm_models import load_timm_model
+
+        return load_timm_model(
+            name,
+            weights,
+            offline=options.offline,
+            seed=options.seed,
+            device=device,
+            model_id_=ident,
+            labels_file=options.labels_file,
+        )
     if is_custom(name):
         return load_custom_model(
             name,

@@ -35,10 +35,13 @@ def classification_models() -> list[str]:
 def check_model_name(name: str) -> None:
     known = classification_models()
     if name not in known:
+        from reportgen.nn.timm_names import timm_hint
+
         close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
         hint = f"; closest: {', '.join(close)}" if close else ""
         raise ReportgenError(
-            f"unknown model {name!r}{hint} (see 'reportgen models' for all {len(known)})"
+            f"unknown model {name!r}{hint}{timm_hint(name)} (see 'reportgen models' for "
+            f"all {len(known)})"
         )
 
 
@@ -153,6 +156,13 @@ def build_custom_module(spec: str) -> Any:
     import torch
 
     module_name, _, attribute = spec.partition(":")
+    if module_name == "timm":  # timm's models are -m timm/NAME, not factories of package timm
+        from reportgen.nn.timm_names import timm_hint
+
+        raise ReportgenError(
+            f"model {spec!r} names a factory {attribute!r} of the package timm"
+            f"{timm_hint(spec) or '; timm models are -m timm/NAME'}"
+        )
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:

@@ -47,6 +47,58 @@ def _pair(value: Any) -> tuple[int, int]:
 _GEOMETRIC = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
 
 
+# Modules outside torch.nn that downsample with a kernel of their own: timm's
+# anti-aliasing BlurPool2d (a fixed filter, stride 2) and TResNet's SpaceToDepth stem.
+_GEOMETRIC_BY_NAME = ("BlurPool2d", "SpaceToDepth", "PixelUnshuffle")
+
+
+def _is_geometric(sub: torch.nn.Module) -> bool:
+    return isinstance(sub, _GEOMETRIC) or type(sub).__name__ in _GEOMETRIC_BY_NAME
+
+
+Pair = tuple[int, int]
+
+
+def _geometry(sub: torch.nn.Module, in_hw: Pair) -> tuple[Pair, Pair, Pair, Pair]:
+    """(kernel, stride, dilation, leading padding) of a geometric module."""
+    kind = type(sub).__name__
+    if kind == "BlurPool2d":
+        size, step = _pair(getattr(sub, "filt_size", 3)), _pair(getattr(sub, "stride", 2))
+        padding = list(getattr(sub, "padding", [0, 0, 0, 0]))  # F.pad's (left, right, top, bottom)
+        return size, step, (1, 1), (int(padding[2]), int(padding[0]))
+    if kind in ("SpaceToDepth", "PixelUnshuffle"):
+        block = _pair(getattr(sub, "bs", getattr(sub, "downscale_factor", 1)))
+        return block, block, (1, 1), (0, 0)
+    kernel = _pair(sub.kernel_size)
+    stride = getattr(sub, "stride", None)
+    step = _pair(stride if stride is not None else kernel)
+    dil = _pair(getattr(sub, "dilation", 1))
+    return kernel, step, dil, _leading_padding(sub, in_hw, kernel, step, dil)
+
+
+def _leading_padding(
+    sub: torch.nn.Module,
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    step: tuple[int, int],
+    dil: tuple[int, int],
+) -> tuple[int, int]:
+    """Pixels padded before the first row and column. timm's ``Conv2dSame``,
+    ``MaxPool2dSame`` and ``AvgPool2dSame`` pad in their forward as TensorFlow's 'SAME'
+    does (their ``padding`` says 0); torch's ``padding='same'`` pads (k - 1) d / 2."""
+    if type(sub).__name__.endswith("Same"):
+        totals = [
+            max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            for size, k, s, d in zip(in_hw, kernel, step, dil)
+        ]
+        return (totals[0] // 2, totals[1] // 2)
+    padding = getattr(sub, "padding", 0)
+    if isinstance(padding, str):
+        same = padding == "same"
+        return ((kernel[0] - 1) * dil[0] // 2 * same, (kernel[1] - 1) * dil[1] // 2 * same)
+    return _pair(padding)
+
+
 def receptive_fields(
     module: torch.nn.Module, layers: list[str], input_size: int, device: Any = "cpu"
 ) -> dict[str, ReceptiveField]:
@@ -67,7 +119,7 @@ def receptive_fields(
     targets = [
         (name, sub)
         for name, sub in module.named_modules()
-        if name and (isinstance(sub, _GEOMETRIC) or name in layers)
+        if name and (_is_geometric(sub) or name in layers)
     ]
     with ForwardHooks(targets, hook), torch.no_grad():
         module(torch.zeros(1, 3, input_size, input_size, device=device))
@@ -77,11 +129,8 @@ def receptive_fields(
     current = (input_size, input_size)
     fields: dict[str, ReceptiveField] = {}
     for name, sub, in_hw, out_hw in events:
-        if isinstance(sub, _GEOMETRIC) and in_hw == current:
-            kernel = _pair(sub.kernel_size)
-            step = _pair(sub.stride if sub.stride is not None else sub.kernel_size)
-            pad = _pair(sub.padding) if not isinstance(sub.padding, str) else (0, 0)
-            dil = _pair(getattr(sub, "dilation", 1))
+        if _is_geometric(sub) and in_hw == current:
+            kernel, step, dil, pad = _geometry(sub, in_hw)
             for axis in (0, 1):
                 size[axis] += (kernel[axis] - 1) * dil[axis] * stride[axis]
                 start[axis] += ((kernel[axis] - 1) * dil[axis] / 2.0 - pad[axis]) * stride[axis]

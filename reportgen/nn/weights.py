@@ -271,19 +271,34 @@ def load_state_dict(path: Path) -> dict[str, Any]:
 
     import torch
 
+    from reportgen.nn.safetensors_file import (
+        looks_like_safetensors,
+        named_safetensors,
+        read_safetensors,
+    )
+
     try:
         with path.open("rb") as handle:
-            head = handle.read(8)
+            head = handle.read(16)
     except OSError as exc:
         raise ReportgenError(f"cannot read weights file {path}: {exc.strerror or exc}") from exc
     if not head:
         raise ReportgenError(
             f"weights file {path} is not a PyTorch checkpoint: it is empty (0 bytes)"
         )
+    # The format is judged by the content: a safetensors file under any name, a
+    # torch.save file even when it is called .safetensors.
+    if looks_like_safetensors(head):
+        return _strip_module_prefix(read_safetensors(path))
     if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        what = (
+            "is not a safetensors file despite its name, nor a PyTorch checkpoint"
+            if named_safetensors(path)
+            else "is not a PyTorch checkpoint"
+        )
         raise ReportgenError(
-            f"weights file {path} is not a PyTorch checkpoint: it is neither torch.save's "
-            f"zip format nor a pickle (it starts with {head!r})"
+            f"weights file {path} {what}: it is neither safetensors, torch.save's zip "
+            f"format nor a pickle (it starts with {head[:8]!r})"
         )
     if head.startswith(ZIP_MAGIC):
         check_zip_bounds(path)
@@ -291,7 +306,9 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         with warnings.catch_warnings():
             # torch's notes about the file's pickle protocol are not the user's business.
             warnings.simplefilter("ignore", UserWarning)
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            # An open file, not its name: torch would judge the format by the extension.
+            with path.open("rb") as handle:
+                loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = _UNSUPPORTED_GLOBAL.search(text)
@@ -363,8 +380,12 @@ def _unwrap_state_dict(loaded: Any) -> dict[str, Any] | None:
                 loaded = inner
                 break
         if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
-            # Checkpoints saved from DataParallel prefix every key with "module.".
-            if all(str(k).startswith("module.") for k in loaded):
-                return {str(k)[len("module.") :]: v for k, v in loaded.items()}
-            return {str(k): v for k, v in loaded.items()}
+            return _strip_module_prefix({str(k): v for k, v in loaded.items()})
     return None
+
+
+def _strip_module_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints saved from DataParallel prefix every key with "module."."""
+    if all(key.startswith("module.") for key in state):
+        return {key[len("module.") :]: value for key, value in state.items()}
+    return state

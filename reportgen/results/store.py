@@ -152,7 +152,10 @@ def code_fingerprint() -> str:
                 if path.is_file() and not path.name.endswith((".pyc", ".pyo")):
                     entries.append([_content_sha256(path), path.name, folder.name])
     versions: dict[str, str | None] = {}
-    for dist in ("reportgen", "torch", "torchvision", "numpy", "pillow", "jinja2", "matplotlib"):
+    for dist in (
+        *("reportgen", "torch", "torchvision", "numpy", "pillow", "jinja2", "matplotlib"),
+        *("timm", "safetensors"),  # timm defines its models' networks and preprocessing
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
