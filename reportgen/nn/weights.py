@@ -261,22 +261,30 @@ def _one_line(text: str, limit: int = 160) -> str:
 def load_state_dict(path: Path) -> dict[str, Any]:
     """Read a checkpoint as plain tensors only: no code in it is ever run.
 
-    The file is sniffed first (torch.save's zip format or a pickle), then read with
-    ``torch.load(weights_only=True)``, whose unpickler refuses every global that is
-    not a tensor type: a file asking to import or call anything else is refused
-    before any of it runs.
+    The file is sniffed first (safetensors, torch.save's zip format or a pickle: by its
+    content, not its name); safetensors are read without unpickling anything, the others
+    with ``torch.load(weights_only=True)``, whose unpickler refuses every global that is
+    not a tensor type: a file asking to import or call anything else is refused before
+    any of it runs.
     """
-    import pickle
-    import warnings
+    from reportgen.nn.safetensors_file import looks_like_safetensors, read_safetensors
 
-    import torch
+    head = _file_head(path)
+    # The format is judged by the content: a safetensors file under any name, a
+    # torch.save file even when it is called .safetensors.
+    if looks_like_safetensors(head):
+        return _strip_module_prefix(read_safetensors(path))
+    _check_torch_format(path, head)
+    state = _unwrap_state_dict(_torch_load(path))
+    if state is None:
+        raise ReportgenError(
+            f"weights file {path} holds no state dict (a mapping of names to tensors)"
+        )
+    _refuse_nan(path, state)
+    return state
 
-    from reportgen.nn.safetensors_file import (
-        looks_like_safetensors,
-        named_safetensors,
-        read_safetensors,
-    )
 
+def _file_head(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
             head = handle.read(16)
@@ -286,10 +294,13 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         raise ReportgenError(
             f"weights file {path} is not a PyTorch checkpoint: it is empty (0 bytes)"
         )
-    # The format is judged by the content: a safetensors file under any name, a
-    # torch.save file even when it is called .safetensors.
-    if looks_like_safetensors(head):
-        return _strip_module_prefix(read_safetensors(path))
+    return head
+
+
+def _check_torch_format(path: Path, head: bytes) -> None:
+    """torch.save's zip format (its size bounded before torch reads it) or a pickle."""
+    from reportgen.nn.safetensors_file import named_safetensors
+
     if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
         what = (
             "is not a safetensors file despite its name, nor a PyTorch checkpoint"
@@ -302,13 +313,22 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         )
     if head.startswith(ZIP_MAGIC):
         check_zip_bounds(path)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, its refusals as one line."""
+    import pickle
+    import warnings
+
+    import torch
+
     try:
         with warnings.catch_warnings():
             # torch's notes about the file's pickle protocol are not the user's business.
             warnings.simplefilter("ignore", UserWarning)
             # An open file, not its name: torch would judge the format by the extension.
             with path.open("rb") as handle:
-                loaded = torch.load(handle, map_location="cpu", weights_only=True)
+                return torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = _UNSUPPORTED_GLOBAL.search(text)
@@ -327,13 +347,6 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             f"weights file {path} is not a PyTorch checkpoint "
             f"({type(exc).__name__}: {_one_line(str(exc))})"
         ) from exc
-    state = _unwrap_state_dict(loaded)
-    if state is None:
-        raise ReportgenError(
-            f"weights file {path} holds no state dict (a mapping of names to tensors)"
-        )
-    _refuse_nan(path, state)
-    return state
 
 
 def _refuse_nan(path: Path, state: dict[str, Any]) -> None:
