@@ -58,8 +58,8 @@ STATS_SCRIPT = """
 import os, sys
 from pathlib import Path
 from reportgen.errors import ReportgenError
-from reportgen.nn.channel_stats import ChannelStats
 from reportgen.report.statsfile import StatsFile
+from reportgen.statistics import ChannelStats, statistic_names
 import numpy as np
 
 if sys.argv[2] == "no-fallocate":
@@ -73,7 +73,12 @@ class Staged:
 
 channels = 64
 row = np.ones(channels)
-stats = ChannelStats(row, row, row, row, row, row.astype(np.int64), row.astype(np.int64), (4, 4))
+stats = ChannelStats(
+    argmax_y=row.astype(np.int64),
+    argmax_x=row.astype(np.int64),
+    map_size=(4, 4),
+    **{name: row for name in statistic_names()},
+)
 try:
     table = StatsFile(Staged(), "stats.npy", 4000, channels)
     for index in range(4000):
