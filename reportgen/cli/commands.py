@@ -58,14 +58,17 @@ class ReportgenGroup(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from reportgen.report.output import forget_commits
-
         def verbose() -> bool:
             # -v before the subcommand is parsed before invoke(); after it, while the
             # subcommand is: read it when an error needs it.
             return bool((ctx.obj or {}).get("verbose") or ctx.params.get("verbose"))
 
-        forget_commits()
+        # What an earlier command of this process committed (tests invoke many): none
+        # when the output module was never imported, and importing it here would cost
+        # `--help` numpy and the report stage (issue 25: help under 0.3 s).
+        output = sys.modules.get("reportgen.report.output")
+        if output is not None:
+            output.forget_commits()
         _signal_arrived[0] = False
         try:
             return super().invoke(ctx)
@@ -690,9 +693,12 @@ def _print_summary(ctx: click.Context, summary: Any, as_json: bool, single_file:
         click.echo(json.dumps(dataclasses.asdict(summary), indent=2, ensure_ascii=False))
     elif not quiet:
         where = summary.report if single_file else f"{summary.report}/index.html"
+        from reportgen.report.text import plural
+
         click.echo(
-            f"Wrote {where}: {len(summary.inputs)} inputs, "
-            f"{len(summary.models)} models, {summary.pages} pages in {summary.seconds:.1f} s"
+            f"Wrote {where}: {plural(len(summary.inputs), 'input')}, "
+            f"{plural(len(summary.models), 'model')}, {plural(summary.pages, 'page')} "
+            f"in {summary.seconds:.1f} s"
         )
 
 

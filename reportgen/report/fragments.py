@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
-from reportgen.report.text import format_number
+from reportgen.report.text import format_number, format_percent
 from reportgen.report.tiles import example_first, map_picture
 
 Url = Callable[[str], str]
@@ -131,7 +131,7 @@ def _unit_numbers(s: Any) -> str:
 
 
 def _percent(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
+    return format_percent(value)
 
 
 def value_range(low: Any, high: Any) -> str:

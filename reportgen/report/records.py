@@ -33,6 +33,7 @@ from reportgen.results.records import (
     LayerResult,
     ModelFacts,
     PictureKey,
+    channel_label,
 )
 from reportgen.results.run import STATS_FIELDS, InputFacts, ModelResults
 
@@ -77,6 +78,18 @@ def filter_note(layer: LayerFacts) -> str | None:
         return (
             f"{kh}x{kw} filters over the RGB input: shown as colour, and as their R, G and B "
             "parts apart, each filter scaled over its own range (true pixels, no smoothing)"
+        )
+    if kh * kw == 1:
+        # A 1x1 kernel's filter would be one pixel: no filter is drawn (kernel_shown); the
+        # weights view, where there is one, says which input channels it weighs.
+        return (
+            f"1x1 filters over {layer.weight.shape[1]} input channels: a 1x1 filter is one "
+            "weight per input channel, so no filter picture is drawn"
+            + (
+                "; the weights view lists its strongest weights"
+                if layer.weight.shape[1] > 1
+                else ""
+            )
         )
     if layer.weight.shape[1] == 1:
         return (
@@ -146,7 +159,7 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
             ChannelRecord(
                 c,
                 paths.channel_page(facts.id, layer.name, c),
-                f"channel {c}" if layer.spatial else layer.unit_label(c),
+                channel_label(c, spatial=layer.spatial) if layer.spatial else layer.unit_label(c),
                 layer.class_labels[c] if layer.class_labels else None,
                 filter={
                     part: paths.filter_image(facts.id, layer.name, c, part)

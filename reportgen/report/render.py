@@ -12,7 +12,7 @@ from reportgen.report.paths import relative
 
 # The text helpers live in reportgen.report.text (below this module, fragments.py and
 # tiles.py: no import circle); imported here for the filters and for older imports.
-from reportgen.report.text import breakable, escape_text, format_number, format_percent
+from reportgen.report.text import breakable, escape_text, format_number, format_percent, plural
 from reportgen.settings import command_line, typed_options
 
 __all__ = [
@@ -51,8 +51,15 @@ def make_environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = format_percent
     env.filters["breakable"] = breakable
+    env.filters["plural"] = plural
     env.globals["typed_options"] = typed_options
     env.globals["command_line"] = command_line
+    from reportgen.report.rebuild import rebuild
+
+    env.globals["rebuild"] = rebuild
+    from reportgen.imaging.pictures import thumbnail_size
+
+    env.globals["thumbnail_size"] = thumbnail_size
     from reportgen.report import summary
 
     env.globals["channel_table"] = summary.channel_table
