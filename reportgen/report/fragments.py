@@ -19,7 +19,7 @@ from markupsafe import Markup
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
-from reportgen.report.tiles import example_first, map_picture
+from reportgen.report.tiles import example_first, map_picture, strip_picture
 
 Url = Callable[[str], str]
 
@@ -181,9 +181,9 @@ class ChannelFragments:
             selected = input_id in marked
             # the figure's caption names the input: the pictures' alt texts do not repeat it
             alt = f"Map of channel {c}"
-            shown = map_picture(url, layer, channel, input_id, "map big", alt, size=168)
-            over = map_picture(
-                url, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
+            shown = strip_picture(url, model.id, layer, channel, input_id, "map big", alt)
+            over = strip_picture(
+                url, model.id, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
             )
             view = esc(url(model.views[input_id]))
             if by_layer:

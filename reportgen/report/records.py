@@ -14,6 +14,7 @@ from reportgen.imaging.sheets import (
     EXAMPLE_SHEET_CHANNELS,
     SheetGrid,
     example_first_grid,
+    example_firsts_grid,
     example_grid,
 )
 from reportgen.report import paths
@@ -57,6 +58,8 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
         return paths.filter_sheet(model_id, layer, key.part)
     if kind == "kernel_sheet":
         return paths.kernel_sheet(model_id, layer)
+    if kind == "examples" and key.part == "firsts":
+        return paths.examples_firsts(model_id, layer)
     if kind == "examples" and key.part == "sheet":
         return paths.examples_sheet(model_id, layer, channel)
     if kind == "examples":
@@ -341,6 +344,9 @@ def _add_examples_and_feature_vis(
     in_sheets = boxes is not None and crops and views_shared
     if in_sheets and boxes is not None:
         _add_example_grids(layer, boxes)
+        if layer.example_grid is not None:
+            layer.example_first_grid = example_firsts_grid(len(layer.channels), EXAMPLE_TILE)
+            layer.example_first_sheet = paths.examples_firsts(model_id, layer.name)
     for channel in layer.channels:
         if boxes is not None:
             channel.examples = boxes[channel.index]

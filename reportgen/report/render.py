@@ -73,6 +73,9 @@ def make_environment() -> jinja2.Environment:
     from reportgen.report.tiles import example_strip, map_picture
 
     env.globals["map_picture"] = map_picture
+    from reportgen.report.tiles import compare_picture
+
+    env.globals["compare_picture"] = compare_picture
     env.globals["example_strip"] = example_strip
     from reportgen.report.kernels import filter_picture, weights_note, weights_view
 

@@ -48,9 +48,10 @@ SIGNIFICANT = 3
 
 def format_number(value: Any) -> str:
     """The one way pages (and the notebook view) write a number: integers whole with
-    thousands separators; other numbers to 3 significant digits, in plain decimals from
-    0.001 up to 100,000 ("0.0900", "1.40", "9.66", "1,234"), else in short scientific
-    notation ("2.43e-4", "1.20e6"); NaN and None as an em dash."""
+    thousands separators; other numbers to 3 significant digits in plain decimals from
+    0.001 up to 1,000 ("0.0900", "1.40", "9.66", "123"), whole from there to 100,000
+    ("1,234"), else in short scientific notation ("2.43e-4", "1.20e6"); NaN and None as
+    an em dash."""
     if value is None:
         return "\u2014"
     if isinstance(value, bool):
