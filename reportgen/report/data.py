@@ -170,6 +170,7 @@ class ModelRecord:
     compare_sheets: dict[str, str] = field(default_factory=dict)
     compare_grid: SheetGrid | None = None
     compare_rows: dict[str, int] = field(default_factory=dict)  # layer name -> row
+    view_size: tuple[int, int] = (224, 224)  # (width, height) of the network's views
     gradcam: dict[str, list[GradCamRecord]] = field(default_factory=dict)  # top class first
     input_pages: dict[str, str] = field(default_factory=dict)  # input id -> its page
     # input id -> layer -> the channels selected for it: (channel, mean, max, sparsity)

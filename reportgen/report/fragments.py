@@ -74,10 +74,12 @@ class LayerFragments:
                 )
             kernel = card_filter(url, layer, channel) if filters else ""
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
-            numbers = f'<span class="meta">{numbers_of(s)}</span>' if s is not None else ""
+            # name and numbers in one element, on two lines (style.css): a layer of 512
+            # channels stays under 3,000 elements a page
+            numbers = f"\n{numbers_of(s)}" if s is not None else ""
             items.append(
                 f'<li data-c="{c}"{mark}><a href="{link}">{example}{kernel}'
-                f'<span class="name">{esc(channel.name)}</span>{numbers}</a></li>\n'
+                f'<span class="about">{esc(channel.name)}{numbers}</span></a></li>\n'
             )
         return Markup("".join(items))
 
@@ -175,6 +177,7 @@ class ChannelFragments:
         them; the opacity slider changes ``alpha_class``), with the value range."""
         marked = set(selected_for)
         c = channel.index
+        sized = ' width="{}" height="{}"'.format(*model.view_size)
         figures = []
         for input_id in layer.detail_pages:
             source = inputs[input_id].source
@@ -201,7 +204,7 @@ class ChannelFragments:
                 f'<figure class="detail{mark}" id="in-{esc(input_id)}">\n'
                 f'<div class="pair">\n{shown}\n'
                 f'<span class="stack {esc(alpha_class)}"><img class="view" src="{view}" '
-                f'alt="The network\'s view" loading="lazy">{over}</span>\n</div>\n'
+                f'alt="The network\'s view"{sized} loading="lazy">{over}</span>\n</div>\n'
                 f"<figcaption>{tag}{esc(source)}: range {value_range(low, high)}{saved}"
                 "</figcaption>\n</figure>\n"
             )

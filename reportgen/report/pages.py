@@ -77,7 +77,7 @@ def galleries(model_id: str | None, input_ids: list[str]) -> list[Gallery]:
 
 # Detail inputs per page of a model's layer comparison: each shows a small picture per
 # input (reportgen.report.strips), so a page pulls a bounded number of them.
-COMPARE_SIZE = 8
+COMPARE_SIZE = 4  # and under 3,000 elements a page (20 layers x 4 maps each)
 
 
 def compare_galleries(model: ModelRecord) -> list[Gallery]:

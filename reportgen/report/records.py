@@ -131,6 +131,7 @@ def model_record(
         compare_page=paths.compare_page(facts.id),
         notes=list(facts.notes),
         label=facts.label,
+        view_size=facts.view_size,
     )
     record.layers = [_layer_record(facts, layer, sheets) for layer in facts.layers]
     for input_facts in results.inputs.values():

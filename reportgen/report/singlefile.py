@@ -193,7 +193,7 @@ def write_single_file(
     from reportgen.report.pages import plan_pages, render_pages
     from reportgen.report.render import templates_dir
 
-    for asset in ("style.css", "app.js"):
+    for asset in ("style.css", "app.js", "favicon.svg"):
         staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
     page_ids = {page.path for page in plan_pages(data)} | {paths.MANIFEST}
     inliner = Inliner(page_ids, lambda path: staged.path_of(path).read_bytes())

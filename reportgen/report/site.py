@@ -44,7 +44,8 @@ def write_site(data: ReportData, staged: Any, jobs: int = 1) -> int:
     write_strips(data, staged)  # before the grids: strips and comparison sheets add theirs
     grids = tiles.report_grids(data)
     staged.write(f"{paths.ASSETS}/style.css", style + (tiles.stylesheet(grids) if grids else ""))
-    staged.write(f"{paths.ASSETS}/app.js", (templates_dir() / "app.js").read_bytes())
+    for asset in ("app.js", "favicon.svg"):  # the report's own icon: no request for /favicon.ico
+        staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
     csp = (
         "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "base-uri 'none'; form-action 'none'"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,65 @@ def test_layer_cards_show_each_channels_strongest_example(report: Path) -> None:
         x0, y0, x1, y1 = grid.box(channel)
         card = np.asarray(firsts.crop((x0, y0, x1, y1)), float)
         assert np.abs(first - card).mean() < 6  # the same crop, JPEG-encoded apart
+
+
+# --- part 2, what can be checked without a browser -------------------------------------------
+
+DOM_ELEMENTS = 3000
+
+
+def _elements(text: str) -> int:
+    return len(re.findall(r"<[a-zA-Z]", text))
+
+
+@pytest.mark.slow
+def test_every_page_has_a_description_an_icon_and_sized_pictures(report: Path) -> None:
+    css = (report / "assets/style.css").read_text()
+    for path in sorted(report.rglob("*.html")):
+        page = path.relative_to(report).as_posix()
+        text = path.read_text()
+        description = re.search(r'<meta name="description" content="([^"]+)">', text)
+        assert description and len(description[1]) > 20, page
+        icon = re.search(r'<link rel="icon" href="([^"]+)"', text)
+        assert icon and (path.parent / icon[1]).resolve().is_file(), page
+        for span, img in re.findall(r'(?:<span class="([^"]*)">)?(<img [^>]*>)', text):
+            tile = re.search(r"\btile (g\S+)", span)
+            if tile:  # a tile of a sheet: sized by the sheet's rules in the report's CSS
+                grid = re.escape(tile[1])
+                assert re.search(rf"\.{grid} > img {{ width: [^;]+; height: ", css), (page, img)
+            else:
+                assert re.search(r' width="\d+" height="\d+"', img), (page, img)
+
+
+@pytest.mark.slow
+def test_pages_stay_under_3000_elements(report: Path) -> None:
+    over = {}
+    for path in sorted(report.rglob("*.html")):
+        page = path.relative_to(report).as_posix()
+        count = _elements(path.read_text())
+        if count > DOM_ELEMENTS and page_kind(page) != "input-layer" and "/fc/" not in page:
+            over[page] = count
+    assert not over, over
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 25, not done: a detail input's page at a layer of 512 channels holds every "
+    "channel's map and statistics row (about 8,000 elements), and a layer page of 1,000 class "
+    "units (not a default layer) a card each (about 4,000)",
+)
+def test_wide_layers_input_and_unit_pages_stay_under_3000_elements(report: Path) -> None:
+    pages = [*report.glob("models/*/layers/layer4.1.conv2/inputs/*.html")]
+    pages.append(report / "models/resnet18/layers/fc/index.html")
+    assert max(_elements(p.read_text()) for p in pages) <= DOM_ELEMENTS
+
+
+def test_page_text_is_at_least_12px() -> None:
+    """Every font size in the stylesheet: rem and px at least 12 px (16 px a rem)."""
+    css = (Path(__file__).resolve().parents[2] / "templates/style.css").read_text()
+    sizes = re.findall(r"font-size:\s*([\d.]+)(rem|px|em)", css)
+    assert sizes
+    for value, unit in sizes:
+        px = float(value) * (16 if unit in ("rem", "em") else 1)
+        assert px == 0 or px >= 12, (value, unit)
