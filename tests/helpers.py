@@ -178,8 +178,10 @@ def weights_view_of(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
         found[sign] = [
             (int(number), value, link or None)
             for link, number, value in re.findall(
-                r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>)?(\d+)(?:</a>)? '
-                r"([^<]*)</li>",
+                # a kernel picture and the channel's number, or (1x1 kernels, no picture)
+                # "channel N" and "weight" before the number
+                r'<li>(?:<a href="([^"]*)">)?(?:<span[^>]*><img[^>]*></span>|channel )?(\d+)'
+                r'(?:</a>)? (?:<span class="meta">weight</span> )?([^<]*)</li>',
                 items,
             )
         ]

@@ -77,9 +77,12 @@ def _print_summary(ctx: click.Context, summary: Any, as_json: bool, single_file:
         click.echo(json.dumps(dataclasses.asdict(summary), indent=2, ensure_ascii=False))
     elif not quiet:
         where = summary.report if single_file else f"{summary.report}/index.html"
+        from reportgen.report.text import plural
+
         click.echo(
-            f"Wrote {where}: {len(summary.inputs)} inputs, "
-            f"{len(summary.models)} models, {summary.pages} pages in {summary.seconds:.1f} s"
+            f"Wrote {where}: {plural(len(summary.inputs), 'input')}, "
+            f"{plural(len(summary.models), 'model')}, {plural(summary.pages, 'page')} "
+            f"in {summary.seconds:.1f} s"
         )
 
 

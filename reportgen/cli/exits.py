@@ -50,14 +50,17 @@ class ReportgenGroup(click.Group):
         _leave(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from reportgen.report.output import forget_commits
-
         def verbose() -> bool:
             # -v before the subcommand is parsed before invoke(); after it, while the
             # subcommand is: read it when an error needs it.
             return bool((ctx.obj or {}).get("verbose") or ctx.params.get("verbose"))
 
-        forget_commits()
+        # What an earlier command of this process committed (tests invoke many): none
+        # when the output module was never imported, and importing it here would cost
+        # `--help` numpy and the report stage (issue 25: help under 0.3 s).
+        output = sys.modules.get("reportgen.report.output")
+        if output is not None:
+            output.forget_commits()
         _signal_arrived[0] = False
         try:
             return super().invoke(ctx)

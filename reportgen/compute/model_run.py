@@ -20,7 +20,7 @@ from reportgen.compute.encoding import ImageEncoder
 from reportgen.compute.weights_view import with_weights_views
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.imaging import pictures as imaging
-from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, example_grid
+from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, example_firsts_grid, example_grid
 from reportgen.inputs.files import InputFile, load_image
 from reportgen.nn.models import LoadedModel
 from reportgen.options import ComputeOptions, SelectionOptions
@@ -401,6 +401,13 @@ def _encode_example_sheets(
         if per_strip == 0:
             continue
         grid = example_grid(per_strip, imaging.EXAMPLE_TILE)
+        # each channel's strongest example, one tile a channel: a layer page's cards
+        firsts = [
+            strips.get(PictureKey("examples", layer, c), [])[:1] for c in range(len(channels))
+        ]
+        firsts_grid = example_firsts_grid(len(channels), imaging.EXAMPLE_TILE)
+        key = PictureKey("examples", layer, 0, "firsts")
+        encoder.submit(_emit_example_sheet, key, firsts, firsts_grid, emit)
         for first in range(0, len(channels), block):
             rows = [
                 strips.get(PictureKey("examples", layer, c), [])

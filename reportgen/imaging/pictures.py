@@ -7,8 +7,10 @@ here.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -251,7 +253,25 @@ def view_jpeg(view: Image.Image) -> bytes:
     return encode_jpeg(view, quality=92)
 
 
-def thumbnail_jpeg(image: Image.Image, size: int = 160) -> bytes:
+THUMBNAIL_SIZE = 160
+
+
+def thumbnail_size(width: int, height: int, size: int = THUMBNAIL_SIZE) -> tuple[int, int]:
+    """The (width, height) ``thumbnail_jpeg`` gives an image of that size, computed as
+    Pillow's ``Image.thumbnail`` does (pages write it on the <img>: no layout shift)."""
+    if width <= size and height <= size:
+        return width, height
+    aspect = width / height
+
+    def rounded(number: float, key: Callable[[int], float]) -> int:
+        return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+    if size / size >= aspect:  # the height is the bound
+        return rounded(size * aspect, key=lambda n: abs(aspect - n / size)), size
+    return size, rounded(size / aspect, key=lambda n: 0 if n == 0 else abs(aspect - size / n))
+
+
+def thumbnail_jpeg(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
     thumb = image.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     return encode_jpeg(thumb)

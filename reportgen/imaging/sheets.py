@@ -82,7 +82,9 @@ class SheetGrid:
 
 # Dataset examples of a folder report: the strips of a block of channels in one JPEG
 # (a few hundred files for a big model instead of one per channel).
-EXAMPLE_SHEET_CHANNELS = 64
+# Channels a dataset-example sheet holds: a channel page pulls its channel's sheet to show
+# one row of it, so a sheet stays small (16 rows of 9 tiles: about 0.6 megapixels).
+EXAMPLE_SHEET_CHANNELS = 16
 
 
 def example_grid(per_strip: int, tile: int) -> SheetGrid:
@@ -90,6 +92,12 @@ def example_grid(per_strip: int, tile: int) -> SheetGrid:
     ``block * EXAMPLE_SHEET_CHANNELS + r``'s strip of ``per_strip`` tiles, left to right."""
     rows = EXAMPLE_SHEET_CHANNELS
     return SheetGrid(rows, 1, rows, per_strip * tile, tile, pad=0)
+
+
+def example_firsts_grid(channels: int, tile: int) -> SheetGrid:
+    """A layer's sheet of each channel's strongest dataset example, one tile a channel
+    (what a layer page's cards show: the page pulls this one picture, not every sheet)."""
+    return SheetGrid.for_layer(channels, tile, tile, pad=0)
 
 
 def example_first_grid(per_strip: int, tile: int) -> SheetGrid:

@@ -121,6 +121,7 @@ class LayerRecord:
     # Folder reports: the dataset-example sheets' layout, strip by strip and tile by tile
     example_grid: SheetGrid | None = None
     example_first_grid: SheetGrid | None = None
+    example_first_sheet: str | None = None  # each channel's strongest example, tile c
     kernel_shown: bool = False  # a filter picture says something: over RGB, or over 1x1
     filter_rgb: bool = False  # filters over RGB: as colour and as R, G, B apart
     cards_filter: bool = False  # ... and is drawn on the layer page's cards (see records)
@@ -128,6 +129,9 @@ class LayerRecord:
     filter_grid: SheetGrid | None = None
     weights_view: WeightsView | None = None
     detail_pages: dict[str, str] = field(default_factory=dict)  # detail input -> page
+    # Folder reports with several detail inputs: each channel's maps over them, one strip
+    # a channel (reportgen.report.strips); tile i is the i-th detail input's map.
+    strip_grid: SheetGrid | None = None
 
 
 @dataclass
@@ -173,6 +177,12 @@ class ModelRecord:
     predictions: dict[str, list[Prediction]] = field(default_factory=dict)
     layers: list[LayerRecord] = field(default_factory=list)
     label: str = ""  # display label (-m NAME=WEIGHTS with --label)
+    # Folder reports: per detail input, one picture of the layer comparison's small maps
+    # (reportgen.report.strips): row r is the r-th map layer, column k its k-th channel.
+    compare_sheets: dict[str, str] = field(default_factory=dict)
+    compare_grid: SheetGrid | None = None
+    compare_rows: dict[str, int] = field(default_factory=dict)  # layer name -> row
+    view_size: tuple[int, int] = (224, 224)  # (width, height) of the network's views
     gradcam: dict[str, list[GradCamRecord]] = field(default_factory=dict)  # top class first
     input_pages: dict[str, str] = field(default_factory=dict)  # input id -> its page
     # input id -> layer -> the channels selected for it: (channel, mean, max, sparsity)

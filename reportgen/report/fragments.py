@@ -18,8 +18,8 @@ from markupsafe import Markup
 
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
-from reportgen.report.text import format_number
-from reportgen.report.tiles import example_first, map_picture
+from reportgen.report.text import format_number, format_percent
+from reportgen.report.tiles import example_first, map_picture, strip_picture
 
 Url = Callable[[str], str]
 
@@ -74,10 +74,12 @@ class LayerFragments:
                 )
             kernel = card_filter(url, layer, channel) if filters else ""
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
-            numbers = f'<span class="meta">{numbers_of(s)}</span>' if s is not None else ""
+            # name and numbers in one element, on two lines (style.css): a layer of 512
+            # channels stays under 3,000 elements a page
+            numbers = f"\n{numbers_of(s)}" if s is not None else ""
             items.append(
                 f'<li data-c="{c}"{mark}><a href="{link}">{example}{kernel}'
-                f'<span class="name">{esc(channel.name)}</span>{numbers}</a></li>\n'
+                f'<span class="about">{esc(channel.name)}{numbers}</span></a></li>\n'
             )
         return Markup("".join(items))
 
@@ -131,7 +133,7 @@ def _unit_numbers(s: Any) -> str:
 
 
 def _percent(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
+    return format_percent(value)
 
 
 def value_range(low: Any, high: Any) -> str:
@@ -175,15 +177,16 @@ class ChannelFragments:
         them; the opacity slider changes ``alpha_class``), with the value range."""
         marked = set(selected_for)
         c = channel.index
+        sized = ' width="{}" height="{}"'.format(*model.view_size)
         figures = []
         for input_id in layer.detail_pages:
             source = inputs[input_id].source
             selected = input_id in marked
             # the figure's caption names the input: the pictures' alt texts do not repeat it
             alt = f"Map of channel {c}"
-            shown = map_picture(url, layer, channel, input_id, "map big", alt, size=168)
-            over = map_picture(
-                url, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
+            shown = strip_picture(url, model.id, layer, channel, input_id, "map big", alt)
+            over = strip_picture(
+                url, model.id, layer, channel, input_id, "map-over", f"Channel {c} laid over it"
             )
             view = esc(url(model.views[input_id]))
             if by_layer:
@@ -201,7 +204,7 @@ class ChannelFragments:
                 f'<figure class="detail{mark}" id="in-{esc(input_id)}">\n'
                 f'<div class="pair">\n{shown}\n'
                 f'<span class="stack {esc(alpha_class)}"><img class="view" src="{view}" '
-                f'alt="The network\'s view" loading="lazy">{over}</span>\n</div>\n'
+                f'alt="The network\'s view"{sized} loading="lazy">{over}</span>\n</div>\n'
                 f"<figcaption>{tag}{esc(source)}: range {value_range(low, high)}{saved}"
                 "</figcaption>\n</figure>\n"
             )

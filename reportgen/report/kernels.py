@@ -162,11 +162,17 @@ def weights_view(url: Url, layer: Any, channel: Any) -> Markup:
             tile = kernel_tile(strongest, channel.index, rank)
             sheet = view.kernel_sheet
             picture = sheet_tile(url, view.kernel_grid, tile, sheet, "kernel", "kernel", lazy=False)
+        # With a kernel picture the number beside it is enough; without one (1x1 kernels)
+        # the item says what the numbers are: an input channel and its weight.
+        name = f"{picture}{source}" if picture else f"channel {source}"
         if view.source_pages:
-            item = f'<a href="{esc(url(view.source_pages[source]))}">{picture}{source}</a>'
+            item = f'<a href="{esc(url(view.source_pages[source]))}">{name}</a>'
         else:
-            item = f"{picture}{source}"
-        lists[value > 0].append(f"<li>{item} {esc(format_number(value))}</li>")
+            item = name
+        weight = esc(format_number(value))
+        if not picture:
+            weight = f'<span class="meta">weight</span> {weight}'
+        lists[value > 0].append(f"<li>{item} {weight}</li>")
     parts = ['<section aria-labelledby="wv-h">\n<h2 id="wv-h">Weights from its input</h2>\n']
     for positive, label in ((True, "Positive"), (False, "Negative")):
         if lists[positive]:

@@ -75,6 +75,28 @@ def galleries(model_id: str | None, input_ids: list[str]) -> list[Gallery]:
     return [Gallery(i + 1, chunk, links, len(input_ids)) for i, chunk in enumerate(chunks)]
 
 
+# Detail inputs per page of a model's layer comparison: each shows a small picture per
+# input (reportgen.report.strips), so a page pulls a bounded number of them.
+COMPARE_SIZE = 4  # and under 3,000 elements a page (20 layers x 4 maps each)
+
+
+def compare_galleries(model: ModelRecord) -> list[Gallery]:
+    """The pages of a model's layer comparison: its detail inputs, COMPARE_SIZE a page;
+    the first is ``model.compare_page``, then ``compare-2.html``..."""
+    detail = [i for i in model.views if any(i in x.detail_pages for x in model.layers)]
+    chunks = [detail[i : i + COMPARE_SIZE] for i in range(0, len(detail), COMPARE_SIZE)]
+    chunks = chunks or [[]]
+    stem = model.compare_page.removesuffix(".html")
+    links = [
+        Link(
+            f"{i * COMPARE_SIZE + 1}\u2013{i * COMPARE_SIZE + len(chunk)}",
+            model.compare_page if i == 0 else f"{stem}-{i + 1}.html",
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+    return [Gallery(i + 1, chunk, links, len(detail)) for i, chunk in enumerate(chunks)]
+
+
 def plan_pages(data: ReportData) -> Iterator[Page]:
     """All pages in a stable order; per-channel and per-input pages are produced lazily
     (there can be many)."""
@@ -133,17 +155,7 @@ def _model_pages(
             model_link,
             context={"gallery": gallery, "model": model},
         )
-    compare = Link("Layer comparison", model.compare_page)
-    yield Page(
-        model.compare_page,
-        "compare.html",
-        f"{model_link.title}: layer comparison",
-        [home, model_link, compare],
-        model_link,
-        None,
-        None,
-        {"model": model},
-    )
+    yield from _compare_pages(home, model_link, model)
     yield from _input_pages(data, home, model_link, model)
     layer_links = [Link(layer.name, layer.page) for layer in model.layers]
     for l_index, layer in enumerate(model.layers):
@@ -161,6 +173,28 @@ def _model_pages(
         )
         yield from _input_layer_pages(data, home, model_link, layer_link, model, layer)
         yield from _channel_pages(home, model_link, layer_link, model, layer)
+
+
+def _compare_pages(home: Link, model_link: Link, model: ModelRecord) -> Iterator[Page]:
+    """The model's layer comparison, paged over its detail inputs."""
+    compare = Link("Layer comparison", model.compare_page)
+    for gallery in compare_galleries(model):
+        here = gallery.pages[gallery.number - 1]
+        crumbs = [home, model_link, compare]
+        title = f"{model_link.title}: layer comparison"
+        if gallery.number > 1:
+            crumbs.append(Link(f"Inputs {here.title}", here.path))
+            title += f", inputs {here.title}"
+        yield Page(
+            here.path,
+            "compare.html",
+            title,
+            crumbs,
+            model_link,
+            None,
+            None,
+            {"model": model, "gallery": gallery},
+        )
 
 
 def _per_input_pages(

@@ -90,8 +90,13 @@ def examples_image(model_id: str, layer: str, channel: int) -> str:
 
 
 def examples_sheet(model_id: str, layer: str, sheet: int) -> str:
-    """The dataset examples of channels ``sheet * 64 ...`` (imaging.sheets.example_grid)."""
+    """The dataset examples of channels ``sheet * 16 ...`` (imaging.sheets.example_grid)."""
     return f"{layer_dir(model_id, layer)}/examples-{sheet:03d}.jpg"
+
+
+def examples_firsts(model_id: str, layer: str) -> str:
+    """Each channel's strongest dataset example (imaging.sheets.example_firsts_grid)."""
+    return f"{layer_dir(model_id, layer)}/examples-first.jpg"
 
 
 def input_page(model_id: str, input_id: str) -> str:

@@ -14,6 +14,7 @@ from reportgen.imaging.sheets import (
     EXAMPLE_SHEET_CHANNELS,
     SheetGrid,
     example_first_grid,
+    example_firsts_grid,
     example_grid,
 )
 from reportgen.report import paths
@@ -33,6 +34,7 @@ from reportgen.results.records import (
     LayerResult,
     ModelFacts,
     PictureKey,
+    channel_label,
 )
 from reportgen.results.run import InputFacts, ModelResults
 from reportgen.statistics import file_fields, over_inputs
@@ -57,6 +59,8 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
         return paths.filter_sheet(model_id, layer, key.part)
     if kind == "kernel_sheet":
         return paths.kernel_sheet(model_id, layer)
+    if kind == "examples" and key.part == "firsts":
+        return paths.examples_firsts(model_id, layer)
     if kind == "examples" and key.part == "sheet":
         return paths.examples_sheet(model_id, layer, channel)
     if kind == "examples":
@@ -78,6 +82,18 @@ def filter_note(layer: LayerFacts) -> str | None:
         return (
             f"{kh}x{kw} filters over the RGB input: shown as colour, and as their R, G and B "
             "parts apart, each filter scaled over its own range (true pixels, no smoothing)"
+        )
+    if kh * kw == 1:
+        # A 1x1 kernel's filter would be one pixel: no filter is drawn (kernel_shown); the
+        # weights view, where there is one, says which input channels it weighs.
+        return (
+            f"1x1 filters over {layer.weight.shape[1]} input channels: a 1x1 filter is one "
+            "weight per input channel, so no filter picture is drawn"
+            + (
+                "; the weights view lists its strongest weights"
+                if layer.weight.shape[1] > 1
+                else ""
+            )
         )
     if layer.weight.shape[1] == 1:
         return (
@@ -116,6 +132,7 @@ def model_record(
         compare_page=paths.compare_page(facts.id),
         notes=list(facts.notes),
         label=facts.label,
+        view_size=facts.view_size,
     )
     record.layers = [_layer_record(facts, layer, sheets) for layer in facts.layers]
     for input_facts in results.inputs.values():
@@ -147,7 +164,7 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
             ChannelRecord(
                 c,
                 paths.channel_page(facts.id, layer.name, c),
-                f"channel {c}" if layer.spatial else layer.unit_label(c),
+                channel_label(c, spatial=layer.spatial) if layer.spatial else layer.unit_label(c),
                 layer.class_labels[c] if layer.class_labels else None,
                 filter={
                     part: paths.filter_image(facts.id, layer.name, c, part)
@@ -324,6 +341,9 @@ def _add_examples_and_feature_vis(
     in_sheets = boxes is not None and crops and views_shared
     if in_sheets and boxes is not None:
         _add_example_grids(layer, boxes)
+        if layer.example_grid is not None:
+            layer.example_first_grid = example_firsts_grid(len(layer.channels), EXAMPLE_TILE)
+            layer.example_first_sheet = paths.examples_firsts(model_id, layer.name)
     for channel in layer.channels:
         if boxes is not None:
             channel.examples = boxes[channel.index]

@@ -12,7 +12,7 @@ from reportgen.report.paths import relative
 
 # The text helpers live in reportgen.report.text (below this module, fragments.py and
 # tiles.py: no import circle); imported here for the filters and for older imports.
-from reportgen.report.text import breakable, escape_text, format_number, format_percent
+from reportgen.report.text import breakable, escape_text, format_number, format_percent, plural
 from reportgen.settings import command_line, typed_options
 from reportgen.statistics import Statistic, offered_over_inputs, statistics
 
@@ -52,12 +52,19 @@ def make_environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = format_percent
     env.filters["breakable"] = breakable
+    env.filters["plural"] = plural
     env.globals["typed_options"] = typed_options
     env.globals["command_line"] = command_line
     # The statistics (reportgen.statistics): tables, tools and charts loop over them
     env.globals["statistics"] = statistics
     env.globals["offered_over_inputs"] = offered_over_inputs
     env.filters["shown"] = shown
+    from reportgen.report.rebuild import rebuild
+
+    env.globals["rebuild"] = rebuild
+    from reportgen.imaging.pictures import thumbnail_size
+
+    env.globals["thumbnail_size"] = thumbnail_size
     from reportgen.report import summary
 
     env.globals["channel_table"] = summary.channel_table
@@ -73,6 +80,9 @@ def make_environment() -> jinja2.Environment:
     from reportgen.report.tiles import example_strip, map_picture
 
     env.globals["map_picture"] = map_picture
+    from reportgen.report.tiles import compare_picture
+
+    env.globals["compare_picture"] = compare_picture
     env.globals["example_strip"] = example_strip
     from reportgen.report.kernels import filter_picture, weights_note, weights_view
 

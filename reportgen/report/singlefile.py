@@ -66,6 +66,7 @@ _ID_ATTRS = re.compile(
     r'(\s)(id|for|aria-labelledby|aria-describedby|aria-controls|aria-owns|headers|list)="([^"]*)"'
 )
 _LOCAL_HREF = re.compile(r'(\s(?:xlink:)?href)="#([^"]*)"')
+_MAIN_OPEN = re.compile(r"<main\b([^>]*)>")
 _LOCAL_URL = re.compile(r"url\(#([^)\s\"']+)\)")  # SVG paint servers, clip paths
 
 
@@ -136,6 +137,9 @@ def section_from_page(text: str, page: str, page_ids: set[str], home: bool = Fal
         return f'{found.group(1)}="#{prefix}{target}"'
 
     body = _LOCAL_HREF.sub(hrefs, _ID_ATTRS.sub(ids, body))
+    # One <main> for the whole document (written around the sections): a page's own
+    # <main> becomes a plain block, keeping its id for the skip link.
+    body = _MAIN_OPEN.sub(r"<div\1>", body).replace("</main>", "</div>")
     body = _LOCAL_URL.sub(lambda found: f"url(#{prefix}{found.group(1)})", body)
     title_match = _TITLE.search(text)
     title = title_match.group(1).strip() if title_match else page
@@ -169,12 +173,12 @@ def _manifest_section(manifest: dict[str, Any], page_ids: set[str]) -> str:
     files = len(manifest.get("files", []))
     return (
         f'<section class="rg-page" id="{paths.MANIFEST}" aria-label="manifest.json">\n'
-        "<main>\n<h1>manifest.json</h1>\n"
+        "<h1>manifest.json</h1>\n"
         "<p>The report's machine-readable twin (format in README): settings, environment, "
         f"inputs, predictions and statistics, and the {files} pictures and assets embedded "
         "in this file with their sha256.</p>\n"
         f'<p><a href="{uri}" download="{paths.MANIFEST}">Save manifest.json</a> &middot; '
-        f'<a href="#{paths.INDEX}">back to the report</a></p>\n</main>\n</section>\n'
+        f'<a href="#{paths.INDEX}">back to the report</a></p>\n</section>\n'
     )
 
 
@@ -193,7 +197,7 @@ def write_single_file(
     from reportgen.report.pages import plan_pages, render_pages
     from reportgen.report.render import templates_dir
 
-    for asset in ("style.css", "app.js"):
+    for asset in ("style.css", "app.js", "favicon.svg"):
         staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
     page_ids = {page.path for page in plan_pages(data)} | {paths.MANIFEST}
     inliner = Inliner(page_ids, lambda path: staged.path_of(path).read_bytes())
@@ -215,6 +219,7 @@ def write_single_file(
         manifest = build_manifest(data, staged.file_list())
         out.write(_manifest_section(manifest, page_ids))
         out.write(state["home"])
+        out.write("</main>\n")
         for script in state["scripts"]:
             out.write(f"<script>{script}</script>\n")
         out.write("</body>\n</html>\n")
@@ -244,5 +249,5 @@ def _start_document(out: IO[str], home_text: str) -> list[str]:
     inline_styles = "".join(f"<style>{s}</style>\n" for s in styles)
     lang = re.search(r"<html\b([^>]*)>", home_text, re.IGNORECASE)
     out.write(f"<!DOCTYPE html>\n<html{lang.group(1) if lang else ''}>\n<head>")
-    out.write(head.rstrip() + "\n" + inline_styles + "</head>\n<body>\n")
+    out.write(head.rstrip() + "\n" + inline_styles + "</head>\n<body>\n<main>\n")
     return scripts

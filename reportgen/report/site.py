@@ -41,9 +41,13 @@ def write_site(data: ReportData, staged: StagedReport, jobs: int = 1) -> int:
     # One stylesheet: the report's tile rules follow style.css in the same file, so no
     # page links a second one (a page's frame is repeated tens of thousands of times).
     style = (templates_dir() / "style.css").read_text(encoding="utf-8")
+    from reportgen.report.strips import write_strips
+
+    write_strips(data, staged)  # before the grids: strips and comparison sheets add theirs
     grids = tiles.report_grids(data)
     staged.write(f"{paths.ASSETS}/style.css", style + (tiles.stylesheet(grids) if grids else ""))
-    staged.write(f"{paths.ASSETS}/app.js", (templates_dir() / "app.js").read_bytes())
+    for asset in ("app.js", "favicon.svg"):  # the report's own icon: no request for /favicon.ico
+        staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
     csp = (
         "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "base-uri 'none'; form-action 'none'"

@@ -78,23 +78,37 @@ def most_selected(layer: LayerRecord, count: int = 6) -> list[tuple[int, int]]:
     return [(c.index, c.summary.selected) for c in ranked[:count]]  # type: ignore[union-attr]
 
 
+# A histogram's plot, with a line of axis text above (the tallest bin's count) and below
+# (the range of values, low at the left).
+HISTOGRAM_TEXT = 16
+
+
 def histogram_bars(histogram: Any, width: int = 240, height: int = 48) -> dict[str, Any]:
-    """Bar geometry of a histogram for an inline SVG."""
+    """Bar geometry of a histogram for an inline SVG: ``plot_top`` to ``plot_bottom`` holds
+    the bars (the tallest bin reaches the top), with room for axis text above and below."""
     counts = histogram.counts
     top = max(counts) or 1
     step = width / len(counts)
+    plot_top, plot_bottom = HISTOGRAM_TEXT, HISTOGRAM_TEXT + height
     bars = [  # empty bins draw nothing
         {
             "x": round(i * step, 2),
             "width": round(max(step - 1, 1), 2),
             "height": round(height * n / top, 2),
-            "y": round(height - height * n / top, 2),
+            "y": round(plot_bottom - height * n / top, 2),
             "count": n,
         }
         for i, n in enumerate(counts)
         if n
     ]
-    return {"width": width, "height": height, "bars": bars, "top": top}
+    return {
+        "width": width,
+        "height": plot_bottom + HISTOGRAM_TEXT,
+        "plot_top": plot_top,
+        "plot_bottom": plot_bottom,
+        "bars": bars,
+        "top": top,
+    }
 
 
 def channel_table(layer: LayerRecord, input_id: str) -> dict[str, Any]:
@@ -181,12 +195,17 @@ def summarize_layer(layer: LayerRecord) -> LayerSummary:
 
 @dataclass(frozen=True)
 class Bar:
+    """One layer's row of a chart: its bar from zero (x, width), its row (y, height), where
+    its name and value are written (text_y), and the name as drawn (shortened)."""
+
     x: float
     y: float
     width: float
     height: float
     value: float | None
     layer: LayerSummary
+    text_y: float
+    label: str
 
 
 @dataclass(frozen=True)
@@ -195,7 +214,7 @@ class Panel:
     title: str
     low: float
     high: float
-    zero_y: float
+    zero_x: float
     bars: list[Bar]
 
 
@@ -205,51 +224,63 @@ class SummaryChart:
     height: int
     plot_top: int
     plot_bottom: int
+    plot_left: int
+    plot_right: int
     layers: list[LayerSummary]
     panels: list[Panel]
 
 
-def summary_chart(model: ModelRecord, width: int = 320, height: int = 120) -> SummaryChart:
-    """Geometry of two small bar charts (mean and sparsity per layer), drawn once as SVG."""
+# Rows of a summary chart: every layer named beside its bar, in text at least 12 px (a
+# name in a tooltip only is lost on touch screens); the value at the bar's right.
+CHART_ROW = 18
+CHART_LABEL_WIDTH = 150
+CHART_VALUE_WIDTH = 54
+CHART_LABEL_CHARS = 22
+
+
+def short_label(name: str, chars: int = CHART_LABEL_CHARS) -> str:
+    """A layer name that fits the chart's name column: its end kept (``...4.conv.0.0``),
+    which is what tells a network's layers apart."""
+    return name if len(name) <= chars else "\u2026" + name[-(chars - 1) :]
+
+
+def summary_chart(model: ModelRecord, width: int = 340) -> SummaryChart:
+    """Geometry of two small horizontal bar charts (mean and sparsity per layer), one row
+    a layer in network order, drawn once as SVG."""
     layers = [summarize_layer(layer) for layer in model.layers]
-    top, bottom = 22, height - 8
-    panels = []
+    top = 18
+    bottom = top + CHART_ROW * max(len(layers), 1)
+    left, right = CHART_LABEL_WIDTH, width - CHART_VALUE_WIDTH
     specs: list[tuple[str, str, tuple[float, float] | None]] = [
         ("mean", "mean activation", None),
         ("sparsity", "sparsity", (0.0, 1.0)),
     ]
+    panels = []
     for key, title, fixed in specs:
         values = [getattr(summary, key) for summary in layers]
         known = [v for v in values if v is not None]
-        if fixed is not None:
-            low, high = fixed
-        else:
-            low = min([0.0, *known])
-            high = max([0.0, *known])
+        low, high = fixed if fixed is not None else (min([0.0, *known]), max([0.0, *known]))
         span = (high - low) or 1.0
 
-        def y_of(v: float, low: float = low, span: float = span) -> float:
-            return round(bottom - (v - low) / span * (bottom - top), 2)
+        def x_of(v: float, low: float = low, span: float = span) -> float:
+            return round(left + (v - low) / span * (right - left), 2)
 
-        zero = y_of(0.0)
-        step = width / max(len(layers), 1)
-        gap = min(4.0, step * 0.2)
+        zero = x_of(0.0)
         bars = []
         for i, (summary, value) in enumerate(zip(layers, values)):
-            if value is None:
-                y, h = zero, 0.0
-            else:
-                y_value = y_of(value)
-                y, h = min(zero, y_value), abs(zero - y_value)
+            end = zero if value is None else x_of(value)
+            row = top + i * CHART_ROW
             bars.append(
                 Bar(
-                    round(i * step + gap / 2, 2),
-                    y,
-                    round(step - gap, 2),
-                    round(max(h, 0.75), 2),
+                    min(zero, end),
+                    row + 3,
+                    round(max(abs(end - zero), 0.75), 2),
+                    CHART_ROW - 6,
                     value,
                     summary,
+                    row + 13,
+                    short_label(summary.name),
                 )
             )
         panels.append(Panel(key, title, low, high, zero, bars))
-    return SummaryChart(width, height, top, bottom, layers, panels)
+    return SummaryChart(width, bottom + 4, top, bottom, left, right, layers, panels)

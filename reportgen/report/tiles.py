@@ -102,6 +102,8 @@ def report_grids(data: Any) -> list[SheetGrid]:
             kernels = view.kernel_grid if view is not None else None
             grids.extend(g for g in (layer.sheet_grid, layer.filter_grid, kernels) if g)
             grids.extend(g for g in (layer.example_grid, layer.example_first_grid) if g)
+            grids.extend(g for g in (layer.strip_grid,) if g)
+        grids.extend(g for g in (model.compare_grid,) if g)
     return grids
 
 
@@ -130,6 +132,40 @@ def map_picture(
     )
 
 
+def strip_picture(
+    url: Callable[[str], str],
+    model_id: str,
+    layer: Any,
+    channel: Any,
+    input_id: str,
+    classes: str,
+    alt: str,
+) -> Markup:
+    """A channel's map on a detail input from the channel's own strip (one file for the
+    channel page's maps and overlays), else from the input's sheet."""
+    if layer.strip_grid is None:
+        return map_picture(url, layer, channel, input_id, classes, alt, size=168)
+    from reportgen.report.strips import channel_strip
+
+    index = list(layer.detail_pages).index(input_id)
+    strip = channel_strip(model_id, layer.name, channel.index)
+    return Markup(sheet_tile(url, layer.strip_grid, index, strip, classes, alt))
+
+
+def compare_picture(
+    url: Callable[[str], str], model: Any, layer: Any, channel: Any, input_id: str, alt: str
+) -> Markup:
+    """A channel's map in the layer comparison: a small tile of the input's comparison
+    sheet, else (single-file reports) the map itself."""
+    from reportgen.report.strips import compare_index
+
+    index = compare_index(model, layer, input_id, channel.index)
+    if index is None or model.compare_grid is None:
+        return map_picture(url, layer, channel, input_id, "map", alt)
+    sheet = model.compare_sheets[input_id]
+    return Markup(sheet_tile(url, model.compare_grid, index, sheet, "map", alt))
+
+
 def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
     """A channel's dataset examples: its row of the layer's example sheet, at its size."""
     row = channel.index % EXAMPLE_SHEET_CHANNELS
@@ -140,6 +176,5 @@ def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str)
 
 def example_first(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
     """A channel's strongest dataset example: the first tile of its row."""
-    grid = layer.example_first_grid
-    index = (channel.index % EXAMPLE_SHEET_CHANNELS) * grid.columns
-    return Markup(sheet_tile(url, grid, index, channel.examples_sheet, "example-first", alt))
+    grid, sheet = layer.example_first_grid, layer.example_first_sheet
+    return Markup(sheet_tile(url, grid, channel.index, sheet, "example-first", alt))

@@ -24,6 +24,15 @@ GRADCAM_TOP = "top prediction"
 GRADCAM_TARGET = "target class"
 
 
+def channel_label(index: int, *, spatial: bool, label: str | None = None) -> str:
+    """How every page (and the notebook view) names a channel: "channel 12" in a layer of
+    maps; in a layer of units "unit 450: bobsled" where the unit is a class (``label``),
+    else "unit 450"."""
+    if spatial:
+        return f"channel {index}"
+    return f"unit {index}: {label}" if label is not None else f"unit {index}"
+
+
 @dataclass(frozen=True)
 class PictureKey:
     """Which picture: ``kind`` with the layer, channel and part it belongs to.
@@ -82,9 +91,8 @@ class LayerFacts:
 
     def unit_label(self, unit: int) -> str:
         """A unit as people name it: "unit 450: bobsled" for classes, else "unit 450"."""
-        if 0 <= unit < len(self.class_labels):
-            return f"unit {unit}: {self.class_labels[unit]}"
-        return f"unit {unit}"
+        label = self.class_labels[unit] if 0 <= unit < len(self.class_labels) else None
+        return channel_label(unit, spatial=False, label=label)
 
     @property
     def channels(self) -> int:

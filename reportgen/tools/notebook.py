@@ -30,7 +30,8 @@ from reportgen.report.manifest_file import (
     ManifestUnreadable,
     read_manifest,
 )
-from reportgen.report.text import format_percent
+from reportgen.report.text import format_number, format_percent, plural
+from reportgen.results.records import channel_label
 from reportgen.statistics import Statistic, statistics
 from reportgen.tools.report_files import ReportFiles, fill_pattern
 
@@ -55,15 +56,16 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "\u2014"
-    number = float(value)
-    if number != number:  # NaN
-        return "\u2014"
-    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
-        return f"{number:.{digits - 1}e}"
-    return f"{number:.{digits}g}"
+def _num(value: Any) -> str:
+    """Numbers as the report's pages write them (one formatter for both)."""
+    return format_number(value)
+
+
+def _left_out(shown: list[Any], every: list[Any], noun: str) -> str:
+    """'Showing 8 of 12 selected channels; 4 left out.'"""
+    return (
+        f"Showing {len(shown)} of {plural(len(every), noun)}; {len(every) - len(shown)} left out."
+    )
 
 
 def _stat_text(value: Any, stat: Statistic) -> str:
@@ -172,7 +174,8 @@ class Report(ReportFiles):
         parts = [_STYLE, '<div class="rg-nb">']
         generator = m.get("generator", {})
         parts.append(
-            f"<h3>reportgen report: {len(self.models)} model(s), {len(self.inputs)} input(s)</h3>"
+            f"<h3>reportgen report: {plural(len(self.models), 'model')}, "
+            f"{plural(len(self.inputs), 'input')}</h3>"
             f'<p class="rg-muted">{_e(self.root)} &middot; {_e(generator.get("name", ""))} '
             f"{_e(generator.get('version', ''))} &middot; {_e(m.get('created', ''))} &middot; "
             f'<a href="{_e(self.link("index.html"))}" target="_blank">open index.html</a></p>'
@@ -180,6 +183,8 @@ class Report(ReportFiles):
         for warning in m.get("warnings", []):
             parts.append(f'<p class="rg-muted">warning: {_e(warning)}</p>')
         shown = self.inputs[: self.max_inputs]
+        if len(shown) < len(self.inputs):
+            parts.append(f'<p class="rg-muted">{_left_out(shown, self.inputs, "input")}</p>')
         parts.append('<div class="rg-row">')
         for item in shown:
             caption = [f"<strong>{_e(item.get('source', item.get('id')))}</strong>"]
@@ -189,7 +194,7 @@ class Report(ReportFiles):
                     top = preds[0]
                     caption.append(
                         f"{_e(model.get('id'))}: {_e(top.get('label'))} "
-                        f"{100 * float(top.get('probability', 0)):.1f}%"
+                        f"{format_percent(float(top.get('probability', 0)))}"
                     )
             parts.append(
                 "<figure>"
@@ -221,7 +226,10 @@ class Report(ReportFiles):
         return "\n".join(parts)
 
     def __repr__(self) -> str:
-        return f"Report({str(self.root)!r}: {len(self.models)} models, {len(self.inputs)} inputs)"
+        return (
+            f"Report({str(self.root)!r}: {plural(len(self.models), 'model')}, "
+            f"{plural(len(self.inputs), 'input')})"
+        )
 
 
 class LayerView:
@@ -341,9 +349,20 @@ class LayerView:
             "page</a></p>"
         )
         names = {i.get("id"): i.get("source", i.get("id")) for i in report.inputs}
-        for input_id in list(info.get("selected", {}))[: report.max_inputs]:
-            chosen = self.selected(input_id)[: self.max_channels]
+        every_input = list(info.get("selected", {}))
+        shown_inputs = every_input[: report.max_inputs]
+        if len(shown_inputs) < len(every_input):
+            parts.append(f'<p class="rg-muted">{_left_out(shown_inputs, every_input, "input")}</p>')
+        for input_id in shown_inputs:
+            every_channel = self.selected(input_id)
+            chosen = every_channel[: self.max_channels]
             parts.append(f"<h4>{_e(names.get(input_id, input_id))}</h4>")
+            if len(chosen) < len(every_channel):
+                noun = "unit" if info.get("units") else "channel"
+                parts.append(
+                    f'<p class="rg-muted">{_left_out(chosen, every_channel, "selected " + noun)}'
+                    " (<code>max_channels</code> sets how many)</p>"
+                )
             if info.get("units"):
                 parts.extend(self._unit_table(input_id, chosen))
             else:
@@ -387,7 +406,7 @@ class LayerView:
         parts = ["<table><thead><tr><th>unit</th><th>value</th></tr></thead><tbody>"]
         for c in chosen:
             label = channels[c].get("label") if c < len(channels) else None
-            name = f"{c}: {label}" if label is not None else str(c)
+            name = channel_label(c, spatial=False, label=label)
             value = self.stats(c, input_id).get("mean")
             parts.append(f"<tr><td>{_e(name)}</td><td class=num>{_num(value)}</td></tr>")
         parts.append("</tbody></table>")

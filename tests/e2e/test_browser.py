@@ -961,8 +961,16 @@ def nu_html_checker(files: list[Path]) -> list[dict[str, Any]]:
 
 
 def test_nu_html_checker_finds_no_errors(report: Path) -> None:
-    # (A --single-file report is not checked yet: its page sections each hold a <main>.)
     errors = nu_html_checker([report / rel for rel in every_page_kind(report)])
+    assert not errors, json.dumps(errors[:10], indent=1)
+
+
+def test_nu_html_checker_finds_no_errors_in_a_single_file(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The whole --single-file report: one <main> around its page sections, and no id in
+    an SVG (ids there must be XML names; the sections' ids are page paths)."""
+    errors = nu_html_checker([_single_file_report(tmp_path_factory)])
     assert not errors, json.dumps(errors[:10], indent=1)
 
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights, alexnet
 
+from reportgen.imaging.sheets import SheetGrid
 from reportgen.report.manifest_file import channel_page, layer_channels
 from reportgen.settings import RUNTIME_FIELDS, RunSettings
 from tests.helpers import invoke, map_tile, weights_view_of
@@ -466,16 +467,20 @@ def test_activation_maps_are_true_resolution_pictures_of_the_values(
         with Image.open(built.root / sheet_path) as sheet:
             assert sheet.mode == "P"
             assert sheet.size == (grid["columns"] * 57, grid["rows"] * 57)
+        detail = list(layer["detail_pages"])
+        strip = SheetGrid.for_layer(len(detail), 55, 55, grid["pad"])
         for c in (0, 17, 63):
-            # The channel page shows this channel's tile of the input's sheet, twice
-            # (the map, and over the view).
+            # The channel page shows this input's tile of the channel's own strip (issue 25:
+            # not the input's whole sheet), twice (the map, and over the view).
             page = _parse(built.root / channel_page(layer, c))
             shown = [
                 (column, row)
                 for src, column, row, _ in _map_pictures(page)
-                if src.endswith(f"sheets/{input_id}.png")
+                if src.endswith(f"strips/c{c:04d}.png")
             ]
-            assert shown == [_cell(grid, c)] * 2, f"channel {c} on {input_id}: {shown}"
+            expected = strip.cell(detail.index(input_id))
+            assert shown.count(expected) == 2, f"channel {c} on {input_id}: {shown}"
+            assert sorted(set(shown)) == sorted(strip.cell(d) for d in range(len(detail)))
             image = map_tile(built.root / sheet_path, grid, c)
             assert image.size == (55, 55)
             levels = np.asarray(image).astype(int)  # palette indices
@@ -720,17 +725,22 @@ def test_selected_channels_show_filter_beside_map_and_overlay(built: Built) -> N
 
 def test_layer_comparison_shows_the_top_four_of_each_layer(built: Built) -> None:
     model = built.manifest["models"][0]
-    page = built.root / model["compare_page"]
-    tiles = {(src, column, row) for src, column, row, _ in _map_pictures(_parse(page))}
-    text = html.unescape(page.read_text(encoding="utf-8"))
+    # paged (issue 25): compare.html, compare-2.html, ... each a few detail inputs
+    pages = sorted(built.root.glob(model["compare_page"].replace(".html", "*.html")))
+    tiles = set()
+    for page in pages:
+        found = _map_pictures(_parse(page))
+        tiles |= {
+            (src.split("/")[-2] + "/" + src.split("/")[-1], col, row) for src, col, row, _ in found
+        }
+    text = html.unescape(pages[0].read_text(encoding="utf-8"))
     assert "55\u00d755" in text and "27\u00d727" in text
-    for layer in model["layers"]:
-        if len(layer["output_shape"]) != 3:
-            continue
+    map_layers = [x for x in model["layers"] if len(x["output_shape"]) == 3]
+    for row, layer in enumerate(map_layers):
         for input_id, chosen in layer["selected"].items():
-            for c in chosen[:4]:
-                sheet = f"layers/{layer['name']}/sheets/{input_id}.png"
-                assert (sheet, *_cell(layer["map_sheet"], c)) in tiles
+            for k, c in enumerate(chosen[:4]):
+                # each input's comparison sheet: row = the map layer, column = the rank
+                assert (f"compare/{input_id}.png", k, row) in tiles, (layer["name"], c)
 
 
 def test_every_file_written_is_listed_with_its_hash(built: Built) -> None:

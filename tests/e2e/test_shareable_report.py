@@ -54,11 +54,15 @@ def test_settings_are_the_command_that_built_it(built: Path) -> None:
     index = (built / "index.html").read_text(encoding="utf-8")
     section = index[index.index('id="settings-h"') : index.index("<h3>Environment</h3>")]
     command = html.unescape(re.search(r'<pre class="command"><code>(.*?)</code>', section)[1])
+    # The weights the run used (the fallback IMAGENET1K_V1), not `imagenet` as typed: pasted,
+    # `imagenet` would ask for DEFAULT (IMAGENET1K_V2), a file the reader does not have.
     assert shlex.split(command) == [
-        "reportgen", "run", "photos", "--model", "mobilenet_v2",
+        "reportgen", "run", "photos", "--model", "mobilenet_v2", "--weights", "IMAGENET1K_V1",
         "--weights-dir", "weights", "--layer", "features.0.0", "--layer",
         "features.1.conv.0.0", "--top-k", "3",
     ]  # fmt: skip
+    supply = html.unescape(re.search(r'<ul class="supply">(.*?)</ul>', section, re.S)[1])
+    assert "photos" in supply and "a folder weights holding mobilenet_v2-b0353104.pth" in supply
     # No Python in sight: every row is an option of `reportgen run`, as typed.
     assert not re.search(r"None|\[\]|\['|True|False", section)
     options = {
@@ -75,3 +79,31 @@ def test_settings_are_the_command_that_built_it(built: Path) -> None:
                 assert word in options, (option, word)
     assert '<code>--weights imagenet</code> <span class="meta">(default)</span>' in section
     assert "<code>--layer features.0.0 --layer features.1.conv.0.0</code>" in section
+
+
+@pytest.mark.slow
+def test_the_rebuild_command_works_when_pasted(
+    built: Path, mobilenet_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index's command, run in a folder holding what the index says to supply, builds
+    the report again with the same weights (it failed before: it asked for V2's file)."""
+    import json
+    import shutil
+
+    index = (built / "index.html").read_text(encoding="utf-8")
+    command = html.unescape(re.search(r'<pre class="command"><code>(.*?)</code>', index)[1])
+    shutil.copytree(built.parent / "photos", tmp_path / "photos")
+    (tmp_path / "weights").symlink_to(mobilenet_weights_dir, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    words = shlex.split(command)
+    assert words[:2] == ["reportgen", "run"]
+    result = invoke(*words[1:], "--offline", "-o", "again", catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    first = json.loads((built / "manifest.json").read_text())
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert [m["weights_detail"] for m in again["models"]] == [
+        m["weights_detail"] for m in first["models"]
+    ]
+    assert list(again["models"][0]["predictions"].values()) == list(
+        first["models"][0]["predictions"].values()
+    )

@@ -20,7 +20,9 @@ Each build runs ``python -m reportgen run`` in subprocesses, with the working di
 a fresh temporary folder and every path relative to it (``./inputs``, ``./weights``,
 ``./cache``, ``./out-NAME``), so that no absolute path of the machine can enter a
 report. The environment is fixed: ``SOURCE_DATE_EPOCH=1700000000``, offline, an empty
-``TORCH_HOME``, ``OMP_NUM_THREADS=2``, no ``REPORTGEN_*`` variables but the offline one.
+``TORCH_HOME``, ``OMP_NUM_THREADS=2``, ``ATEN_CPU_CAPABILITY=default`` (torch's kernels
+for what every x86-64 CPU has, so the bytes are the same on a CPU with AVX2 or AVX-512),
+no ``REPORTGEN_*`` variables but the offline one.
 
 Normalisation: text files (.html, .css, .js, .json, .txt, .svg) have the temporary
 folder's absolute path replaced by ``<TMP>`` before hashing, and each file where that
@@ -80,6 +82,7 @@ SAMPLE_IMAGES = REPO / "sample_images"
 GOLDEN_FILE = Path(__file__).resolve().parent / "reports.json"
 BASE_COMMIT = "8a23d7c"  # where the goldens were first recorded
 SOURCE_DATE_EPOCH = "1700000000"
+BUILD_CPU_CAPABILITY = "default"  # ATEN_CPU_CAPABILITY of the builds
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 TMP_MARK = "<TMP>"
 TEXT_SUFFIXES = (".html", ".css", ".js", ".json", ".txt", ".svg")
@@ -151,8 +154,18 @@ def versions() -> dict[str, str]:
     found["Pillow zlib"] = str(PIL.features.version("zlib"))
     found["Pillow libjpeg_turbo"] = str(PIL.features.version("libjpeg_turbo"))
     found["machine"] = platform.machine()
-    found["torch cpu capability"] = torch.backends.cpu.get_cpu_capability()
+    found["torch cpu capability"] = build_cpu_capability()
     return found
+
+
+def build_cpu_capability() -> str:
+    """The CPU kernels torch uses in the builds (run_env forces them), as torch says."""
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": BUILD_CPU_CAPABILITY}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
 
 
 def mobilenet_weights() -> Path:
@@ -181,6 +194,9 @@ def run_env(pythonpath: str | None) -> dict[str, str]:
         REPORTGEN_OFFLINE="1",
         TORCH_HOME="torch-home",  # relative: an empty folder of the working directory
         OMP_NUM_THREADS="2",
+        # torch's kernels for the instruction sets every x86-64 CPU has: the bytes do not
+        # depend on whether the CPU has AVX2 or AVX-512 (issue 25: the goldens hold on any)
+        ATEN_CPU_CAPABILITY=BUILD_CPU_CAPABILITY,
     )
     return env
 

@@ -40,7 +40,7 @@ def test_each_channels_row_holds_its_own_crops(report: Path) -> None:
             continue
         grid = SheetGrid.from_manifest(layer["example_sheet"])
         folder = (report / layer["page"]).parent
-        sheets = sorted(p.name for p in folder.glob("examples-*.jpg"))
+        sheets = sorted(p.name for p in folder.glob("examples-[0-9]*.jpg"))
         expected = -(-len(layer["channels"]) // EXAMPLE_SHEET_CHANNELS)
         assert sheets == [f"examples-{i:03d}.jpg" for i in range(expected)]
         assert not (folder / "examples").exists()  # no file per channel

@@ -297,7 +297,20 @@ def test_summary_chart_on_model_and_index(trees: dict[str, ElementTree.Element])
             bars = list(svg.iter("{http://www.w3.org/2000/svg}rect"))
             assert len(bars) == 3  # one per layer
             links = list(svg.iter("{http://www.w3.org/2000/svg}a"))
-            assert all(link.get("aria-label") for link in links)
+            # each bar is labelled with its layer's name in the picture, not in a tooltip,
+            # and links that layer's page
+            names = [
+                "".join(text.itertext())
+                for link in links
+                for text in link.iter("{http://www.w3.org/2000/svg}text")
+                if text.get("class") == "name"
+            ]
+            assert len(names) == 3
+            for link, name in zip(links, names):
+                assert link.get("href").endswith(f"layers/{name}/index.html"), (
+                    name,
+                    link.get("href"),
+                )
 
 
 # --- the summary numbers, from records alone ------------------------------------------
@@ -358,19 +371,26 @@ def test_summary_values_and_geometry() -> None:
         compare_page="m/compare.html",
         layers=[a, b, empty],
     )
-    chart = summary_chart(model, width=300, height=120)
+    chart = summary_chart(model, width=300)
     mean_panel, sparsity_panel = chart.panels
     assert (mean_panel.low, mean_panel.high) == (-2.0, 2.0)
     bar_a, bar_b, bar_c = mean_panel.bars
-    assert bar_a.y + bar_a.height == pytest.approx(mean_panel.zero_y)  # above zero
-    assert bar_b.y == pytest.approx(mean_panel.zero_y)  # below zero
-    assert bar_a.height == pytest.approx(bar_b.height)
-    assert bar_c.value is None and bar_c.height < 1
+    assert bar_a.x == pytest.approx(mean_panel.zero_x)  # right of zero
+    assert bar_b.x + bar_b.width == pytest.approx(mean_panel.zero_x)  # left of zero
+    assert bar_a.width == pytest.approx(bar_b.width)
+    # a bar's length is its value over the panel's range
+    assert bar_a.width == pytest.approx(2.0 / 4.0 * (chart.plot_right - chart.plot_left))
+    assert bar_c.value is None and bar_c.width < 1
     assert (sparsity_panel.low, sparsity_panel.high) == (0.0, 1.0)
-    assert sparsity_panel.bars[1].y == pytest.approx(chart.plot_top)
+    assert sparsity_panel.bars[1].x + sparsity_panel.bars[1].width == pytest.approx(
+        chart.plot_right
+    )
+    rows = [bar.y for bar in mean_panel.bars]
+    assert rows == sorted(rows) and len(set(rows)) == 3  # one row a layer, in network order
+    assert [bar.label for bar in mean_panel.bars] == ["a", "b", "c"]
     for bar in mean_panel.bars:
-        assert bar.x >= 0 and bar.x + bar.width <= 300
-        assert chart.plot_top - 0.01 <= bar.y and bar.y + bar.height <= chart.plot_bottom + 1
+        assert chart.plot_left <= bar.x and bar.x + bar.width <= chart.plot_right + 0.01
+        assert chart.plot_top <= bar.y and bar.y + bar.height <= chart.plot_bottom
     table = channel_table(empty, "x")
     assert table["stats"]["mean"] == [None]
     json.dumps(table, allow_nan=False)

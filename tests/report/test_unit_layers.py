@@ -160,7 +160,7 @@ def test_unit_pages_show_value_and_rank_from_the_statistics(unit_report: Path) -
         rows = re.findall(row_pattern, page)
         assert len(rows) == len(ids)
         for row, (shown, rank) in enumerate(rows):
-            assert float(shown) == pytest.approx(values[row, unit], rel=1e-3, abs=1e-4)
+            assert float(shown) == pytest.approx(values[row, unit], rel=5e-3, abs=1e-4)  # 3 digits
             assert int(rank) == unit_ranks(values[row])[unit]
         summary = channel["summary"]
         assert summary["best_rank"] == min(unit_ranks(v)[unit] for v in values)

@@ -62,7 +62,7 @@ def test_layer_displays_selected_channels(report: Path) -> None:
     table = np.load(report / layer["stats_file"]["path"])
     row = [i["id"] for i in manifest["inputs"]].index(input_id)
     mean = float(table[row, chosen[0], layer["stats_file"]["fields"].index("mean")])
-    assert f"channel {chosen[0]}: mean {mean:.4g}" in text
+    assert f"channel {chosen[0]}: mean {mean:#.3g}" in text  # 3 significant digits
     assert view.stats(chosen[0], input_id)["mean"] == mean
     assert view.selected(input_id) == chosen
 
@@ -75,8 +75,9 @@ def test_unit_layer_shows_values_named_by_class(report: Path) -> None:
     input_id, chosen = next(iter(view.info["selected"].items()))
     labels = [c.get("label") for c in view.info["channels"]]
     value = view.stats(chosen[0], input_id)["mean"]
-    name = f"{chosen[0]}: {labels[chosen[0]]}" if labels[chosen[0]] else str(chosen[0])
-    assert f"<tr><td>{html.escape(name)}</td><td class=num>{value:.4g}</td></tr>" in text
+    # named as every page names it (issue 25), the value to 3 significant digits
+    name = f"unit {chosen[0]}: {labels[chosen[0]]}" if labels[chosen[0]] else f"unit {chosen[0]}"
+    assert f"<tr><td>{html.escape(name)}</td><td class=num>{value:#.3g}</td></tr>" in text
 
 
 def test_limits_and_clear_errors(report: Path, tmp_path: Path) -> None:
