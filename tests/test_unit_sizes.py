@@ -33,6 +33,7 @@ SETTINGS_KNOWN_TO = (
     "reportgen.results.shards",  # a shard's record of the run's settings (as a manifest's)
     "reportgen.results.shard_record",
     "reportgen.report.render",
+    "reportgen.report.rebuild",  # the rebuild command, from the recorded settings as typed
     "reportgen.options",  # names RunSettings in its docstring only; imports nothing of it
 )
 

@@ -12,7 +12,7 @@ templates call these where the loops were, with the same markup.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -20,6 +20,9 @@ from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
 from reportgen.report.tiles import example_first, map_picture, strip_picture
+
+if TYPE_CHECKING:
+    from reportgen.report.data import ChannelRecord, InputRecord, LayerRecord, ModelRecord
 
 Url = Callable[[str], str]
 
@@ -165,10 +168,10 @@ class ChannelFragments:
     def input_figures(
         self,
         url: Url,
-        model: Any,
-        layer: Any,
-        channel: Any,
-        inputs: dict[str, Any],
+        model: ModelRecord,
+        layer: LayerRecord,
+        channel: ChannelRecord,
+        inputs: dict[str, InputRecord],
         selected_for: list[str],
         alpha_class: str,
         by_layer: bool,

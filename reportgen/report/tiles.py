@@ -13,12 +13,15 @@ picture should have: alt text, lazy loading, and "open image" in the browser.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
 from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, SheetGrid
 from reportgen.report.text import escape_text as esc
+
+if TYPE_CHECKING:
+    from reportgen.report.data import ChannelRecord, LayerRecord, ModelRecord
 
 
 def grid_class(grid: SheetGrid) -> str:
@@ -153,7 +156,12 @@ def strip_picture(
 
 
 def compare_picture(
-    url: Callable[[str], str], model: Any, layer: Any, channel: Any, input_id: str, alt: str
+    url: Callable[[str], str],
+    model: ModelRecord,
+    layer: LayerRecord,
+    channel: ChannelRecord,
+    input_id: str,
+    alt: str,
 ) -> Markup:
     """A channel's map in the layer comparison: a small tile of the input's comparison
     sheet, else (single-file reports) the map itself."""
