@@ -186,6 +186,13 @@ class StagedReport:
         self.record(relpath, digest, len(payload))
         return relpath
 
+    def read_back(self, relpath: str) -> bytes:
+        """A file this run wrote into the report, read back: at most its recorded size,
+        from the staging folder itself (whatever ``path_of`` is made to say)."""
+        _, size = self._files[relpath]
+        with confined_path(self.root, relpath).open("rb") as handle:
+            return handle.read(size)
+
     def record(self, relpath: str, digest: str, size: int) -> None:
         """List a file of the report for the manifest (``write`` does it; a worker
         process that wrote files into the staging folder reports them here)."""

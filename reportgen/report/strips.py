@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -42,7 +42,7 @@ _STRIP_BLOCK_PIXELS = 64_000_000
 class Staged(Protocol):
     """The staging folder (reportgen.report.output): read what was written, write more."""
 
-    def path_of(self, relpath: str) -> Any: ...
+    def read_back(self, relpath: str) -> bytes: ...
 
     def write(self, relpath: str, data: bytes | str) -> str: ...
 
@@ -71,7 +71,7 @@ def write_strips(data: ReportData, staged: Staged) -> None:
 
 def _read_levels(staged: Staged, path: str) -> tuple[np.ndarray, np.ndarray]:
     """A palette PNG's levels [H, W] and its colour table [256, 3]."""
-    with Image.open(io.BytesIO(staged.path_of(path).read_bytes())) as picture:
+    with Image.open(io.BytesIO(staged.read_back(path))) as picture:
         levels = np.asarray(picture)
         palette = picture.getpalette() or []
     table = np.zeros((256, 3), np.uint8)
