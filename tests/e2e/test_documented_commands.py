@@ -97,7 +97,26 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), base / "finetuned.pth")
+    _safetensors_files(base)
     return base
+
+
+def _safetensors_files(base: Path) -> None:
+    """The safetensors checkpoints and class names README's timm section names: random
+    weights of resnet18 and of timm's efficientnet_b0, 1000 class names."""
+    try:
+        import timm
+        from safetensors.torch import save_file
+    except ImportError:  # the timm extra is not installed: those commands fail, as they should
+        return
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    save_file(torchvision.models.resnet18().state_dict(), str(base / "resnet18.safetensors"))
+    tuned = timm.create_model("efficientnet_b0", pretrained=False)
+    save_file(tuned.state_dict(), str(base / "finetuned.safetensors"))
+    (base / "classes.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
 
 
 def _run(line: str, folder: Path) -> subprocess.CompletedProcess[str]:
