@@ -165,6 +165,18 @@ def _close_clusters_quietly() -> None:
                 cluster.close(timeout=10)
 
 
+def _quiet_resource_tracker() -> None:
+    """A local cluster interrupted while its workers start leaves their semaphores to
+    multiprocessing's resource tracker, which cleans them up and then warns about each on
+    stderr, after reportgen's one-line error. The tracker starts with this process's
+    ``-W`` options (``sys.warnoptions``): those warnings are told to stay quiet."""
+    import sys
+
+    option = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
+
+
 def _set_dask_log_level(distributed: Any, level: int) -> None:
     """Dask's config gives some of its loggers levels of their own: each is set."""
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
@@ -217,6 +229,7 @@ class DaskEngines:
         # workers, and leaves them: put back as it was on exit (later runs of a notebook).
         self.environ = dict(os.environ)
         if self.spec.workers:
+            _quiet_resource_tracker()
             # One task at a time per worker: a model is never run by two tasks of one
             # process at once. torch's own threads are the client's count (compute_shard).
             self.cluster = distributed.LocalCluster(
