@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -51,6 +52,9 @@ from reportgen.results.records import InputResult, ModelFacts
 from reportgen.version import __version__
 
 log = logging.getLogger("reportgen")
+# An interrupted local cluster's semaphores are cleaned by multiprocessing's resource
+# tracker, which warns on stderr after our one-line error; it takes this process's -W.
+QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 INSTALL_HINT = "install the extra: pip install 'reportgen[dask]'"
 # Batches of --batch-size per task: enough work to hide a task's round trip (milliseconds)
@@ -165,18 +169,6 @@ def _close_clusters_quietly() -> None:
                 cluster.close(timeout=10)
 
 
-def _quiet_resource_tracker() -> None:
-    """A local cluster interrupted while its workers start leaves their semaphores to
-    multiprocessing's resource tracker, which cleans them up and then warns about each on
-    stderr, after reportgen's one-line error. The tracker starts with this process's
-    ``-W`` options (``sys.warnoptions``): those warnings are told to stay quiet."""
-    import sys
-
-    option = "ignore::UserWarning:multiprocessing.resource_tracker"
-    if option not in sys.warnoptions:
-        sys.warnoptions.append(option)
-
-
 def _set_dask_log_level(distributed: Any, level: int) -> None:
     """Dask's config gives some of its loggers levels of their own: each is set."""
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
@@ -229,7 +221,8 @@ class DaskEngines:
         # workers, and leaves them: put back as it was on exit (later runs of a notebook).
         self.environ = dict(os.environ)
         if self.spec.workers:
-            _quiet_resource_tracker()
+            if QUIET_TRACKER not in sys.warnoptions:
+                sys.warnoptions.append(QUIET_TRACKER)
             # One task at a time per worker: a model is never run by two tasks of one
             # process at once. torch's own threads are the client's count (compute_shard).
             self.cluster = distributed.LocalCluster(
