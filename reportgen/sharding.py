@@ -83,14 +83,13 @@ def build_shard(
     options = run_options(settings)
     from reportgen.results.store import cache_root
 
-    files, _ = find_inputs(
-        options.inputs, cache_root(options.engine.cache_dir, options.engine.no_cache)
-    )
+    cache_dir = cache_root(options.engine.cache_dir, options.engine.no_cache)
+    files, _ = find_inputs(options.inputs, cache_dir)
     mine = files[part_slice(len(files), part, parts, options.compute.batch_size)]
     _, models, facts, warnings = load_planned_models(options.models, options.compute)
     with StagedReport(Path(options.report.output), shard=True) as staged:
         entries = _ShardEntries(staged)
-        computed = _compute_part(options, files, mine, models, facts, entries, progress)
+        computed = _compute_part(options, files, mine, models, facts, entries, cache_dir, progress)
         records, skipped, model_records, notes = computed
         warnings.extend(notes)
         record = {
@@ -137,15 +136,14 @@ def _compute_part(
     models: list[LoadedModel],
     facts: list[ModelFacts],
     entries: _ShardEntries,
+    cache_dir: Path | None,
     progress: Progress | None,
 ) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
     """The part's inputs through every model into ``entries``: the inputs' records, the
     skipped ones, each model's record for shard.json, and the warnings."""
     from reportgen.compute.encoding import ImageEncoder
-    from reportgen.results.store import cache_root
 
     views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
-    cache_dir = cache_root(options.engine.cache_dir, options.engine.no_cache)
     encoder = ImageEncoder(options.engine.workers(os.cpu_count()))
     try:
         records, usable, skipped = prepare_inputs(mine, [], DiscardedOutput(), encoder, views)

@@ -48,6 +48,7 @@ def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts
     infos = trace_layers(model.module, size, model.device)
     chosen = resolve_layers(infos, compute.layers, model.name)
     by_name = {info.name: info for info in infos}
+    modules = dict(model.module.named_modules())
     warnings: list[str] = []
     kept = []
     for name in chosen:
@@ -59,7 +60,7 @@ def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts
                 "only [C, H, W] and [C] outputs are shown, so it is left out"
             )
             continue
-        kept.append(_layer_facts(model, info, shape))
+        kept.append(_layer_facts(model, modules[name], info, shape))
         warnings.extend(check_channel_options(model.id, name, int(shape[0]), compute.selection))
     if not kept:
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
@@ -80,13 +81,12 @@ def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts
     return facts, warnings
 
 
-def _layer_facts(model: LoadedModel, info: Any, shape: tuple[int, ...]) -> LayerFacts:
+def _layer_facts(model: LoadedModel, module: Any, info: Any, shape: tuple[int, ...]) -> LayerFacts:
     """A chosen layer's facts from its traced output; a Conv2d's kernels with them."""
     import torch
 
     from reportgen.nn.timm_models import applied_conv_weight
 
-    module = dict(model.module.named_modules())[info.name]
     weight = None
     if isinstance(module, torch.nn.Conv2d):
         # The weights the layer applies (timm's standardised-weight convolutions differ

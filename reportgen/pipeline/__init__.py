@@ -86,7 +86,8 @@ def build_report(
     )
     jobs = options.engine.workers(os.cpu_count())
     with output as staged:
-        data, runs = _computed(options, (files, skipped_found), staged, shard_roots, progress)
+        found = (files, skipped_found)
+        data, runs = _computed(options, found, staged, (cache_dir, shard_roots), jobs, progress)
         how = Written(report.output, report.single_file, report.max_single_file_mb, jobs, started)
         summary = write_report(data, staged, how)
         if analysis_only:
@@ -101,17 +102,18 @@ def _computed(
     options: RunOptions,
     found: tuple[list[InputFile], list[SkippedInput]],
     staged: ReportOutput,
-    shard_roots: tuple[Path, ...],
+    stores: tuple[Path | None, tuple[Path, ...]],
+    jobs: int,
     progress: Progress | None,
 ) -> tuple[Any, list[ModelRun]]:
     """Every model over the usable inputs, their pictures into ``staged``: the report's
-    data and each model's merged results."""
-    from reportgen.results.store import cache_root
-
+    data and each model's merged results. ``stores``: the cache folder and the shards a
+    merge reads."""
     files, skipped_found = found
+    cache_dir, shard_roots = stores
     encode = not isinstance(staged, DiscardedOutput)
     device, models, facts, warnings = load_planned_models(options.models, options.compute)
-    encoder = ImageEncoder(options.engine.workers(os.cpu_count()))
+    encoder = ImageEncoder(jobs)
     try:
         views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
         inputs, usable, skipped = prepare_inputs(files, skipped_found, staged, encoder, views)
@@ -131,7 +133,7 @@ def _computed(
                 {i.id: i.sha256 for i in inputs},
                 staged,
                 encoder,
-                cache_root(options.engine.cache_dir, options.engine.no_cache),
+                cache_dir,
                 shard_roots,
                 engines,
             )
