@@ -93,7 +93,8 @@ class ComputeOptions:
     layers: tuple[str, ...] = ()  # () every Conv2d whose output is a map
     batch_size: int = 8
     selection: SelectionOptions = field(default_factory=SelectionOptions)
-    gradcam: bool = True
+    gradcam: bool = True  # False: no map method runs
+    cams: tuple[str, ...] = ("gradcam",)  # the map methods (reportgen.explanations)
     gradcam_layer: str | None = None
     target_class: str | None = None
     contributions: bool = True  # each channel's contribution to the class logits
