@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from reportgen.statistics import CONTRIBUTION_FIELDS
-
 # Where a method needs each layer's value and the gradient of the class logit there:
 # at the one CAM layer (--gradcam-layer), or at every recorded layer.
 Needs = Literal["cam_layer", "recorded_layers"]
@@ -42,6 +40,9 @@ class ExplanationMethod:
 
 GRADCAM = ExplanationMethod("gradcam", "Grad-CAM", "cam_layer", "map", folder="gradcam")
 LAYERCAM = ExplanationMethod("layercam", "LayerCAM", "cam_layer", "map", folder="layercam")
+# The contributions' statistics fields (``reportgen.statistics`` lists them after the
+# positions): to the top class's logit, to the --target-class's.
+CONTRIBUTION_FIELDS = ("contribution", "target_contribution")
 CONTRIBUTIONS = ExplanationMethod(
     "contributions",
     "channel contributions",

@@ -29,7 +29,7 @@ RANKS = {
     # reportgen.statistics: the per-channel statistics, defined once for every stage
     "statistics": 1,
     # reportgen.explanations: the explanation methods, declared once for every stage
-    "explanations": 1.5,
+    "explanations": 0.25,
     "inputs": 2,
     "nn": 3,
     "analysis": 4,

@@ -121,9 +121,9 @@ def entry_bytes(entry: Entry) -> bytes:
 
 # Written in every per-input entry's header with its statistics fields: an entry of
 # another format, or made with other statistics, is a miss that says so.
-# 5: the channel contributions (``statistics.CONTRIBUTION_FIELDS``) among the fields;
-# the maps of every map method (``reportgen.explanations``) under "cams".
-ENTRY_FORMAT = 5
+# 5: the channel contributions (``statistics.CONTRIBUTION_FIELDS``) among the fields.
+# 6: the maps of every map method (``reportgen.explanations``) under "cams".
+ENTRY_FORMAT = 6
 
 
 class EntryMismatch(ValueError):
