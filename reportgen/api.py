@@ -103,7 +103,8 @@ def _as_tuple(name: str, value: object, item: type) -> tuple[object, ...]:
     if isinstance(value, (str, os.PathLike)):
         text = os.fspath(value)
         if item is str:
-            return (str(text),)
+            # cam="gradcam,layercam", as --cam takes it; other names are one value each
+            return tuple(p for p in text.split(",") if p) if name == "cam" else (str(text),)
         parts = str(text).replace(" ", "").split(",")
         return tuple(_as_scalar(name, part, item, text=True) for part in parts if part)
     if isinstance(value, numbers.Real) and item is not str:

@@ -93,14 +93,28 @@ class ComputeOptions:
     layers: tuple[str, ...] = ()  # () every Conv2d whose output is a map
     batch_size: int = 8
     selection: SelectionOptions = field(default_factory=SelectionOptions)
-    gradcam: bool = True
+    gradcam: bool = True  # False: no map method runs
+    cams: tuple[str, ...] = ("gradcam",)  # the map methods (reportgen.explanations)
     gradcam_layer: str | None = None
     target_class: str | None = None
     contributions: bool = True  # each channel's contribution to the class logits
     examples: int = 9
 
     def check(self) -> None:
+        from reportgen.explanations import map_method_names
+
         self.selection.check()
+        known = map_method_names()
+        unknown = [name for name in self.cams if name not in known]
+        if unknown or not self.cams:
+            raise UsageError(
+                f"unknown --cam {unknown[0]!r}; use one or more of {', '.join(known)}, "
+                "comma-separated"
+                if unknown
+                else f"--cam needs at least one of {', '.join(known)}"
+            )
+        if len(set(self.cams)) != len(self.cams):
+            raise UsageError(f"--cam names a method twice: {','.join(self.cams)}")
 
 
 @dataclass(frozen=True)

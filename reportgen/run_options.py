@@ -91,6 +91,7 @@ def compute_options(settings: RunSettings) -> ComputeOptions:
             settings.interesting_max,
         ),
         gradcam=settings.gradcam,
+        cams=settings.cam,
         gradcam_layer=settings.gradcam_layer,
         target_class=settings.target_class,
         contributions=settings.contributions,

@@ -64,6 +64,8 @@ class RunSettings:
     offline: bool = False
     # Grad-CAM, dataset examples, comparisons and custom models (issue 6).
     gradcam: bool = True
+    # The class activation map methods (reportgen.explanations), all at gradcam_layer.
+    cam: tuple[str, ...] = ("gradcam",)
     gradcam_layer: str | None = None  # default: the model's last Conv2d
     target_class: str | None = None  # class index or label, besides the top prediction
     # Each channel's contribution to the top (and target) class logit, per input and layer.
@@ -268,7 +270,7 @@ _OFF_FORMS = {
     "contributions": "--no-contributions",
 }
 # Lists given as one comma-separated value (--channels 0,5,10).
-_COMMA_LISTS = ("channels", "mean", "std")
+_COMMA_LISTS = ("channels", "mean", "std", "cam")
 
 
 @dataclass(frozen=True)

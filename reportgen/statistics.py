@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from reportgen.explanations import CONTRIBUTION_FIELDS
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -94,9 +96,7 @@ POSITION_FIELDS = ("argmax_y", "argmax_x")
 # gradient x value (``reportgen.nn.gradients.contributions``). After the positions, in
 # this order, in the runs that compute them: the top class's always (unless
 # --no-contributions), the --target-class's when one is given.
-CONTRIBUTION = "contribution"
-TARGET_CONTRIBUTION = "target_contribution"
-CONTRIBUTION_FIELDS = (CONTRIBUTION, TARGET_CONTRIBUTION)
+CONTRIBUTION, TARGET_CONTRIBUTION = CONTRIBUTION_FIELDS
 
 
 def statistics() -> tuple[Statistic, ...]:

@@ -28,6 +28,8 @@ RANKS = {
     "settings": 1,  # the run's full settings: known to the CLI, the API, the cache key
     # reportgen.statistics: the per-channel statistics, defined once for every stage
     "statistics": 1,
+    # reportgen.explanations: the explanation methods, declared once for every stage
+    "explanations": 0.25,
     "inputs": 2,
     "nn": 3,
     "analysis": 4,

@@ -129,7 +129,11 @@ def normalise(
 
 # List options given as one comma-separated string on the command line, and what each
 # element of their list is: --channels 0,5,10 is channels = [0, 5, 10].
-_LIST_ELEMENTS: dict[str, tuple[type, ...]] = {"channels": (int,), "mean": (int, float)}
+_LIST_ELEMENTS: dict[str, tuple[type, ...]] = {
+    "channels": (int,),
+    "mean": (int, float),
+    "cam": (str,),
+}
 _LIST_ELEMENTS["std"] = _LIST_ELEMENTS["mean"]
 # String options whose value may also be a whole number (a class index, a count).
 _ALSO_INT = {"target_class", "detail"}

@@ -19,7 +19,7 @@ from reportgen.settings import (
 )
 
 
-def _joined(values: tuple[float, ...]) -> str | None:
+def _joined(values: tuple[object, ...]) -> str | None:
     """A list option's default as its command-line text (0,5,10); None for none."""
     return ",".join(str(v) for v in values) or None
 
@@ -35,6 +35,13 @@ def _parse_channels(
         raise click.BadParameter(
             f"{value!r} is not a comma-separated list of channel numbers"
         ) from None
+
+
+def _parse_names(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, ...]:
+    """A comma-separated list of names (--cam gradcam,layercam)."""
+    return tuple(part for part in (value or "").replace(" ", "").split(",") if part)
 
 
 def _parse_floats(
@@ -244,6 +251,14 @@ _RUN_SETTINGS_OPTIONS = [
         help="Grad-CAM of each input's top class (and of --target-class).",
     ),
     click.option(
+        "--cam",
+        default=_joined(default_of("cam")),
+        callback=_parse_names,
+        show_default=True,
+        help="Class activation map methods, comma-separated: gradcam, layercam (each "
+        "at --gradcam-layer, beside each other on input pages).",
+    ),
+    click.option(
         "--gradcam-layer",
         default=default_of("gradcam_layer"),
         help="Layer for Grad-CAM. [default: the last Conv2d]",
@@ -402,7 +417,7 @@ runtime_options = _with(_RUNTIME_OPTIONS)
 _SETTINGS_AS_GIVEN = (
     "weights", "weights_dir", "offline", "device", "seed", "batch_size", "strategy",
     "top_k", "channels", "interesting_mean", "interesting_max", "colormap", "alpha",
-    "overlay_files", "scale", "gradcam", "gradcam_layer", "target_class", "contributions",
+    "overlay_files", "scale", "gradcam", "cam", "gradcam_layer", "target_class", "contributions",
     "examples",
     "input_size", "mean", "std", "labels_file", "feature_vis", "fv_steps", "fv_size",
     "fv_channels", "fv_negative", "jobs", "cache_dir", "no_cache", "strict", "single_file",

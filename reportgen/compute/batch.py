@@ -22,6 +22,7 @@ import numpy as np
 
 from reportgen.analysis.stats import select_channels, value_range
 from reportgen.compute.finite import require_finite
+from reportgen.explanations import CONTRIBUTIONS, ExplanationMethod, methods
 from reportgen.imaging import pictures as imaging
 from reportgen.imaging.sheets import SheetGrid
 from reportgen.inputs.files import InputFile, load_image
@@ -31,7 +32,7 @@ from reportgen.options import SelectionOptions
 from reportgen.results.records import (
     GRADCAM_TARGET,
     GRADCAM_TOP,
-    GradCamResult,
+    CamResult,
     InputResult,
     LayerFacts,
     LayerResult,
@@ -67,23 +68,38 @@ class PassOutput:
     input_id: str
     view: Any  # PIL image of the network's view
     predictions: list[tuple[int, float]]
-    gradcam: list[tuple[GradCamResult, np.ndarray]]  # record, unrounded map for the overlay
+    cams: list[tuple[CamResult, np.ndarray]]  # record, unrounded map for the overlay
     layers: dict[str, LayerOutput]
 
 
 @dataclass(frozen=True)
 class PassPlan:
-    """What a batch's pass computes besides the recorded layers (resolved for a model:
-    ``compute.model_run.pass_plan``)."""
+    """What a batch's pass computes besides the recorded layers: the enabled explanation
+    methods (``reportgen.explanations``), resolved for a model by
+    ``compute.model_run.pass_plan``."""
 
-    gradcam_layer: str | None  # None: no Grad-CAM
+    methods: tuple[str, ...]  # the enabled methods' names
+    cam_layer: str | None  # the map methods' layer (--gradcam-layer)
     target: int | None  # --target-class as an index
-    contributions: bool  # each recorded layer's channel contributions
+
+    def enabled(self) -> tuple[ExplanationMethod, ...]:
+        """The enabled methods, in the registry's order."""
+        return tuple(m for m in methods() if m.name in self.methods)
+
+    def wanted_layers(self, recorded: list[str]) -> list[str]:
+        """The layers whose values and gradients the enabled methods need."""
+        wanted: list[str] = []
+        for method in self.enabled():
+            if method.needs == "cam_layer" and self.cam_layer is not None:
+                wanted.append(self.cam_layer)
+            elif method.needs == "recorded_layers":
+                wanted.extend(recorded)
+        return list(dict.fromkeys(wanted))
 
     def class_kinds(self, count: int) -> dict[str, list[int | None]]:
         """The class kinds whose gradients the pass takes (each input's class; None: its
-        top prediction), the top prediction's first; none when nothing needs them."""
-        if self.gradcam_layer is None and not self.contributions:
+        top prediction), the top prediction's first; none when no method needs them."""
+        if not self.enabled():
             return {}
         kinds: dict[str, list[int | None]] = {GRADCAM_TOP: [None] * count}
         if self.target is not None:
@@ -99,40 +115,27 @@ def forward_batch(
     model: LoadedModel, layers: tuple[LayerFacts, ...], files: list[InputFile], plan: PassPlan
 ) -> list[PassOutput]:
     """The network's part of a batch: everything that needs torch. One forward pass, and
-    one backward pass per class kind when Grad-CAM or the contributions need it."""
+    one backward pass per class kind when an enabled method needs gradients."""
     import torch
 
-    from reportgen.nn.gradcam import cams_of
-    from reportgen.nn.gradients import batch_pass, contributions
+    from reportgen.nn.gradients import batch_pass
     from reportgen.nn.reduce import channel_stats
 
     views = [model.preprocessing.view(load_image(f).image, f.source) for f in files]
     batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
     names = [layer.name for layer in layers]
-    wanted = [*([plan.gradcam_layer] if plan.gradcam_layer else []), *(names * plan.contributions)]
-    done = batch_pass(model.module, batch, names, wanted, plan.class_kinds(len(files)))
-    cams = {
-        kind: cams_of(done.values, grads, plan.gradcam_layer)
-        for kind, grads in done.classes.items()
-        if plan.gradcam_layer is not None
-    }
+    done = batch_pass(
+        model.module, batch, names, plan.wanted_layers(names), plan.class_kinds(len(files))
+    )
+    maps = _maps(plan, done, len(files))
     probabilities = torch.softmax(done.logits, dim=1)
     top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
     per_layer = {}
     for name in names:
-        attributed = {
-            CONTRIBUTION_OF_KIND[kind]: contributions(
-                done.values[name], grads.gradients.get(name, torch.zeros_like(done.values[name]))
-            )
-            for kind, grads in done.classes.items()
-            if plan.contributions
-        }
+        attributed = _contributions(plan, done, name)
         recorded = done.recorded.pop(name)
         per_layer[name] = (channel_stats(recorded, attributed), recorded.numpy())
     require_finite(model.name, files, done.logits, per_layer)
-    cams_by_input = _cams_by_input(
-        len(files), cams.get(GRADCAM_TOP, []), cams.get(GRADCAM_TARGET, [])
-    )
     return [
         PassOutput(
             input_id=file.id,
@@ -140,10 +143,7 @@ def forward_batch(
             predictions=[
                 (int(i), round(float(p), 6)) for p, i in zip(top.values[b], top.indices[b])
             ],
-            gradcam=[
-                (_cam_record(kind, cam, plan.gradcam_layer), cam.map)
-                for kind, cam in cams_by_input[b]
-            ],
+            cams=maps[b],
             layers={
                 name: LayerOutput(stats[b], values[b])
                 for name, (stats, values) in per_layer.items()
@@ -153,19 +153,47 @@ def forward_batch(
     ]
 
 
-def _cams_by_input(count: int, top_cams: list[Any], target_cams: list[Any]) -> list[list[Any]]:
-    """Each input's Grad-CAMs, the top class's first: (kind, GradCam)."""
-    return [
-        ([(GRADCAM_TOP, top_cams[b])] if top_cams else [])
-        + ([(GRADCAM_TARGET, target_cams[b])] if target_cams else [])
-        for b in range(count)
-    ]
+def _maps(plan: PassPlan, done: Any, count: int) -> list[list[tuple[CamResult, np.ndarray]]]:
+    """Each input's maps: every enabled map method's, each top class first."""
+    from reportgen.nn.cams import cam_method
+
+    per_input: list[list[tuple[CamResult, np.ndarray]]] = [[] for _ in range(count)]
+    for method in plan.enabled():
+        if method.record != "map" or plan.cam_layer is None:
+            continue
+        for kind, grads in done.classes.items():
+            for b, cam in enumerate(
+                cam_method(method.name).cams(done.values, grads, plan.cam_layer)
+            ):
+                per_input[b].append((_cam_record(method.name, kind, cam), cam.map))
+    return per_input
 
 
-def _cam_record(kind: str, cam: Any, layer: str | None) -> GradCamResult:
-    """A Grad-CAM as a result records it: its map rounded to six places."""
-    return GradCamResult(
-        kind, cam.class_index, str(layer), [[round(float(v), 6) for v in row] for row in cam.map]
+def _contributions(plan: PassPlan, done: Any, layer: str) -> dict[str, Any]:
+    """A layer's contributions to each class kind's logit ([B, C]), when enabled."""
+    if CONTRIBUTIONS not in plan.enabled():
+        return {}
+    import torch
+
+    from reportgen.nn.gradients import contributions
+
+    value = done.values[layer]
+    return {
+        CONTRIBUTION_OF_KIND[kind]: contributions(
+            value, grads.gradients.get(layer, torch.zeros_like(value))
+        )
+        for kind, grads in done.classes.items()
+    }
+
+
+def _cam_record(method: str, kind: str, cam: Any) -> CamResult:
+    """A map as a result records it: rounded to six places."""
+    return CamResult(
+        method,
+        kind,
+        cam.class_index,
+        cam.layer,
+        [[round(float(v), 6) for v in row] for row in cam.map],
     )
 
 
@@ -180,12 +208,12 @@ def finish_input(
     pictures: dict[PictureKey, bytes] = {}
     if options.encode:
         pictures[PictureKey("view")] = imaging.view_jpeg(output.view)
-        for cam, cam_map in output.gradcam:
-            pictures[PictureKey("gradcam", part=cam.kind)] = imaging.overlay_jpeg(
+        for cam, cam_map in output.cams:
+            pictures[PictureKey(cam.method, part=cam.kind)] = imaging.overlay_jpeg(
                 view_array, cam_map, 0.0, 1.0, options.table, options.alpha
             )
     result = InputResult(
-        output.input_id, output.predictions, [cam for cam, _ in output.gradcam], {}, pictures
+        output.input_id, output.predictions, [cam for cam, _ in output.cams], {}, pictures
     )
     maps = options.encode and output.input_id in options.detail
     for layer in layers:

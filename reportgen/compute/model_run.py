@@ -87,6 +87,7 @@ def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts
         view_size=(crop[-1], crop[0]),
         layers=layers,
         contribution_fields=contribution_fields_of(model, compute),
+        cam_methods=compute.cams,
     )
     return facts, warnings
 
@@ -265,12 +266,19 @@ def target_class(model: LoadedModel, target: str | None) -> int | None:
 
 
 def pass_plan(model: LoadedModel, compute: ComputeOptions) -> PassPlan:
-    """What each batch's pass computes for ``model`` besides the recorded layers."""
-    return PassPlan(
-        gradcam_layer(model, compute),
-        target_class(model, compute.target_class),
-        compute.contributions,
+    """What each batch's pass computes for ``model`` besides the recorded layers: the
+    map methods of --cam at their layer (unless --no-gradcam), the contributions (unless
+    --no-contributions)."""
+    from reportgen.explanations import methods
+
+    layer = gradcam_layer(model, compute)
+    enabled = tuple(
+        method.name
+        for method in methods()
+        if (method.record == "map" and layer is not None and method.name in compute.cams)
+        or (method.record == "statistics" and compute.contributions)
     )
+    return PassPlan(enabled, layer, target_class(model, compute.target_class))
 
 
 class Engine(Protocol):

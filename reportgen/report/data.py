@@ -156,13 +156,17 @@ class WeightsView:
 
 
 @dataclass
-class GradCamRecord:
+class CamRecord:
+    """One map of a map method (``reportgen.explanations``) on one input."""
+
     class_index: int
     label: str
     layer: str
     map: list[list[float]]  # layer resolution, scaled to 0..1
     image: str  # overlay on the network's view
     kind: str  # "top prediction" or "target class"
+    method: str = "gradcam"  # the method's name
+    title: str = "Grad-CAM"  # as pages name it
 
 
 @dataclass
@@ -185,7 +189,9 @@ class ModelRecord:
     compare_grid: SheetGrid | None = None
     compare_rows: dict[str, int] = field(default_factory=dict)  # layer name -> row
     view_size: tuple[int, int] = (224, 224)  # (width, height) of the network's views
-    gradcam: dict[str, list[GradCamRecord]] = field(default_factory=dict)  # top class first
+    # input id -> every map method's maps, in the registry's order, each top class first
+    cams: dict[str, list[CamRecord]] = field(default_factory=dict)
+    cam_methods: tuple[str, ...] = ("gradcam",)  # the map methods chosen (--cam)
     input_pages: dict[str, str] = field(default_factory=dict)  # input id -> its page
     # input id -> layer -> the channels selected for it: (channel, mean, max, sparsity)
     selected_stats: dict[str, dict[str, list[tuple[int, Any, Any, Any]]]] = field(

@@ -65,7 +65,7 @@ def model_entry(m: ModelRecord) -> dict[str, Any]:
             input_id: [dataclasses.asdict(p) for p in preds]
             for input_id, preds in m.predictions.items()
         },
-        "gradcam": gradcam_entries(m),
+        **{name: cam_entries(m, name) for name in m.cam_methods},
         "layers": [layer_entry(m.id, layer) for layer in m.layers],
     }
 
@@ -135,11 +135,15 @@ def channel_entry(channel: Any) -> dict[str, Any]:
     return entry
 
 
-def gradcam_entries(model: ModelRecord) -> dict[str, dict[str, Any]]:
-    """{input id: {class_index, label, layer, map, image}} for the top prediction, with
-    the --target-class map under ``target`` when one was asked for."""
+def cam_entries(model: ModelRecord, method: str) -> dict[str, dict[str, Any]]:
+    """A map method's maps (under its name: ``gradcam``, ``layercam``): {input id:
+    {class_index, label, layer, map, image}} for the top prediction, with the
+    --target-class map under ``target`` when one was asked for."""
     entries: dict[str, dict[str, Any]] = {}
-    for input_id, cams in model.gradcam.items():
+    for input_id, all_cams in model.cams.items():
+        cams = [cam for cam in all_cams if cam.method == method]
+        if not cams:
+            continue
         fields = [
             {
                 "class_index": cam.class_index,

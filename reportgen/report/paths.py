@@ -81,8 +81,9 @@ def kernel_sheet(model_id: str, layer: str) -> str:
     return f"{layer_dir(model_id, layer)}/weights-kernels.png"
 
 
-def gradcam_image(model_id: str, input_key: str) -> str:
-    return f"{model_dir(model_id)}/gradcam/{input_key}.jpg"
+def cam_image(model_id: str, folder: str, input_key: str) -> str:
+    """A map method's overlay (``reportgen.explanations``: its ``folder``)."""
+    return f"{model_dir(model_id)}/{folder}/{input_key}.jpg"
 
 
 def examples_image(model_id: str, layer: str, channel: int) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.stats import map_to_view, unit_ranks
+from reportgen.explanations import map_method_names, method
 from reportgen.imaging.pictures import EXAMPLE_TILE
 from reportgen.imaging.sheets import (
     EXAMPLE_SHEET_CHANNELS,
@@ -19,9 +20,9 @@ from reportgen.imaging.sheets import (
 )
 from reportgen.report import paths
 from reportgen.report.data import (
+    CamRecord,
     ChannelRecord,
     ChannelSummary,
-    GradCamRecord,
     Histogram,
     LayerRecord,
     ModelRecord,
@@ -45,8 +46,8 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
     kind, layer, channel = key.kind, key.layer, key.channel
     if kind == "view":
         return paths.model_view(model_id, input_id)
-    if kind == "gradcam":
-        return paths.gradcam_image(model_id, input_id + gradcam_suffix(key.part))
+    if kind in map_method_names():
+        return cam_path(model_id, input_id, kind, key.part)
     if kind == "sheet":
         return paths.map_sheet(model_id, layer, input_id)
     if kind == "map":
@@ -70,8 +71,10 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
     raise ValueError(f"no path for a picture of kind {kind!r}")
 
 
-def gradcam_suffix(kind: str) -> str:
-    return "" if kind == GRADCAM_TOP else "-target"
+def cam_path(model_id: str, input_id: str, method_name: str, kind: str) -> str:
+    """Where a map method's overlay for a class kind of an input lives."""
+    suffix = "" if kind == GRADCAM_TOP else "-target"
+    return paths.cam_image(model_id, method(method_name).folder, input_id + suffix)
 
 
 def filter_note(layer: LayerFacts) -> str | None:
@@ -133,6 +136,7 @@ def model_record(
         notes=list(facts.notes),
         label=facts.label,
         view_size=facts.view_size,
+        cam_methods=facts.cam_methods,
     )
     record.layers = [_layer_record(facts, layer, sheets) for layer in facts.layers]
     for input_facts in results.inputs.values():
@@ -192,17 +196,19 @@ def _add_input(record: ModelRecord, facts: ModelFacts, result: InputFacts) -> No
         Prediction(index, facts.class_label(index), probability)
         for index, probability in result.predictions
     ]
-    if result.gradcam:
-        record.gradcam[input_id] = [
-            GradCamRecord(
+    if result.cams:
+        record.cams[input_id] = [
+            CamRecord(
                 class_index=cam.class_index,
                 label=facts.class_label(cam.class_index),
                 layer=cam.layer,
                 map=cam.map,
-                image=paths.gradcam_image(facts.id, input_id + gradcam_suffix(cam.kind)),
+                image=cam_path(facts.id, input_id, cam.method, cam.kind),
                 kind=cam.kind,
+                method=cam.method,
+                title=method(cam.method).title,
             )
-            for cam in result.gradcam
+            for cam in result.cams
         ]
     chosen = record.selected_stats[input_id] = {}
     for layer in record.layers:

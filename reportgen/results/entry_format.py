@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.results.records import (
-    GradCamResult,
+    CamResult,
     InputResult,
     LayerResult,
     PictureKey,
@@ -122,7 +122,8 @@ def entry_bytes(entry: Entry) -> bytes:
 # Written in every per-input entry's header with its statistics fields: an entry of
 # another format, or made with other statistics, is a miss that says so.
 # 5: the channel contributions (``statistics.CONTRIBUTION_FIELDS``) among the fields.
-ENTRY_FORMAT = 5
+# 6: the maps of every map method (``reportgen.explanations``) under "cams".
+ENTRY_FORMAT = 6
 
 
 class EntryMismatch(ValueError):
@@ -139,7 +140,7 @@ def result_entry(result: InputResult) -> Entry:
         "fields": list(file_fields(tuple(held[0]) if held else ())),
         "input": result.input_id,
         "predictions": [list(p) for p in result.predictions],
-        "gradcam": [[c.kind, c.class_index, c.layer, c.map] for c in result.gradcam],
+        "cams": [[c.method, c.kind, c.class_index, c.layer, c.map] for c in result.cams],
         "layers": {
             name: {
                 "selected": layer.selected,
@@ -201,7 +202,7 @@ def result_from_entry(
     return InputResult(
         str(header["input"]),
         [(int(i), float(p)) for i, p in header["predictions"]],
-        [GradCamResult(str(k), int(c), str(la), m) for k, c, la, m in header["gradcam"]],
+        [CamResult(str(me), str(k), int(c), str(la), m) for me, k, c, la, m in header["cams"]],
         layers,
         {PictureKey.from_token(token): data for token, data in entry.blobs.items()},
     )

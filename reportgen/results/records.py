@@ -2,7 +2,8 @@
 
 * ``ModelFacts`` and ``LayerFacts``: what the network stage found out about a model and
   its chosen layers (names, shapes, weights, receptive fields), once per model.
-* ``InputResult``: everything one input gives for one model: top-5 predictions, Grad-CAM,
+* ``InputResult``: everything one input gives for one model: top-5 predictions, the maps
+  of the map methods (Grad-CAM, LayerCAM),
   per layer the per-channel statistics, the channels selected and the value range, and the
   encoded pictures (network view, Grad-CAM overlays, map sheets or maps, overlays).
   It is independent of every other input: it is what the cache stores, and what a shard
@@ -38,7 +39,8 @@ def channel_label(index: int, *, spatial: bool, label: str | None = None) -> str
 class PictureKey:
     """Which picture: ``kind`` with the layer, channel and part it belongs to.
 
-    kinds: ``view``, ``gradcam`` (part: the Grad-CAM kind), ``sheet``, ``map``, ``overlay``,
+    kinds: ``view``, a map method's name (``gradcam``, ``layercam``; part: the class
+    kind), ``sheet``, ``map``, ``overlay``,
     ``filter`` (part: rgb/r/g/b/mean), ``examples``,
     ``featurevis`` (part: max/min) of a channel.
     """
@@ -147,6 +149,8 @@ class ModelFacts:
     layers: tuple[LayerFacts, ...] = ()
     # The contribution fields its per-input results carry (``reportgen.statistics``).
     contribution_fields: tuple[str, ...] = ()
+    # The map methods chosen (--cam), whether or not they ran (--no-gradcam).
+    cam_methods: tuple[str, ...] = ("gradcam",)
 
     @property
     def stats_fields(self) -> tuple[str, ...]:
@@ -160,7 +164,10 @@ class ModelFacts:
 
 
 @dataclass(frozen=True)
-class GradCamResult:
+class CamResult:
+    """One map of a map method (``reportgen.explanations``) for one class of an input."""
+
+    method: str  # its name: "gradcam", "layercam"
     kind: str  # GRADCAM_TOP or GRADCAM_TARGET
     class_index: int
     layer: str
@@ -178,10 +185,11 @@ class LayerResult:
 class InputResult:
     input_id: str
     predictions: list[tuple[int, float]]  # top-5: (class index, probability)
-    gradcam: list[GradCamResult] = field(default_factory=list)  # top class first
+    # each map method's maps, in the registry's order, each top class first
+    cams: list[CamResult] = field(default_factory=list)
     layers: dict[str, LayerResult] = field(default_factory=dict)
     pictures: dict[PictureKey, bytes] = field(default_factory=dict)
 
     def without_pictures(self) -> InputResult:
         """The same result with its pictures dropped (once they are written)."""
-        return InputResult(self.input_id, self.predictions, self.gradcam, self.layers, {})
+        return InputResult(self.input_id, self.predictions, self.cams, self.layers, {})

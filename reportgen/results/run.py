@@ -22,7 +22,7 @@ import numpy as np
 
 from reportgen.analysis.examples import TopExamples
 from reportgen.analysis.stats import unit_ranks
-from reportgen.results.records import GradCamResult, InputResult, LayerResult, ModelFacts
+from reportgen.results.records import CamResult, InputResult, LayerResult, ModelFacts
 from reportgen.statistics import (
     ChannelStats,
     Combine,
@@ -127,7 +127,7 @@ class InputFacts:
 
     input_id: str
     predictions: list[tuple[int, float]]
-    gradcam: list[GradCamResult]
+    cams: list[CamResult]
     selected: dict[str, list[SelectedChannel]]  # layer -> in selection order
     ranges: dict[str, tuple[float, float] | None]  # layer -> finite (min, max)
 
@@ -143,7 +143,7 @@ def input_facts(result: InputResult) -> InputFacts:
     return InputFacts(
         result.input_id,
         result.predictions,
-        result.gradcam,
+        result.cams,
         selected,
         {name: layer.value_range for name, layer in result.layers.items()},
     )

@@ -63,6 +63,8 @@ NON_DEFAULT: dict[str, tuple[list[str], Any, Any]] = {
     "overlay_files": (["--overlay-files"], True, True),
     "scale": (["--scale", "layer"], "layer", "layer"),
     "gradcam": (["--no-gradcam"], False, False),
+    "cam": (["--cam", "gradcam,layercam"], "gradcam,layercam", ("gradcam", "layercam")),
+    "contributions": (["--no-contributions"], False, False),
     "gradcam_layer": (["--gradcam-layer", "features.0"], "features.0", "features.0"),
     "target_class": (["--target-class", "281"], 281, "281"),
     "examples": (["--examples", "0"], 0, 0),

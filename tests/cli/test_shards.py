@@ -70,6 +70,10 @@ def test_shards_merged_in_any_order_are_the_single_run_byte_for_byte(
     # The report records the run it equals: its settings and the command that remakes it.
     manifest = json.loads((work / "merged" / "manifest.json").read_text())
     assert manifest["settings"]["inputs"] == ["images"]
+    # The statistics files compared hold the channel contributions (issue 23).
+    assert all(
+        "contribution" in layer["stats_file"]["fields"] for layer in manifest["models"][0]["layers"]
+    )
     assert "reportgen run images" in (work / "merged" / "index.html").read_text()
 
 

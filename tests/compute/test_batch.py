@@ -23,6 +23,7 @@ from reportgen.run_options import compute_options
 from reportgen.settings import RunSettings
 
 LAYERS = ("features.0", "features.3", "classifier.6")
+BOTH = ("gradcam", "contributions")  # the explanation methods the batches run
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
     settings = _settings(top_k=5)
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    outputs = forward_batch(alexnet, facts.layers, files, PassPlan(None, None, True))
+    outputs = forward_batch(alexnet, facts.layers, files, PassPlan(("contributions",), None, None))
     results = [finish_input(o, facts.layers, settings.selection, _options(files)) for o in outputs]
     logits, plain = _plain_pass(alexnet, files)
 
@@ -121,22 +122,22 @@ def test_each_inputs_result_is_independent_of_its_batch(alexnet: Any, small_imag
     settings = _settings()
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    together = forward_batch(alexnet, facts.layers, files, PassPlan("features.10", 3, True))
-    alone = forward_batch(alexnet, facts.layers, files[1:2], PassPlan("features.10", 3, True))[0]
+    together = forward_batch(alexnet, facts.layers, files, PassPlan(BOTH, "features.10", 3))
+    alone = forward_batch(alexnet, facts.layers, files[1:2], PassPlan(BOTH, "features.10", 3))[0]
     assert together[1].input_id == alone.input_id
     for name in LAYERS:
         assert np.allclose(
             together[1].layers[name].values, alone.layers[name].values, rtol=1e-4, atol=1e-5
         )
-    assert [c.kind for c, _ in alone.gradcam] == [GRADCAM_TOP, GRADCAM_TARGET]
-    assert alone.gradcam[1][0].class_index == 3
+    assert [c.kind for c, _ in alone.cams] == [GRADCAM_TOP, GRADCAM_TARGET]
+    assert alone.cams[1][0].class_index == 3
 
 
 def test_only_detail_inputs_get_maps(alexnet: Any, small_images: Path) -> None:
     settings = _settings()
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    outputs = forward_batch(alexnet, facts.layers, files, PassPlan("features.10", None, True))
+    outputs = forward_batch(alexnet, facts.layers, files, PassPlan(BOTH, "features.10", None))
     options = _options(files[1:2])
     results = [finish_input(o, facts.layers, settings.selection, options) for o in outputs]
     kinds = [sorted({k.kind for k in r.pictures}) for r in results]
@@ -153,7 +154,12 @@ def test_pictures_follow_the_options(alexnet: Any, small_images: Path) -> None:
     settings = _settings(top_k=2)
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    (output,) = forward_batch(alexnet, facts.layers, files[:1], PassPlan("features.10", None, True))
+    (output,) = forward_batch(
+        alexnet,
+        facts.layers,
+        files[:1],
+        PassPlan(BOTH, "features.10", None),
+    )
     per_map = finish_input(
         output, facts.layers, settings.selection, _options(files, sheets=False, overlay_files=True)
     )

@@ -7,6 +7,7 @@ on TinyNet at 16 px: each cluster run is a few seconds, most of it starting work
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,6 +90,11 @@ def single(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     tmp = tmp_path_factory.mktemp("single")
     done = _run(images, tmp / "report", _env(tmp), "clusternet_factory:observed")
     assert done.returncode == 0, done.stderr
+    # The statistics files compared hold the channel contributions (issue 23).
+    manifest = json.loads((tmp / "report" / "manifest.json").read_text())
+    assert all(
+        "contribution" in layer["stats_file"]["fields"] for layer in manifest["models"][0]["layers"]
+    )
     return snapshot(tmp / "report")
 
 
