@@ -84,6 +84,10 @@ def make_environment() -> jinja2.Environment:
 
     env.globals["compare_picture"] = compare_picture
     env.globals["example_strip"] = example_strip
+    from reportgen.report.why import channel_items, signed
+
+    env.globals["channel_items"] = channel_items
+    env.filters["signed"] = signed
     from reportgen.report.kernels import filter_picture, weights_note, weights_view
 
     env.globals["filter_picture"] = filter_picture
