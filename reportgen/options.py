@@ -96,6 +96,7 @@ class ComputeOptions:
     gradcam: bool = True
     gradcam_layer: str | None = None
     target_class: str | None = None
+    contributions: bool = True  # each channel's contribution to the class logits
     examples: int = 9
 
     def check(self) -> None:

@@ -93,6 +93,7 @@ def compute_options(settings: RunSettings) -> ComputeOptions:
         gradcam=settings.gradcam,
         gradcam_layer=settings.gradcam_layer,
         target_class=settings.target_class,
+        contributions=settings.contributions,
         examples=settings.examples,
     )
 

@@ -66,6 +66,8 @@ class RunSettings:
     gradcam: bool = True
     gradcam_layer: str | None = None  # default: the model's last Conv2d
     target_class: str | None = None  # class index or label, besides the top prediction
+    # Each channel's contribution to the top (and target) class logit, per input and layer.
+    contributions: bool = True
     examples: int = 9  # top inputs per channel across the run
     # Detail inputs keep every channel's map: () is the first DETAIL_DEFAULT inputs (all of
     # a run with at most that many); ("all",), ("N",) or input names and globs.
@@ -260,7 +262,11 @@ LONG_OPTIONS = {
     "labels_file": "--labels",
 }
 # Flags that are on by default: off is written with their --no- form.
-_OFF_FORMS = {"gradcam": "--no-gradcam", "overlay_files": "--no-overlay-files"}
+_OFF_FORMS = {
+    "gradcam": "--no-gradcam",
+    "overlay_files": "--no-overlay-files",
+    "contributions": "--no-contributions",
+}
 # Lists given as one comma-separated value (--channels 0,5,10).
 _COMMA_LISTS = ("channels", "mean", "std")
 

@@ -222,7 +222,12 @@ def _shard_model(
     model, facts, work = shard_model.model, shard_model.facts, shard_model.work
     key = model_key(model, work.recorded, pictures_label(work.pictures))
     store = ResultStore(
-        shard_model.cache_dir, key, shard_model.input_sha, facts.layers, work.pictures.detail
+        shard_model.cache_dir,
+        key,
+        shard_model.input_sha,
+        facts.layers,
+        work.pictures.detail,
+        contributions=facts.contribution_fields,
     )
 
     def keep(result: Any, _index: int) -> None:

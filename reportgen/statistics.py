@@ -12,7 +12,7 @@ and called only by the network stage.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -90,6 +90,14 @@ STATISTICS: tuple[Statistic, ...] = (
 # Where the maximum is, in map cells: after the statistics in a statistics file's fields.
 POSITION_FIELDS = ("argmax_y", "argmax_x")
 
+# Each channel's contribution to a class logit on one input: the sum over positions of
+# gradient x value (``reportgen.nn.gradients.contributions``). After the positions, in
+# this order, in the runs that compute them: the top class's always (unless
+# --no-contributions), the --target-class's when one is given.
+CONTRIBUTION = "contribution"
+TARGET_CONTRIBUTION = "target_contribution"
+CONTRIBUTION_FIELDS = (CONTRIBUTION, TARGET_CONTRIBUTION)
+
 
 def statistics() -> tuple[Statistic, ...]:
     """The statistics, read when called (a test may put another tuple in their place)."""
@@ -100,9 +108,19 @@ def statistic_names() -> tuple[str, ...]:
     return tuple(stat.name for stat in statistics())
 
 
-def file_fields() -> tuple[str, ...]:
-    """The fields of a statistics file's last axis (and of a cache entry's arrays)."""
-    return (*statistic_names(), *POSITION_FIELDS)
+def file_fields(contributions: Sequence[str] = ()) -> tuple[str, ...]:
+    """The fields of a statistics file's last axis (and of a cache entry's arrays): the
+    statistics, the positions, then the ``contributions`` a run computes (in
+    ``CONTRIBUTION_FIELDS`` order)."""
+    return (*statistic_names(), *POSITION_FIELDS, *contribution_fields(contributions))
+
+
+def contribution_fields(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` in ``CONTRIBUTION_FIELDS`` order; ValueError for any other name."""
+    unknown = [name for name in names if name not in CONTRIBUTION_FIELDS]
+    if unknown:
+        raise ValueError(f"not a contribution field: {unknown[0]!r}")
+    return tuple(name for name in CONTRIBUTION_FIELDS if name in names)
 
 
 def over_inputs() -> list[tuple[Statistic, OverInputs]]:
@@ -129,6 +147,9 @@ class ChannelStats:
 
     For a 2-D output (e.g. Linear) each channel is a single value: ``std`` is NaN,
     as ``torch.std`` of one element is.
+
+    The contributions (``CONTRIBUTION_FIELDS``) a run computed are attributes too
+    (``stats.contribution``, float32); ``contributions`` holds those present.
     """
 
     def __init__(
@@ -140,20 +161,25 @@ class ChannelStats:
         **values: np.ndarray,
     ) -> None:
         names = statistic_names()
-        if set(values) != set(names):
+        extra = contribution_fields([name for name in values if name in CONTRIBUTION_FIELDS])
+        if set(values) - set(extra) != set(names):
             raise TypeError(
                 f"ChannelStats takes the statistics {list(names)}, got {sorted(values)}"
             )
         self.values: dict[str, np.ndarray] = {name: values[name] for name in names}
+        self.contributions: dict[str, np.ndarray] = {
+            name: np.asarray(values[name], np.float32) for name in extra
+        }
         self.argmax_y = argmax_y
         self.argmax_x = argmax_x
         self.map_size = map_size
 
     def __getattr__(self, name: str) -> np.ndarray:
         # Only called for names that are not plain attributes: the statistics.
-        values = self.__dict__.get("values")
-        if values is not None and name in values:
-            return values[name]
+        for held in ("values", "contributions"):
+            values = self.__dict__.get(held)
+            if values is not None and name in values:
+                return values[name]
         raise AttributeError(name)
 
     @property
@@ -161,8 +187,13 @@ class ChannelStats:
         return int(self.values[statistic_names()[0]].shape[0])
 
     def of(self, stat: str) -> np.ndarray:
-        return self.values[stat]
+        return self.values[stat] if stat in self.values else self.contributions[stat]
 
     def fields(self) -> Mapping[str, np.ndarray]:
-        """Every field of a statistics file's row, by name, in ``file_fields()`` order."""
-        return {**self.values, **dict(zip(POSITION_FIELDS, (self.argmax_y, self.argmax_x)))}
+        """Every field of a statistics file's row, by name, in ``file_fields()`` order
+        (with the contributions held)."""
+        return {
+            **self.values,
+            **dict(zip(POSITION_FIELDS, (self.argmax_y, self.argmax_x))),
+            **self.contributions,
+        }

@@ -52,16 +52,16 @@ def small_images(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def forward_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batch sizes of every recorded forward pass (with Grad-CAM or without)."""
-    from reportgen.nn.capture import ActivationRecorder  # torch: only for tests that ask
+    """Batch sizes of every recorded forward pass (with gradients or without)."""
+    from reportgen.nn import gradients  # torch: only for tests that ask
 
     sizes: list[int] = []
-    original = ActivationRecorder.collect
+    original = gradients.batch_pass
 
-    def spy(self: Any) -> Any:
-        recorded = original(self)
-        sizes.append(int(next(iter(recorded.values())).shape[0]))
-        return recorded
+    def spy(module: Any, batch: Any, *args: Any) -> Any:
+        done = original(module, batch, *args)
+        sizes.append(int(batch.shape[0]))
+        return done
 
-    monkeypatch.setattr(ActivationRecorder, "collect", spy)
+    monkeypatch.setattr(gradients, "batch_pass", spy)
     return sizes

@@ -59,3 +59,22 @@ def strongest_inputs(weight: np.ndarray, groups: int, per_sign: int) -> Stronges
         values[:, start : start + keep] = np.where(filled, sign * picked, np.nan)
     inputs = np.where(slices >= 0, slices + offsets[:, None], -1)
     return StrongestInputs(per_sign, inputs, slices, values, per_group_in)
+
+
+def extreme_weights(
+    weight: np.ndarray, count: int
+) -> list[tuple[list[tuple[int, float]], list[tuple[int, float]]]]:
+    """Per input column of a Linear's weight [out, in]: the ``count`` outputs with the
+    highest weight on it and the ``count`` with the lowest, as (output, weight), the
+    strongest first; ties to the lower output."""
+    columns = np.asarray(weight, np.float64).T  # [in, out]
+    keep = min(count, columns.shape[1])
+    highest = np.argsort(-columns, axis=1, kind="stable")[:, :keep]
+    lowest = np.argsort(columns, axis=1, kind="stable")[:, :keep]
+    return [
+        (
+            [(int(k), float(column[k])) for k in high],
+            [(int(k), float(column[k])) for k in low],
+        )
+        for column, high, low in zip(columns, highest, lowest)
+    ]

@@ -254,6 +254,13 @@ _RUN_SETTINGS_OPTIONS = [
         help="Also Grad-CAM for this class: an index or a label.",
     ),
     click.option(
+        "--contributions/--no-contributions",
+        default=default_of("contributions"),
+        show_default=True,
+        help="Each channel's contribution (gradient x activation, summed over the map) "
+        "to each input's top class (and --target-class), at every layer.",
+    ),
+    click.option(
         "--examples",
         type=click.IntRange(min=0),
         default=default_of("examples"),
@@ -395,7 +402,8 @@ runtime_options = _with(_RUNTIME_OPTIONS)
 _SETTINGS_AS_GIVEN = (
     "weights", "weights_dir", "offline", "device", "seed", "batch_size", "strategy",
     "top_k", "channels", "interesting_mean", "interesting_max", "colormap", "alpha",
-    "overlay_files", "scale", "gradcam", "gradcam_layer", "target_class", "examples",
+    "overlay_files", "scale", "gradcam", "gradcam_layer", "target_class", "contributions",
+    "examples",
     "input_size", "mean", "std", "labels_file", "feature_vis", "fv_steps", "fv_size",
     "fv_channels", "fv_negative", "jobs", "cache_dir", "no_cache", "strict", "single_file",
     "max_single_file_mb", "cluster",

@@ -2,9 +2,10 @@
 
 Two steps, so the network never waits for the encoders:
 
-* ``forward_batch`` (main thread): decode, preprocess, one hooked forward pass (with
-  Grad-CAM's top-class map from the same pass), the target-class Grad-CAM pass (with no
-  layer recorded), per-channel statistics. Gives one ``PassOutput`` per input.
+* ``forward_batch`` (main thread): decode, preprocess, one hooked forward pass and, for
+  Grad-CAM and the channel contributions, one backward pass per class kind (the top
+  prediction, the target class) from the same graph; per-channel statistics. Gives one
+  ``PassOutput`` per input.
 * ``finish_input`` (an encoder thread): selection, value ranges and the encoded pictures of
   one input: a complete ``InputResult``.
 
@@ -36,6 +37,7 @@ from reportgen.results.records import (
     LayerResult,
     PictureKey,
 )
+from reportgen.statistics import CONTRIBUTION, TARGET_CONTRIBUTION
 
 
 @dataclass(frozen=True)
@@ -69,47 +71,68 @@ class PassOutput:
     layers: dict[str, LayerOutput]
 
 
+@dataclass(frozen=True)
+class PassPlan:
+    """What a batch's pass computes besides the recorded layers (resolved for a model:
+    ``compute.model_run.pass_plan``)."""
+
+    gradcam_layer: str | None  # None: no Grad-CAM
+    target: int | None  # --target-class as an index
+    contributions: bool  # each recorded layer's channel contributions
+
+    def class_kinds(self, count: int) -> dict[str, list[int | None]]:
+        """The class kinds whose gradients the pass takes (each input's class; None: its
+        top prediction), the top prediction's first; none when nothing needs them."""
+        if self.gradcam_layer is None and not self.contributions:
+            return {}
+        kinds: dict[str, list[int | None]] = {GRADCAM_TOP: [None] * count}
+        if self.target is not None:
+            kinds[GRADCAM_TARGET] = [self.target] * count
+        return kinds
+
+
+# The contribution field of each class kind (``reportgen.statistics``).
+CONTRIBUTION_OF_KIND = {GRADCAM_TOP: CONTRIBUTION, GRADCAM_TARGET: TARGET_CONTRIBUTION}
+
+
 def forward_batch(
-    model: LoadedModel,
-    layers: tuple[LayerFacts, ...],
-    files: list[InputFile],
-    gradcam_layer: str | None,
-    target_class: int | None,
+    model: LoadedModel, layers: tuple[LayerFacts, ...], files: list[InputFile], plan: PassPlan
 ) -> list[PassOutput]:
-    """The network's part of a batch: everything that needs torch."""
+    """The network's part of a batch: everything that needs torch. One forward pass, and
+    one backward pass per class kind when Grad-CAM or the contributions need it."""
     import torch
 
-    from reportgen.nn.capture import ActivationRecorder
-    from reportgen.nn.gradcam import grad_cam, grad_cam_and_logits
+    from reportgen.nn.gradcam import cams_of
+    from reportgen.nn.gradients import batch_pass, contributions
     from reportgen.nn.reduce import channel_stats
 
     views = [model.preprocessing.view(load_image(f).image, f.source) for f in files]
     batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
-    top_cams: list[Any] = []
-    with ActivationRecorder(model.module, [layer.name for layer in layers]) as recorder:
-        if gradcam_layer is not None:
-            # One pass for both: Grad-CAM's forward pass also feeds the recorder.
-            top_cams, logits = grad_cam_and_logits(
-                model.module, gradcam_layer, batch, [None] * len(files)
-            )
-            outputs = recorder.collect()
-        else:
-            logits, outputs = recorder.run(batch)
-    # The target class needs a pass of its own; the recorder is closed, so no layer is
-    # copied again.
-    target_cams = (
-        grad_cam(model.module, gradcam_layer, batch, [target_class] * len(files))
-        if gradcam_layer is not None and target_class is not None
-        else []
-    )
-    probabilities = torch.softmax(logits, dim=1)
-    top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
-    per_layer = {
-        layer.name: (channel_stats(outputs[layer.name]), outputs.pop(layer.name).numpy())
-        for layer in layers
+    names = [layer.name for layer in layers]
+    wanted = [*([plan.gradcam_layer] if plan.gradcam_layer else []), *(names * plan.contributions)]
+    done = batch_pass(model.module, batch, names, wanted, plan.class_kinds(len(files)))
+    cams = {
+        kind: cams_of(done.values, grads, plan.gradcam_layer)
+        for kind, grads in done.classes.items()
+        if plan.gradcam_layer is not None
     }
-    require_finite(model.name, files, logits, per_layer)
-    cams_of = _cams_by_input(len(files), top_cams, target_cams)
+    probabilities = torch.softmax(done.logits, dim=1)
+    top = torch.topk(probabilities, k=min(5, probabilities.shape[1]), dim=1)
+    per_layer = {}
+    for name in names:
+        attributed = {
+            CONTRIBUTION_OF_KIND[kind]: contributions(
+                done.values[name], grads.gradients.get(name, torch.zeros_like(done.values[name]))
+            )
+            for kind, grads in done.classes.items()
+            if plan.contributions
+        }
+        recorded = done.recorded.pop(name)
+        per_layer[name] = (channel_stats(recorded, attributed), recorded.numpy())
+    require_finite(model.name, files, done.logits, per_layer)
+    cams_by_input = _cams_by_input(
+        len(files), cams.get(GRADCAM_TOP, []), cams.get(GRADCAM_TARGET, [])
+    )
     return [
         PassOutput(
             input_id=file.id,
@@ -117,7 +140,10 @@ def forward_batch(
             predictions=[
                 (int(i), round(float(p), 6)) for p, i in zip(top.values[b], top.indices[b])
             ],
-            gradcam=[(_cam_record(kind, cam, gradcam_layer), cam.map) for kind, cam in cams_of[b]],
+            gradcam=[
+                (_cam_record(kind, cam, plan.gradcam_layer), cam.map)
+                for kind, cam in cams_by_input[b]
+            ],
             layers={
                 name: LayerOutput(stats[b], values[b])
                 for name, (stats, values) in per_layer.items()

@@ -98,6 +98,7 @@ class ResultStore:
         detail: frozenset[str] = frozenset(),
         read_only_roots: tuple[Path, ...] = (),
         complete: bool = False,
+        contributions: tuple[str, ...] = (),
     ) -> None:
         self.cache = InputCache(root, read_only_roots)
         self.detail = detail  # detail inputs' results hold every map: keyed apart
@@ -106,6 +107,7 @@ class ResultStore:
         self.layer_names = [layer.name for layer in layers]
         self.shape = [[layer.name, list(layer.output_shape)] for layer in layers]
         self.complete = complete
+        self.contributions = contributions  # the contribution fields each result holds
 
     def _key(self, input_id: str) -> str | None:
         if not self.cache.enabled:
@@ -128,7 +130,7 @@ class ResultStore:
         if entry is None:
             return None
         try:
-            result = result_from_entry(entry, self.layer_names)
+            result = result_from_entry(entry, self.layer_names, self.contributions)
         except EntryMismatch as exc:
             assert key is not None
             self.cache.mismatched(key, str(exc))

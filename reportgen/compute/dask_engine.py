@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
+from reportgen.compute.batch import PassPlan, PictureOptions, finish_input, forward_batch
 from reportgen.errors import ReportgenError, UsageError
 from reportgen.inputs.files import InputFile
 from reportgen.inputs.safe_read import read_input_bytes
@@ -391,9 +391,9 @@ def _reason(exc: BaseException) -> str:
 
 _worker_lock = threading.Lock()
 # This process's models: those of the latest run only (a long-lived worker serves many
-# runs), keyed by ShardJob.run_key; per model id, the model, its facts, Grad-CAM layer
-# and target, and a lock: a worker with several threads runs two shards at once, and a
-# model's hooks must see one forward pass at a time.
+# runs), keyed by ShardJob.run_key; per model id, the model, its facts, its pass plan
+# (Grad-CAM layer, target, contributions), and a lock: a worker with several threads
+# runs two shards at once, and a model's hooks must see one forward pass at a time.
 _worker_run: dict[str, Any] = {"key": None, "models": {}}
 
 
@@ -401,8 +401,7 @@ _worker_run: dict[str, Any] = {"key": None, "models": {}}
 class _WorkerModel:
     model: LoadedModel
     facts: ModelFacts
-    gradcam_layer: str | None
-    target: int | None
+    plan: PassPlan
     lock: threading.Lock
 
 
@@ -422,7 +421,7 @@ def _load_on_worker(job: ShardJob) -> dict[str, _WorkerModel]:
     import torch
 
     from reportgen.compute.keys import code_key
-    from reportgen.compute.model_run import gradcam_layer, plan_layers, target_class
+    from reportgen.compute.model_run import pass_plan, plan_layers
     from reportgen.compute.model_setup import load_models
 
     if job.version != __version__ or job.code != code_key():
@@ -444,11 +443,7 @@ def _load_on_worker(job: ShardJob) -> dict[str, _WorkerModel]:
     for model in load_models(job.models, device)[0]:
         facts, _ = plan_layers(model, job.compute)
         models[model.id] = _WorkerModel(
-            model,
-            facts,
-            gradcam_layer(model, job.compute),
-            target_class(model, job.compute.target_class),
-            threading.Lock(),
+            model, facts, pass_plan(model, job.compute), threading.Lock()
         )
     planned = models.get(job.model_id)
     if planned is None or tuple(layer.name for layer in planned.facts.layers) != job.layer_names:
@@ -475,9 +470,7 @@ def compute_shard(job: ShardJob) -> list[list[InputResult]]:
             files = [
                 _written(Path(folder), number, k, f, data) for k, (f, data) in enumerate(batch)
             ]
-            outputs = forward_batch(
-                planned.model, planned.facts.layers, files, planned.gradcam_layer, planned.target
-            )
+            outputs = forward_batch(planned.model, planned.facts.layers, files, planned.plan)
             results.append(
                 [
                     finish_input(output, planned.facts.layers, job.compute.selection, job.options)

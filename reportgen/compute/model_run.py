@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
+from reportgen.compute.batch import PassPlan, PictureOptions, finish_input, forward_batch
 from reportgen.compute.cached import ResultStore, stored_else_computed
 from reportgen.compute.encoding import ImageEncoder
 from reportgen.compute.weights_view import with_weights_views
@@ -24,8 +24,15 @@ from reportgen.imaging.sheets import EXAMPLE_SHEET_CHANNELS, example_firsts_grid
 from reportgen.inputs.files import InputFile, load_image
 from reportgen.nn.models import LoadedModel
 from reportgen.options import ComputeOptions, SelectionOptions
-from reportgen.results.records import InputResult, LayerFacts, ModelFacts, PictureKey
+from reportgen.results.records import (
+    DirectEffect,
+    InputResult,
+    LayerFacts,
+    ModelFacts,
+    PictureKey,
+)
 from reportgen.results.run import ModelResults
+from reportgen.statistics import CONTRIBUTION, TARGET_CONTRIBUTION
 
 Progress = Callable[[int], None]
 # Where pictures go: the caller (the pipeline) knows the report; compute does not.
@@ -66,6 +73,8 @@ def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts
         raise ReportgenError(f"no layer of {model.id!r} can be shown; choose others with -l")
     crop = tuple(int(v) for v in model.preprocessing.crop_size)
     layers = with_weights_views(model, _with_fields(model, kept, (crop[-1], crop[0])))
+    if compute.contributions:
+        layers = _with_exactness(model, layers)
     facts = ModelFacts(
         id=model.id,
         name=model.name,
@@ -77,8 +86,46 @@ def plan_layers(model: LoadedModel, compute: ComputeOptions) -> tuple[ModelFacts
         categories=tuple(model.categories) if model.categories else None,
         view_size=(crop[-1], crop[0]),
         layers=layers,
+        contribution_fields=contribution_fields_of(model, compute),
     )
     return facts, warnings
+
+
+def contribution_fields_of(model: LoadedModel, compute: ComputeOptions) -> tuple[str, ...]:
+    """The contribution fields of the model's results: the top class's, and the target
+    class's when one is given; none with --no-contributions."""
+    if not compute.contributions:
+        return ()
+    if target_class(model, compute.target_class) is None:
+        return (CONTRIBUTION,)
+    return (CONTRIBUTION, TARGET_CONTRIBUTION)
+
+
+# Classes a channel raises most and lowers most, by its weight in the final Linear.
+DIRECT_EFFECT_CLASSES = 5
+
+
+def _with_exactness(model: LoadedModel, layers: tuple[LayerFacts, ...]) -> tuple[LayerFacts, ...]:
+    """The layers pooled straight into the final Linear marked exact, with each channel's
+    direct effect on the logits."""
+    from reportgen.analysis.weights import extreme_weights
+    from reportgen.nn.pooled import pooled_into_classifier
+
+    size = tuple(model.preprocessing.crop_size)
+    found = pooled_into_classifier(model.module, size, model.device, [la.name for la in layers])
+    return tuple(
+        dataclasses.replace(
+            layer,
+            exact_contributions=True,
+            direct_effects=tuple(
+                DirectEffect(tuple(raises), tuple(lowers))
+                for raises, lowers in extreme_weights(found[layer.name], DIRECT_EFFECT_CLASSES)
+            ),
+        )
+        if layer.name in found
+        else layer
+        for layer in layers
+    )
 
 
 def _layer_facts(model: LoadedModel, module: Any, info: Any, shape: tuple[int, ...]) -> LayerFacts:
@@ -217,6 +264,15 @@ def target_class(model: LoadedModel, target: str | None) -> int | None:
     raise UsageError(f"--target-class {target!r} is not a class of {model.id!r}{hint}")
 
 
+def pass_plan(model: LoadedModel, compute: ComputeOptions) -> PassPlan:
+    """What each batch's pass computes for ``model`` besides the recorded layers."""
+    return PassPlan(
+        gradcam_layer(model, compute),
+        target_class(model, compute.target_class),
+        compute.contributions,
+    )
+
+
 class Engine(Protocol):
     """Where a model's per-input results are computed (``run_inputs`` drives it):
     ``compute`` hands out a Future per input of a batch, ``flush`` sends what it holds,
@@ -250,14 +306,11 @@ class LocalEngine:
     ) -> None:
         self.model, self.facts, self.selection = model, facts, compute.selection
         self.options, self.encoder = options, encoder
-        self.gradcam_layer = gradcam_layer(model, compute)
-        self.target = target_class(model, compute.target_class)
+        self.plan = pass_plan(model, compute)
 
     def compute(self, files: list[InputFile]) -> list[Future[InputResult]]:
         """One batch: the network now, the rest of each input's result on the encoders."""
-        outputs = forward_batch(
-            self.model, self.facts.layers, files, self.gradcam_layer, self.target
-        )
+        outputs = forward_batch(self.model, self.facts.layers, files, self.plan)
         return [
             self.encoder.future(
                 finish_input, output, self.facts.layers, self.selection, self.options

@@ -1,7 +1,8 @@
 """Grad-CAM (Selvaraju et al., 2017): where in the picture the network found its class.
 
-The gradient is taken with a tensor hook on the layer's output, never a full
-backward module hook: those break when an in-place op (ReLU) follows the layer.
+The gradient comes from the batch pass (``reportgen.nn.gradients``): the layer's output
+kept, the rest of the network given a copy, never a full backward module hook (those
+break when an in-place op (ReLU) follows the layer).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from reportgen.errors import ReportgenError
-from reportgen.nn.hooks import ForwardHooks, modules_that_run
+from reportgen.nn.gradients import ClassGradients, batch_pass
+from reportgen.nn.hooks import modules_that_run
 
 
 @dataclass(frozen=True)
@@ -70,56 +72,20 @@ def grad_cam_and_logits(
     module: torch.nn.Module, layer: str, batch: torch.Tensor, class_indices: list[int | None]
 ) -> tuple[list[GradCam], torch.Tensor]:
     """Grad-CAM and the logits of the same forward pass (detached, on the CPU)."""
-    target = dict(module.named_modules()).get(layer)
-    if target is None:
+    if layer not in dict(module.named_modules()):
         raise ReportgenError(f"no layer named {layer!r} for Grad-CAM")
-    captured: dict[str, torch.Tensor] = {}
-    gradients: dict[str, torch.Tensor] = {}
+    done = batch_pass(module, batch, [], [layer], {"cam": class_indices})
+    return cams_of(done.values, done.classes["cam"], layer), done.logits
 
-    def keep_output(_name: str, _mod: Any, _inp: Any, output: Any) -> Any:
-        if not isinstance(output, torch.Tensor):
-            return None
-        # Only this output's gradient is wanted: it becomes the leaf of the graph, so the
-        # backward pass computes no weight gradients and stops here (about twice the
-        # forward pass saved). The rest of the network gets a copy: an in-place op after
-        # the layer (ReLU) then changes the copy, never the tensor whose values and
-        # gradient we keep.
-        leaf = output.detach().requires_grad_(True)
-        captured["value"] = leaf.detach()
-        leaf.register_hook(lambda grad: gradients.__setitem__("value", grad))
-        return leaf.clone()
 
-    frozen = [p for p in module.parameters() if p.requires_grad]
-    for parameter in frozen:
-        parameter.requires_grad_(False)
-    try:
-        with ForwardHooks([(layer, target)], keep_output), torch.enable_grad():
-            inputs = batch.detach().requires_grad_(False)
-            logits = module(inputs)
-            chosen = _chosen_classes(logits, class_indices)
-            scores = logits[torch.arange(len(chosen)), torch.tensor(chosen)]
-            module.zero_grad(set_to_none=True)
-            scores.sum().backward()
-    finally:
-        for parameter in frozen:
-            parameter.requires_grad_(True)
-    if "value" not in captured or "value" not in gradients:
+def cams_of(values: dict[str, torch.Tensor], kind: ClassGradients, layer: str) -> list[GradCam]:
+    """Grad-CAM of one class kind from a batch pass that kept ``layer``'s gradient."""
+    if layer not in values or layer not in kind.gradients:
         raise ReportgenError(f"layer {layer!r} is not on the path to the prediction")
-    activations = captured["value"].detach()
-    grads = gradients["value"].detach()
+    activations, grads = values[layer], kind.gradients[layer]
     if activations.dim() != 4:
         raise ReportgenError(f"Grad-CAM needs a layer with spatial output; {layer!r} has none")
-    return _scaled_cams(activations, grads, chosen, scores, layer), logits.detach().float().cpu()
-
-
-def _chosen_classes(logits: torch.Tensor, class_indices: list[int | None]) -> list[int]:
-    """Each image's class: the one asked for, else its top prediction."""
-    chosen = [int(logits[i].argmax()) if c is None else int(c) for i, c in enumerate(class_indices)]
-    if any(not 0 <= c < logits.shape[1] for c in chosen):
-        raise ReportgenError(
-            f"--target-class is out of range: the model has {logits.shape[1]} classes"
-        )
-    return chosen
+    return _scaled_cams(activations, grads, kind.classes, kind.scores, layer)
 
 
 def _scaled_cams(

@@ -4,6 +4,8 @@ their reductions are ``reportgen.statistics``'; this applies each of them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -11,8 +13,11 @@ from reportgen.errors import ReportgenError
 from reportgen.statistics import ChannelStats, statistics
 
 
-def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:
-    """Statistics per input of a layer output shaped [B, C, H, W] or [B, C]."""
+def channel_stats(
+    batch_output: torch.Tensor, contributions: Mapping[str, torch.Tensor] | None = None
+) -> list[ChannelStats]:
+    """Statistics per input of a layer output shaped [B, C, H, W] or [B, C], with the
+    ``contributions`` computed for it (name -> [B, C])."""
     values = batch_output.detach().float()
     if values.dim() == 2:
         values = values[:, :, None, None]
@@ -34,6 +39,7 @@ def channel_stats(batch_output: torch.Tensor) -> list[ChannelStats]:
                 argmax_x=(index % width).astype(np.int64),
                 map_size=(height, width),
                 **{name: per_input[b].numpy() for name, per_input in reduced.items()},
+                **{name: per_input[b].numpy() for name, per_input in (contributions or {}).items()},
             )
         )
     return results

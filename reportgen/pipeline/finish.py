@@ -19,7 +19,6 @@ from reportgen.pipeline.inputs import ReportOutput
 from reportgen.pipeline.models import ModelRun
 from reportgen.report.data import InputRecord, ModelRecord, ReportData, SkippedRecord
 from reportgen.results.summary import RunSummary
-from reportgen.statistics import file_fields
 from reportgen.version import __version__
 
 Progress = Callable[[int], None]
@@ -83,7 +82,7 @@ def report_data(
         for layer in record.layers:
             table = model_run.stats[layer.name]
             if isinstance(table, statsfile.StatsFile):
-                layer.stats_file = statsfile.describe(table.relpath, *table.shape[:2])
+                layer.stats_file = statsfile.describe(table.relpath, *table.shape[:2], table.fields)
         records.append(record)
     results = [model_run.results for model_run in runs]
     return ReportData(
@@ -108,7 +107,7 @@ def attach_statistics(analysis: dict[str, Any], runs: list[ModelRun]) -> None:
     for entry, model_run in zip(analysis["models"], runs):
         for layer in entry["layers"]:
             layer["stats"] = model_run.stats[layer["name"]].read()
-            layer["stats_fields"] = list(file_fields())
+            layer["stats_fields"] = list(model_run.stats[layer["name"]].fields)
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ def _result_store(run: ModelPass, model: LoadedModel, facts: ModelFacts) -> Any:
         run.work.pictures.detail,
         read_only_roots=run.shard_roots,
         complete=bool(run.shard_roots),
+        contributions=facts.contribution_fields,
     )
 
 
@@ -243,8 +244,17 @@ def _stats_tables(run: ModelPass, facts: ModelFacts) -> dict[str, StatsFile | St
     count = len(run.usable)
     staged = run.staged
     if not isinstance(staged, StagedReport) or run.single_file:
-        return {layer.name: StatsTable(count, layer.channels) for layer in facts.layers}
+        return {
+            layer.name: StatsTable(count, layer.channels, facts.stats_fields)
+            for layer in facts.layers
+        }
     return {
-        layer.name: StatsFile(staged, paths.stats_file(facts.id, layer.name), count, layer.channels)
+        layer.name: StatsFile(
+            staged,
+            paths.stats_file(facts.id, layer.name),
+            count,
+            layer.channels,
+            facts.stats_fields,
+        )
         for layer in facts.layers
     }

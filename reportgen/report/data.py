@@ -120,6 +120,8 @@ class LayerRecord:
     sheets: dict[str, str] = field(default_factory=dict)
     sheet_grid: SheetGrid | None = None
     stats_file: dict[str, Any] | None = None  # {path, shape, fields, dtype}
+    # Pooled straight into the final Linear: contributions here sum to logit minus bias
+    exact_contributions: bool = False
     # Folder reports: the dataset-example sheets' layout, strip by strip and tile by tile
     example_grid: SheetGrid | None = None
     example_first_grid: SheetGrid | None = None

@@ -92,6 +92,7 @@ def layer_entry(model_id: str, layer: LayerRecord) -> dict[str, Any]:
         ),
         "receptive_field": layer.receptive_field,
         "stats_file": layer.stats_file,
+        "exact_contributions": layer.exact_contributions,
         "detail_pages": layer.detail_pages,
         "channel_page": channel_page_pattern(model_id, layer),
         "channels": [channel_entry(c) for c in layer.channels],

@@ -177,6 +177,7 @@ def _layer_record(facts: ModelFacts, layer: LayerFacts, sheets: bool) -> LayerRe
         ],
     )
     record.receptive_field = layer.receptive_field
+    record.exact_contributions = layer.exact_contributions
     add_kernels(record, facts.id, layer, sheets)
     if layer.spatial and sheets:
         record.sheet_grid = SheetGrid.for_layer(*layer.output_shape)

@@ -1,6 +1,7 @@
 """Every input's per-channel statistics of a layer, in one numpy ``.npy`` file per layer
 (``models/<model>/layers/<layer>/stats.npy``): float32, shape [inputs, channels, fields],
-the inputs in the manifest's order, the fields ``reportgen.statistics.file_fields()``.
+the inputs in the manifest's order, the fields ``reportgen.statistics.file_fields()``
+with the run's contributions (``ModelFacts.stats_fields``).
 Rows are written as inputs finish, each at its place in the file (``os.pwrite``): the
 run never holds them all. Not through a memory map: a full disk reaches a write through
 a map as SIGBUS, which kills the process before it can say anything or clean up; a plain
@@ -27,9 +28,8 @@ if TYPE_CHECKING:
 DTYPE = "<f4"
 
 
-def describe(path: str, inputs: int, channels: int) -> dict[str, Any]:
+def describe(path: str, inputs: int, channels: int, fields: tuple[str, ...]) -> dict[str, Any]:
     """The manifest's ``stats_file`` entry of a layer."""
-    fields = file_fields()
     return {
         "path": path,
         "shape": [inputs, channels, len(fields)],
@@ -41,11 +41,19 @@ def describe(path: str, inputs: int, channels: int) -> dict[str, Any]:
 class StatsFile:
     """A layer's statistics file in the staging folder of a report."""
 
-    def __init__(self, staged: StagedReport, relpath: str, inputs: int, channels: int) -> None:
+    def __init__(
+        self,
+        staged: StagedReport,
+        relpath: str,
+        inputs: int,
+        channels: int,
+        fields: tuple[str, ...] | None = None,
+    ) -> None:
         self.staged, self.relpath = staged, relpath
         self.path = staged.path_of(relpath)
-        self.shape = (inputs, channels, len(file_fields()))
-        self._row_bytes = channels * len(file_fields()) * np.dtype(DTYPE).itemsize
+        self.fields = file_fields() if fields is None else fields
+        self.shape = (inputs, channels, len(self.fields))
+        self._row_bytes = channels * len(self.fields) * np.dtype(DTYPE).itemsize
         self._fd: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +81,7 @@ class StatsFile:
         return len(header.getvalue())
 
     def write(self, index: int, stats: ChannelStats) -> None:
-        rows = np.ascontiguousarray(stats_rows(stats), dtype=DTYPE).tobytes()
+        rows = np.ascontiguousarray(stats_rows(stats, self.fields), dtype=DTYPE).tobytes()
         assert self._fd is not None and len(rows) == self._row_bytes
         try:
             os.pwrite(self._fd, rows, self._offset + index * self._row_bytes)

@@ -121,7 +121,8 @@ def entry_bytes(entry: Entry) -> bytes:
 
 # Written in every per-input entry's header with its statistics fields: an entry of
 # another format, or made with other statistics, is a miss that says so.
-ENTRY_FORMAT = 4
+# 5: the channel contributions (``statistics.CONTRIBUTION_FIELDS``) among the fields.
+ENTRY_FORMAT = 5
 
 
 class EntryMismatch(ValueError):
@@ -132,9 +133,10 @@ class EntryMismatch(ValueError):
 def result_entry(result: InputResult) -> Entry:
     """An input's result as one cache entry: facts in the header, statistics as arrays,
     pictures as blobs."""
+    held = [layer.stats.contributions for layer in result.layers.values()]
     header: dict[str, Any] = {
         "format": ENTRY_FORMAT,
-        "fields": list(file_fields()),
+        "fields": list(file_fields(tuple(held[0]) if held else ())),
         "input": result.input_id,
         "predictions": [list(p) for p in result.predictions],
         "gradcam": [[c.kind, c.class_index, c.layer, c.map] for c in result.gradcam],
@@ -156,11 +158,14 @@ def result_entry(result: InputResult) -> Entry:
     return Entry(header, arrays, blobs)
 
 
-def check_entry_format(header: dict[str, Any], layer_names: Iterable[str]) -> None:
-    """EntryMismatch unless the entry is of this format, statistics and layers."""
+def check_entry_format(
+    header: dict[str, Any], layer_names: Iterable[str], contributions: tuple[str, ...] = ()
+) -> None:
+    """EntryMismatch unless the entry is of this format, statistics (with these
+    ``contributions``) and layers."""
     if header.get("format") != ENTRY_FORMAT:
         raise EntryMismatch(f"entry format {header.get('format')!r}, not {ENTRY_FORMAT}")
-    fields = list(file_fields())
+    fields = list(file_fields(contributions))
     if header.get("fields") != fields:
         raise EntryMismatch(f"statistics {header.get('fields')!r}, not {fields!r}")
     missing = [name for name in layer_names if name not in header.get("layers", {})]
@@ -168,19 +173,21 @@ def check_entry_format(header: dict[str, Any], layer_names: Iterable[str]) -> No
         raise EntryMismatch(f"no layer {missing[0]!r}")
 
 
-def result_from_entry(entry: Entry, layer_names: Iterable[str]) -> InputResult:
+def result_from_entry(
+    entry: Entry, layer_names: Iterable[str], contributions: tuple[str, ...] = ()
+) -> InputResult:
     """The result an entry holds; EntryMismatch when the entry is of another format,
-    other statistics or lacks a layer asked for. An entry of this format is read as
-    written: anything else wrong with it is an error, not a miss."""
+    other statistics (or ``contributions``) or lacks a layer asked for. An entry of this
+    format is read as written: anything else wrong with it is an error, not a miss."""
     header = entry.header
     names = list(layer_names)
-    check_entry_format(header, names)
+    check_entry_format(header, names, contributions)
     layers = {}
     for name in names:
         part = header["layers"][name]
         argmax_y, argmax_x = (entry.arrays[f"{name}\x1f{f}"] for f in POSITION_FIELDS)
         stats = ChannelStats(
-            **{f: entry.arrays[f"{name}\x1f{f}"] for f in statistic_names()},
+            **{f: entry.arrays[f"{name}\x1f{f}"] for f in (*statistic_names(), *contributions)},
             argmax_y=argmax_y,
             argmax_x=argmax_x,
             map_size=(int(part["map_size"][0]), int(part["map_size"][1])),

@@ -19,6 +19,7 @@ import numpy as np
 
 from reportgen.analysis.weights import StrongestInputs
 from reportgen.nn.channel_stats import ChannelStats
+from reportgen.statistics import file_fields
 
 GRADCAM_TOP = "top prediction"
 GRADCAM_TARGET = "target class"
@@ -58,6 +59,16 @@ class PictureKey:
 
 
 @dataclass(frozen=True)
+class DirectEffect:
+    """What one channel of the layer pooled into the final Linear does to the logits, with
+    nothing in between: the classes whose weight on its pooled value is highest and lowest,
+    as (class index, weight), strongest first."""
+
+    raises: tuple[tuple[int, float], ...]
+    lowers: tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True)
 class LayerFacts:
     """A chosen layer of a model, as the network stage found it."""
 
@@ -82,6 +93,11 @@ class LayerFacts:
     # Every map cell's receptive field covers the whole view: a dataset example is the
     # input's network view itself, not a crop (as for units).
     field_covers_view: bool = False
+    # Its output is global-average-pooled straight into the model's final Linear: an
+    # input's contributions here sum exactly to its logit minus the bias; per channel,
+    # its direct effect on the logits (the Linear's weights). Else False and None.
+    exact_contributions: bool = False
+    direct_effects: tuple[DirectEffect, ...] | None = None
 
     @property
     def examples_are_views(self) -> bool:
@@ -129,6 +145,13 @@ class ModelFacts:
     categories: tuple[str, ...] | None
     view_size: tuple[int, int]  # (width, height) of the network's view
     layers: tuple[LayerFacts, ...] = ()
+    # The contribution fields its per-input results carry (``reportgen.statistics``).
+    contribution_fields: tuple[str, ...] = ()
+
+    @property
+    def stats_fields(self) -> tuple[str, ...]:
+        """The fields of its statistics files and of its results' cache entries."""
+        return file_fields(self.contribution_fields)
 
     def class_label(self, index: int) -> str:
         if self.categories and 0 <= index < len(self.categories):

@@ -154,11 +154,12 @@ class StatsTable:
     (``file_fields()``). This one keeps them in memory (``reportgen.analyze``, single-file
     reports); a folder report streams them to a file instead (``report.statsfile``)."""
 
-    def __init__(self, inputs: int, channels: int) -> None:
-        self.array = np.zeros((inputs, channels, len(file_fields())), np.float32)
+    def __init__(self, inputs: int, channels: int, fields: tuple[str, ...] | None = None) -> None:
+        self.fields = file_fields() if fields is None else fields
+        self.array = np.zeros((inputs, channels, len(self.fields)), np.float32)
 
     def write(self, index: int, stats: ChannelStats) -> None:
-        self.array[index] = stats_rows(stats)
+        self.array[index] = stats_rows(stats, self.fields)
 
     def close(self) -> None:
         return None
@@ -167,11 +168,11 @@ class StatsTable:
         return self.array
 
 
-def stats_rows(stats: ChannelStats) -> np.ndarray:
-    """One input's statistics of every channel as a [C, fields] float32 block, the fields
-    in ``file_fields()`` order."""
-    fields = stats.fields()
-    return np.stack([np.asarray(fields[f], np.float32) for f in file_fields()], axis=1)
+def stats_rows(stats: ChannelStats, fields: tuple[str, ...]) -> np.ndarray:
+    """One input's statistics of every channel as a [C, fields] float32 block, in the
+    order of ``fields`` (``file_fields()`` with the run's contributions)."""
+    held = stats.fields()
+    return np.stack([np.asarray(held[f], np.float32) for f in fields], axis=1)
 
 
 @dataclass

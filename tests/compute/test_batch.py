@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reportgen.analysis.stats import select_channels
-from reportgen.compute.batch import PictureOptions, finish_input, forward_batch
+from reportgen.compute.batch import PassPlan, PictureOptions, finish_input, forward_batch
 from reportgen.compute.model_run import plan_layers
 from reportgen.imaging import pictures
 from reportgen.inputs.discovery import discover_inputs
@@ -88,7 +88,7 @@ def test_one_batch_gives_per_input_results_equal_to_a_plain_forward_pass(
     settings = _settings(top_k=5)
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    outputs = forward_batch(alexnet, facts.layers, files, None, None)
+    outputs = forward_batch(alexnet, facts.layers, files, PassPlan(None, None, True))
     results = [finish_input(o, facts.layers, settings.selection, _options(files)) for o in outputs]
     logits, plain = _plain_pass(alexnet, files)
 
@@ -121,8 +121,8 @@ def test_each_inputs_result_is_independent_of_its_batch(alexnet: Any, small_imag
     settings = _settings()
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    together = forward_batch(alexnet, facts.layers, files, "features.10", 3)
-    alone = forward_batch(alexnet, facts.layers, files[1:2], "features.10", 3)[0]
+    together = forward_batch(alexnet, facts.layers, files, PassPlan("features.10", 3, True))
+    alone = forward_batch(alexnet, facts.layers, files[1:2], PassPlan("features.10", 3, True))[0]
     assert together[1].input_id == alone.input_id
     for name in LAYERS:
         assert np.allclose(
@@ -136,7 +136,7 @@ def test_only_detail_inputs_get_maps(alexnet: Any, small_images: Path) -> None:
     settings = _settings()
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    outputs = forward_batch(alexnet, facts.layers, files, "features.10", None)
+    outputs = forward_batch(alexnet, facts.layers, files, PassPlan("features.10", None, True))
     options = _options(files[1:2])
     results = [finish_input(o, facts.layers, settings.selection, options) for o in outputs]
     kinds = [sorted({k.kind for k in r.pictures}) for r in results]
@@ -153,7 +153,7 @@ def test_pictures_follow_the_options(alexnet: Any, small_images: Path) -> None:
     settings = _settings(top_k=2)
     facts = plan_layers(alexnet, settings)[0]
     files, _ = discover_inputs([str(small_images)])
-    (output,) = forward_batch(alexnet, facts.layers, files[:1], "features.10", None)
+    (output,) = forward_batch(alexnet, facts.layers, files[:1], PassPlan("features.10", None, True))
     per_map = finish_input(
         output, facts.layers, settings.selection, _options(files, sheets=False, overlay_files=True)
     )

@@ -69,7 +69,9 @@ def test_a_statistic_added_to_the_definition_reaches_file_pages_and_manifest(
     manifest = json.loads((out / "manifest.json").read_text())
     layer = manifest["models"][0]["layers"][0]
     fields = layer["stats_file"]["fields"]
-    assert fields == ["mean", "max", "min", "std", "sparsity", "p99", "argmax_y", "argmax_x"]
+    assert fields == [
+        "mean", "max", "min", "std", "sparsity", "p99", "argmax_y", "argmax_x", "contribution"
+    ]  # fmt: skip
     table = np.load(out / layer["stats_file"]["path"])
     assert table.shape[2] == len(fields) == layer["stats_file"]["shape"][2]
 
