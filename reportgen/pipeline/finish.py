@@ -78,7 +78,7 @@ def report_data(
     for model_run in runs:
         tables = {name: table.read() for name, table in model_run.stats.items()}
         record = model_record(model_run.results, tables, run.sheets, run.overlay_files)
-        add_classes(record, model_run.results, tables, file_fields())
+        add_classes(record, model_run.results, tables, model_run.results.facts.stats_fields)
         for layer in record.layers:
             table = model_run.stats[layer.name]
             if isinstance(table, statsfile.StatsFile):

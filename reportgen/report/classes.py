@@ -17,13 +17,13 @@ import numpy as np
 
 from reportgen.analysis.classes import ClassSums, Ranked, class_wide, strongest
 from reportgen.report import paths
+from reportgen.statistics import CONTRIBUTION
 
 if TYPE_CHECKING:
     from reportgen.report.data import LayerRecord, ModelRecord
-    from reportgen.results.records import ModelFacts
+    from reportgen.results.records import LayerFacts, ModelFacts
     from reportgen.results.run import ModelResults
 
-CONTRIBUTION = "contribution"  # the statistics files' field (gradient x activation)
 _ROWS_PER_READ = 4096  # inputs read at a time from a statistics table
 
 
@@ -151,18 +151,15 @@ def _effect(facts: ModelFacts, record: ModelRecord, index: int, value: float) ->
 
 
 def _add_direct_effects(
-    record: ModelRecord, facts: ModelFacts, layer: LayerRecord, layer_facts: Any
+    record: ModelRecord, facts: ModelFacts, layer: LayerRecord, layer_facts: LayerFacts
 ) -> None:
     """At the layer pooled into the final Linear: each channel's weights to the classes
     (``LayerFacts.direct_effects``: per channel the highest and the lowest)."""
-    if not getattr(layer_facts, "exact_contributions", False):
+    effects = layer_facts.direct_effects
+    if not layer_facts.exact_contributions or effects is None:
         return
-    record.exact_layers.append(layer.name)
-    effects = getattr(layer_facts, "direct_effects", None)
-    if effects is None:
-        return
-    for channel, (highest, lowest) in zip(layer.channels, effects):
+    for channel, effect in zip(layer.channels, effects):
         drives = channel.drives
         if drives is not None:
-            drives.exact_up = [_effect(facts, record, int(k), float(w)) for k, w in highest]
-            drives.exact_down = [_effect(facts, record, int(k), float(w)) for k, w in lowest]
+            drives.exact_up = [_effect(facts, record, int(k), float(w)) for k, w in effect.raises]
+            drives.exact_down = [_effect(facts, record, int(k), float(w)) for k, w in effect.lowers]

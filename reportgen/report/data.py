@@ -198,8 +198,6 @@ class ModelRecord:
     class_pages: dict[int, str] = field(default_factory=dict)  # class index -> its page
     classes_page: str = ""
     contributions: bool = False  # the statistics hold each channel's contribution
-    # layers pooled straight into the final Linear: their contributions are exact
-    exact_layers: list[str] = field(default_factory=list)
     # input id -> layer -> the channels that pushed its top class most, up and down
     why: dict[str, dict[str, InputWhy]] = field(default_factory=dict)
 
