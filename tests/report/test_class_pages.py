@@ -84,3 +84,28 @@ def test_every_top_prediction_links_its_class_page(report: Path) -> None:
         assert link is not None, page
         target = (report / page).parent / link.group(1)
         assert target.resolve() == (report / pages[top]).resolve()
+
+
+def test_contributions_give_why_rows_and_no_contributions_class_pages_of_inputs_only(
+    report: Path, tmp_path: Path
+) -> None:
+    model = _model(report)
+    assert all(c["channels"] for c in model["classes"])
+    some_input = next(iter(model["input_pages"].values()))
+    assert 'id="why-h"' in (report / some_input).read_text(encoding="utf-8")
+    images = write_images(tmp_path / "imgs", 3, (36, 40), seed=6)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPORTGEN_CACHE_DIR", "off")
+        patch.setenv("REPORTGEN_OFFLINE", "1")
+        result = invoke(
+            "run", str(images), *OPTIONS, "--no-contributions", "-o", str(tmp_path / "rep"),
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plain = _model(tmp_path / "rep")
+    assert plain["classes"] and all(c["channels"] == {} for c in plain["classes"])
+    assert sum(c["inputs"] for c in plain["classes"]) == 3
+    for page in (tmp_path / "rep").rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert 'id="why-h"' not in text and 'id="rests-h"' not in text
+        assert 'id="drives-h"' not in text
