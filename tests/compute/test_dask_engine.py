@@ -7,6 +7,7 @@ on TinyNet at 16 px: each cluster run is a few seconds, most of it starting work
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,6 +106,11 @@ def test_local_cluster_writes_the_single_process_report(
     )
     assert done.returncode == 0, done.stderr
     assert snapshot(tmp_path / "report") == single
+    # ... class pages and the class-wide statistics of contributions included
+    manifest = json.loads(single["manifest.json"])
+    classes = [c for model in manifest["models"] for c in model["classes"]]
+    assert classes and all(c["channels"] for c in classes)
+    assert all(c["page"] in single for c in classes)
     # Nothing of Dask's own log reaches the user without -v.
     assert "distributed" not in done.stderr and "Nanny" not in done.stderr, done.stderr
     # The forward passes ran on the workers, and each worker built the model once.
