@@ -270,7 +270,43 @@
   }
   eachRoot(setupSlider);
 
+  // ---- statistics tables built when opened --------------------------------------
+  // A detail input's page carries every channel's statistics as data, not as rows: a
+  // row is ten elements, and a layer of 512 channels would hold more than 5,000. The
+  // rows are made when the table is first opened (texts already formatted by reportgen).
+  function fillStatsTable(details) {
+    var body = details.querySelector("table.stats tbody");
+    var script = details.querySelector("script.stats-data");
+    if (!body || !script || body.children.length) return;
+    var data;
+    try { data = JSON.parse(script.textContent); } catch (e) { return; }
+    var rows = document.createDocumentFragment();
+    data.rows.forEach(function (row) {
+      var tr = make("tr", { "data-c": String(row[0]) });
+      var head = make("th", { scope: "row" });
+      var link = make("a", { href: row[1] });
+      if (row[3]) {
+        tr.className = "sel";
+        link.appendChild(make("span", { "aria-hidden": "true" }, "\u25cf "));
+      }
+      link.appendChild(document.createTextNode(row[2]));
+      head.appendChild(link);
+      if (row[3]) head.appendChild(make("span", { "class": "vh" }, " (selected)"));
+      tr.appendChild(head);
+      row.slice(4).forEach(function (text) { tr.appendChild(make("td", {}, text)); });
+      rows.appendChild(tr);
+    });
+    body.appendChild(rows);
+    markScrollers();
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("details.stats-rows"), function (details) {
+    details.addEventListener("toggle", function () { if (details.open) fillStatsTable(details); });
+    if (details.open) fillStatsTable(details);
+  });
+
   // ---- channel grid: sort and filter -------------------------------------------
+  // A grid of links over one picture of every map ([data-sheet]) keeps its order (each
+  // link covers its own map): filtering dims the maps left out instead of hiding them.
   function setupGrid(root) {
     var form = root.querySelector("[data-grid-tools]");
     if (!form) return;
@@ -297,6 +333,10 @@
       });
     });
     if (!sections.length) return;
+    // A statistics table's rows come when it is first opened: sort and filter them then.
+    Array.prototype.forEach.call(root.querySelectorAll("details.stats-rows"), function (details) {
+      details.addEventListener("toggle", function () { if (details.open) apply(); });
+    });
 
     function apply() {
       var sortKey = form.elements.sort.value;
@@ -307,7 +347,7 @@
       var threshold = raw === "" ? null : Number(raw);
       var onlySelected = form.elements.selected.checked;
       sections.forEach(function (s) {
-        var shown = 0;
+        var shown = null; // from the first container with items (a table may be unbuilt)
         var keep = function (row) {
           if (!row) return true;
           if (onlySelected && !row.selected) return false;
@@ -328,22 +368,24 @@
           if (va === vb) return ra.c - rb.c;
           return desc ? vb - va : va - vb;
         };
-        s.containers.forEach(function (container, i) {
+        s.containers.forEach(function (container) {
           var items = Array.prototype.filter.call(container.children, function (el) {
             return el.hasAttribute("data-c");
           });
-          items.sort(order);
+          var sheet = container.hasAttribute("data-sheet");
+          if (!sheet) items.sort(order);
           var visible = 0;
           items.forEach(function (item) {
             var ok = keep(s.byChannel[item.getAttribute("data-c")]);
-            item.hidden = !ok;
+            if (sheet) item.classList.toggle("out", !ok);
+            else item.hidden = !ok;
             if (ok) visible += 1;
-            container.appendChild(item);
+            if (!sheet) container.appendChild(item);
           });
-          if (i === 0) shown = visible;
+          if (shown === null && items.length) shown = visible;
         });
         if (s.count) {
-          s.count.hidden = false;
+          s.count.hidden = shown === null;
           s.count.textContent = "Showing " + shown + " of " + s.total + " channels" +
             (sortKey === "channel" ? "" : ", sorted by " + sortKey +
               (desc ? " (highest first)" : " (lowest first)")) + ".";

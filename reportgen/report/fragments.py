@@ -19,10 +19,11 @@ from markupsafe import Markup
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
-from reportgen.report.tiles import map_picture, strip_picture, strongest_example
+from reportgen.report.tiles import grid_class, map_picture, strip_picture, strongest_example
 
 if TYPE_CHECKING:
     from reportgen.report.data import ChannelRecord, InputRecord, LayerRecord, ModelRecord
+    from reportgen.report.render import StatsCells
 
 Url = Callable[[str], str]
 
@@ -44,10 +45,11 @@ class ChannelLinks:
 
 
 class LayerFragments:
-    """``channel_cards`` for layer.html; ``channel_grid`` and ``channel_stats_rows`` for
-    input_layer.html (a detail input at one layer)."""
+    """``channel_cards`` for layer.html; ``sheet_links`` (``channel_grid`` where a
+    single-file report has no sheets) and ``stats_rows`` for input_layer.html (a detail
+    input at one layer)."""
 
-    def __init__(self, stats_cells: Callable[[dict[str, Any]], Markup]) -> None:
+    def __init__(self, stats_cells: StatsCells) -> None:
         self.links = ChannelLinks()
         self.stats_cells = stats_cells
 
@@ -59,7 +61,8 @@ class LayerFragments:
 
     def channel_cards(self, url: Url, layer: Any, filters: bool) -> Markup:
         """One card per channel: its strongest dataset example, its filter (``filters``:
-        where it says something) and its numbers over every input; one link each."""
+        where it says something) and its numbers over every input; one link each. A
+        spatial layer's cards are <li> items; a unit layer's, links (layer.html)."""
         items = []
         numbers_of = _map_numbers if layer.spatial else _unit_numbers
         for channel, link in zip(layer.channels, self.links(url, layer)):
@@ -71,6 +74,14 @@ class LayerFragments:
             # name and numbers in one element, on two lines (style.css): a layer of 512
             # channels stays under 3,000 elements a page
             numbers = f"\n{numbers_of(s)}" if s is not None else ""
+            if not layer.spatial:
+                # a unit's card is its link alone, the text straight in it: a layer of
+                # 1,000 class units (two elements a card) stays under 3,000 elements too
+                items.append(
+                    f'<a href="{link}" data-c="{c}"{mark}>{example}{esc(channel.name)}'
+                    f"{numbers}</a>\n"
+                )
+                continue
             items.append(
                 f'<li data-c="{c}"{mark}><a href="{link}">{example}{kernel}'
                 f'<span class="about">{esc(channel.name)}{numbers}</span></a></li>\n'
@@ -92,23 +103,43 @@ class LayerFragments:
             )
         return Markup("".join(items))
 
-    def channel_stats_rows(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
-        """One table row per channel: its statistics on one input."""
-        rows = []
+    def sheet_links(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
+        """Every channel's map on one input as the layer's sheet, one picture, under a grid
+        of links, one a channel (selected ones marked): a channel costs one element, so a
+        layer of 2,048 channels stays under 3,000 a page (a tile of its own costs four)."""
+        grid = layer.sheet_grid
+        source = esc(url(layer.sheets[input_id]))
+        count = len(layer.channels)
+        alt = (
+            f"The maps of all {count} channels, in {grid.columns} columns: channel 0 top "
+            "left, then row by row"
+        )
+        links = []
         for channel, link, selected in self._channels(url, layer, chosen):
             c = channel.index
-            name = str(c) if layer.spatial else esc(channel.name)
-            cells = self.stats_cells(channel.stats[input_id])
-            if selected:
-                rows.append(
-                    f'<tr data-c="{c}" class="sel"><th scope="row"><a href="{link}">'
-                    f'<span aria-hidden="true">&#9679; </span>{name}</a>'
-                    f'<span class="vh"> (selected)</span></th>{cells}</tr>\n'
-                )
-            else:
-                head = f'<th scope="row"><a href="{link}">{name}</a></th>'
-                rows.append(f'<tr data-c="{c}">{head}{cells}</tr>\n')
-        return Markup("".join(rows))
+            mark, said = (' class="sel"', ", selected") if selected else ("", "")
+            links.append(f'<a href="{link}" data-c="{c}"{mark} aria-label="Channel {c}{said}"></a>')
+        name = grid_class(grid)
+        return Markup(
+            f'<div class="sheet-scroll"><div class="sheet-view {name}">'
+            f'<img class="sheet" src="{source}" alt="{esc(alt)}" width="{grid.width}" '
+            f'height="{grid.height}" loading="lazy">\n'
+            f'<div class="sheet-links {name}" data-grid data-sheet>\n{chr(10).join(links)}\n'
+            "</div></div></div>"
+        )
+
+    def stats_rows(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> dict[str, Any]:
+        """Every channel's statistics on one input as the rows app.js builds the page's
+        table from when it is opened (thousands of rows of ten elements each would be
+        most of the page): channel, link, shown name, selected (0/1), then the cells'
+        texts, made by the one formatter the channel pages' tables use."""
+        rows = []
+        # the link unescaped: app.js sets it as an attribute, which escapes nothing
+        for channel, _escaped_link, selected in self._channels(url, layer, chosen):
+            name = str(channel.index) if layer.spatial else channel.name
+            cells = self.stats_cells.texts(channel.stats[input_id])
+            rows.append([channel.index, url(channel.page), name, int(selected), *cells])
+        return {"rows": rows}
 
 
 def _map_numbers(s: Any) -> str:

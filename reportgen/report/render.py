@@ -90,9 +90,8 @@ def make_environment() -> jinja2.Environment:
     env.globals["weights_view"] = weights_view
     env.globals["weights_note"] = weights_note
     fragments = LayerFragments(stats_cells)
-    env.globals["channel_grid"] = fragments.channel_grid
-    env.globals["channel_cards"] = fragments.channel_cards
-    env.globals["channel_stats_rows"] = fragments.channel_stats_rows
+    for name in ("channel_grid", "channel_cards", "sheet_links", "stats_rows"):
+        env.globals[name] = getattr(fragments, name)
     per_input = ChannelFragments(stats_cells)
     env.globals["input_stats_rows"] = per_input.input_stats_rows
     env.globals["input_figures"] = per_input.input_figures
@@ -147,18 +146,20 @@ class StatsCells:
         made = self._made.get(id(s))
         if made is not None and made[0] is s:
             return made[1]
-        if "rank" in s:  # a unit: one value per input, and its rank in the layer
-            html = Markup(f"<td>{escape_text(format_number(s['value']))}</td><td>{s['rank']}</td>")
-            self._made[id(s)] = (s, html)
-            return html
-        where = s["argmax"]
-        yx, xy = where["map_yx"], where["view_xy"]
-        cells = "".join(
-            f"<td>{escape_text(shown(s[stat.name], stat))}</td>" for stat in statistics()
-        )
-        html = Markup(
-            f"{cells}<td>({escape_text(yx[0])}, {escape_text(yx[1])})</td>"
-            f"<td>({escape_text(xy[0])}, {escape_text(xy[1])})</td>"
-        )
+        html = Markup("".join(f"<td>{escape_text(text)}</td>" for text in self.texts(s)))
         self._made[id(s)] = (s, html)
         return html
+
+    @staticmethod
+    def texts(s: dict[str, Any]) -> list[str]:
+        """The cells' texts, not yet escaped: also what app.js builds a wide layer's
+        table from (reportgen.report.fragments.stats_rows), so both read the same."""
+        if "rank" in s:  # a unit: one value per input, and its rank in the layer
+            return [format_number(s["value"]), str(s["rank"])]
+        where = s["argmax"]
+        yx, xy = where["map_yx"], where["view_xy"]
+        return [
+            *(shown(s[stat.name], stat) for stat in statistics()),
+            f"({yx[0]}, {yx[1]})",
+            f"({xy[0]}, {xy[1]})",
+        ]

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from reportgen.report.data import ChannelRecord, LayerRecord, ModelRecord
 
 
+# Display width of one map of a whole sheet, in CSS pixels (a detail input's page)
+SHEET_CELL_MIN, SHEET_CELL_MAX = 28, 64
+
+
 def grid_class(grid: SheetGrid) -> str:
     """One class per sheet geometry: layers of the same shape share their rules."""
     return f"g{grid.columns}x{grid.rows}-{grid.tile_width}x{grid.tile_height}p{grid.pad}"
@@ -69,6 +73,14 @@ def grid_rules(grid: SheetGrid) -> list[str]:
         f".{name}.own-size {{ width: {grid.tile_width}px; height: {grid.tile_height}px; }}",
         f".{name} > img {{ width: {_percent(100 * grid.width / grid.tile_width)}; "
         f"height: {_percent(100 * grid.height / grid.tile_height)}; }}",
+    ]
+    # A whole sheet under a grid of links, one a map (a detail input's page): the links'
+    # grid is the sheet's, and a map is shown 28 to 64 px wide (a link a finger can hit)
+    rules += [
+        f".{name}.sheet-view {{ min-width: {SHEET_CELL_MIN * grid.columns}px; "
+        f"max-width: {SHEET_CELL_MAX * grid.columns}px; }}",
+        f".{name}.sheet-links {{ grid-template-columns: repeat({grid.columns}, 1fr); "
+        f"grid-template-rows: repeat({grid.rows}, 1fr); }}",
     ]
     for column in range(grid.columns):
         x0 = column * grid.cell_width + grid.pad

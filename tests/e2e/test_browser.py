@@ -222,8 +222,14 @@ def test_walk_the_folder_report(browser: Any, report: Path, javascript: bool) ->
 
         page.locator("nav.toc a").first.click()  # a detail input at this layer
         assert path_of(page, report).startswith(f"{LAYER}/inputs/")
-        assert assert_images_loaded(page) > 192  # every channel's map
-        page.locator("ul.grid a[href='../c0005.html']").first.click()
+        assert_images_loaded(page)
+        # every channel's map: one picture of them all, a link over each
+        assert page.locator("[data-sheet] > a[data-c]").count() == 192
+        page.click("details.stats-rows > summary")
+        rows = page.locator("details.stats-rows tbody > tr").count()
+        assert rows == (192 if javascript else 0)  # built from the page's data when opened
+        assert page.locator("details.stats-rows .needs-js").is_visible() is not javascript
+        page.locator("[data-sheet] a[href='../c0005.html']").click()
         assert path_of(page, report) == f"{LAYER}/c0005.html"
         assert_images_loaded(page)
         assert page.locator(".opacity-tool").is_visible() is javascript
@@ -410,9 +416,9 @@ GRID_STATE = """() => Array.from(document.querySelectorAll('section.layer-input'
     .map(el => Number(el.dataset.c));
   return {
     data: data,
-    grid: channels(s.querySelectorAll('ul.grid > li')),
+    grid: channels(s.querySelectorAll('[data-grid] > [data-c]:not(.out)')),
     rows: channels(s.querySelectorAll('table.stats tbody > tr')),
-    sel: channels(s.querySelectorAll('ul.grid > li.sel')),
+    sel: channels(s.querySelectorAll('[data-grid] > [data-c].sel')),
     count: s.querySelector('.grid-count').textContent,
   };
 })"""
@@ -473,9 +479,28 @@ def test_one_change_of_the_sort_menu_sorts_once(browser: Any, report: Path) -> N
 
 
 def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
+    """A detail input's page: the links over the sheet keep their places (each covers its
+    map) and filtering dims the maps left out; the statistics table, built when opened,
+    sorts and filters its rows."""
     ctx, page, watch = new_page(browser, report)
     try:
         page.goto(_detail_page(report).as_uri())
+        (s,) = page.evaluate(GRID_STATE)
+        assert s["rows"] == [] and "192 of 192" in s["count"]
+        page.click("details.stats-rows > summary")
+        built = page.evaluate(
+            "() => Array.from(document.querySelectorAll('table.stats tbody > tr')).map(tr =>"
+            " [tr.className, tr.querySelector('th a').getAttribute('href'),"
+            " ...Array.from(tr.cells).map(c => c.textContent)])"
+        )
+        script = "document.querySelector('script.stats-data').textContent"
+        data = json.loads(page.evaluate(script))["rows"]
+        sel = "\u25cf "
+        expected = [
+            ["sel", r[1], f"{sel}{r[2]} (selected)", *r[4:]] if r[3] else ["", r[1], r[2], *r[4:]]
+            for r in data
+        ]
+        assert built == expected
         sections = page.evaluate(GRID_STATE)
         assert len(sections) == 1
         for s in sections:
@@ -488,13 +513,13 @@ def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
             page.select_option("form.grid-tools select[name=sort]", stat)
             for s in page.evaluate(GRID_STATE):
                 values = s["data"]["stats"][stat]
-                got = [values[c] for c in s["grid"]]
+                got = [values[c] for c in s["rows"]]
                 assert got == sorted(got, reverse=True), stat
-                assert s["rows"] == s["grid"]
+                assert s["grid"] == list(range(192))  # the maps stay where they are
             page.select_option("form.grid-tools select[name=order]", "asc")
             for s in page.evaluate(GRID_STATE):
                 values = s["data"]["stats"][stat]
-                got = [values[c] for c in s["grid"]]
+                got = [values[c] for c in s["rows"]]
                 assert got == sorted(got), stat
 
         page.select_option("form.grid-tools select[name=stat]", "mean")
@@ -925,7 +950,7 @@ AXE_RUN = """async () => {
 }"""
 # The maps are pictures of numbers, not text: hidden (still there for their names) so that
 # the contrast checks measure text against the page, not against a heat map beneath it.
-HIDE_MAPS = ".tile > img, img.map, img.map-over { opacity: 0 !important; }"
+HIDE_MAPS = ".tile > img, img.map, img.map-over, img.sheet { opacity: 0 !important; }"
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -942,6 +967,9 @@ def test_axe_finds_no_violations(browser: Any, report: Path, scheme: str) -> Non
             violations = page.evaluate(AXE_RUN)
             if rel == f"{LAYER}/c0005.html":  # and with the keys help open
                 page.click("button.keys-button")
+                violations += page.evaluate(AXE_RUN)
+            if page.locator("details.stats-rows").count():  # and with its table built
+                page.click("details.stats-rows > summary")
                 violations += page.evaluate(AXE_RUN)
             if violations:
                 found[rel] = violations

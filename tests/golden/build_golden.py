@@ -20,9 +20,14 @@ Each build runs ``python -m reportgen run`` in subprocesses, with the working di
 a fresh temporary folder and every path relative to it (``./inputs``, ``./weights``,
 ``./cache``, ``./out-NAME``), so that no absolute path of the machine can enter a
 report. The environment is fixed: ``SOURCE_DATE_EPOCH=1700000000``, offline, an empty
-``TORCH_HOME``, ``OMP_NUM_THREADS=2``, ``ATEN_CPU_CAPABILITY=default`` (torch's kernels
-for what every x86-64 CPU has, so the bytes are the same on a CPU with AVX2 or AVX-512),
-no ``REPORTGEN_*`` variables but the offline one.
+``TORCH_HOME``, ``OMP_NUM_THREADS=2``, no ``REPORTGEN_*`` variables but the offline one,
+and every library that picks its kernels by the CPU held to what every x86-64 CPU numpy
+runs on has, so the bytes are the same on a CPU with AVX2 or AVX-512 (``cpu_pins``,
+recorded in reports.json): ``ATEN_CPU_CAPABILITY=default`` (torch),
+``ONEDNN_MAX_CPU_ISA=SSE41`` (torch's convolutions), ``MKL_CBWR=COMPATIBLE`` (its matrix
+products) and ``NPY_DISABLE_CPU_FEATURES`` naming every target numpy dispatches to
+(numpy runs its x86-64-v2 baseline only). ``versions`` records what torch and numpy say
+they run under these pins (``torch cpu capability``, ``numpy cpu features``).
 
 Normalisation: text files (.html, .css, .js, .json, .txt, .svg) have the temporary
 folder's absolute path replaced by ``<TMP>`` before hashing, and each file where that
@@ -83,6 +88,13 @@ GOLDEN_FILE = Path(__file__).resolve().parent / "reports.json"
 BASE_COMMIT = "8a23d7c"  # where the goldens were first recorded
 SOURCE_DATE_EPOCH = "1700000000"
 BUILD_CPU_CAPABILITY = "default"  # ATEN_CPU_CAPABILITY of the builds
+# The other libraries that pick their kernels by the CPU they run on, held to what every
+# x86-64 CPU numpy 2 runs on has (x86-64-v2), so a build's bytes are the same with AVX2 or
+# AVX-512: torch's convolutions (oneDNN compiles them for the CPU it finds; measured here:
+# a MobileNetV2 forward gives other low bits under ONEDNN_MAX_CPU_ISA=AVX2 than unpinned)
+# and its matrix products (MKL's conditional numerical reproducibility mode: the same
+# results on every CPU). numpy: NPY_DISABLE_CPU_FEATURES, made by numpy_pin().
+BUILD_ISA_PINS = {"ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 TMP_MARK = "<TMP>"
 TEXT_SUFFIXES = (".html", ".css", ".js", ".json", ".txt", ".svg")
@@ -155,17 +167,57 @@ def versions() -> dict[str, str]:
     found["Pillow libjpeg_turbo"] = str(PIL.features.version("libjpeg_turbo"))
     found["machine"] = platform.machine()
     found["torch cpu capability"] = build_cpu_capability()
+    found["numpy cpu features"] = build_numpy_features()
     return found
+
+
+def _probe(code: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
 
 
 def build_cpu_capability() -> str:
     """The CPU kernels torch uses in the builds (run_env forces them), as torch says."""
     code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": BUILD_CPU_CAPABILITY}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    return _probe(code, {**os.environ, **cpu_pins()})
+
+
+NUMPY_FEATURES = (
+    "from numpy._core import _multiarray_umath as m\n"
+    "on = [f for f in m.__cpu_dispatch__ if m.__cpu_features__.get(f)]\n"
+    "print(' '.join(m.__cpu_baseline__), '|', ' '.join(m.__cpu_dispatch__), '|', ' '.join(on))"
+)
+
+
+def numpy_pin() -> str:
+    """NPY_DISABLE_CPU_FEATURES for the builds: every target the installed numpy dispatches
+    to at run time (for numpy 2.4 on x86-64: X86_V3 X86_V4 AVX512_ICL AVX512_SPR), so it
+    runs its baseline code only (X86_V2: its baseline cannot be disabled, and numpy does
+    not start on a CPU without it). The list is numpy's build's, the same on every CPU;
+    one this CPU lacks is accepted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPY_")}
+    return _probe(NUMPY_FEATURES, env).split("|")[1].strip()
+
+
+def cpu_pins() -> dict[str, str]:
+    """Every instruction-set pin of the builds (recorded in reports.json as cpu_pins)."""
+    pins = {"ATEN_CPU_CAPABILITY": BUILD_CPU_CAPABILITY, **BUILD_ISA_PINS}
+    dispatched = numpy_pin()
+    if dispatched:
+        pins["NPY_DISABLE_CPU_FEATURES"] = dispatched
+    return pins
+
+
+def build_numpy_features() -> str:
+    """numpy's code paths in the builds, as numpy says: its baseline, and which of its
+    dispatched targets are on under the pins (none)."""
+    env = {k: v for k, v in os.environ.items() if k != "NPY_ENABLE_CPU_FEATURES"}
+    baseline, _, on = (
+        part.strip() for part in _probe(NUMPY_FEATURES, {**env, **cpu_pins()}).split("|")
     )
-    return done.stdout.strip()
+    return f"baseline {baseline}; dispatched: {on or 'none'}"
 
 
 def mobilenet_weights() -> Path:
@@ -183,7 +235,8 @@ def sha256(data: bytes) -> str:
 
 def run_env(pythonpath: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTGEN_")}
-    for name in ("SOURCE_DATE_EPOCH", "PYTHONPATH", "TORCH_HOME"):
+    # NPY_ENABLE_CPU_FEATURES beside NPY_DISABLE_CPU_FEATURES is an error in numpy
+    for name in ("SOURCE_DATE_EPOCH", "PYTHONPATH", "TORCH_HOME", "NPY_ENABLE_CPU_FEATURES"):
         env.pop(name, None)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
@@ -194,10 +247,11 @@ def run_env(pythonpath: str | None) -> dict[str, str]:
         REPORTGEN_OFFLINE="1",
         TORCH_HOME="torch-home",  # relative: an empty folder of the working directory
         OMP_NUM_THREADS="2",
-        # torch's kernels for the instruction sets every x86-64 CPU has: the bytes do not
-        # depend on whether the CPU has AVX2 or AVX-512 (issue 25: the goldens hold on any)
-        ATEN_CPU_CAPABILITY=BUILD_CPU_CAPABILITY,
     )
+    # torch's, oneDNN's, MKL's and numpy's kernels for the instruction sets every x86-64
+    # CPU has: the bytes do not depend on whether the CPU has AVX2 or AVX-512 (issue 25:
+    # the goldens hold on any)
+    env.update(cpu_pins())
     return env
 
 
@@ -398,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "source_date_epoch": SOURCE_DATE_EPOCH,
         "versions": versions(),
         "builds_agreeing": len(records),
+        "cpu_pins": cpu_pins(),
         **record,
     }
     options.output.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
