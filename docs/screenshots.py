@@ -3,7 +3,8 @@
     make sample                                   # builds sample-report/
     .venv/bin/python docs/screenshots.py          # writes docs/images/*.png
 
-Pages: the index, a layer page, a channel page and the layer comparison. Uses Debian's
+Pages: the index, a layer page, a channel page, the layer comparison, an input page's
+"why" (the coffee photo's, from its heading down) and its top class's page. Uses Debian's
 Chromium (/usr/bin/chromium, or --chromium PATH) through playwright-python; it never
 downloads a browser. The pictures are kept small: 1440 px wide (and 375 px wide, a
 phone: NAME-375.png), one screen high, reduced to a 256-colour palette (plenty for a
@@ -41,7 +42,13 @@ TALL = {
     "channel": 1500,
     "input": 1100,
     "compare": 900,
+    "why": 1100,
+    "class": 1100,
 }
+# Shot at the first width only (README shows them side by side at 1440 px)
+WIDE_ONLY = {"why", "class"}
+# Shot from a heading down (its id), not from the page's top
+FROM = {"why": "why-h"}
 
 
 def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
@@ -67,6 +74,13 @@ def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
     channel = chosen["selected"][shown][0]
     # the layer's channel_page pattern: .../c{channel:04d}.html
     channel_page = chosen["channel_page"].replace("{channel:04d}", f"{channel:04d}")
+    # "why" and the class page: the coffee photo (espresso) when the report has it
+    why = next((i for i in model["input_pages"] if "coffee" in sources.get(i, "")), shown)
+    top = model["predictions"][why][0]["index"]
+    class_page = next((c["page"] for c in model.get("classes", []) if c["index"] == top), None)
+    extra = {"why": model["input_pages"][why]} if class_page else {}
+    if class_page:
+        extra["class"] = class_page
     return {
         "index": "index.html",
         "layer": chosen["page"],
@@ -74,6 +88,7 @@ def pick_pages(report: Path, layer: str | None) -> dict[str, str]:
         "channel": channel_page,
         "input": model["input_pages"][shown],
         "compare": model["compare_page"],
+        **extra,
     }
 
 
@@ -136,6 +151,8 @@ def shoot(
     )
     page = context.new_page()
     for name, rel in pages.items():
+        if suffix and name in WIDE_ONLY:
+            continue
         page.goto((report / rel).as_uri())
         page.evaluate(
             "document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })"
@@ -145,8 +162,15 @@ def shoot(
             if page.evaluate("Array.from(document.images).every(i => i.complete)"):
                 break
             page.wait_for_timeout(100)
-        height = min(page.evaluate("document.documentElement.scrollHeight"), TALL[name])
-        clip = {"x": 0, "y": 0, "width": width, "height": max(height, args.height)}
+        top = 0
+        if name in FROM:
+            found = page.evaluate(
+                "(e => e ? e.getBoundingClientRect().top + window.scrollY - 8 : 0)"
+                f"(document.getElementById('{FROM[name]}'))"
+            )
+            top = int(found)
+        height = min(page.evaluate("document.documentElement.scrollHeight") - top, TALL[name])
+        clip = {"x": 0, "y": top, "width": width, "height": max(height, args.height)}
         png = shrink(page.screenshot(full_page=True, clip=clip))
         target = args.out / f"{name}{suffix}.png"
         target.write_bytes(png)

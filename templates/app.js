@@ -1,5 +1,6 @@
 // reportgen: small comforts on top of pages that work without JavaScript.
-// Keyboard shortcuts (with a switch to turn them off), a help overlay, sorting and filtering of the channel grid and an
+// Keyboard shortcuts (with a switch to turn them off), a help overlay, sorting and filtering of the channel grid and
+// of the classes index, and an
 // overlay opacity slider. No inline styles (the page's CSP forbids them): only classes
 // and the hidden attribute change.
 (function () {
@@ -45,7 +46,7 @@
     ["\u2190 or p", "previous channel, layer or model"],
     ["]", "next layer"], ["[", "previous layer"],
     ["u", "up one level"], ["h", "report home"],
-    ["/", "filter the channels (layer pages)"],
+    ["/", "filter the channels (layer pages) or the classes"],
     ["?", "show or hide this help"], ["Esc", "close this help"]
   ];
   // What each key follows, found by the page's structure (so the markup repeated on every
@@ -195,7 +196,8 @@
     }
     if (help.open) return; // Esc closes the dialog by itself
     if (event.key === "/") {
-      var box = currentRoot().querySelector("[data-grid-tools] input[name=value]");
+      var box = currentRoot().querySelector(
+        "[data-grid-tools] input[name=value], [data-class-tools] input[name=name]");
       if (box) {
         box.focus();
         event.preventDefault();
@@ -413,4 +415,38 @@
     apply();
   }
   eachRoot(setupGrid);
+
+  // ---- classes index: sort by inputs, number or name; filter by name ------------
+  function setupClasses(root) {
+    var form = root.querySelector("[data-class-tools]");
+    var list = root.querySelector("[data-classes]");
+    if (!form || !list) return;
+    var items = Array.prototype.slice.call(list.children);
+    var name = function (item) { return item.firstElementChild.textContent; };
+    var number = function (item, key) { return Number(item.getAttribute("data-" + key)); };
+    var orders = {
+      n: function (a, b) { return number(b, "n") - number(a, "n") || number(a, "k") - number(b, "k"); },
+      k: function (a, b) { return number(a, "k") - number(b, "k"); },
+      name: function (a, b) {
+        return name(a).localeCompare(name(b)) || number(a, "k") - number(b, "k");
+      }
+    };
+    function apply() {
+      var wanted = form.elements.name.value.trim().toLowerCase();
+      var shown = 0;
+      items.sort(orders[form.elements.sort.value] || orders.n);
+      items.forEach(function (item) {
+        var ok = !wanted || name(item).toLowerCase().indexOf(wanted) >= 0;
+        item.hidden = !ok;
+        if (ok) shown += 1;
+        list.appendChild(item);
+      });
+      form.elements.shown.textContent = "Showing " + shown + " of " + items.length + ".";
+    }
+    form.addEventListener("input", apply);
+    form.addEventListener("submit", function (event) { event.preventDefault(); apply(); });
+    form.hidden = false;
+    apply();
+  }
+  eachRoot(setupClasses);
 })();

@@ -70,6 +70,7 @@ def report_data(
     warnings: list[str],
 ) -> ReportData:
     from reportgen.report import statsfile
+    from reportgen.report.classes import add_classes
     from reportgen.report.compare import compare_all
     from reportgen.report.records import model_record
 
@@ -77,6 +78,7 @@ def report_data(
     for model_run in runs:
         tables = {name: table.read() for name, table in model_run.stats.items()}
         record = model_record(model_run.results, tables, run.sheets, run.overlay_files)
+        add_classes(record, model_run.results, tables, model_run.results.facts.stats_fields)
         for layer in record.layers:
             table = model_run.stats[layer.name]
             if isinstance(table, statsfile.StatsFile):

@@ -8,6 +8,7 @@ from typing import Any
 
 from reportgen.analysis.weights import StrongestInputs
 from reportgen.imaging.sheets import SheetGrid
+from reportgen.report.classes import ChannelDrives, ClassRecord, InputWhy
 
 
 @dataclass
@@ -96,6 +97,7 @@ class ChannelRecord:
     # Folder reports: the sheet holding its strip (row index % 64 of LayerRecord.example_grid)
     examples_sheet: str | None = None
     example_views: list[str] = field(default_factory=list)  # units: the examples' views
+    drives: ChannelDrives | None = None  # the classes it pushes up and down (contributions)
 
 
 @dataclass
@@ -197,6 +199,13 @@ class ModelRecord:
     selected_stats: dict[str, dict[str, list[tuple[int, Any, Any, Any]]]] = field(
         default_factory=dict
     )
+    # Classes that are some input's top prediction (reportgen.report.classes), by index
+    classes: list[ClassRecord] = field(default_factory=list)
+    class_pages: dict[int, str] = field(default_factory=dict)  # class index -> its page
+    classes_page: str = ""
+    contributions: bool = False  # the statistics hold each channel's contribution
+    # input id -> layer -> the channels that pushed its top class most, up and down
+    why: dict[str, dict[str, InputWhy]] = field(default_factory=dict)
 
 
 @dataclass

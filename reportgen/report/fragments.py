@@ -19,7 +19,7 @@ from markupsafe import Markup
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
-from reportgen.report.tiles import example_first, grid_class, map_picture, strip_picture
+from reportgen.report.tiles import grid_class, map_picture, strip_picture, strongest_example
 
 if TYPE_CHECKING:
     from reportgen.report.data import ChannelRecord, InputRecord, LayerRecord, ModelRecord
@@ -67,17 +67,8 @@ class LayerFragments:
         numbers_of = _map_numbers if layer.spatial else _unit_numbers
         for channel, link in zip(layer.channels, self.links(url, layer)):
             c, s = channel.index, channel.summary
-            example = ""
-            first = channel.examples_image or (channel.example_views or [None])[0]
-            if channel.examples_sheet:
-                alt = f"Strongest dataset example of {channel.name}"
-                example = example_first(url, layer, channel, alt)
-            elif first:
-                example = (
-                    f'<img class="example-first" src="{esc(url(first))}" '
-                    f'alt="Strongest dataset example of {esc(channel.name)}" width="64" '
-                    'height="64" loading="lazy">'
-                )
+            alt = f"Strongest dataset example of {channel.name}"
+            example = strongest_example(url, layer, channel, alt)
             kernel = card_filter(url, layer, channel) if filters else ""
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
             # name and numbers in one element, on two lines (style.css): a layer of 512

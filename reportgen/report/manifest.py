@@ -66,6 +66,8 @@ def model_entry(m: ModelRecord) -> dict[str, Any]:
             for input_id, preds in m.predictions.items()
         },
         **{name: cam_entries(m, name) for name in m.cam_methods},
+        "classes_page": m.classes_page,
+        "classes": class_entries(m),
         "layers": [layer_entry(m.id, layer) for layer in m.layers],
     }
 
@@ -133,6 +135,25 @@ def channel_entry(channel: Any) -> dict[str, Any]:
     if channel.feature_vis is not None:
         entry["feature_vis"] = channel.feature_vis
     return entry
+
+
+def class_entries(model: ModelRecord) -> list[dict[str, Any]]:
+    """Every class that is some input's top prediction: its page, how many inputs it is
+    the top prediction of, and per layer its channels of highest mean contribution
+    (empty without contributions)."""
+    return [
+        {
+            "index": c.index,
+            "label": c.label,
+            "page": c.page,
+            "inputs": len(c.inputs),
+            "channels": {
+                layer: [[channel, float32_number(value)] for channel, value in ranked]
+                for layer, ranked in c.channels.items()
+            },
+        }
+        for c in model.classes
+    ]
 
 
 def cam_entries(model: ModelRecord, method: str) -> dict[str, dict[str, Any]]:

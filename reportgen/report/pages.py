@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import jinja2
@@ -61,14 +62,17 @@ class Gallery:
         return (self.number - 1) * GALLERY_SIZE + 1
 
 
-def galleries(model_id: str | None, input_ids: list[str]) -> list[Gallery]:
-    """The pages of a gallery of ``input_ids`` (the report's: ``model_id`` None)."""
+def galleries(
+    model_id: str | None, input_ids: list[str], page_of: Callable[[int], str] | None = None
+) -> list[Gallery]:
+    """The pages of a gallery of ``input_ids`` (the report's: ``model_id`` None);
+    ``page_of(number)``: where page ``number`` is (default: ``paths.gallery_page``)."""
     chunks = [input_ids[i : i + GALLERY_SIZE] for i in range(0, len(input_ids), GALLERY_SIZE)]
     chunks = chunks or [[]]
     links = [
         Link(
             f"{i * GALLERY_SIZE + 1}\u2013{i * GALLERY_SIZE + len(chunk)}",
-            paths.gallery_page(model_id, i + 1),
+            page_of(i + 1) if page_of else paths.gallery_page(model_id, i + 1),
         )
         for i, chunk in enumerate(chunks)
     ]
@@ -156,6 +160,7 @@ def _model_pages(
             context={"gallery": gallery, "model": model},
         )
     yield from _compare_pages(home, model_link, model)
+    yield from _class_pages(home, model_link, model)
     yield from _input_pages(data, home, model_link, model)
     layer_links = [Link(layer.name, layer.page) for layer in model.layers]
     for l_index, layer in enumerate(model.layers):
@@ -195,6 +200,48 @@ def _compare_pages(home: Link, model_link: Link, model: ModelRecord) -> Iterator
             None,
             {"model": model, "gallery": gallery},
         )
+
+
+def _class_pages(home: Link, model_link: Link, model: ModelRecord) -> Iterator[Page]:
+    """The classes index, then each class's page (its inputs paged as a gallery, highest
+    probability first), chained previous/next in class order."""
+    if not model.classes_page:
+        return
+    index = Link("Classes", model.classes_page)
+    yield Page(
+        model.classes_page,
+        "classes.html",
+        f"{model_link.title}: classes",
+        [home, model_link, index],
+        model_link,
+        context={
+            "model": model,
+            "ordered": sorted(model.classes, key=lambda c: (-len(c.inputs), c.index)),
+        },
+    )
+    links = [Link(f"class {c.index}: {c.label}", c.page) for c in model.classes]
+    for number, record in enumerate(model.classes):
+        prev, nxt = _neighbours(links, number)
+        here = links[number]
+        page_of = partial(paths.class_page, model.id, record.index)
+        pages = galleries(model.id, record.inputs, page_of)
+        for gallery in pages:
+            crumbs = [home, model_link, index, here]
+            title = f"{model_link.title} \u203a {here.title}"
+            if gallery.number > 1:
+                link = gallery.pages[gallery.number - 1]
+                crumbs.append(Link(f"Inputs {link.title}", link.path))
+                title += f": inputs {link.title}"
+            yield Page(
+                gallery.pages[gallery.number - 1].path,
+                "class.html",
+                title,
+                crumbs,
+                index,
+                prev if gallery.number == 1 else None,
+                nxt if gallery.number == 1 else None,
+                {"model": model, "klass": record, "gallery": gallery},
+            )
 
 
 def _per_input_pages(

@@ -125,6 +125,17 @@ def gallery_page(model_id: str | None, number: int) -> str:
     return f"{model_dir(model_id)}/gallery/page-{number}.html"
 
 
+def classes_page(model_id: str) -> str:
+    """The classes index of a model: every class that is some input's top prediction."""
+    return f"{model_dir(model_id)}/classes/index.html"
+
+
+def class_page(model_id: str, class_index: int, number: int = 1) -> str:
+    """A class's page; ``number`` > 1: a further page of its inputs' gallery."""
+    suffix = "" if number == 1 else f"-{number}"
+    return f"{model_dir(model_id)}/classes/k{class_index:04d}{suffix}.html"
+
+
 def featurevis_image(model_id: str, layer: str, channel: int, kind: str) -> str:
     """A channel's feature visualisation: ``max`` excites it, ``min`` suppresses it."""
     return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.png"

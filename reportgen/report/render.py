@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import jinja2
 from markupsafe import Markup
 
+from reportgen.report import why
 from reportgen.report.paths import relative
 
 # The text helpers live in reportgen.report.text (below this module, fragments.py and
@@ -77,13 +78,12 @@ def make_environment() -> jinja2.Environment:
     env.globals["summary_chart"] = summary.summary_chart
     env.globals["stats_cells"] = stats_cells = StatsCells()
     from reportgen.report.fragments import ChannelFragments, LayerFragments
-    from reportgen.report.tiles import example_strip, map_picture
+    from reportgen.report.tiles import compare_picture, example_strip, map_picture
 
     env.globals["map_picture"] = map_picture
-    from reportgen.report.tiles import compare_picture
-
     env.globals["compare_picture"] = compare_picture
     env.globals["example_strip"] = example_strip
+    env.globals["channel_items"], env.filters["signed"] = why.channel_items, why.signed
     from reportgen.report.kernels import filter_picture, weights_note, weights_view
 
     env.globals["filter_picture"] = filter_picture

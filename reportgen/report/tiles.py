@@ -198,3 +198,18 @@ def example_first(url: Callable[[str], str], layer: Any, channel: Any, alt: str)
     """A channel's strongest dataset example: the first tile of its row."""
     grid, sheet = layer.example_first_grid, layer.example_first_sheet
     return Markup(sheet_tile(url, grid, channel.index, sheet, "example-first", alt))
+
+
+def strongest_example(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> str:
+    """A channel's strongest dataset example, 64 pixels square, as page HTML (escaped):
+    a tile of the layer's sheet of them, else the first crop of its own strip, else the
+    whole view it is; "" when it has none."""
+    if channel.examples_sheet:
+        return example_first(url, layer, channel, alt)
+    first = channel.examples_image or (channel.example_views or [None])[0]
+    if not first:
+        return ""
+    return (
+        f'<img class="example-first" src="{esc(url(first))}" alt="{esc(alt)}" width="64" '
+        'height="64" loading="lazy">'
+    )

@@ -67,7 +67,8 @@ def page_transfer(root: Path, page: str) -> Transfer:
 
 def page_kind(page: str) -> str:
     """The kind of a report page: index, gallery, model, compare, input, layer, channel,
-    input-layer (a detail input at a layer), comparison."""
+    input-layer (a detail input at a layer), comparison, classes (a model's classes
+    index), class (a class's page and its gallery pages)."""
     parts = page.split("/")
     name = parts[-1]
     if parts[0] != "models":
@@ -76,6 +77,8 @@ def page_kind(page: str) -> str:
         if "inputs" in parts[parts.index("layers") :]:
             return "input-layer"
         return "layer" if name.startswith("index") else "channel"
+    if "classes" in parts:
+        return "classes" if name == "index.html" else "class"
     if "inputs" in parts:
         return "input"
     if "gallery" in parts:

@@ -77,6 +77,19 @@ def test_shards_merged_in_any_order_are_the_single_run_byte_for_byte(
     assert "reportgen run images" in (work / "merged" / "index.html").read_text()
 
 
+def test_class_pages_of_shards_merged_in_another_order_are_the_single_runs(work: Path) -> None:
+    """The class-wide statistics (class pages, what channel pages say a channel drives,
+    the manifest's classes) come out of merged shards as out of one run."""
+    run_ok("merge", *TRUSTED, "part-2", "part-3", "part-1", "-o", "merged")
+    merged, single = snapshot(work / "merged"), snapshot(work / "single")
+    classes = sorted(p for p in single if "/classes/" in p)
+    assert classes and {p: merged.get(p) for p in classes} == {p: single[p] for p in classes}
+    manifest = json.loads(single["manifest.json"])
+    (model,) = manifest["models"]
+    assert model["classes"] and all(c["channels"] for c in model["classes"])
+    assert merged == single
+
+
 def test_a_shard_made_twice_is_the_same_bytes_whatever_the_time(
     work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,6 +111,11 @@ def test_local_cluster_writes_the_single_process_report(
     )
     assert done.returncode == 0, done.stderr
     assert snapshot(tmp_path / "report") == single
+    # ... class pages and the class-wide statistics of contributions included
+    manifest = json.loads(single["manifest.json"])
+    classes = [c for model in manifest["models"] for c in model["classes"]]
+    assert classes and all(c["channels"] for c in classes)
+    assert all(c["page"] in single for c in classes)
     # Nothing of Dask's own log reaches the user without -v.
     assert "distributed" not in done.stderr and "Nanny" not in done.stderr, done.stderr
     # The forward passes ran on the workers, and each worker built the model once.

@@ -795,7 +795,32 @@ def every_page_kind(report: Path) -> list[str]:
         next(iter(layer["detail_pages"].values())),
         "models/alexnet/layers/classifier.6/index.html",
         "models/alexnet/layers/classifier.6/c0001.html",
+        model["classes_page"],
+        model["classes"][0]["page"],
     ]
+
+
+def test_the_classes_index_sorts_and_filters_by_name(browser: Any, report: Path) -> None:
+    model = json.loads((report / "manifest.json").read_text(encoding="utf-8"))["models"][0]
+    labels = [c["label"] for c in model["classes"]]
+    ctx, page, watch = new_page(browser, report)
+    try:
+        page.goto((report / model["classes_page"]).as_uri())
+        shown_items = "Array.from(document.querySelectorAll('ol.classes li:not([hidden])'))"
+        names = shown_items + ".map(li => li.firstElementChild.textContent)"
+        numbers = shown_items + ".map(li => Number(li.dataset.k))"
+        assert sorted(page.evaluate(names)) == sorted(labels)
+        page.select_option("select[name=sort]", "k")
+        assert page.evaluate(numbers) == sorted(c["index"] for c in model["classes"])
+        wanted = labels[0][:3]
+        page.fill("input[name=name]", wanted)
+        shown = page.evaluate(names)
+        assert shown and all(wanted.lower() in label.lower() for label in shown)
+        page.fill("input[name=name]", "no class is called this")
+        assert page.evaluate(names) == []
+        watch.check()
+    finally:
+        ctx.close()
 
 
 HEADER_BOTTOM = "document.querySelector('header.top').getBoundingClientRect().bottom"
