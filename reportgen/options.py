@@ -132,6 +132,7 @@ class FeatureVisOptions:
     channels: str = "selected"  # "selected" (for any input) or "all"
     negative: bool = False
     seed: int = 0
+    batch: int = 64  # pictures optimised together: the unit of work
 
     def check(self) -> None:
         if self.channels not in FV_CHANNELS:

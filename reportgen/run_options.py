@@ -50,6 +50,7 @@ def run_options(settings: RunSettings, writes: bool = True) -> RunOptions:
             settings.fv_channels,
             settings.fv_negative,
             settings.seed,
+            settings.fv_batch,
         ),
         report=ReportOptions(settings.output, settings.single_file, settings.max_single_file_mb),
         engine=EngineOptions(

@@ -322,6 +322,14 @@ _RUN_SETTINGS_OPTIONS = [
         help="Channels to visualise: those selected for any input, or every channel.",
     ),
     click.option(
+        "--fv-batch",
+        type=click.IntRange(min=1),
+        default=default_of("fv_batch"),
+        show_default=True,
+        help="Feature visualisations optimised together: one unit of work (a Dask task, "
+        "part of a shard); larger batches use a GPU better, and change the pictures.",
+    ),
+    click.option(
         "--fv-negative",
         is_flag=True,
         default=default_of("fv_negative"),
@@ -397,8 +405,8 @@ _SETTINGS_AS_GIVEN = (
     "top_k", "channels", "interesting_mean", "interesting_max", "colormap", "alpha",
     "overlay_files", "scale", "gradcam", "gradcam_layer", "target_class", "examples",
     "input_size", "mean", "std", "labels_file", "feature_vis", "fv_steps", "fv_size",
-    "fv_channels", "fv_negative", "jobs", "cache_dir", "no_cache", "strict", "single_file",
-    "max_single_file_mb", "cluster",
+    "fv_channels", "fv_negative", "fv_batch", "jobs", "cache_dir", "no_cache", "strict",
+    "single_file", "max_single_file_mb", "cluster",
 )  # fmt: skip
 
 

@@ -207,6 +207,7 @@ NOT_IN_INPUT_KEY = {
     "fv_size",
     "fv_channels",
     "fv_negative",
+    "fv_batch",
     # Dataset examples are made after all inputs, from their statistics.
     "examples",
 }

@@ -197,6 +197,18 @@ class Recipe:
         return _Shape(pair(self.size), resized or pair(self.size), network)
 
 
+def batches(channels: Sequence[int], recipe: Recipe) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The batches a layer's pictures are optimised in: (place, jobs), each job a
+    (channel, sign) pair, positive pictures first, in the order of ``channels``, up to
+    ``recipe.max_batch`` a batch. A batch's place (its first job's index) seeds it:
+    its pictures depend on ``--seed`` and what the batch holds, on nothing else."""
+    jobs = [(c, 1) for c in channels]
+    if recipe.negative:
+        jobs += [(c, -1) for c in channels]
+    per_batch = max(1, recipe.max_batch)
+    return [(start, jobs[start : start + per_batch]) for start in range(0, len(jobs), per_batch)]
+
+
 def visualise(
     module: torch.nn.Module, layer: str, channels: Sequence[int], recipe: Recipe
 ) -> list[Visualisation]:
@@ -204,20 +216,27 @@ def visualise(
     ``recipe.negative``); the channels run together in batches of up to
     ``recipe.max_batch`` images. Results come back positive ones first, in the order of
     ``channels``."""
-    jobs = [(c, 1) for c in channels]
-    if recipe.negative:
-        jobs += [(c, -1) for c in channels]
     results: list[Visualisation] = []
-    probe = LayerProbe(module, layer)
-    per_batch = max(1, recipe.max_batch)
-    with probe.open(), deterministic(recipe.device):
-        for start in range(0, len(jobs), per_batch):
-            # One generator per batch, seeded from --seed and the batch's place: a
-            # run is repeatable whatever else the report contains.
-            generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + start)
-            chunk = jobs[start : start + per_batch]
-            results.extend(_optimise_batch(probe, chunk, recipe, generator))
+    for start, jobs in batches(channels, recipe):
+        results.extend(visualise_batch(module, layer, start, jobs, recipe))
     return results
+
+
+def visualise_batch(
+    module: torch.nn.Module,
+    layer: str,
+    start: int,
+    jobs: Sequence[tuple[int, int]],
+    recipe: Recipe,
+) -> list[Visualisation]:
+    """One batch of ``batches``: a unit of work that any process holding the model can
+    do (the client, a Dask worker, a shard), with the same pixels."""
+    probe = LayerProbe(module, layer)
+    with probe.open(), deterministic(recipe.device):
+        # One generator per batch, seeded from --seed and the batch's place: a
+        # run is repeatable whatever else the report contains.
+        generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + start)
+        return _optimise_batch(probe, list(jobs), recipe, generator)
 
 
 @dataclass(frozen=True)

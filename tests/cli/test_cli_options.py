@@ -80,6 +80,7 @@ NON_DEFAULT: dict[str, tuple[list[str], Any, Any]] = {
     "fv_size": (["--fv-size", "64"], 64, 64),
     "fv_channels": (["--fv-channels", "all"], "all", "all"),
     "fv_negative": (["--fv-negative"], True, True),
+    "fv_batch": (["--fv-batch", "8"], 8, 8),
     "strict": (["--strict"], True, True),
     "single_file": (["--single-file"], True, True),
     "max_single_file_mb": (["--max-single-file-mb", "5"], 5, 5.0),
