@@ -225,6 +225,7 @@ def target(
     """Every visualisation against its channel's best photo, like for like."""
     import torch
 
+    from reportgen.imaging import fv_pictures
     from reportgen.nn.featurevis import Recipe, visualise
     from reportgen.nn.fv_image import pair, photo_view
     from reportgen.nn.models import default_preprocessing
@@ -259,6 +260,7 @@ def target(
                 input_size=pair(prep.crop_size),
                 resize_to=pair(prep.resize_size),
                 view=photo_view(prep),
+                saved=fv_pictures.saved,  # measured as the report's JPEG decodes
                 **common,
             ),
         )
@@ -289,6 +291,7 @@ def target(
                 "activation": round(result.activation, 4),
                 "ratio": round(result.activation / photo, 2),
                 "ratio_sample_photos": round(result.activation / float(best_sample[channel]), 2),
+                "bytes": len(result.saved or b""),
             }
             ratios.append(result.activation / photo)
             if before:
@@ -317,6 +320,8 @@ def target(
         "all_above_best_photo": all(r > 1 for r in ratios),
         "median_ratio": round(statistics.median(ratios), 2),
         "min_ratio": round(min(ratios), 2),
+        "max_bytes": max(r["bytes"] for r in rows),
+        "median_bytes": int(statistics.median(r["bytes"] for r in rows)),
         "pictures": pictures,
     }
 
@@ -363,7 +368,9 @@ def target_markdown(result: dict[str, Any]) -> str:
         f"its best photo: {'yes' if result['all_above_best_photo'] else 'NO'}; median "
         f"{result['median_ratio']:.2f}x, lowest {result['min_ratio']:.2f}x. Against the "
         f"{result['sample_photos']} photos of sample_images/ alone: median "
-        f"{result['median_ratio_sample_photos']:.2f}x.",
+        f"{result['median_ratio_sample_photos']:.2f}x. Each picture's JPEG (the numbers "
+        f"are measured on it, decoded): median {result['median_bytes'] / 1000:.1f} KB, "
+        f"largest {result['max_bytes'] / 1000:.1f} KB.",
     ]
     return "\n".join(lines)
 

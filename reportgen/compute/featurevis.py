@@ -23,9 +23,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from reportgen.imaging import fv_pictures
 from reportgen.nn.featurevis import (
     LEARNING_RATE,
     Recipe,
@@ -41,14 +43,6 @@ from reportgen.results.run import ModelResults
 from reportgen.results.store import Entry, InputCache
 
 log = logging.getLogger("reportgen")
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    from reportgen.imaging import pictures as imaging
-
-    return imaging.encode_png(Image.fromarray(np.ascontiguousarray(pixels), mode="RGB"))
 
 
 def chosen_channels(results: ModelResults, layer: str, which: str) -> list[int]:
@@ -130,6 +124,7 @@ def unit_key(model: LoadedModel, unit: FvUnit, fv: FeatureVisOptions) -> str:
         [list(job) for job in unit.jobs],
         [fv.steps, fv.size, fv.seed],
         LEARNING_RATE,
+        ["jpeg", fv_pictures.QUALITY],  # the numbers are measured on the decoded file
     )
 
 
@@ -147,6 +142,7 @@ def recipe_for(model: LoadedModel, fv: FeatureVisOptions) -> Recipe:
         device=model.device,
         negative=fv.negative,
         max_batch=fv.batch,
+        saved=fv_pictures.saved,
     )
 
 
@@ -168,7 +164,7 @@ def optimise_unit(model: LoadedModel, unit: FvUnit, fv: FeatureVisOptions) -> li
 
 
 def unit_entry(found: list[Visualisation]) -> Entry:
-    """A unit's pictures as one cache entry (and shard entry)."""
+    """A unit's pictures as one cache entry (and shard entry): their files, as saved."""
     header = {
         "results": [
             {
@@ -180,26 +176,28 @@ def unit_entry(found: list[Visualisation]) -> Entry:
             for r in found
         ]
     }
-    return Entry(header, {"images": np.stack([r.image for r in found])})
+    return Entry(header, {}, {f"picture-{i}": r.saved or b"" for i, r in enumerate(found)})
 
 
 def _from_entry(entry: Entry | None, unit: FvUnit) -> list[Visualisation] | None:
     """A unit's pictures from its entry; None when there is none or it is not the unit's."""
-    if entry is None or "images" not in entry.arrays:
+    if entry is None:
         return None
     try:
-        images = entry.arrays["images"]
-        found = [
-            Visualisation(
-                int(item["channel"]),
-                int(item["sign"]),
-                np.array(images[i], dtype=np.uint8),
-                float(item["activation"]),
-                float(item["others_mean"]),
+        found = []
+        for i, item in enumerate(entry.header["results"]):
+            data = entry.blobs[f"picture-{i}"]
+            found.append(
+                Visualisation(
+                    int(item["channel"]),
+                    int(item["sign"]),
+                    fv_pictures.decoded(data),
+                    float(item["activation"]),
+                    float(item["others_mean"]),
+                    data,
+                )
             )
-            for i, item in enumerate(entry.header["results"])
-        ]
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, OSError):
         return None
     return found if [(r.channel, r.sign) for r in found] == list(unit.jobs) else None
 
@@ -260,36 +258,64 @@ def feature_vis_for_model(
     emit: Callable[[PictureKey, bytes], None] | None,
     store: InputCache | None = None,
     where: tuple[Optimise, int] | None = None,
+    sheets: bool = True,
 ) -> None:
     """Feature visualisations of the chosen channels of every layer of one model, into
-    ``results.feature_vis``; pictures go to ``emit`` (None: none are encoded). ``where``:
-    how units are optimised and how many are kept in flight (a cluster's); None: in
-    this process. Each unit from ``store`` when it holds it."""
+    ``results.feature_vis``; pictures go to ``emit`` (None: none are written), with
+    ``sheets`` also each layer's sheet of card tiles. ``where``: how units are optimised
+    and how many are kept in flight (a cluster's); None: in this process. Each unit from
+    ``store`` when it holds it."""
     optimise, ahead = where if where is not None else (local_optimiser(model, fv), 0)
     units = run_units(results, fv)
     keys = [unit_key(model, u, fv) if store is not None else None for u in units]
-    optimised_at = list(input_size(model))
-    view = measured_on(model)
-    for unit, _key, found in stored_else_optimised(units, keys, store, optimise, ahead):
+    shown = {"optimised_at": list(input_size(model)), "measured_on": measured_on(model)}
+    tiles: dict[int, np.ndarray] = {}
+    for number, (unit, _key, found) in enumerate(
+        stored_else_optimised(units, keys, store, optimise, ahead)
+    ):
         numbers = results.feature_vis.setdefault(unit.layer, {})
         for item in found:
-            if item.sign > 0:
-                best = best_input_mean(results, unit.layer, item.channel)
-                others = item.others_mean
-                numbers[item.channel] = {
-                    "activation": round(item.activation, 6),
-                    "steps": fv.steps,
-                    "size": fv.size,
-                    "optimised_at": optimised_at,
-                    "measured_on": view,
-                    "best_input": None if best is None else round(best, 6),
-                    "others_mean": round(others, 6),
-                    "ratio": round(item.activation / others, 4) if others > 0 else None,
-                }
-            else:
-                numbers[item.channel]["negative"] = {"activation": round(item.activation, 6)}
-            if emit is not None:
+            _record(numbers, item, fv, shown, best_input_mean(results, unit.layer, item.channel))
+            if emit is not None and item.saved is not None:
                 part = "max" if item.sign > 0 else "min"
-                emit(
-                    PictureKey("featurevis", unit.layer, item.channel, part), encode_png(item.image)
-                )
+                emit(PictureKey("featurevis", unit.layer, item.channel, part), item.saved)
+            if item.sign > 0 and emit is not None and sheets:
+                tiles[item.channel] = fv_pictures.tile(item.image)
+        last = number + 1 == len(units) or units[number + 1].layer != unit.layer
+        if last and tiles and emit is not None:
+            # a layer's units are consecutive: its sheet is written after its last one,
+            # and only one layer's tiles are held at a time
+            grid = fv_pictures.sheet_grid(_channel_count(results, unit.layer))
+            emit(
+                PictureKey("featurevis", unit.layer, 0, "sheet"),
+                fv_pictures.sheet_jpeg(tiles, grid),
+            )
+            tiles = {}
+
+
+def _channel_count(results: ModelResults, layer: str) -> int:
+    return next(facts.channels for facts in results.facts.layers if facts.name == layer)
+
+
+def _record(
+    numbers: dict[int, dict[str, Any]],
+    item: Visualisation,
+    fv: FeatureVisOptions,
+    shown: dict[str, Any],
+    best: float | None,
+) -> None:
+    """A picture's numbers as the report gives them (a suppressing one's under its
+    channel's, which comes first)."""
+    if item.sign < 0:
+        numbers[item.channel]["negative"] = {"activation": round(item.activation, 6)}
+        return
+    others = item.others_mean
+    numbers[item.channel] = {
+        "activation": round(item.activation, 6),
+        "steps": fv.steps,
+        "size": fv.size,
+        **shown,
+        "best_input": None if best is None else round(best, 6),
+        "others_mean": round(others, 6),
+        "ratio": round(item.activation / others, 4) if others > 0 else None,
+    }

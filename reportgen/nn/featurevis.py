@@ -151,9 +151,10 @@ class Visualisation:
 
     channel: int
     sign: int  # +1: maximises the channel, -1: minimises it
-    image: np.ndarray  # uint8 [H, W, 3]
+    image: np.ndarray  # uint8 [H, W, 3], as the saved file decodes
     activation: float  # the channel's mean activation on ``image``, through ``view``
     others_mean: float  # mean over the layer's other channels of their mean, the same
+    saved: bytes | None = None  # the file (``Recipe.saved``); None: not encoded here
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
@@ -176,6 +177,9 @@ class Recipe:
     (``photo_view(model.preprocessing)``: as the photos are measured); None: the picture
     resized as in the loop, normalised with ``mean``/``std``. ``negative``: also a
     suppressing picture per channel. ``max_batch``: pictures optimised together.
+    ``saved``: an 8-bit picture to its file and what that file decodes to (a lossy
+    codec's round trip): the numbers are measured on the decoded pixels, the picture
+    the report shows; None: on the 8-bit pixels themselves.
     """
 
     mean: Sequence[float] = (0.485, 0.456, 0.406)
@@ -190,6 +194,7 @@ class Recipe:
     negative: bool = False
     lr: float = LEARNING_RATE
     max_batch: int = MAX_BATCH
+    saved: Callable[[np.ndarray], tuple[bytes, np.ndarray]] | None = None
 
     def shape(self) -> _Shape:
         network = None if self.input_size is None else pair(self.input_size)
@@ -280,17 +285,25 @@ def _optimise_batch(
         optimiser.step()
     with torch.no_grad():
         pixels = to_uint8(image.rgb())
+        files: list[bytes | None] = [None] * len(jobs)
+        if recipe.saved is not None:
+            encoded = [recipe.saved(p) for p in pixels]
+            files = [data for data, _ in encoded]
+            pixels = np.stack([decoded for _, decoded in encoded])
         if recipe.view is not None:
             measured = torch.stack([recipe.view(p) for p in pixels]).float().to(device)
         else:
             saved = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255.0
             measured = normalised(resize(saved))
         means = probe(measured).float().cpu()
-    return _measured(jobs, pixels, means)
+    return _measured(jobs, pixels, means, files)
 
 
 def _measured(
-    jobs: list[tuple[int, int]], pixels: np.ndarray, means: torch.Tensor
+    jobs: list[tuple[int, int]],
+    pixels: np.ndarray,
+    means: torch.Tensor,
+    files: Sequence[bytes | None],
 ) -> list[Visualisation]:
     """Each picture with its channel's mean and the mean of the layer's other channels."""
     results = []
@@ -299,5 +312,5 @@ def _measured(
         row = means[b]
         own = float(row[channel])
         others = (float(row.sum()) - own) / max(1, channel_count - 1)
-        results.append(Visualisation(channel, sign, pixels[b], own, others))
+        results.append(Visualisation(channel, sign, pixels[b], own, others, files[b]))
     return results

@@ -203,7 +203,8 @@ def _feature_vis(
         from reportgen.compute.fv_tasks import cluster_optimiser
 
         where = cluster_optimiser(run.engines, model.id, results.facts, run.feature_vis)
-    feature_vis_for_model(model, results, run.feature_vis, emit, cache, where)
+    sheets = run.work.pictures.sheets
+    feature_vis_for_model(model, results, run.feature_vis, emit, cache, where, sheets)
 
 
 def _result_store(run: ModelPass, model: LoadedModel, facts: ModelFacts) -> Any:

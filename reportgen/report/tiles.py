@@ -105,7 +105,7 @@ def report_grids(data: Any) -> list[SheetGrid]:
             kernels = view.kernel_grid if view is not None else None
             grids.extend(g for g in (layer.sheet_grid, layer.filter_grid, kernels) if g)
             grids.extend(g for g in (layer.example_grid, layer.example_first_grid) if g)
-            grids.extend(g for g in (layer.strip_grid,) if g)
+            grids.extend(g for g in (layer.strip_grid, layer.feature_vis_grid) if g)
         grids.extend(g for g in (model.compare_grid,) if g)
     return grids
 
