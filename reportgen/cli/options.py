@@ -330,6 +330,14 @@ _RUN_SETTINGS_OPTIONS = [
         "part of a shard); larger batches use a GPU better, and change the pictures.",
     ),
     click.option(
+        "--fv-diversity",
+        type=click.IntRange(min=1),
+        default=default_of("fv_diversity"),
+        show_default=True,
+        help="Pictures per channel, each driving it and kept apart from the others "
+        "(the diversity objective of Olah et al., Distill 2017); shown on channel pages.",
+    ),
+    click.option(
         "--fv-negative",
         is_flag=True,
         default=default_of("fv_negative"),
@@ -405,7 +413,8 @@ _SETTINGS_AS_GIVEN = (
     "top_k", "channels", "interesting_mean", "interesting_max", "colormap", "alpha",
     "overlay_files", "scale", "gradcam", "gradcam_layer", "target_class", "examples",
     "input_size", "mean", "std", "labels_file", "feature_vis", "fv_steps", "fv_size",
-    "fv_channels", "fv_negative", "fv_batch", "jobs", "cache_dir", "no_cache", "strict",
+    "fv_channels", "fv_negative", "fv_batch", "fv_diversity",
+    "jobs", "cache_dir", "no_cache", "strict",
     "single_file", "max_single_file_mb", "cluster",
 )  # fmt: skip
 

@@ -208,6 +208,7 @@ NOT_IN_INPUT_KEY = {
     "fv_channels",
     "fv_negative",
     "fv_batch",
+    "fv_diversity",
     # Dataset examples are made after all inputs, from their statistics.
     "examples",
 }

@@ -29,6 +29,7 @@ import numpy as np
 
 from reportgen.imaging import fv_pictures
 from reportgen.nn.featurevis import (
+    DIVERSITY_WEIGHT,
     LEARNING_RATE,
     Recipe,
     Visualisation,
@@ -90,7 +91,7 @@ class FvUnit:
 
 def plan_units(layers: Sequence[tuple[str, list[int]]], fv: FeatureVisOptions) -> list[FvUnit]:
     """The units of a model's layers, each given with its chosen channels, in order."""
-    shape = Recipe(negative=fv.negative, max_batch=fv.batch)
+    shape = Recipe(negative=fv.negative, max_batch=fv.batch, diversity=fv.diversity)
     return [
         FvUnit(layer, start, tuple(jobs))
         for layer, channels in layers
@@ -123,7 +124,7 @@ def unit_key(model: LoadedModel, unit: FvUnit, fv: FeatureVisOptions) -> str:
         unit.start,
         [list(job) for job in unit.jobs],
         [fv.steps, fv.size, fv.seed],
-        LEARNING_RATE,
+        [LEARNING_RATE, DIVERSITY_WEIGHT],
         ["jpeg", fv_pictures.QUALITY],  # the numbers are measured on the decoded file
     )
 
@@ -142,6 +143,7 @@ def recipe_for(model: LoadedModel, fv: FeatureVisOptions) -> Recipe:
         device=model.device,
         negative=fv.negative,
         max_batch=fv.batch,
+        diversity=fv.diversity,
         saved=fv_pictures.saved,
     )
 
@@ -275,11 +277,11 @@ def feature_vis_for_model(
     ):
         numbers = results.feature_vis.setdefault(unit.layer, {})
         for item in found:
-            _record(numbers, item, fv, shown, best_input_mean(results, unit.layer, item.channel))
+            best = best_input_mean(results, unit.layer, item.channel)
+            part = _record(numbers, item, fv, shown, best)
             if emit is not None and item.saved is not None:
-                part = "max" if item.sign > 0 else "min"
                 emit(PictureKey("featurevis", unit.layer, item.channel, part), item.saved)
-            if item.sign > 0 and emit is not None and sheets:
+            if part == "max" and emit is not None and sheets:
                 tiles[item.channel] = fv_pictures.tile(item.image)
         last = number + 1 == len(units) or units[number + 1].layer != unit.layer
         if last and tiles and emit is not None:
@@ -303,12 +305,18 @@ def _record(
     fv: FeatureVisOptions,
     shown: dict[str, Any],
     best: float | None,
-) -> None:
-    """A picture's numbers as the report gives them (a suppressing one's under its
-    channel's, which comes first)."""
+) -> str:
+    """A picture's numbers as the report gives them; the name of its file's part: "max"
+    (the channel's picture), "maxK" (its K+1-th diverse one, numbers under "diverse")
+    or "min" (the suppressing one). A channel's first picture comes first."""
+    activation = {"activation": round(item.activation, 6)}
     if item.sign < 0:
-        numbers[item.channel]["negative"] = {"activation": round(item.activation, 6)}
-        return
+        numbers[item.channel]["negative"] = activation
+        return "min"
+    if item.channel in numbers:  # another of --fv-diversity's pictures
+        diverse = numbers[item.channel]["diverse"]
+        diverse.append(activation)
+        return f"max{len(diverse) - 1}"
     others = item.others_mean
     numbers[item.channel] = {
         "activation": round(item.activation, 6),
@@ -319,3 +327,6 @@ def _record(
         "others_mean": round(others, 6),
         "ratio": round(item.activation / others, 4) if others > 0 else None,
     }
+    if fv.diversity > 1:
+        numbers[item.channel]["diverse"] = [activation]
+    return "max"

@@ -19,7 +19,7 @@ from reportgen.imaging.pictures import encode_jpeg
 from reportgen.imaging.sheets import SheetGrid
 
 # Measured on the 12 target channels of docs/feature-vis.md at 256 px.
-QUALITY = 85
+QUALITY = 75
 # A card's tile (CSS px), and the sheet's quality: tiles are looked at small.
 TILE = 64
 SHEET_QUALITY = 70

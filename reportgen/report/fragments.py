@@ -19,7 +19,7 @@ from markupsafe import Markup
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
-from reportgen.report.tiles import example_first, map_picture, sheet_tile, strip_picture
+from reportgen.report.tiles import example_first, map_picture, solo_tile, strip_picture
 
 if TYPE_CHECKING:
     from reportgen.report.data import ChannelRecord, InputRecord, LayerRecord, ModelRecord
@@ -79,7 +79,7 @@ class LayerFragments:
             if layer.feature_vis_sheet and channel.feature_vis:
                 alt = f"Image optimised to excite {channel.name}"
                 grid, sheet = layer.feature_vis_grid, layer.feature_vis_sheet
-                kernel += sheet_tile(url, grid, channel.index, sheet, "fv-first", alt)
+                kernel += solo_tile(url, grid, channel.index, sheet, "fv-first", alt)
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
             # name and numbers in one element, on two lines (style.css): a layer of 512
             # channels stays under 3,000 elements a page

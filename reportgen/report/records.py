@@ -378,7 +378,12 @@ def _feature_vis_entry(
     model_id: str, layer: str, channel: int, numbers: dict[str, Any]
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"image": paths.featurevis_image(model_id, layer, channel, "max")}
-    entry.update({k: v for k, v in numbers.items() if k != "negative"})
+    entry.update({k: v for k, v in numbers.items() if k not in ("negative", "diverse")})
+    if "diverse" in numbers:  # --fv-diversity: the first is the channel's picture
+        entry["diverse"] = [
+            {"image": paths.featurevis_image(model_id, layer, channel, f"max{k or ''}"), **n}
+            for k, n in enumerate(numbers["diverse"])
+        ]
     if "negative" in numbers:
         entry["negative"] = {
             "image": paths.featurevis_image(model_id, layer, channel, "min"),

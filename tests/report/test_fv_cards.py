@@ -57,7 +57,8 @@ def test_each_card_shows_its_channels_picture_from_the_layers_sheet(report: Path
         page = (folder / "index.html").read_text()
         cards = re.findall(r'<li data-c="(\d+)"[^>]*>.*?</li>', page, re.S)
         assert len(cards) == len(channels)
-        assert page.count('class="fv-first') == len(channels)
+        assert page.count('class="solo fv-first ') == len(channels)
+        assert page.count('class="solo example-first ') == len(channels)  # one element each
         assert page.count('src="featurevis.jpg"') == len(channels)
         # no picture of its own per channel on the layer page: one sheet for all
         assert "featurevis/c0" not in page
