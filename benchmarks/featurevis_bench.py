@@ -35,6 +35,15 @@ public-domain photos (the same source as sample_images/), taken from its wheel:
     nice python benchmarks/featurevis_bench.py --target --before --images /tmp/photos \\
       --threads 1 --save-images /tmp/fv
 
+``--engines`` runs whole reports of every channel of ``--layer`` (``--steps``, 256 by
+default; ``--fv-batch``, 16) in one single-threaded process and on ``--cluster
+local:--workers`` with one thread per worker (and on CUDA, with a batch from the free
+memory, where there is a GPU), and prints channels per minute, the speed-up, whether the
+reports are the same bytes, bytes per channel and the load average
+(``benchmarks/fv_engines.py``):
+
+    python benchmarks/featurevis_bench.py --engines --layer features.2.conv.0.0
+
 ``--fill-check`` times a short run with and without PyTorch's filling of new tensors
 (``torch.utils.deterministic.fill_uninitialized_memory``, which reportgen turns off
 in its deterministic block) and checks that the pixels are the same.
@@ -492,7 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", action="store_true", help="also the former method")
     parser.add_argument("--save-images", help="folder for the pictures and grids")
     parser.add_argument("--fill-check", action="store_true")
+    parser.add_argument(
+        "--engines", action="store_true", help="channels per minute: one process, a cluster"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="--engines: local:N")
+    parser.add_argument("--fv-batch", type=int, default=16, help="--engines: units of work")
     args = parser.parse_args(argv)
+    if args.engines:
+        return _engines(args)
     if args.target:
         result = target(
             tuple(args.layers),
@@ -541,6 +557,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _engines(args: Any) -> int:
+    """``--engines``: every channel of ``--layer`` by each engine (``fv_engines``)."""
+    import torch
+
+    from fv_engines import engines, engines_cuda
+
+    weights_dir = args.weights_dir or default_weights_dir()
+    if not weights_dir:
+        raise SystemExit("--engines needs MobileNetV2's real weights: --weights-dir DIR")
+    module = _module("mobilenet_v2", weights_dir, "cpu")
+    channels = int(dict(module.named_modules())[args.layer].out_channels)
+    steps = args.steps or 256
+    result = engines(args.layer, steps, args.fv_batch, args.workers, weights_dir, channels)
+    if torch.cuda.is_available():
+        result["cuda"] = engines_cuda(args.layer, steps, weights_dir, channels)
+    else:
+        result["cuda"] = "no CUDA device here: not measured"
+    print(json.dumps(result, indent=1))
+    return 0 if result["byte_identical"] else 1
 
 
 if __name__ == "__main__":
