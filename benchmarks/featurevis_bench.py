@@ -269,7 +269,7 @@ def target(
                 input_size=pair(prep.crop_size),
                 resize_to=pair(prep.resize_size),
                 view=photo_view(prep),
-                saved=fv_pictures.saved,  # measured as the report's JPEG decodes
+                saved=fv_pictures.saved,  # measured as the report's file decodes
                 **common,
             ),
         )
@@ -377,7 +377,7 @@ def target_markdown(result: dict[str, Any]) -> str:
         f"its best photo: {'yes' if result['all_above_best_photo'] else 'NO'}; median "
         f"{result['median_ratio']:.2f}x, lowest {result['min_ratio']:.2f}x. Against the "
         f"{result['sample_photos']} photos of sample_images/ alone: median "
-        f"{result['median_ratio_sample_photos']:.2f}x. Each picture's JPEG (the numbers "
+        f"{result['median_ratio_sample_photos']:.2f}x. Each picture's file (the numbers "
         f"are measured on it, decoded): median {result['median_bytes'] / 1000:.1f} KB, "
         f"largest {result['max_bytes'] / 1000:.1f} KB.",
     ]

@@ -116,7 +116,7 @@ def engines(
         }
         result["byte_identical"] = _snapshot(out / "one") == _snapshot(out / "cluster")
         report = out / "one" / "models" / "mobilenet_v2" / "layers" / layer / "featurevis"
-        pictures = sorted(report.glob("*.jpg"))
+        pictures = sorted(report.glob("*.webp"))
         sheet = report.parent / "featurevis.jpg"
         total = sum(p.stat().st_size for p in pictures) + sheet.stat().st_size
         result["bytes_per_channel"] = round(total / channels)

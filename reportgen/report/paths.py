@@ -126,7 +126,7 @@ def gallery_page(model_id: str | None, number: int) -> str:
 
 def featurevis_image(model_id: str, layer: str, channel: int, kind: str) -> str:
     """A channel's feature visualisation: ``max`` excites it, ``min`` suppresses it."""
-    return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.jpg"
+    return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.webp"
 
 
 def featurevis_sheet(model_id: str, layer: str) -> str:

@@ -32,9 +32,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _pixels(path: Path) -> np.ndarray:
+def _pixels(path: Path, kind: str = "WEBP") -> np.ndarray:
     with Image.open(io.BytesIO(path.read_bytes())) as picture:
-        assert picture.format == "JPEG"
+        assert picture.format == kind
         return np.asarray(picture.convert("RGB"), dtype=np.float64)
 
 
@@ -44,7 +44,7 @@ def test_each_card_shows_its_channels_picture_from_the_layers_sheet(report: Path
         channels = layer["channels"]
         assert all(c.get("feature_vis") for c in channels)  # --fv-channels all
         folder = report / Path(channels[0]["feature_vis"]["image"]).parent.parent
-        sheet = _pixels(folder / "featurevis.jpg")
+        sheet = _pixels(folder / "featurevis.jpg", "JPEG")
         grid = fv_pictures.sheet_grid(len(channels))
         assert sheet.shape[:2] == (grid.height, grid.width)
         for channel in channels:
@@ -75,5 +75,5 @@ def test_a_single_file_report_keeps_the_pictures_in_its_gallery(tmp_path: Path) 
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     html = out.read_text()
-    assert "Image optimised to excite channel" in html and "data:image/jpeg;base64," in html
+    assert "Image optimised to excite channel" in html and "data:image/webp;base64," in html
     assert 'class="fv-first' not in html
