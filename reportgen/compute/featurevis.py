@@ -125,7 +125,7 @@ def unit_key(model: LoadedModel, unit: FvUnit, fv: FeatureVisOptions) -> str:
         [list(job) for job in unit.jobs],
         [fv.steps, fv.size, fv.seed],
         [LEARNING_RATE, DIVERSITY_WEIGHT],
-        ["webp", fv_pictures.QUALITY, fv_pictures.METHOD],  # measured on the decoded file
+        ["webp", fv_pictures.QUALITY, fv_pictures.METHOD, fv_pictures.BUDGET],  # as decoded
     )
 
 

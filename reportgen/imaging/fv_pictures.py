@@ -25,16 +25,26 @@ from reportgen.imaging.sheets import SheetGrid
 # slowest and smallest encoding (tens of milliseconds, against seconds of optimisation).
 QUALITY = 80
 METHOD = 6
+# A 256 px picture's bytes at most (scaled with the area at other sizes): with its card's
+# tile (about 1.6 KB) a channel stays under 40 KB. A picture over it is encoded again,
+# 5 quality steps lower each time, down to MIN_QUALITY.
+BUDGET = 38_000
+MIN_QUALITY = 40
 # A card's tile (CSS px), and the sheet's quality: tiles are looked at small.
 TILE = 64
 SHEET_QUALITY = 70
 
 
 def picture_file(pixels: np.ndarray) -> bytes:
-    """One picture (uint8 [H, W, 3]) as its file: a lossy WebP, no metadata."""
+    """One picture (uint8 [H, W, 3]) as its file: a lossy WebP, no metadata, at
+    ``QUALITY`` or the highest quality below it that fits the budget."""
     image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="WEBP", quality=QUALITY, method=METHOD)
+    budget = BUDGET * image.width * image.height / (256 * 256)
+    for quality in range(QUALITY, MIN_QUALITY - 1, -5):
+        buffer = io.BytesIO()
+        image.save(buffer, format="WEBP", quality=quality, method=METHOD)
+        if buffer.tell() <= budget:
+            break
     return buffer.getvalue()
 
 
