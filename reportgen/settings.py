@@ -85,6 +85,10 @@ class RunSettings:
     fv_size: int = 256  # the photos' resize for ImageNet models: seen pixel for pixel
     fv_channels: str = "selected"  # "selected" (for any input) or "all"
     fv_negative: bool = False  # also the image that most suppresses each channel
+    # Pictures optimised together: a unit of work (a Dask task, a shard's share); with
+    # --seed it decides the pictures, so it is recorded (issue 26).
+    fv_batch: int = 64
+    fv_diversity: int = 1  # pictures per channel, kept apart from each other
     # How the run is carried out: not recorded in the manifest (RUNTIME_FIELDS).
     jobs: int | None = None  # page and encoder workers; None: one per CPU core
     cache_dir: str | None = None  # None: REPORTGEN_CACHE_DIR, else ~/.cache/reportgen
@@ -182,6 +186,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "input_size": (8, 2048),
     "fv_steps": (1, 100_000),
     "fv_size": (32, 2048),
+    "fv_batch": (1, 4096),
+    "fv_diversity": (1, 16),
     "jobs": (1, 1024),
 }
 # Options that are numbers with a decimal point (a whole number is fine for them), which

@@ -89,7 +89,9 @@ def build_shard(
     _, models, facts, warnings = load_planned_models(options.models, options.compute)
     with StagedReport(Path(options.report.output), shard=True) as staged:
         entries = _ShardEntries(staged)
-        computed = _compute_part(options, files, mine, models, facts, entries, cache_dir, progress)
+        computed = _compute_part(
+            options, (files, mine), (models, facts), entries, (cache_dir, (part, parts)), progress
+        )
         records, skipped, model_records, notes = computed
         warnings.extend(notes)
         record = {
@@ -131,17 +133,21 @@ def _code_fingerprint() -> str:
 
 def _compute_part(
     options: RunOptions,
-    files: list[Any],
-    mine: list[Any],
-    models: list[LoadedModel],
-    facts: list[ModelFacts],
+    found: tuple[list[Any], list[Any]],
+    planned: tuple[list[LoadedModel], list[ModelFacts]],
     entries: _ShardEntries,
-    cache_dir: Path | None,
+    where: tuple[Path | None, tuple[int, int]],
     progress: Progress | None,
 ) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
-    """The part's inputs through every model into ``entries``: the inputs' records, the
-    skipped ones, each model's record for shard.json, and the warnings."""
+    """The part's inputs (``found``: the run's and the part's) through every model
+    (``planned``: the models and their layers) into ``entries``, and its share of the
+    feature visualisations (``where``: the cache folder, the part K of N): the inputs'
+    records, the skipped ones, each model's record for shard.json, and the warnings."""
     from reportgen.compute.encoding import ImageEncoder
+
+    files, mine = found
+    models, facts = planned
+    cache_dir, share = where
 
     views = [(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in models]
     encoder = ImageEncoder(options.engine.workers(os.cpu_count()))
@@ -165,6 +171,7 @@ def _compute_part(
                 )
                 for model, model_facts in zip(models, facts)
             ]
+            warnings.extend(_shard_feature_vis(options, planned, engines, entries, where))
         encoder.drain()
     finally:
         encoder.close()
@@ -181,18 +188,78 @@ class _ShardEntries:
         self._paths: set[str] = set()
 
     def add(self, key: str, model_id: str, result: Any) -> None:
-        from reportgen.results.store import entry_bytes, entry_relpath, result_entry
+        from reportgen.results.store import result_entry
+
+        self.write(key, model_id, result.input_id, result_entry(result))
+
+    def write(self, key: str, model_id: str, what: str, entry: Any) -> None:
+        """An entry under ``key``, listed with ``what`` it holds (an input's id, or a
+        unit of feature visualisations)."""
+        from reportgen.results.store import entry_bytes, entry_relpath
 
         relpath = entry_relpath(key)
         if relpath in self._paths:
             return
         self._paths.add(relpath)
-        self.staged.write(relpath, entry_bytes(result_entry(result)))
+        self.staged.write(relpath, entry_bytes(entry))
         digest, size = self.staged.recorded(relpath)
         self.listed.append(
-            {"path": relpath, "model": model_id, "input": result.input_id, "bytes": size,
+            {"path": relpath, "model": model_id, "input": what, "bytes": size,
              "sha256": digest}
         )  # fmt: skip
+
+
+def _shard_feature_vis(
+    options: RunOptions,
+    planned: tuple[list[LoadedModel], list[ModelFacts]],
+    engines: Any,
+    entries: _ShardEntries,
+    where: tuple[Path | None, tuple[int, int]],
+) -> list[str]:
+    """With ``--fv-channels all``, the part's share of the run's units of feature
+    visualisation (every model's, in order, cut as inputs are: ``part_slice``) into the
+    shard, each through the one cache branch; where a merge finds them. With
+    ``selected`` the channels are chosen over every part's inputs: the merge optimises
+    them (a warning says so). Returns the warnings."""
+    from reportgen.compute.featurevis import (
+        local_optimiser,
+        plan_units,
+        stored_else_optimised,
+        unit_entry,
+        unit_key,
+    )
+    from reportgen.results.store import InputCache
+
+    fv = options.feature_vis
+    if not fv.enabled:
+        return []
+    if fv.channels != "all":
+        return [
+            "--fv-channels selected chooses channels over every part's inputs: the merge "
+            "optimises the feature visualisations (--fv-channels all shares them out)"
+        ]
+    cache_dir, (part, parts) = where
+    work = [
+        (model, unit)
+        for model, facts in zip(*planned)
+        for unit in plan_units([(la.name, list(range(la.channels))) for la in facts.layers], fv)
+    ]
+    mine = work[part_slice(len(work), part, parts)]
+    store = InputCache(cache_dir)
+    for model in planned[0]:
+        units = [unit for owner, unit in mine if owner is model]
+        if engines is None:
+            optimiser = (local_optimiser(model, fv), 0)
+        else:
+            from reportgen.compute.fv_tasks import cluster_optimiser
+
+            facts = planned[1][planned[0].index(model)]
+            optimiser = cluster_optimiser(engines, model.id, facts, fv)
+        keys = [unit_key(model, unit, fv) for unit in units]
+        for unit, key, found in stored_else_optimised(units, keys, store, *optimiser):
+            label = f"featurevis {unit.layer} from {unit.start}"
+            entries.write(str(key), model.id, label, unit_entry(found))
+    return []
 
 
 @dataclasses.dataclass(frozen=True)

@@ -344,6 +344,22 @@ _RUN_SETTINGS_OPTIONS = [
         help="Channels to visualise: those selected for any input, or every channel.",
     ),
     click.option(
+        "--fv-batch",
+        type=click.IntRange(min=1),
+        default=default_of("fv_batch"),
+        show_default=True,
+        help="Feature visualisations optimised together: one unit of work (a Dask task, "
+        "part of a shard); larger batches use a GPU better, and change the pictures.",
+    ),
+    click.option(
+        "--fv-diversity",
+        type=click.IntRange(min=1),
+        default=default_of("fv_diversity"),
+        show_default=True,
+        help="Pictures per channel, each driving it and kept apart from the others "
+        "(the diversity objective of Olah et al., Distill 2017); shown on channel pages.",
+    ),
+    click.option(
         "--fv-negative",
         is_flag=True,
         default=default_of("fv_negative"),
@@ -420,8 +436,9 @@ _SETTINGS_AS_GIVEN = (
     "overlay_files", "scale", "gradcam", "cam", "gradcam_layer", "target_class", "contributions",
     "examples",
     "input_size", "mean", "std", "labels_file", "feature_vis", "fv_steps", "fv_size",
-    "fv_channels", "fv_negative", "jobs", "cache_dir", "no_cache", "strict", "single_file",
-    "max_single_file_mb", "cluster",
+    "fv_channels", "fv_negative", "fv_batch", "fv_diversity",
+    "jobs", "cache_dir", "no_cache", "strict",
+    "single_file", "max_single_file_mb", "cluster",
 )  # fmt: skip
 
 

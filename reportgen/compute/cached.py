@@ -209,6 +209,8 @@ NOT_IN_INPUT_KEY = {
     "fv_size",
     "fv_channels",
     "fv_negative",
+    "fv_batch",
+    "fv_diversity",
     # Dataset examples are made after all inputs, from their statistics.
     "examples",
 }

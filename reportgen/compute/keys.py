@@ -1,7 +1,7 @@
 """The parts the cache keys of a model's results are made of, defined once.
 
 A per-input result (``compute.cached.model_key``) and a layer's feature visualisations
-(``compute.featurevis.cache_key``) are keyed by ``code_parts()`` and ``model_parts()``
+(``compute.featurevis.unit_key``) are keyed by ``code_parts()`` and ``model_parts()``
 and then by what is their own (the options that change them, the layer and channels); a
 Dask worker computes for the client only when its ``code_key()`` is the client's
 (``compute.dask_engine``): the workers' results are cached under the client's keys.

@@ -171,10 +171,7 @@ def run_model(
     for table in stats.values():
         table.close()
     if run.feature_vis.enabled:
-        from reportgen.compute.featurevis import feature_vis_for_model
-
-        cache = store.cache if store.model_key else None
-        feature_vis_for_model(model, results, run.feature_vis, emit, cache)
+        _feature_vis(run, model, results, store.cache if store.model_key else None, emit)
     results.example_boxes = model_run.example_boxes(model, results)
     if emit is not None:
         # Examples that are whole views (units, fields that cover the view) are in a folder
@@ -188,6 +185,26 @@ def run_model(
             model, cropped, run.usable, run.encoder, emit, options.sheets
         )
     return ModelRun(results, stats)
+
+
+def _feature_vis(
+    run: ModelPass,
+    model: LoadedModel,
+    results: ModelResults,
+    cache: Any,
+    emit: Callable[[PictureKey, bytes], None] | None,
+) -> None:
+    """The model's feature visualisations, unit by unit from the cache (or a merge's
+    shards), else optimised where the run computes: on the cluster, else here."""
+    from reportgen.compute.featurevis import feature_vis_for_model
+
+    where = None
+    if run.engines is not None:
+        from reportgen.compute.fv_tasks import cluster_optimiser
+
+        where = cluster_optimiser(run.engines, model.id, results.facts, run.feature_vis)
+    sheets = run.work.pictures.sheets
+    feature_vis_for_model(model, results, run.feature_vis, emit, cache, where, sheets)
 
 
 def _result_store(run: ModelPass, model: LoadedModel, facts: ModelFacts) -> Any:

@@ -126,6 +126,9 @@ class LayerRecord:
     example_grid: SheetGrid | None = None
     example_first_grid: SheetGrid | None = None
     example_first_sheet: str | None = None  # each channel's strongest example, tile c
+    # Folder reports with --feature-vis: each visualised channel's picture, tile c
+    feature_vis_grid: SheetGrid | None = None
+    feature_vis_sheet: str | None = None
     kernel_shown: bool = False  # a filter picture says something: over RGB, or over 1x1
     filter_rgb: bool = False  # filters over RGB: as colour and as R, G, B apart
     cards_filter: bool = False  # ... and is drawn on the layer page's cards (see records)

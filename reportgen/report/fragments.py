@@ -19,7 +19,14 @@ from markupsafe import Markup
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
-from reportgen.report.tiles import grid_class, map_picture, strip_picture, strongest_example
+from reportgen.report.tiles import (
+    example_first,
+    grid_class,
+    map_picture,
+    solo_tile,
+    strip_picture,
+    strongest_example,
+)
 
 if TYPE_CHECKING:
     from reportgen.report.data import ChannelRecord, InputRecord, LayerRecord, ModelRecord
@@ -70,6 +77,10 @@ class LayerFragments:
             alt = f"Strongest dataset example of {channel.name}"
             example = strongest_example(url, layer, channel, alt)
             kernel = card_filter(url, layer, channel) if filters else ""
+            if layer.feature_vis_sheet and channel.feature_vis:
+                alt = f"Image optimised to excite {channel.name}"
+                grid, sheet = layer.feature_vis_grid, layer.feature_vis_sheet
+                kernel += solo_tile(url, grid, channel.index, sheet, "fv-first", alt)
             mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
             # name and numbers in one element, on two lines (style.css): a layer of 512
             # channels stays under 3,000 elements a page

@@ -138,7 +138,13 @@ def class_page(model_id: str, class_index: int, number: int = 1) -> str:
 
 def featurevis_image(model_id: str, layer: str, channel: int, kind: str) -> str:
     """A channel's feature visualisation: ``max`` excites it, ``min`` suppresses it."""
-    return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.png"
+    return f"{layer_dir(model_id, layer)}/featurevis/{channel_name(channel)}-{kind}.webp"
+
+
+def featurevis_sheet(model_id: str, layer: str) -> str:
+    """Each visualised channel's picture as a small tile, channel c at tile c
+    (imaging.fv_pictures.sheet_grid): what a layer page's cards show."""
+    return f"{layer_dir(model_id, layer)}/featurevis.jpg"
 
 
 def comparison_page() -> str:

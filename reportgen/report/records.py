@@ -10,6 +10,7 @@ import numpy as np
 
 from reportgen.analysis.stats import map_to_view, unit_ranks
 from reportgen.explanations import map_method_names, method
+from reportgen.imaging import fv_pictures
 from reportgen.imaging.pictures import EXAMPLE_TILE
 from reportgen.imaging.sheets import (
     EXAMPLE_SHEET_CHANNELS,
@@ -66,6 +67,8 @@ def picture_path(model_id: str, input_id: str, key: PictureKey) -> str:
         return paths.examples_sheet(model_id, layer, channel)
     if kind == "examples":
         return paths.examples_image(model_id, layer, channel)
+    if kind == "featurevis" and key.part == "sheet":
+        return paths.featurevis_sheet(model_id, layer)
     if kind == "featurevis":
         return paths.featurevis_image(model_id, layer, channel, key.part)
     raise ValueError(f"no path for a picture of kind {kind!r}")
@@ -366,6 +369,9 @@ def _add_examples_and_feature_vis(
         found = numbers.get(channel.index)
         if found is not None:
             channel.feature_vis = _feature_vis_entry(model_id, layer.name, channel.index, found)
+    if numbers and views_shared:  # folder reports: the cards' tiles, in one sheet
+        layer.feature_vis_grid = fv_pictures.sheet_grid(len(layer.channels))
+        layer.feature_vis_sheet = paths.featurevis_sheet(model_id, layer.name)
 
 
 def _add_example_grids(layer: LayerRecord, boxes: list[list[dict[str, Any]]]) -> None:
@@ -379,7 +385,12 @@ def _feature_vis_entry(
     model_id: str, layer: str, channel: int, numbers: dict[str, Any]
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"image": paths.featurevis_image(model_id, layer, channel, "max")}
-    entry.update({k: v for k, v in numbers.items() if k != "negative"})
+    entry.update({k: v for k, v in numbers.items() if k not in ("negative", "diverse")})
+    if "diverse" in numbers:  # --fv-diversity: the first is the channel's picture
+        entry["diverse"] = [
+            {"image": paths.featurevis_image(model_id, layer, channel, f"max{k or ''}"), **n}
+            for k, n in enumerate(numbers["diverse"])
+        ]
     if "negative" in numbers:
         entry["negative"] = {
             "image": paths.featurevis_image(model_id, layer, channel, "min"),

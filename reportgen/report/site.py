@@ -45,7 +45,9 @@ def write_site(data: ReportData, staged: StagedReport, jobs: int = 1) -> int:
 
     write_strips(data, staged)  # before the grids: strips and comparison sheets add theirs
     grids = tiles.report_grids(data)
-    staged.write(f"{paths.ASSETS}/style.css", style + (tiles.stylesheet(grids) if grids else ""))
+    solo = tiles.solo_grids(data)
+    css = tiles.stylesheet(grids, solo) if grids else ""
+    staged.write(f"{paths.ASSETS}/style.css", style + css)
     for asset in ("app.js", "favicon.svg"):  # the report's own icon: no request for /favicon.ico
         staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())
     csp = (

@@ -93,8 +93,34 @@ def grid_rules(grid: SheetGrid) -> list[str]:
     return rules
 
 
-def stylesheet(grids: Iterable[SheetGrid]) -> str:
-    """The rules for every sheet geometry in a report, in a stable order."""
+def solo_rules(grid: SheetGrid) -> list[str]:
+    """CSS for a geometry's tiles shown as a lone <img> at the tile's own pixel size
+    (``solo_tile``): each class sets the offset that ``img.solo`` (style.css) shows."""
+    name = grid_class(grid)
+    rules = []
+    for column in range(grid.columns):
+        x0 = column * grid.cell_width + grid.pad
+        rules.append(f"img.{name}.tc{column} {{ --tx: -{x0}px; }}")
+    for row in range(grid.rows):
+        y0 = row * grid.cell_height + grid.pad
+        rules.append(f"img.{name}.tr{row} {{ --ty: -{y0}px; }}")
+    return rules
+
+
+def solo_tile(
+    url: Callable[[str], str], grid: SheetGrid, index: int, sheet: str, classes: str, alt: str
+) -> str:
+    """Tile ``index`` of ``sheet`` as one <img> (no clipping span): one element a tile,
+    where a layer page's cards must stay under its element budget. The tile is shown at
+    its own pixel size (``object-fit: none``), moved by ``solo_rules``."""
+    column, row = grid.cell(index)
+    names = f"solo {classes} {grid_class(grid)} tc{column} tr{row}"
+    return f'<img class="{esc(names)}" src="{esc(url(sheet))}" alt="{esc(alt)}" loading="lazy">'
+
+
+def stylesheet(grids: Iterable[SheetGrid], solo: Iterable[SheetGrid] = ()) -> str:
+    """The rules for every sheet geometry in a report, in a stable order; ``solo``: the
+    geometries also shown as lone <img> tiles."""
     lines = [
         "/* reportgen: tiles of map sheets, generated for this report's layers "
         "(reportgen/report/tiles.py); .tile itself is styled in style.css */",
@@ -104,7 +130,21 @@ def stylesheet(grids: Iterable[SheetGrid]) -> str:
         if grid_class(grid) not in seen:
             seen.add(grid_class(grid))
             lines.extend(grid_rules(grid))
+    for grid in sorted(set(solo), key=grid_class):
+        lines.extend(solo_rules(grid))
     return "\n".join(lines) + "\n"
+
+
+def solo_grids(data: Any) -> list[SheetGrid]:
+    """The geometries shown as lone <img> tiles: the cards of layers with feature
+    visualisations (their example and their picture, one element each)."""
+    grids: list[SheetGrid] = []
+    for model in data.models:
+        for layer in model.layers:
+            if layer.feature_vis_grid is not None:
+                grids.append(layer.feature_vis_grid)
+                grids.extend(g for g in (layer.example_first_grid,) if g)
+    return grids
 
 
 def report_grids(data: Any) -> list[SheetGrid]:
@@ -117,7 +157,7 @@ def report_grids(data: Any) -> list[SheetGrid]:
             kernels = view.kernel_grid if view is not None else None
             grids.extend(g for g in (layer.sheet_grid, layer.filter_grid, kernels) if g)
             grids.extend(g for g in (layer.example_grid, layer.example_first_grid) if g)
-            grids.extend(g for g in (layer.strip_grid,) if g)
+            grids.extend(g for g in (layer.strip_grid, layer.feature_vis_grid) if g)
         grids.extend(g for g in (model.compare_grid,) if g)
     return grids
 
@@ -195,8 +235,11 @@ def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str)
 
 
 def example_first(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
-    """A channel's strongest dataset example: the first tile of its row."""
+    """A channel's strongest dataset example: the first tile of its row (a lone <img>
+    on a card that also shows a feature visualisation: ``solo_tile``)."""
     grid, sheet = layer.example_first_grid, layer.example_first_sheet
+    if layer.feature_vis_grid is not None:
+        return Markup(solo_tile(url, grid, channel.index, sheet, "example-first", alt))
     return Markup(sheet_tile(url, grid, channel.index, sheet, "example-first", alt))
 
 

@@ -82,6 +82,8 @@ NON_DEFAULT: dict[str, tuple[list[str], Any, Any]] = {
     "fv_size": (["--fv-size", "64"], 64, 64),
     "fv_channels": (["--fv-channels", "all"], "all", "all"),
     "fv_negative": (["--fv-negative"], True, True),
+    "fv_batch": (["--fv-batch", "8"], 8, 8),
+    "fv_diversity": (["--fv-diversity", "3"], 3, 3),
     "strict": (["--strict"], True, True),
     "single_file": (["--single-file"], True, True),
     "max_single_file_mb": (["--max-single-file-mb", "5"], 5, 5.0),

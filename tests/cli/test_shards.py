@@ -288,3 +288,41 @@ def test_shards_of_other_torch_thread_counts_are_refused(work: Path) -> None:
     other = Shard(shards[1].folder, "part-2", {**shards[1].record, "torch_threads": 64})
     with pytest.raises(Exception, match="part-2 was computed with 64 torch threads"):
         check_same_run([shards[0], other, shards[2]])
+
+
+# Every channel of TinyNet's two layers (8 and 6), in batches of 4: 4 units of feature
+# visualisation (2 and 2), shared out as inputs are: 1, 1 and 2 per part.
+FEATURE_VIS = (
+    "--feature-vis", "--fv-channels", "all", "--fv-steps", "3", "--fv-size", "32",
+    "--fv-batch", "4",
+)  # fmt: skip
+
+
+def test_feature_visualisations_are_shared_out_and_merged_into_the_single_run(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reportgen.compute import featurevis
+
+    run_ok("run", "images", *OPTIONS, *FEATURE_VIS, "-o", "single-fv")
+    names = make_shards(*FEATURE_VIS, into="fv")
+    units = [
+        [e for e in json.loads((work / n / "shard.json").read_text())["entries"]
+         if e["input"].startswith("featurevis ")]
+        for n in names
+    ]  # fmt: skip
+    assert [len(u) for u in units] == [1, 1, 2]
+    assert len({e["path"] for u in units for e in u}) == 4  # each unit in one shard only
+
+    def not_here(*_args: object) -> None:
+        raise AssertionError("the merge optimised a unit the shards hold")
+
+    monkeypatch.setattr(featurevis, "optimise_unit", not_here)
+    for order, out in ((names[::-1], "merged-fv"), ([names[1], names[2], names[0]], "again")):
+        run_ok("merge", *TRUSTED, *order, "-o", out)
+        assert snapshot(work / out) == snapshot(work / "single-fv")
+    manifest = json.loads((work / "merged-fv" / "manifest.json").read_text())
+    pictures = [
+        c["feature_vis"] for m in manifest["models"] for la in m["layers"]
+        for c in la["channels"] if c.get("feature_vis")
+    ]  # fmt: skip
+    assert len(pictures) == 14  # every channel of the two layers

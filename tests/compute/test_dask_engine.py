@@ -170,15 +170,16 @@ def _batch_passes(tmp_path: Path) -> int:
     return sum(1 for p in (tmp_path / "marks").glob("forward-*") if p.name.split("-")[2] == "2")
 
 
-def _busy_worker(client: int, tmp_path: Path, deadline: float) -> int:
+def _busy_worker(client: int, tmp_path: Path, deadline: float, batch: int = 2) -> int:
     """A worker process of ``client`` in the middle of a batch: its newest forward pass
-    over a batch of inputs began less than 0.2 s ago (each takes 0.4 s)."""
+    over a batch of ``batch`` (inputs, or pictures) began less than 0.2 s ago (each
+    takes 0.4 s)."""
     import psutil
 
     while time.monotonic() < deadline:
         workers = {p.pid for p in psutil.Process(client).children(recursive=True)}
         now = time.time()
-        for path in (tmp_path / "marks").glob("forward-*-2-*"):
+        for path in (tmp_path / "marks").glob(f"forward-*-{batch}-*"):
             pid = int(path.name.split("-")[1])
             try:
                 fresh = now - path.stat().st_mtime < 0.2
@@ -332,3 +333,71 @@ def test_a_torchvision_model_on_two_workers_is_the_one_process_report(tmp_path: 
         assert done.returncode == 0, done.stderr
         reports.append(snapshot(tmp_path / name))
     assert reports[0] == reports[1]
+
+
+# Feature visualisation of every channel of TinyNet's two layers (8 and 6) in units of
+# 3 pictures: conv1 3+3+2, conv2 3+3. Each unit of 3 makes 4 forward passes over a batch
+# of 3 (3 steps, then the measure), a batch size no other pass of these runs has.
+FEATURE_VIS = [
+    "--feature-vis", "--fv-channels", "all", "--fv-steps", "3", "--fv-size", "32",
+    "--fv-batch", "3",
+]  # fmt: skip
+UNIT_PASSES = 4 * 4
+
+
+def _unit_passes(tmp_path: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for path in (tmp_path / "marks").glob("forward-*-3-*"):
+        pid = int(path.name.split("-")[1])
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def single_fv(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The reference with feature visualisation: one process."""
+    tmp = tmp_path_factory.mktemp("single-fv")
+    done = _run(images, tmp / "report", _env(tmp), "clusternet_factory:observed", *FEATURE_VIS)
+    assert done.returncode == 0, done.stderr
+    assert sum(_unit_passes(tmp).values()) == UNIT_PASSES
+    return snapshot(tmp / "report")
+
+
+def test_feature_visualisations_are_optimised_on_the_workers(
+    images: Path, single_fv: dict[str, bytes], tmp_path: Path
+) -> None:
+    model = "clusternet_factory:observed"
+    done = _run(
+        images, tmp_path / "report", _env(tmp_path), model, *FEATURE_VIS, "--cluster", "local:2"
+    )
+    assert done.returncode == 0, done.stderr
+    assert snapshot(tmp_path / "report") == single_fv
+    passes = _unit_passes(tmp_path)
+    assert done_client_pid(tmp_path) not in passes  # the client optimised none
+    assert sum(passes.values()) == UNIT_PASSES  # each unit once
+    builds = _marks(tmp_path, "build")
+    assert all(builds.get(pid) == 1 for pid in passes), (builds, passes)
+
+
+def test_a_worker_killed_inside_a_unit_of_pictures_loses_none(
+    images: Path, single_fv: dict[str, bytes], tmp_path: Path
+) -> None:
+    env = _env(tmp_path, CLUSTERNET_DELAY="0.4")
+    command = _command(
+        images, tmp_path / "report", "clusternet_factory:observed", *FEATURE_VIS,
+        "--cluster", "local:2",
+    )  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        victim = _busy_worker(process.pid, tmp_path, time.monotonic() + 180, batch=3)
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert snapshot(tmp_path / "report") == single_fv
+    # The victim died inside a unit: Dask ran that unit again on another worker.
+    assert sum(_unit_passes(tmp_path).values()) > UNIT_PASSES

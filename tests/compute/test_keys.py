@@ -43,13 +43,14 @@ class Model:
     device: str = "cpu"
 
 
+UNIT = featurevis.FvUnit("conv", 0, ((0, 1), (1, 1)))
 SETTINGS = run_options(RunSettings(inputs=("x.png",), weights="none"), writes=False)
 
 
 def _keys(model: Model) -> tuple[str, str]:
     return (
         model_key(model, SETTINGS.recorded, "pictures"),  # type: ignore[arg-type]
-        featurevis.cache_key(model, "conv", [0, 1], SETTINGS.feature_vis),  # type: ignore[arg-type]
+        featurevis.unit_key(model, UNIT, SETTINGS.feature_vis),  # type: ignore[arg-type]
     )
 
 

@@ -354,7 +354,7 @@ def test_optimised_images_beat_every_input_and_the_other_channels(
 
 
 def remeasure(out: Path, layer: dict, module: torch.nn.Module, prep: object) -> int:
-    """Every saved feature-vis picture of a manifest layer, read back from its PNG and
+    """Every saved feature-vis picture of a manifest layer, read back from its file (a JPEG) and
     measured through the photos' preprocessing, against the manifest's numbers (which
     are rounded to 6 decimals). Returns how many pictures were checked."""
     view = fv_image.photo_view(prep)
@@ -385,7 +385,7 @@ def test_manifest_numbers_are_the_saved_pictures_through_the_photos_view(
     tmp_path: Path, small_images: Path
 ) -> None:
     """Like for like, on a custom model with its own input size: each picture is
-    optimised at that size, and its manifest numbers are what the saved PNG gives
+    optimised at that size, and its manifest numbers are what the saved JPEG gives (decoded)
     through the photos' preprocessing (resize, centre crop, normalise); the channel
     page says which view."""
     from reportgen.nn.models import custom_preprocessing
