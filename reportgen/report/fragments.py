@@ -20,7 +20,6 @@ from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
 from reportgen.report.tiles import (
-    example_first,
     grid_class,
     map_picture,
     solo_tile,
