@@ -93,6 +93,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 def _kind(rel: str) -> str:
     if rel == "index.html" or rel.startswith("gallery/"):
         return "index"
+    if "/classes/" in rel:  # the classes index, a class page, its further gallery pages
+        return "class"
     if "/gallery/" in rel or rel.count("/") == 2:
         return "model"
     if "/layers/" in rel and "/inputs/" in rel:
@@ -207,8 +209,9 @@ def test_statistics_files_equal_a_plain_forward_pass(reports: dict[int, Path]) -
     for layer in manifest["models"][0]["layers"]:
         entry = layer["stats_file"]
         table = np.load(report / entry["path"], mmap_mode="r")
-        assert list(table.shape) == entry["shape"] == [40, layer["output_shape"][0], 7]
         fields = entry["fields"]
+        assert "contribution" in fields  # on by default
+        assert list(table.shape) == entry["shape"] == [40, layer["output_shape"][0], len(fields)]
         got = np.stack([table[:, :, fields.index("mean")], table[:, :, fields.index("max")]], 2)
         assert np.allclose(got, plain[layer["name"]], rtol=1e-4, atol=1e-5)
         listed = {f["path"] for f in manifest["files"]}
