@@ -225,7 +225,7 @@ def test_walk_the_folder_report(browser: Any, report: Path, javascript: bool) ->
         assert_images_loaded(page)
         # every channel's map: one picture of them all, a link over each
         assert page.locator("[data-sheet] > a[data-c]").count() == 192
-        page.click("details.stats-rows > summary")
+        _open_the_statistics_table(page, built=javascript)
         rows = page.locator("details.stats-rows tbody > tr").count()
         assert rows == (192 if javascript else 0)  # built from the page's data when opened
         assert page.locator("details.stats-rows .needs-js").is_visible() is not javascript
@@ -424,6 +424,14 @@ GRID_STATE = """() => Array.from(document.querySelectorAll('section.layer-input'
 })"""
 
 
+def _open_the_statistics_table(page: Any, built: bool = True) -> None:
+    """Open a detail page's statistics table; ``built``: wait until app.js has built its
+    rows (the toggle event comes as a task of its own, after the click)."""
+    page.click("details.stats-rows > summary")
+    if built:
+        page.locator("details.stats-rows tbody > tr").first.wait_for(state="attached")
+
+
 def _detail_page(report: Path) -> Path:
     manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
     layer = next(x for x in manifest["models"][0]["layers"] if x["page"] == f"{LAYER}/index.html")
@@ -487,7 +495,7 @@ def test_grid_sort_and_filter(browser: Any, report: Path) -> None:
         page.goto(_detail_page(report).as_uri())
         (s,) = page.evaluate(GRID_STATE)
         assert s["rows"] == [] and "192 of 192" in s["count"]
-        page.click("details.stats-rows > summary")
+        _open_the_statistics_table(page)
         built = page.evaluate(
             "() => Array.from(document.querySelectorAll('table.stats tbody > tr')).map(tr =>"
             " [tr.className, tr.querySelector('th a').getAttribute('href'),"
@@ -969,7 +977,7 @@ def test_axe_finds_no_violations(browser: Any, report: Path, scheme: str) -> Non
                 page.click("button.keys-button")
                 violations += page.evaluate(AXE_RUN)
             if page.locator("details.stats-rows").count():  # and with its table built
-                page.click("details.stats-rows > summary")
+                _open_the_statistics_table(page)
                 violations += page.evaluate(AXE_RUN)
             if violations:
                 found[rel] = violations
