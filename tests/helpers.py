@@ -186,3 +186,22 @@ def weights_view_of(page: Path) -> dict[str, list[tuple[int, str, str | None]]]:
             )
         ]
     return found
+
+
+def random_model(name: str) -> Any:
+    """A torchvision model with seeded random weights, loaded as the run loads it (on the
+    CPU, offline, its id its name). torch is imported here: helpers serve torch-free
+    tests too."""
+    import torch
+
+    from reportgen.nn.models import load_model
+
+    return load_model(
+        name,
+        "none",
+        weights_dir=None,
+        offline=True,
+        seed=0,
+        device=torch.device("cpu"),
+        model_id_=name,
+    )

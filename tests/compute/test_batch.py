@@ -16,11 +16,11 @@ from reportgen.compute.model_run import plan_layers
 from reportgen.imaging import pictures
 from reportgen.inputs.discovery import discover_inputs
 from reportgen.inputs.files import load_image
-from reportgen.nn.models import load_model
 from reportgen.options import ComputeOptions
 from reportgen.results.records import GRADCAM_TARGET, GRADCAM_TOP, PictureKey
 from reportgen.run_options import compute_options
 from reportgen.settings import RunSettings
+from tests.helpers import random_model
 
 LAYERS = ("features.0", "features.3", "classifier.6")
 BOTH = ("gradcam", "contributions")  # the explanation methods the batches run
@@ -28,15 +28,7 @@ BOTH = ("gradcam", "contributions")  # the explanation methods the batches run
 
 @pytest.fixture(scope="module")
 def alexnet() -> Any:
-    return load_model(
-        "alexnet",
-        "none",
-        weights_dir=None,
-        offline=True,
-        seed=0,
-        device=torch.device("cpu"),
-        model_id_="alexnet",
-    )
+    return random_model("alexnet")
 
 
 def _settings(**options: Any) -> ComputeOptions:

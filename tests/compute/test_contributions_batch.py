@@ -14,27 +14,18 @@ from reportgen.compute.batch import forward_batch
 from reportgen.compute.model_run import pass_plan, plan_layers
 from reportgen.inputs.discovery import discover_inputs
 from reportgen.inputs.files import load_image
-from reportgen.nn.models import load_model
 from reportgen.results.store import result_entry, result_from_entry
 from reportgen.run_options import compute_options
 from reportgen.settings import RunSettings
 from reportgen.statistics import file_fields
-from tests.helpers import write_images
+from tests.helpers import random_model, write_images
 
 LAYERS = ("layer1", "layer4")
 
 
 @pytest.fixture(scope="module")
 def resnet() -> Any:
-    return load_model(
-        "resnet18",
-        "none",
-        weights_dir=None,
-        offline=True,
-        seed=0,
-        device=torch.device("cpu"),
-        model_id_="resnet18",
-    )
+    return random_model("resnet18")
 
 
 @pytest.fixture(scope="module")

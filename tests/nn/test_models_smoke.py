@@ -28,7 +28,7 @@ from reportgen.errors import ReportgenError
 from reportgen.nn import models as models_module
 from reportgen.nn.models import build_module, load_model, reference_weights
 from reportgen.nn.weights import ResolvedWeights
-from tests.helpers import invoke
+from tests.helpers import invoke, random_model
 
 # name -> an early Conv2d: its maps are what the report is built of.
 CNNS = {
@@ -247,15 +247,7 @@ def test_random_googlenet_and_inception_build_without_a_warning(name: str) -> No
 def test_random_vit_h_14_runs_on_its_preprocessing() -> None:
     """The real thing (632 M parameters, about 2.5 GB): it used to fail with 'Wrong image
     height! Expected 224 but got 518'."""
-    loaded = load_model(
-        "vit_h_14",
-        "none",
-        weights_dir=None,
-        offline=True,
-        seed=0,
-        device=torch.device("cpu"),
-        model_id_="vit_h_14",
-    )
+    loaded = random_model("vit_h_14")
     assert loaded.preprocessing.crop_size == (224,)
     with torch.no_grad():
         view = loaded.preprocessing.view(Image.new("RGB", (64, 64), (10, 20, 30)))

@@ -15,10 +15,9 @@ from reportgen.compute.model_run import pass_plan, plan_layers
 from reportgen.inputs.discovery import discover_inputs
 from reportgen.nn.cams import cam_method
 from reportgen.nn.gradients import batch_pass
-from reportgen.nn.models import load_model
 from reportgen.run_options import compute_options
 from reportgen.settings import RunSettings
-from tests.helpers import error_line, invoke
+from tests.helpers import error_line, invoke, random_model
 
 MODEL = ("-m", "tests.contribnet_factory:build", "--weights", "none", "--input-size", "32")
 
@@ -68,15 +67,7 @@ def test_the_run_maps_are_the_method_on_the_batch(small_images: Path) -> None:
         gradcam_layer="layer2",
     )
     compute = compute_options(settings)
-    model = load_model(
-        "resnet18",
-        "none",
-        weights_dir=None,
-        offline=True,
-        seed=0,
-        device=torch.device("cpu"),
-        model_id_="resnet18",
-    )
+    model = random_model("resnet18")
     facts, _ = plan_layers(model, compute)
     plan = pass_plan(model, compute)
     assert plan.methods == ("layercam", "contributions")
