@@ -1,15 +1,18 @@
 """One forward pass and, where something needs them, the gradients of chosen class
 logits at chosen layers: what Grad-CAM and the channel contributions are made from.
 
-Every recorded layer's output is copied for the statistics inside its forward hook (the
-hook owner: ``reportgen.nn.hooks``), before an in-place op after it (ReLU) can change it.
-A layer whose gradient is wanted keeps its output tensor and hands the rest of the
-network a copy: an in-place op then changes the copy, never the value whose gradient is
-taken. No parameter takes part in the graph (its ``requires_grad`` is off during the
-pass), and the input does not either: the first wanted output becomes the graph's leaf,
-so the backward pass computes only the gradients between the logits and that layer, no
-weight gradient. One backward pass (``torch.autograd.grad``) per class kind reads the
-gradients at every wanted layer at once.
+Every recorded or wanted layer's output is copied (float32, on the CPU) inside its
+forward hook (the hook owner: ``reportgen.nn.hooks``), before an in-place op after it
+(ReLU) can change it: the statistics, the maps and the contributions are made from these
+copies. No parameter takes part in the graph (its ``requires_grad`` is off during the
+pass), and the input does not either: the first wanted output becomes the graph's leaf
+(handed on as a copy, so that an in-place op after it changes the copy), and the
+backward pass computes only the gradients between the logits and that layer, no weight
+gradient. Every later wanted output keeps its place in the graph and carries a tensor
+hook, which autograd calls with the gradient of the value the layer gave (the value
+before any in-place op, as PyTorch documents for hooks registered before one): no copy
+of it goes into the graph. One backward pass (``torch.autograd.grad``) per class kind
+reads the gradients at every wanted layer at once.
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ class ClassGradients:
 
     classes: list[int]  # per input
     scores: torch.Tensor  # [B]: the logit of each input's class, detached
-    # layer -> d score / d output, detached; a layer off the path to the logits is absent
+    # layer -> d score / d output, float32 on the CPU; a layer off the path to the logits
+    # is absent
     gradients: dict[str, torch.Tensor]
 
 
 @dataclass
 class BatchPass:
     """What one pass over a batch gives: the logits (on the CPU), each recorded layer's
-    output (float32, on the CPU), each wanted layer's output (on the device) and the
-    gradients of every class kind asked for."""
+    output and each wanted layer's (float32, on the CPU: the same tensor where a layer is
+    both) and the gradients of every class kind asked for."""
 
     logits: torch.Tensor
     recorded: dict[str, torch.Tensor]
@@ -64,69 +68,86 @@ def batch_pass(
     if missing:
         raise ReportgenError(f"no layer named {missing[0]!r} in the model")
     with_gradients = bool(wanted) and bool(kinds)
+    keep_set = set(wanted) if with_gradients else set()
     copies: dict[str, torch.Tensor] = {}
-    kept: dict[str, torch.Tensor] = {}
-    copy_set, keep_set = set(recorded), set(wanted) if with_gradients else set()
+    graph = _GradientTaps()
 
     def watch(name: str, _module: Any, _inputs: Any, output: Any) -> Any:
         if not isinstance(output, torch.Tensor):
             return None
-        if name in copy_set:
-            copies[name] = output.detach().to("cpu", torch.float32, copy=True)
-        if name not in keep_set:
-            return None
-        if not output.requires_grad:
-            # The graph's leaf: the backward pass stops here.
-            output = output.detach().requires_grad_(True)
-        kept[name] = output
-        return output.clone()
+        copies[name] = output.detach().to("cpu", torch.float32, copy=True)
+        return graph.tap(name, output) if name in keep_set else None
 
     targets = [(name, modules[name]) for name in names]
     if not with_gradients:
         with ForwardHooks(targets, watch), torch.inference_mode():
             logits = module(batch)
         _require_seen(recorded, copies)
-        return BatchPass(logits.detach().float().cpu(), copies, {}, {})
+        return BatchPass(logits.detach().float().cpu(), {n: copies[n] for n in recorded}, {}, {})
     with _parameters_frozen(module), ForwardHooks(targets, watch), torch.enable_grad():
         logits = module(batch.detach())
         _require_seen(recorded, copies)
-        classes = _class_gradients(logits, kept, wanted, kinds)
-    values = {name: kept[name].detach() for name in wanted if name in kept}
-    return BatchPass(logits.detach().float().cpu(), copies, values, classes)
+        classes = {
+            kind: graph.class_gradients(logits, class_indices, last=number == len(kinds) - 1)
+            for number, (kind, class_indices) in enumerate(kinds.items())
+        }
+    values = {name: copies[name] for name in wanted if name in graph.seen}
+    return BatchPass(
+        logits.detach().float().cpu(), {n: copies[n] for n in recorded}, values, classes
+    )
+
+
+class _GradientTaps:
+    """The wanted layers' places in one pass's graph, and the backward passes over it:
+    a leaf where the graph starts, a tensor hook everywhere else."""
+
+    def __init__(self) -> None:
+        self.leaves: dict[str, torch.Tensor] = {}
+        self.seen: list[str] = []
+        self._caught: dict[str, torch.Tensor] = {}
+
+    def tap(self, name: str, output: torch.Tensor) -> torch.Tensor | None:
+        """Called in the layer's forward hook: what the rest of the network gets."""
+        self.seen.append(name)
+        if not output.requires_grad:
+            # The graph's leaf: the backward pass stops here. The network goes on with a
+            # copy: an in-place op after the layer must not change a leaf autograd needs.
+            leaf = output.detach().requires_grad_(True)
+            self.leaves[name] = leaf
+            return leaf.clone()
+        output.register_hook(lambda grad: self._catch(name, grad))
+        return None
+
+    def _catch(self, name: str, grad: torch.Tensor) -> None:
+        self._caught[name] = grad.detach().to("cpu", torch.float32)
+
+    def class_gradients(
+        self, logits: torch.Tensor, class_indices: list[int | None], last: bool
+    ) -> ClassGradients:
+        """One backward pass for one class kind; ``last``: the graph is freed after it."""
+        chosen = chosen_classes(logits, class_indices)
+        scores = logits[torch.arange(len(chosen)), torch.tensor(chosen)]
+        self._caught = {}
+        if self.leaves and scores.requires_grad:
+            leaves = list(self.leaves)
+            grads = torch.autograd.grad(
+                scores.sum(),
+                [self.leaves[n] for n in leaves],
+                retain_graph=not last,
+                allow_unused=True,
+            )
+            for name, grad in zip(leaves, grads):
+                if grad is not None:
+                    self._catch(name, grad)
+        # A layer off the path to the logits has no gradient: not listed.
+        gradients = {name: self._caught[name] for name in self.seen if name in self._caught}
+        return ClassGradients(chosen, scores.detach(), gradients)
 
 
 def _require_seen(names: list[str], seen: Mapping[str, Any]) -> None:
     not_seen = [name for name in names if name not in seen]
     if not_seen:
         raise ReportgenError(f"layer {not_seen[0]!r} produced no tensor during the forward pass")
-
-
-def _class_gradients(
-    logits: torch.Tensor,
-    kept: dict[str, torch.Tensor],
-    wanted: list[str],
-    kinds: Mapping[str, list[int | None]],
-) -> dict[str, ClassGradients]:
-    """One backward pass per class kind, from the same graph (kept until the last)."""
-    present = [name for name in wanted if name in kept]
-    results: dict[str, ClassGradients] = {}
-    for number, (kind, class_indices) in enumerate(kinds.items()):
-        chosen = chosen_classes(logits, class_indices)
-        scores = logits[torch.arange(len(chosen)), torch.tensor(chosen)]
-        last = number == len(kinds) - 1
-        if not present or not scores.requires_grad:
-            grads: tuple[Any, ...] = (None,) * len(present)
-        else:
-            grads = torch.autograd.grad(
-                scores.sum(), [kept[n] for n in present], retain_graph=not last, allow_unused=True
-            )
-        results[kind] = ClassGradients(
-            chosen,
-            scores.detach(),
-            # A layer off the path to the logits has no gradient: not listed.
-            {name: grad.detach() for name, grad in zip(present, grads) if grad is not None},
-        )
-    return results
 
 
 def chosen_classes(logits: torch.Tensor, class_indices: list[int | None]) -> list[int]:
@@ -158,4 +179,4 @@ def contributions(values: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
     units ([B, C]) has one position per channel."""
     batch, channels = values.shape[0], values.shape[1]
     products = (gradients.float() * values.float()).reshape(batch, channels, -1)
-    return products.sum(dim=2, dtype=torch.float64).float().cpu()
+    return products.sum(dim=2).cpu()
