@@ -276,7 +276,7 @@ def test_importing_the_torch_free_stages_loads_no_torch() -> None:
 
 
 def test_importing_the_network_stage_loads_torch_but_no_jinja2() -> None:
-    loaded = _modules_after_import("reportgen.nn.capture", "reportgen.analysis")
+    loaded = _modules_after_import("reportgen.nn.gradients", "reportgen.analysis")
     assert "torch" in loaded  # sanity: the subprocess really imported it
     assert "jinja2" not in loaded
 

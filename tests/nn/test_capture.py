@@ -1,4 +1,5 @@
-"""What ActivationRecorder records equals a plain forward computation."""
+"""What the batch pass records (``reportgen.nn.gradients.batch_pass``, the product's one
+recording path) equals a plain forward computation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import torch
 from torchvision.models import alexnet, resnet18
 
 from reportgen.errors import ReportgenError
-from reportgen.nn.capture import ActivationRecorder
+from reportgen.nn.gradients import batch_pass
+
+
+def _record(
+    model: torch.nn.Module, names: list[str], x: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    done = batch_pass(model, x, names, [], {})
+    return done.logits, done.recorded
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +47,7 @@ def test_alexnet_features0_is_recorded_before_the_inplace_relu(
         expected_logits = model(x)
     assert (expected < 0).any()
 
-    with ActivationRecorder(model, ["features.0", "features.1", "features.3"]) as recorder:
-        logits, recorded = recorder.run(x)
+    logits, recorded = _record(model, ["features.0", "features.1", "features.3"], x)
 
     conv = recorded["features.0"]
     assert conv.shape == (2, 64, 55, 55)
@@ -63,8 +70,7 @@ def test_resnet_nested_layers_match_a_manual_forward(resnet_random: torch.nn.Mod
         conv1 = block.conv1(stem)
         block_out = block(stem)
     names = ["conv1", "layer1.0.conv1", "layer1.0", "fc"]
-    with ActivationRecorder(model, names) as recorder:
-        logits, recorded = recorder.run(x)
+    logits, recorded = _record(model, names, x)
     assert list(recorded) != [] and set(recorded) == set(names)
     torch.testing.assert_close(recorded["layer1.0.conv1"], conv1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(recorded["layer1.0"], block_out, rtol=1e-5, atol=1e-5)
@@ -76,9 +82,8 @@ def test_resnet_nested_layers_match_a_manual_forward(resnet_random: torch.nn.Mod
 
 def test_recorded_tensors_are_detached_float32_copies(alexnet_random: torch.nn.Module) -> None:
     x = _batch(2, n=1)
-    with ActivationRecorder(alexnet_random, ["features.0"]) as recorder:
-        _, first = recorder.run(x)
-        _, second = recorder.run(x)
+    _, first = _record(alexnet_random, ["features.0"], x)
+    _, second = _record(alexnet_random, ["features.0"], x)
     out = first["features.0"]
     assert out.dtype == torch.float32 and out.device.type == "cpu"
     assert not out.requires_grad
@@ -86,36 +91,26 @@ def test_recorded_tensors_are_detached_float32_copies(alexnet_random: torch.nn.M
     torch.testing.assert_close(out, second["features.0"])
 
 
-def test_hooks_are_removed_on_exit_and_on_error(alexnet_random: torch.nn.Module) -> None:
+def test_hooks_are_removed_after_the_pass_and_when_it_fails(
+    alexnet_random: torch.nn.Module,
+) -> None:
     model = alexnet_random
-    layer = model.features[0]
-    before = len(layer._forward_hooks)
-    with ActivationRecorder(model, ["features.0"]):
-        assert len(layer._forward_hooks) == before + 1
-    assert len(layer._forward_hooks) == before
-
-    with pytest.raises(RuntimeError), ActivationRecorder(model, ["features.0"]) as recorder:
-        recorder.run(torch.zeros(1, 5, 64, 64))  # wrong channel count fails in the pass
-    assert len(layer._forward_hooks) == before
+    _record(model, ["features.0"], _batch(0, n=1, size=64))
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
-
-
-def test_run_outside_the_with_block_is_refused(alexnet_random: torch.nn.Module) -> None:
-    recorder = ActivationRecorder(alexnet_random, ["features.0"])
-    with pytest.raises(RuntimeError, match="with"):
-        recorder.run(_batch(0, n=1))
+    with pytest.raises(RuntimeError):
+        _record(model, ["features.0"], torch.zeros(1, 5, 64, 64))  # wrong channel count
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
 
 
 def test_unknown_layer_is_refused(alexnet_random: torch.nn.Module) -> None:
     with pytest.raises(ReportgenError, match="features.99"):
-        ActivationRecorder(alexnet_random, ["features.99"])
+        _record(alexnet_random, ["features.99"], _batch(0, n=1, size=64))
 
 
 def test_batches_record_each_input_independently(alexnet_random: torch.nn.Module) -> None:
     x = _batch(3, n=3, size=128)
-    with ActivationRecorder(alexnet_random, ["features.3"]) as recorder:
-        _, together = recorder.run(x)
-        _, alone = recorder.run(x[1:2])
+    _, together = _record(alexnet_random, ["features.3"], x)
+    _, alone = _record(alexnet_random, ["features.3"], x[1:2])
     torch.testing.assert_close(
         together["features.3"][1:2], alone["features.3"], rtol=1e-4, atol=1e-4
     )

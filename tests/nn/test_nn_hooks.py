@@ -13,7 +13,6 @@ import torchvision
 
 from reportgen.errors import ReportgenError
 from reportgen.nn import featurevis as fv
-from reportgen.nn.capture import ActivationRecorder
 from reportgen.nn.gradcam import default_gradcam_layer, grad_cam, last_conv_layer
 from reportgen.nn.hooks import ForwardHooks, dry_pass_mode, modules_that_run
 from reportgen.nn.layers import trace_layers
@@ -140,15 +139,6 @@ def test_modules_that_run_in_firing_order_and_the_mode_is_restored() -> None:
 # --- every user leaves no hook behind -------------------------------------------------
 
 
-def test_activation_recorder_leaves_no_hooks(resnet: torchvision.models.ResNet) -> None:
-    with ActivationRecorder(resnet, ["conv1", "layer1.0"]) as recorder:
-        recorder.run(torch.zeros(1, 3, 32, 32))
-    assert _no_hooks_left(resnet)
-    with pytest.raises(RuntimeError), ActivationRecorder(resnet, ["conv1"]) as recorder:
-        recorder.run(torch.zeros(1, 4, 32, 32))
-    assert _no_hooks_left(resnet)
-
-
 def test_grad_cam_leaves_no_hooks_also_when_it_fails(resnet: torchvision.models.ResNet) -> None:
     grad_cam(resnet, "layer4.1.conv2", torch.rand(1, 3, 64, 64), [None])
     assert _no_hooks_left(resnet)
@@ -156,18 +146,6 @@ def test_grad_cam_leaves_no_hooks_also_when_it_fails(resnet: torchvision.models.
         grad_cam(resnet, "layer4.1.conv2", torch.rand(1, 3, 64, 64), [5000])
     assert _no_hooks_left(resnet)
     assert all(p.requires_grad for p in resnet.parameters())
-
-
-def test_grad_cam_inside_a_recorder_feeds_it_and_both_clean_up(
-    resnet: torchvision.models.ResNet,
-) -> None:
-    with ActivationRecorder(resnet, ["layer4.1.conv2"]) as recorder:
-        cams = grad_cam(resnet, "layer4.1.conv2", torch.rand(2, 3, 64, 64), [None, 1])
-        assert len(resnet.layer4[1].conv2._forward_hooks) == 1  # the recorder's own
-        recorded = recorder.collect()
-    assert recorded["layer4.1.conv2"].shape == (2, 512, 2, 2)
-    assert [c.class_index for c in cams][1] == 1
-    assert _no_hooks_left(resnet)
 
 
 def test_receptive_fields_and_trace_layers_leave_no_hooks(
