@@ -128,7 +128,7 @@ def _layer_grids(layer: Any) -> list[SheetGrid]:
 
 
 def _number(value: float) -> str:
-    return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 def _tile_background(grid: SheetGrid, width: int, height: int) -> tuple[str, str]:
