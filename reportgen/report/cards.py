@@ -204,7 +204,12 @@ def layer_rules(layer: Any) -> list[str]:
 
 
 def view_rule(view: str) -> str:
-    return f".{view_class(view)}::before {{ background-image: {css_url(view)}; }}"
+    """A view shown whole as a card's example, as an <img> of it would be (object-fit:
+    cover, from the top left)."""
+    return (
+        f".{view_class(view)}::before {{ background-image: {css_url(view)}; "
+        "background-size: cover; }"
+    )
 
 
 def drawn_layers(data: Any) -> Iterable[Any]:

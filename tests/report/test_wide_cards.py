@@ -162,3 +162,40 @@ def test_a_single_file_report_keeps_the_cards_pictures_as_images(tmp_path: Path)
         html,
     )
     assert len(cards) == 64
+
+
+def _record(**changes: Any) -> Any:
+    from types import SimpleNamespace
+
+    channel = SimpleNamespace(
+        index=0, examples_sheet=None, examples_image=None, example_views=[], feature_vis=None
+    )
+    layer = SimpleNamespace(
+        page="models/m/layers/l/index.html", spatial=True, cards_filter=False, filter_grid=None,
+        filter_sheets={}, filter_rgb=False, feature_vis_sheet=None, feature_vis_grid=None,
+        example_first_sheet=None, example_first_grid=None, channels=[channel],
+    )  # fmt: skip
+    for name, value in changes.items():
+        setattr(channel if hasattr(channel, name) else layer, name, value)
+    return layer
+
+
+def test_cards_whose_example_is_a_whole_view_draw_it_from_a_rule_per_view() -> None:
+    """Late layers' examples are the input's network view (no crop): one rule a view,
+    shared by every card that shows it; a channel's own example strip (a single-file
+    report) is not drawn: its cards keep <img>s."""
+    from types import SimpleNamespace
+
+    from reportgen.report import cards
+
+    view = "models/m/views/in-1.jpg"
+    layer = _record(example_views=[view, "models/m/views/in-2.jpg"])
+    assert cards.drawn(layer)
+    names = cards.card_classes(layer, layer.channels[0]).split()
+    (name,) = names
+    css = cards.stylesheet(SimpleNamespace(models=[SimpleNamespace(layers=[layer])]))
+    rule = _rule(css, f".{name}::before")
+    assert _urls(rule) == [f"../{view}"] and "background-size: cover" in rule
+    assert not cards.drawn(_record(examples_image="models/m/layers/l/examples/c0000.jpg"))
+    assert not cards.drawn(_record(cards_filter=True))  # no filter sheet: single-file
+    assert not cards.drawn(_record(spatial=False))
