@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from reportgen.report import cards
 from reportgen.report.kernels import card_filter
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number, format_percent
@@ -66,37 +67,46 @@ class LayerFragments:
             yield channel, link, channel.index in marked
 
     def channel_cards(self, url: Url, layer: Any, filters: bool) -> Markup:
-        """One card per channel: its strongest dataset example, its filter (``filters``:
-        where it says something) and its numbers over every input; one link each. A
-        spatial layer's cards are <li> items; a unit layer's, links (layer.html)."""
+        """The layer's card grid, one card per channel: its strongest dataset example,
+        its filter (``filters``: where it says something), its feature visualisation
+        (where it has one), its name and its numbers over every input; each card is one
+        link with its text straight in it. A folder report's spatial cards draw their
+        pictures with CSS (reportgen/report/cards.py): one element a card, so a layer of
+        2,048 channels stays under 3,000 elements a page; elsewhere the pictures are
+        <img> elements in the link (a single-file report; a unit's one picture)."""
         items = []
         numbers_of = _map_numbers if layer.spatial else _unit_numbers
+        css = cards.drawn(layer)
         for channel, link in zip(layer.channels, self.links(url, layer)):
             c, s = channel.index, channel.summary
-            alt = f"Strongest dataset example of {channel.name}"
-            example = strongest_example(url, layer, channel, alt)
-            kernel = card_filter(url, layer, channel) if filters else ""
-            if layer.feature_vis_sheet and channel.feature_vis:
-                alt = f"Image optimised to excite {channel.name}"
-                grid, sheet = layer.feature_vis_grid, layer.feature_vis_sheet
-                kernel += solo_tile(url, grid, channel.index, sheet, "fv-first", alt)
-            mark = ' class="card sel"' if s is not None and s.selected else ' class="card"'
-            # name and numbers in one element, on two lines (style.css): a layer of 512
-            # channels stays under 3,000 elements a page
+            # name and numbers in one text, on two lines (style.css)
             numbers = f"\n{numbers_of(s)}" if s is not None else ""
-            if not layer.spatial:
-                # a unit's card is its link alone, the text straight in it: a layer of
-                # 1,000 class units (two elements a card) stays under 3,000 elements too
+            sel = " sel" if s is not None and s.selected else ""
+            text = f"{esc(channel.name)}{numbers}"
+            if css:
+                names = cards.card_classes(layer, channel)
                 items.append(
-                    f'<a href="{link}" data-c="{c}"{mark}>{example}{esc(channel.name)}'
-                    f"{numbers}</a>\n"
+                    f'<a href="{link}" data-c="{c}" class="card {names}{sel}">{text}</a>\n'
                 )
                 continue
-            items.append(
-                f'<li data-c="{c}"{mark}><a href="{link}">{example}{kernel}'
-                f'<span class="about">{esc(channel.name)}{numbers}</span></a></li>\n'
-            )
-        return Markup("".join(items))
+            alt = f"Strongest dataset example of {channel.name}"
+            pictures = strongest_example(url, layer, channel, alt)
+            if layer.spatial:
+                pictures += card_filter(url, layer, channel) if filters else ""
+                if layer.feature_vis_sheet and channel.feature_vis:
+                    alt = f"Image optimised to excite {channel.name}"
+                    grid, sheet = layer.feature_vis_grid, layer.feature_vis_sheet
+                    pictures += solo_tile(url, grid, c, sheet, "fv-first", alt)
+                if pictures:
+                    pictures = f'<span class="pics">{pictures}</span>'
+            items.append(f'<a href="{link}" data-c="{c}" class="card{sel}">{pictures}{text}</a>\n')
+        if css:
+            classes = cards.grid_classes(layer)
+        else:
+            classes = "grid cards" if layer.spatial else "grid cards units"
+        if layer.spatial and layer.feature_vis_sheet:
+            classes += " fv"  # wider cards: a third picture
+        return Markup(f'<div class="{classes}" data-grid>\n{"".join(items)}</div>')
 
     def channel_grid(self, url: Url, layer: Any, input_id: str, chosen: list[int]) -> Markup:
         """Every channel's map on one input, selected ones marked, as <li> items."""

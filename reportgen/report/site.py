@@ -34,7 +34,7 @@ def write_single_file_report(
 
 
 def write_site(data: ReportData, staged: StagedReport, jobs: int = 1) -> int:
-    from reportgen.report import tiles
+    from reportgen.report import cards, tiles
     from reportgen.report.pages import render_pages
     from reportgen.report.render import make_environment, templates_dir
 
@@ -47,6 +47,7 @@ def write_site(data: ReportData, staged: StagedReport, jobs: int = 1) -> int:
     grids = tiles.report_grids(data)
     solo = tiles.solo_grids(data)
     css = tiles.stylesheet(grids, solo) if grids else ""
+    css += cards.stylesheet(data)  # layer pages' cards draw their pictures with CSS
     staged.write(f"{paths.ASSETS}/style.css", style + css)
     for asset in ("app.js", "favicon.svg"):  # the report's own icon: no request for /favicon.ico
         staged.write(f"{paths.ASSETS}/{asset}", (templates_dir() / asset).read_bytes())

@@ -1,5 +1,7 @@
 """What a page of a folder report pulls over a link: its HTML, the stylesheet and script
-it links, and every picture it references (each file once), in bytes and files.
+it links, and every picture it references (each file once), in bytes and files. Pictures
+a stylesheet draws (a layer page's cards: reportgen/report/cards.py) count where a rule
+naming them hangs on a class the page uses.
 
 A page shared by link is opened over a network, where what counts is everything the page
 pulls in, not its HTML alone. ``first_screen_bytes`` counts what the browser fetches
@@ -18,6 +20,10 @@ __all__ = ["Transfer", "heaviest_pages", "page_transfer"]
 
 _TAG = re.compile(r"<(img|link|script)\b([^>]*)>", re.IGNORECASE)
 _ATTR = re.compile(r'([a-zA-Z-]+)="([^"]*)"')
+_CLASSES = re.compile(r'\bclass="([^"]*)"')
+# A rule with a picture: its selector's first class, and its declarations
+_PICTURE_RULE = re.compile(r"^\.([\w-]+)[^{\n]*\{([^}]*url\([^}]*)\}", re.MULTILINE)
+_URL = re.compile(r'url\("?([^")]+)"?\)')
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ def page_transfer(root: Path, page: str) -> Transfer:
         if target is None:
             continue
         (lazy if found.get("loading") == "lazy" else eager).add(target)
+        if tag == "link" and found.get("rel") == "stylesheet" and target.endswith(".css"):
+            eager |= _drawn_pictures(root, target, text)
     lazy -= eager
 
     def size(paths: set[str]) -> int:
@@ -63,6 +71,24 @@ def page_transfer(root: Path, page: str) -> Transfer:
 
     first = size(eager)
     return Transfer(page, first + size(lazy), len(eager | lazy), first)
+
+
+def _drawn_pictures(root: Path, stylesheet: str, text: str) -> set[str]:
+    """The pictures ``stylesheet`` draws on a page whose HTML is ``text``: those of its
+    rules whose selector starts with a class the page uses (loaded with the page: a
+    background is not lazy)."""
+    path = root / stylesheet
+    if not path.is_file():
+        return set()
+    used = {name for found in _CLASSES.findall(text) for name in found.split()}
+    pictures = set()
+    for name, declarations in _PICTURE_RULE.findall(path.read_text(encoding="utf-8")):
+        if name in used:
+            for url in _URL.findall(declarations):
+                target = _local(stylesheet, url)
+                if target is not None:
+                    pictures.add(target)
+    return pictures
 
 
 def page_kind(page: str) -> str:

@@ -160,6 +160,37 @@ def assert_images_loaded(page: Any, scope: str | None = None) -> int:
     return int(state["total"])
 
 
+CARD_PICTURES = """() => {
+  const cards = Array.from(document.querySelectorAll('div.grid.cards.drawn > a.card[data-c]'));
+  const urls = new Set();
+  const bare = [];
+  cards.forEach(card => {
+    const before = getComputedStyle(card, '::before').backgroundImage;
+    if (!before.includes('url(')) bare.push(card.getAttribute('data-c'));
+    for (const side of ['::before', '::after']) {
+      const image = getComputedStyle(card, side).backgroundImage;
+      for (const m of image.matchAll(/url\\("([^"]+)"\\)/g)) urls.add(m[1]);
+    }
+  });
+  return {cards: cards.length, bare: bare, urls: Array.from(urls)};
+}"""
+
+
+def assert_card_pictures_loaded(page: Any, watch: Watch) -> int:
+    """A layer page's drawn cards (reportgen/report/cards.py): each shows a picture as
+    its ::before box's background, and every sheet the cards' CSS names is requested and
+    loads (a failed load is one of ``watch``'s errors). Returns the number of cards."""
+    state = page.evaluate(CARD_PICTURES)
+    assert state["cards"] and not state["bare"], state["bare"][:5]
+    assert state["urls"], "no card picture"
+    deadline = time.monotonic() + 30
+    while not set(state["urls"]) <= set(watch.requests) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert set(state["urls"]) <= set(watch.requests), (state["urls"], watch.requests[-5:])
+    assert all(url.startswith(watch.allowed) for url in state["urls"]), state["urls"]
+    return int(state["cards"])
+
+
 def wait_until(page: Any, expression: str, tries: int = 100) -> None:
     """Poll a condition (page.wait_for_function would eval a string: the CSP refuses)."""
     for _ in range(tries):
@@ -215,8 +246,9 @@ def test_walk_the_folder_report(browser: Any, report: Path, javascript: bool) ->
 
         page.click("main table a[href='layers/features.3/index.html']")
         assert path_of(page, report) == f"{LAYER}/index.html"
-        images = assert_images_loaded(page)
-        assert images >= 192  # a card per channel, each with its strongest example
+        # a card per channel, one link each, its strongest example drawn by the CSS (the
+        # page has no <img> left)
+        assert assert_card_pictures_loaded(page, watch) == 192
         tools_visible = page.locator("form.grid-tools").is_visible()
         assert tools_visible is javascript  # the sort/filter tools need JavaScript
 
@@ -302,7 +334,7 @@ def test_walk_the_single_file_report(
             ),
             (
                 "models/alexnet/layers/features.0/c0003.html",
-                "ul.grid a[href='#models/alexnet/layers/features.0/c0003.html']",
+                "[data-grid] a[href='#models/alexnet/layers/features.0/c0003.html']",
             ),
         ]
         current = "section.rg-page.rg-home"

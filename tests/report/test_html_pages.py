@@ -277,7 +277,7 @@ def test_grid_data_matches_manifest(report: Path, trees: dict[str, ElementTree.E
             for key in ("mean", "max", "min", "std", "sparsity"):
                 expected = table[rows[input_id], :, fields.index(key)].tolist()
                 assert data["stats"][key] == pytest.approx(expected, rel=1e-5, abs=1e-6)
-        # the layer page's cards are <li> items; a detail input's maps, links over its sheet
+        # the layer page's cards are links; a detail input's maps, links over its sheet
         (grid,) = [e for e in section.iter() if e.get("data-grid") is not None]
         grid_items = [e for e in grid if e.get("data-c") is not None]
         assert [int(li.get("data-c")) for li in grid_items] == data["channels"]

@@ -88,6 +88,16 @@ def test_page_transfer_counts_each_referenced_file_once(tmp_path: Path) -> None:
     (tmp_path / "a" / "page.html").write_text('<img src="p.png" loading="lazy">')
     lazy = page_transfer(tmp_path, "a/page.html")
     assert lazy.bytes - lazy.first_screen_bytes == 1000
+    # a picture the stylesheet draws counts where a class of the page hangs its rule
+    (tmp_path / "s.css").write_text('.k1 > a.ex::before { background-image: url("a/q.jpg"); }\n')
+    (tmp_path / "a" / "q.jpg").write_bytes(b"z" * 500)
+    for classes, pulled in (("k1 fi", 500), ("k2", 0)):
+        html = f'<link rel="stylesheet" href="../s.css"><div class="grid {classes}"></div>'
+        (tmp_path / "a" / "page.html").write_text(html)
+        drawn = page_transfer(tmp_path, "a/page.html")
+        assert (
+            drawn.first_screen_bytes == len(html) + len((tmp_path / "s.css").read_bytes()) + pulled
+        )
 
 
 @pytest.mark.slow
@@ -150,7 +160,11 @@ def test_layer_cards_show_each_channels_strongest_example(report: Path) -> None:
     model = _manifest(report)["models"][0]
     layer = next(x for x in model["layers"] if x["name"] == "layer4.1.conv2")
     page = (report / layer["page"]).read_text()
-    assert "examples-first.jpg" in page and "examples-000.jpg" not in page
+    # the cards draw it from the report's CSS (reportgen/report/cards.py): the page pulls it
+    assert "examples-000.jpg" not in page and "<img" not in page.split("data-grid>")[-1]
+    pulled = page_transfer(report, layer["page"])
+    firsts_file = (report / layer["page"]).parent / "examples-first.jpg"
+    assert pulled.first_screen_bytes >= firsts_file.stat().st_size
     firsts = Image.open(report / layer["page"].replace("index.html", "examples-first.jpg"))
     grid = SheetGrid.for_layer(len(layer["channels"]), 64, 64, pad=0)
     assert firsts.size == (grid.width, grid.height)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,14 @@ def test_a_depthwise_channel_reads_exactly_one_input_channel(built: Any) -> None
         largest = np.abs(kernel[o, 0]).max()
         want = np.rint((kernel[o, 0] / largest + 1.0) / 2.0 * 255.0)
         assert np.abs(np.asarray(tile).astype(int) - want).max() <= 1
-    # Its filter is the one kernel it has: worth a picture on the cards too.
-    assert 'class="filter tile' in (folder / "index.html").read_text(encoding="utf-8")
+    # Its filter is the one kernel it has: worth a picture on the cards too (drawn by the
+    # report's CSS from the layer's filter sheet: reportgen/report/cards.py).
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    grid = re.search(r'<div class="grid cards drawn (k[0-9a-f]+) fi[ "]', page)
+    assert grid is not None
+    css = (root / "assets/style.css").read_text(encoding="utf-8")
+    rule = re.search(rf"\.{grid[1]} > a\.card::after {{ background-image: url\(\"([^\"]+)\"\)", css)
+    assert rule is not None and (root / "assets" / rule[1]).resolve() == folder / "filters-mean.png"
     assert _layers(manifest)["depthwise"]["kernels"]["weights_view"]["through"] == [
         "BatchNorm2d",
         "ReLU",
