@@ -83,7 +83,7 @@ def make_environment() -> jinja2.Environment:
     env.globals["map_picture"] = map_picture
     env.globals["compare_picture"] = compare_picture
     env.globals["example_strip"] = example_strip
-    env.globals["channel_items"], env.filters["signed"] = why.channel_items, why.signed
+    env.globals["why_row"], env.filters["signed"] = why.why_row, why.signed
     from reportgen.report.kernels import filter_picture, weights_note, weights_view
 
     env.globals["filter_picture"] = filter_picture

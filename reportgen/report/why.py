@@ -1,5 +1,5 @@
-"""The "why" items of input and class pages, made in Python: a channel that pushed a
-class, as its strongest dataset example, its name and its contribution, linking its
+"""The "why" rows of input and class pages, made in Python: the channels that pushed a
+class, each as its strongest dataset example, its name and its contribution, linking its
 page (a class page lists 6 per layer, an input page 9: a Jinja macro per item would cost
 more than the rest of the page)."""
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from reportgen.report import cards
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number
 from reportgen.report.tiles import strongest_example
@@ -21,18 +22,32 @@ def signed(value: float) -> str:
     return text if text.startswith(("-", "\u2212")) else f"+{text}"
 
 
-def channel_items(
-    url: Callable[[str], str], layer: Any, ranked: list[tuple[int, float]], direction: str
+def why_row(
+    url: Callable[[str], str],
+    layer: Any,
+    up: list[tuple[int, float]],
+    down: list[tuple[int, float]],
 ) -> Markup:
-    """One ``<li>`` per (channel, contribution) of ``ranked``; ``direction``: "up" (it
-    pushed the class up) or "down" (the class for which the list is made)."""
+    """A layer's row of channels that pushed a class: ``up`` (framed in the accent
+    colour), then ``down``; each a link to the channel's page with its name and
+    contribution. Where the layer's cards draw their pictures with CSS
+    (reportgen/report/cards.py), an item is that link alone and its strongest example
+    the same drawn tile: an input page has 9 items for each of tens of layers, and its
+    bytes grow with the inputs. Elsewhere (a single-file report) the example is an <img>."""
+    drawn = cards.drawn(layer)
+    row = f"why-row drawn {cards.layer_class(layer)}" if drawn else "why-row"
     items = []
-    for c, value in ranked:
-        channel = layer.channels[c]
-        alt = f"Strongest dataset example of {channel.name}"
-        picture = strongest_example(url, layer, channel, alt)
-        items.append(
-            f'<li class="{direction}"><a href="{esc(url(channel.page))}">{picture}'
-            f'<span class="about">{esc(channel.name)}\n{esc(signed(value))}</span></a></li>\n'
-        )
-    return Markup("".join(items))
+    for direction, ranked in (("up", up), ("down", down)):
+        for c, value in ranked:
+            channel = layer.channels[c]
+            text = f"{esc(channel.name)}\n{esc(signed(value))}"
+            link = esc(url(channel.page))
+            if drawn:
+                pictured = (cards.example_class(layer, channel), cards.cell_classes(layer, channel))
+                names = " ".join(n for n in (direction, *pictured) if n)
+                items.append(f'<a href="{link}" class="{names}">{text}</a>\n')
+                continue
+            # the link's text names the channel: its picture is decorative (alt="")
+            picture = strongest_example(url, layer, channel, "")
+            items.append(f'<a href="{link}" class="{direction}">{picture}{text}</a>\n')
+    return Markup(f'<div class="{row}">\n{"".join(items)}</div>')

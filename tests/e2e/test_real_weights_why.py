@@ -51,7 +51,7 @@ def _why_channels(page: Path, layer: str) -> list[int]:
     assert row is not None, f"no why row for {layer} on {page.name}"
     return [
         int(c)
-        for c in re.findall(r'<li class="(?:up|down)"><a href="[^"]*c(\d{4})\.html"', row.group(1))
+        for c in re.findall(r'<a href="[^"]*c(\d{4})\.html" class="(?:up|down)\b', row.group(1))
     ]
 
 

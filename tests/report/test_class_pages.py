@@ -109,3 +109,43 @@ def test_contributions_give_why_rows_and_no_contributions_class_pages_of_inputs_
         text = page.read_text(encoding="utf-8")
         assert 'id="why-h"' not in text and 'id="rests-h"' not in text
         assert 'id="drives-h"' not in text
+
+
+def _why_items(text: str) -> list[tuple[str, str, str]]:
+    """(row classes, link, item classes) of every item of a page's why rows."""
+    items = []
+    for row_classes, row in re.findall(r'<div class="(why-row[^"]*)">(.*?)</div>', text, re.S):
+        for link, classes in re.findall(r'<a href="([^"]+)" class="([^"]+)">', row):
+            items.append((row_classes, link, classes))
+    return items
+
+
+def test_why_items_draw_the_channels_own_card_picture(report: Path) -> None:
+    """An item of an input page's why rows is one link, and it draws the channel's
+    strongest example as the channel's card on its layer page does: the same layer class,
+    the same example class and the same cell of the layer's sheets, whose rules are in
+    the report's stylesheet."""
+    model = _model(report)
+    css = (report / "assets/style.css").read_text(encoding="utf-8")
+    page = report / next(iter(model["input_pages"].values()))
+    items = _why_items(page.read_text(encoding="utf-8"))
+    assert items and all("drawn" in row for row, _, _ in items)
+    assert {classes.split()[0] for _, _, classes in items} <= {"up", "down"}
+    cards: dict[Path, dict[str, str]] = {}
+    for row, link, classes in items:
+        channel_page = (page.parent / link).resolve()
+        assert channel_page.is_file(), link
+        layer_page = channel_page.parent / "index.html"
+        if layer_page not in cards:
+            html = layer_page.read_text(encoding="utf-8")
+            cards[layer_page] = dict(
+                re.findall(r'<a href="([^"]+)" data-c="\d+" class="card ([^"]+?)(?: sel)?"', html)
+            )
+            grid = re.search(r'<div class="grid cards drawn (k\w+)', html)
+            assert grid is not None and grid[1] in row.split()
+            assert re.search(rf"\.{grid[1]} > a\.ex::before {{ background-image: url", css)
+        card = cards[layer_page][channel_page.name]
+        # the card's picture classes, less its feature visualisation's
+        assert [n for n in card.split() if n != "vis"] == classes.split()[1:], (link, card)
+        for name in classes.split()[2:]:
+            assert re.search(rf"^\.{name} {{ --[cr]: \d+; }}$", css, re.M), name
