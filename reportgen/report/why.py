@@ -47,7 +47,7 @@ def why_row(
                 names = " ".join(n for n in (direction, *pictured) if n)
                 items.append(f'<a href="{link}" class="{names}">{text}</a>\n')
                 continue
-            # the link's text names the channel: its picture is decorative (alt="")
-            picture = strongest_example(url, layer, channel, "")
+            alt = f"Strongest dataset example of {channel.name}"
+            picture = strongest_example(url, layer, channel, alt)
             items.append(f'<a href="{link}" class="{direction}">{picture}{text}</a>\n')
     return Markup(f'<div class="{row}">\n{"".join(items)}</div>')
