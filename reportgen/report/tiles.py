@@ -115,7 +115,10 @@ def solo_tile(
     its own pixel size (``object-fit: none``), moved by ``solo_rules``."""
     column, row = grid.cell(index)
     names = f"solo {classes} {grid_class(grid)} tc{column} tr{row}"
-    return f'<img class="{esc(names)}" src="{esc(url(sheet))}" alt="{esc(alt)}" loading="lazy">'
+    size = f'width="{grid.tile_width}" height="{grid.tile_height}"'
+    return (
+        f'<img class="{esc(names)}" src="{esc(url(sheet))}" alt="{esc(alt)}" {size} loading="lazy">'
+    )
 
 
 def stylesheet(grids: Iterable[SheetGrid], solo: Iterable[SheetGrid] = ()) -> str:
@@ -136,14 +139,14 @@ def stylesheet(grids: Iterable[SheetGrid], solo: Iterable[SheetGrid] = ()) -> st
 
 
 def solo_grids(data: Any) -> list[SheetGrid]:
-    """The geometries shown as lone <img> tiles: the cards of layers with feature
-    visualisations (their example and their picture, one element each)."""
+    """The geometries shown as lone <img> tiles: feature visualisations, and the
+    strongest examples of the "why" rows (reportgen/report/why.py)."""
     grids: list[SheetGrid] = []
     for model in data.models:
         for layer in model.layers:
             if layer.feature_vis_grid is not None:
                 grids.append(layer.feature_vis_grid)
-                grids.extend(g for g in (layer.example_first_grid,) if g)
+            grids.extend(g for g in (layer.example_first_grid,) if g)
     return grids
 
 

@@ -10,10 +10,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from reportgen.report import cards
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number
-from reportgen.report.tiles import strongest_example
+from reportgen.report.tiles import solo_tile, strongest_example
 
 
 def signed(value: float) -> str:
@@ -29,25 +28,22 @@ def why_row(
     down: list[tuple[int, float]],
 ) -> Markup:
     """A layer's row of channels that pushed a class: ``up`` (framed in the accent
-    colour), then ``down``; each a link to the channel's page with its name and
-    contribution. Where the layer's cards draw their pictures with CSS
-    (reportgen/report/cards.py), an item is that link alone and its strongest example
-    the same drawn tile: an input page has 9 items for each of tens of layers, and its
-    bytes grow with the inputs. Elsewhere (a single-file report) the example is an <img>."""
-    drawn = cards.drawn(layer)
-    row = f"why-row drawn {cards.layer_class(layer)}" if drawn else "why-row"
+    colour), then ``down``; each a link to the channel's page with its strongest
+    example, its name and its contribution. The example is one lazily loaded <img>, a
+    tile of the layer's sheet of them where it has one (``solo_tile``): an input page has
+    9 items for each of tens of layers, its bytes grow with the inputs, and pictures
+    drawn by CSS would all load with the page."""
     items = []
     for direction, ranked in (("up", up), ("down", down)):
         for c, value in ranked:
             channel = layer.channels[c]
+            alt = f"Strongest dataset example of {channel.name}"
+            grid, sheet = layer.example_first_grid, layer.example_first_sheet
+            if channel.examples_sheet and grid is not None and sheet:
+                picture = solo_tile(url, grid, channel.index, sheet, "example-first", alt)
+            else:
+                picture = strongest_example(url, layer, channel, alt)
             text = f"{esc(channel.name)}\n{esc(signed(value))}"
             link = esc(url(channel.page))
-            if drawn:
-                pictured = (cards.example_class(layer, channel), cards.cell_classes(layer, channel))
-                names = " ".join(n for n in (direction, *pictured) if n)
-                items.append(f'<a href="{link}" class="{names}">{text}</a>\n')
-                continue
-            alt = f"Strongest dataset example of {channel.name}"
-            picture = strongest_example(url, layer, channel, alt)
             items.append(f'<a href="{link}" class="{direction}">{picture}{text}</a>\n')
-    return Markup(f'<div class="{row}">\n{"".join(items)}</div>')
+    return Markup(f'<div class="why-row">\n{"".join(items)}</div>')

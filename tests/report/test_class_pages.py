@@ -112,27 +112,27 @@ def test_contributions_give_why_rows_and_no_contributions_class_pages_of_inputs_
 
 
 def _why_items(text: str) -> list[tuple[str, str, str]]:
-    """(row classes, link, item classes) of every item of a page's why rows."""
+    """(link, item classes, its picture's <img>) of every item of a page's why rows."""
     items = []
-    for row_classes, row in re.findall(r'<div class="(why-row[^"]*)">(.*?)</div>', text, re.S):
-        for link, classes in re.findall(r'<a href="([^"]+)" class="([^"]+)">', row):
-            items.append((row_classes, link, classes))
+    for row in re.findall(r'<div class="why-row">(.*?)</div>', text, re.S):
+        items += re.findall(r'<a href="([^"]+)" class="([^"]+)">(<img [^>]*>)', row)
     return items
 
 
-def test_why_items_draw_the_channels_own_card_picture(report: Path) -> None:
-    """An item of an input page's why rows is one link, and it draws the channel's
-    strongest example as the channel's card on its layer page does: the same layer class,
-    the same example class and the same cell of the layer's sheets, whose rules are in
-    the report's stylesheet."""
+def test_why_items_show_the_channels_own_card_picture_loaded_when_scrolled_to(
+    report: Path,
+) -> None:
+    """An item of an input page's why rows is one link with one picture: the tile of
+    the layer's sheet of strongest examples that the channel's card on its layer page
+    draws (the same cell), loaded lazily (an input page has 9 for each layer), placed
+    by rules of the report's stylesheet."""
     model = _model(report)
     css = (report / "assets/style.css").read_text(encoding="utf-8")
     page = report / next(iter(model["input_pages"].values()))
     items = _why_items(page.read_text(encoding="utf-8"))
-    assert items and all("drawn" in row for row, _, _ in items)
-    assert {classes.split()[0] for _, _, classes in items} <= {"up", "down"}
+    assert items and {classes for _, classes, _ in items} <= {"up", "down"}
     cards: dict[Path, dict[str, str]] = {}
-    for row, link, classes in items:
+    for link, _, img in items:
         channel_page = (page.parent / link).resolve()
         assert channel_page.is_file(), link
         layer_page = channel_page.parent / "index.html"
@@ -141,11 +141,14 @@ def test_why_items_draw_the_channels_own_card_picture(report: Path) -> None:
             cards[layer_page] = dict(
                 re.findall(r'<a href="([^"]+)" data-c="\d+" class="card ([^"]+?)(?: sel)?"', html)
             )
-            grid = re.search(r'<div class="grid cards drawn (k\w+)', html)
-            assert grid is not None and grid[1] in row.split()
-            assert re.search(rf"\.{grid[1]} > a\.ex::before {{ background-image: url", css)
-        card = cards[layer_page][channel_page.name]
-        # the card's picture classes, less its feature visualisation's
-        assert [n for n in card.split() if n != "vis"] == classes.split()[1:], (link, card)
-        for name in classes.split()[2:]:
-            assert re.search(rf"^\.{name} {{ --[cr]: \d+; }}$", css, re.M), name
+        picture = re.fullmatch(
+            r'<img class="solo example-first (g\S+) tc(\d+) tr(\d+)" src="([^"]+)" '
+            r'alt="Strongest dataset example of [^"]+" width="64" height="64" loading="lazy">',
+            img,
+        )
+        assert picture is not None, img
+        grid, column, row, source = picture.groups()
+        assert (page.parent / source).resolve() == channel_page.parent / "examples-first.jpg"
+        card = cards[layer_page][channel_page.name].split()
+        assert f"pc{column}" in card and f"pr{row}" in card, (link, card, img)
+        assert f"img.{grid}.tc{column} {{ --tx: " in css and f"img.{grid}.tr{row} {{ --ty: " in css
