@@ -99,9 +99,7 @@ def card_classes(layer: Any, channel: Any) -> str:
 
 def example_class(layer: Any, channel: Any) -> str:
     """The class that draws a channel's strongest example as its ``::before`` box: ``ex``
-    (a tile of the examples' sheet, with ``cell_classes``) or its view's; "" for none.
-    Any link of the layer's drawn classes (``layer_class``) shows it: a card, a "why"
-    item (reportgen/report/why.py)."""
+    (a tile of the examples' sheet, with ``cell_classes``) or its view's; "" for none."""
     if channel.examples_sheet:
         return "ex"
     view = example_view(layer, channel)
