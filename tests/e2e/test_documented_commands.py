@@ -13,6 +13,7 @@ The TOML example of docs/archiving.md is the ``--config`` file of both documents
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -149,7 +150,7 @@ def test_every_documented_command_runs(document: Path, workspace: Path, tmp_path
     first = _run("reportgen run imgs -m resnet18 -l conv1 --weights none -o report", folder)
     assert first.returncode == 0, first.stderr
     ran = 0
-    for command in commands:
+    for number, command in enumerate(commands):
         elsewhere = [need for text, need in NEEDS_ELSEWHERE.items() if text in command]
         if elsewhere:
             continue
@@ -160,7 +161,23 @@ def test_every_documented_command_runs(document: Path, workspace: Path, tmp_path
                 f"{done.stderr[-2000:]}"
             )
             ran += 1
+        _remove_outputs_no_later_command_reads(command, commands[number + 1 :], folder)
     assert ran, document
+
+
+def _remove_outputs_no_later_command_reads(command: str, later: list[str], folder: Path) -> None:
+    """Frees the disk as the document goes: some of its reports are hundreds of MB (a
+    single file of every channel page), and a whole document's at once is the likely
+    cause of a CI run that failed on a full disk."""
+    words = {word.split("/")[0] for line in later for word in line.split()}
+    for output in re.findall(r"-o (\S+)", command):
+        if output == "report" or any(fnmatch.fnmatch(output, word) for word in words):
+            continue
+        path = folder / output
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
 
 
 def test_the_commands_are_found() -> None:
