@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.stats import select_channels, value_range
+from reportgen.compute.allocator import keep_freed_memory
 from reportgen.compute.finite import require_finite
 from reportgen.explanations import CONTRIBUTIONS, ExplanationMethod, methods
 from reportgen.imaging import pictures as imaging
@@ -86,15 +87,15 @@ class PassPlan:
         """The enabled methods, in the registry's order."""
         return tuple(m for m in methods() if m.name in self.methods)
 
-    def wanted_layers(self, recorded: list[str]) -> list[str]:
+    def wanted_layers(self) -> list[str]:
         """The layers whose values and gradients the enabled methods need."""
-        wanted: list[str] = []
-        for method in self.enabled():
-            if method.needs == "cam_layer" and self.cam_layer is not None:
-                wanted.append(self.cam_layer)
-            elif method.needs == "recorded_layers":
-                wanted.extend(recorded)
-        return list(dict.fromkeys(wanted))
+        needed = any(method.needs == "cam_layer" for method in self.enabled())
+        return [self.cam_layer] if needed and self.cam_layer is not None else []
+
+    def attributed_layers(self, recorded: list[str]) -> list[str]:
+        """The layers whose contributions the enabled methods need."""
+        needed = any(method.needs == "recorded_layers" for method in self.enabled())
+        return list(recorded) if needed else []
 
     def class_kinds(self, count: int) -> dict[str, list[int | None]]:
         """The class kinds whose gradients the pass takes (each input's class; None: its
@@ -121,11 +122,17 @@ def forward_batch(
     from reportgen.nn.gradients import batch_pass
     from reportgen.nn.reduce import channel_stats
 
+    keep_freed_memory()
     views = [model.preprocessing.view(load_image(f).image, f.source) for f in files]
     batch = torch.stack([model.preprocessing.tensor(v) for v in views]).to(model.device)
     names = [layer.name for layer in layers]
     done = batch_pass(
-        model.module, batch, names, plan.wanted_layers(names), plan.class_kinds(len(files))
+        model.module,
+        batch,
+        names,
+        plan.wanted_layers(),
+        plan.class_kinds(len(files)),
+        plan.attributed_layers(names),
     )
     maps = _maps(plan, done, len(files))
     probabilities = torch.softmax(done.logits, dim=1)
@@ -175,13 +182,9 @@ def _contributions(plan: PassPlan, done: Any, layer: str) -> dict[str, Any]:
         return {}
     import torch
 
-    from reportgen.nn.gradients import contributions
-
-    value = done.values[layer]
-    return {
-        CONTRIBUTION_OF_KIND[kind]: contributions(
-            value, grads.gradients.get(layer, torch.zeros_like(value))
-        )
+    channels = done.recorded[layer].shape[:2]
+    return {  # a layer off the path to the logits contributes nothing
+        CONTRIBUTION_OF_KIND[kind]: grads.contributions.get(layer, torch.zeros(channels))
         for kind, grads in done.classes.items()
     }
 

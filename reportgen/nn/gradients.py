@@ -13,6 +13,10 @@ hook, which autograd calls with the gradient of the value the layer gave (the va
 before any in-place op, as PyTorch documents for hooks registered before one): no copy
 of it goes into the graph. One backward pass (``torch.autograd.grad``) per class kind
 reads the gradients at every wanted layer at once.
+
+A layer whose contributions are asked for (``attributed``) has them summed in its hook,
+as its gradient arrives: the pass keeps [B, C] numbers of it, not a gradient the size of
+its output, unless the layer is also ``wanted``.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ class ClassGradients:
 
     classes: list[int]  # per input
     scores: torch.Tensor  # [B]: the logit of each input's class, detached
-    # layer -> d score / d output, float32 on the CPU; a layer off the path to the logits
-    # is absent
+    # layer -> d score / d output, float32 on the CPU, for the wanted layers; a layer off
+    # the path to the logits is absent
     gradients: dict[str, torch.Tensor]
+    # layer -> [B, C] contributions (``contributions``), for the attributed layers; a
+    # layer off the path to the logits is absent
+    contributions: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -57,20 +64,21 @@ def batch_pass(
     recorded: list[str],
     wanted: list[str],
     kinds: Mapping[str, list[int | None]],
+    attributed: list[str] | tuple[str, ...] = (),
 ) -> BatchPass:
     """The pass over ``batch``: ``recorded`` layers copied, and for each class kind in
-    ``kinds`` (each input's class; None: its top prediction) the
-    gradients of that logit at the ``wanted`` layers. No kind or no wanted layer: an
-    inference-mode pass, no graph kept."""
+    ``kinds`` (each input's class; None: its top prediction) the gradients of that logit
+    at the ``wanted`` layers and the contributions to it at the ``attributed`` ones. No
+    kind, or no wanted and no attributed layer: an inference-mode pass, no graph kept."""
     modules = dict(module.named_modules())
-    names = list(dict.fromkeys([*recorded, *wanted]))
+    names = list(dict.fromkeys([*recorded, *wanted, *attributed]))
     missing = [name for name in names if name not in modules]
     if missing:
         raise ReportgenError(f"no layer named {missing[0]!r} in the model")
-    with_gradients = bool(wanted) and bool(kinds)
-    keep_set = set(wanted) if with_gradients else set()
+    with_gradients = bool(wanted or attributed) and bool(kinds)
+    keep_set = set(wanted) | set(attributed) if with_gradients else set()
     copies: dict[str, torch.Tensor] = {}
-    graph = _GradientTaps()
+    graph = _GradientTaps(set(wanted), set(attributed), copies)
 
     def watch(name: str, _module: Any, _inputs: Any, output: Any) -> Any:
         if not isinstance(output, torch.Tensor):
@@ -98,13 +106,18 @@ def batch_pass(
 
 
 class _GradientTaps:
-    """The wanted layers' places in one pass's graph, and the backward passes over it:
-    a leaf where the graph starts, a tensor hook everywhere else."""
+    """The wanted and attributed layers' places in one pass's graph, and the backward
+    passes over it: a leaf where the graph starts, a tensor hook everywhere else.
+    ``values``: each layer's float32 copy, what its contributions are made from."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, wanted: set[str], attributed: set[str], values: Mapping[str, torch.Tensor]
+    ) -> None:
         self.leaves: dict[str, torch.Tensor] = {}
         self.seen: list[str] = []
+        self._wanted, self._attributed, self._values = wanted, attributed, values
         self._caught: dict[str, torch.Tensor] = {}
+        self._summed: dict[str, torch.Tensor] = {}
 
     def tap(self, name: str, output: torch.Tensor) -> torch.Tensor | None:
         """Called in the layer's forward hook: what the rest of the network gets."""
@@ -119,7 +132,11 @@ class _GradientTaps:
         return None
 
     def _catch(self, name: str, grad: torch.Tensor) -> None:
-        self._caught[name] = grad.detach().to("cpu", torch.float32)
+        grad = grad.detach().to("cpu", torch.float32)
+        if name in self._wanted:
+            self._caught[name] = grad
+        if name in self._attributed:
+            self._summed[name] = contributions(self._values[name], grad)
 
     def class_gradients(
         self, logits: torch.Tensor, class_indices: list[int | None], last: bool
@@ -127,7 +144,7 @@ class _GradientTaps:
         """One backward pass for one class kind; ``last``: the graph is freed after it."""
         chosen = chosen_classes(logits, class_indices)
         scores = logits[torch.arange(len(chosen)), torch.tensor(chosen)]
-        self._caught = {}
+        self._caught, self._summed = {}, {}
         if self.leaves and scores.requires_grad:
             leaves = list(self.leaves)
             grads = torch.autograd.grad(
@@ -141,7 +158,8 @@ class _GradientTaps:
                     self._catch(name, grad)
         # A layer off the path to the logits has no gradient: not listed.
         gradients = {name: self._caught[name] for name in self.seen if name in self._caught}
-        return ClassGradients(chosen, scores.detach(), gradients)
+        summed = {name: self._summed[name] for name in self.seen if name in self._summed}
+        return ClassGradients(chosen, scores.detach(), gradients, summed)
 
 
 def _require_seen(names: list[str], seen: Mapping[str, Any]) -> None:

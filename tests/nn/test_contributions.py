@@ -59,18 +59,31 @@ def _plain_contributions(
 
 def test_contributions_equal_a_plain_autograd_pass(net: ContribNet) -> None:
     x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(1))
-    done = batch_pass(net, x, LAYERS, LAYERS, {"top": [None] * 3, "target": [2, 2, 2]})
+    kinds: dict[str, list[int | None]] = {"top": [None] * 3, "target": [2, 2, 2]}
+    done = batch_pass(net, x, LAYERS, [], kinds, attributed=LAYERS)
     logits, _ = _plain(net, x)
     top = [int(i) for i in logits.argmax(dim=1)]
     assert done.classes["top"].classes == top and done.classes["target"].classes == [2, 2, 2]
     for kind, classes in (("top", top), ("target", [2, 2, 2])):
         _, want = _plain_contributions(net, x, classes)
+        # Summed in the gradient hooks: no gradient is kept for a layer only attributed.
+        assert done.classes[kind].gradients == {}
         for name in LAYERS:
-            got = contributions(done.values[name], done.classes[kind].gradients[name])
+            got = done.classes[kind].contributions[name]
             assert got.shape == want[name].shape
             torch.testing.assert_close(got, want[name].float(), rtol=1e-5, atol=1e-6)
     # The first kind's backward pass left the graph for the second: both are non-zero.
-    assert all(done.classes[k].gradients["stem"].abs().sum() > 0 for k in ("top", "target"))
+    assert all(done.classes[k].contributions["stem"].abs().sum() > 0 for k in ("top", "target"))
+
+
+def test_a_layer_both_wanted_and_attributed_gives_both_and_they_agree(net: ContribNet) -> None:
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    done = batch_pass(net, x, [], ["depthwise"], {"top": [None, None]}, attributed=LAYERS)
+    kind = done.classes["top"]
+    assert list(kind.gradients) == ["depthwise"] and list(kind.contributions) == LAYERS
+    assert list(done.values) == ["depthwise"]
+    from_gradient = contributions(done.values["depthwise"], kind.gradients["depthwise"])
+    torch.testing.assert_close(kind.contributions["depthwise"], from_gradient)
 
 
 def test_the_recorded_value_is_the_layers_output_before_the_in_place_relu(
@@ -99,10 +112,10 @@ def test_contributions_equal_captums_layer_gradient_x_activation(net: ContribNet
     from captum.attr import LayerGradientXActivation
 
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
-    done = batch_pass(net, x, ["depthwise"], ["depthwise"], {"top": [None, None]})
+    done = batch_pass(net, x, [], [], {"top": [None, None]}, attributed=["depthwise"])
     top = done.classes["top"].classes
     reference = LayerGradientXActivation(net, net.depthwise).attribute(x, target=top)
-    got = contributions(done.values["depthwise"], done.classes["top"].gradients["depthwise"])
+    got = done.classes["top"].contributions["depthwise"]
     torch.testing.assert_close(got, reference.sum(dim=(2, 3)).detach(), rtol=1e-5, atol=1e-6)
 
 
@@ -142,9 +155,9 @@ def test_at_the_pooled_layer_contributions_sum_to_the_logit_minus_the_bias(
 ) -> None:
     model = build()
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(7))
-    done = batch_pass(model, x, [pooled], [pooled], {"top": [None, None]})
+    done = batch_pass(model, x, [pooled], [], {"top": [None, None]}, attributed=[pooled])
     kind = done.classes["top"]
-    contribution = contributions(done.values[pooled], kind.gradients[pooled]).double()
+    contribution = kind.contributions[pooled].double()
     bias = dict(model.named_modules())[head].bias.detach().double()
     logits = model(x).detach().double()
     for b, c in enumerate(kind.classes):
