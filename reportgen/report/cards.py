@@ -91,28 +91,20 @@ def filter_part(layer: Any) -> str:
 def card_classes(layer: Any, channel: Any) -> str:
     """A drawn card's picture classes: ``ex`` (a tile of the examples' sheet) or a view's
     class, ``vis`` (a feature visualisation), and its cell in the layer's sheets."""
-    names = [example_class(layer, channel)]
+    names = []
+    if channel.examples_sheet:
+        names.append("ex")
+    else:
+        view = example_view(layer, channel)
+        if view:
+            names.append(view_class(view))
     if channel.feature_vis and layer.feature_vis_sheet:
         names.append("vis")
-    return " ".join(n for n in (*names, cell_classes(layer, channel)) if n)
-
-
-def example_class(layer: Any, channel: Any) -> str:
-    """The class that draws a channel's strongest example as its ``::before`` box: ``ex``
-    (a tile of the examples' sheet, with ``cell_classes``) or its view's; "" for none."""
-    if channel.examples_sheet:
-        return "ex"
-    view = example_view(layer, channel)
-    return view_class(view) if view else ""
-
-
-def cell_classes(layer: Any, channel: Any) -> str:
-    """A channel's cell in its layer's sheets: ``pcC prR``."""
     grid = _grid(layer)
-    if grid is None:
-        return ""
-    column, row = grid.cell(channel.index)
-    return f"pc{column} pr{row}"
+    if grid is not None:
+        column, row = grid.cell(channel.index)
+        names += [f"pc{column}", f"pr{row}"]
+    return " ".join(names)
 
 
 def grid_classes(layer: Any) -> str:

@@ -237,21 +237,26 @@ def example_strip(url: Callable[[str], str], layer: Any, channel: Any, alt: str)
     return Markup(tile)
 
 
-def example_first(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> Markup:
-    """A channel's strongest dataset example: the first tile of its row (a lone <img>
-    on a card that also shows a feature visualisation: ``solo_tile``)."""
+def example_first(
+    url: Callable[[str], str], layer: Any, channel: Any, alt: str, solo: bool = False
+) -> Markup:
+    """A channel's strongest dataset example: the first tile of its row; a lone <img>
+    (``solo_tile``) where ``solo`` asks for one or a card also shows a feature
+    visualisation."""
     grid, sheet = layer.example_first_grid, layer.example_first_sheet
-    if layer.feature_vis_grid is not None:
+    if solo or layer.feature_vis_grid is not None:
         return Markup(solo_tile(url, grid, channel.index, sheet, "example-first", alt))
     return Markup(sheet_tile(url, grid, channel.index, sheet, "example-first", alt))
 
 
-def strongest_example(url: Callable[[str], str], layer: Any, channel: Any, alt: str) -> str:
+def strongest_example(
+    url: Callable[[str], str], layer: Any, channel: Any, alt: str, solo: bool = False
+) -> str:
     """A channel's strongest dataset example, 64 pixels square, as page HTML (escaped):
-    a tile of the layer's sheet of them, else the first crop of its own strip, else the
-    whole view it is; "" when it has none."""
+    a tile of the layer's sheet of them (a lone <img> with ``solo``), else the first crop
+    of its own strip, else the whole view it is; "" when it has none."""
     if channel.examples_sheet:
-        return example_first(url, layer, channel, alt)
+        return example_first(url, layer, channel, alt, solo)
     first = channel.examples_image or (channel.example_views or [None])[0]
     if not first:
         return ""

@@ -12,7 +12,7 @@ from markupsafe import Markup
 
 from reportgen.report.text import escape_text as esc
 from reportgen.report.text import format_number
-from reportgen.report.tiles import solo_tile, strongest_example
+from reportgen.report.tiles import strongest_example
 
 
 def signed(value: float) -> str:
@@ -30,7 +30,7 @@ def why_row(
     """A layer's row of channels that pushed a class: ``up`` (framed in the accent
     colour), then ``down``; each a link to the channel's page with its strongest
     example, its name and its contribution. The example is one lazily loaded <img>, a
-    tile of the layer's sheet of them where it has one (``solo_tile``): an input page has
+    tile of the layer's sheet of them where it has one (a lone tile): an input page has
     9 items for each of tens of layers, its bytes grow with the inputs, and pictures
     drawn by CSS would all load with the page."""
     items = []
@@ -38,11 +38,7 @@ def why_row(
         for c, value in ranked:
             channel = layer.channels[c]
             alt = f"Strongest dataset example of {channel.name}"
-            grid, sheet = layer.example_first_grid, layer.example_first_sheet
-            if channel.examples_sheet and grid is not None and sheet:
-                picture = solo_tile(url, grid, channel.index, sheet, "example-first", alt)
-            else:
-                picture = strongest_example(url, layer, channel, alt)
+            picture = strongest_example(url, layer, channel, alt, solo=True)
             text = f"{esc(channel.name)}\n{esc(signed(value))}"
             link = esc(url(channel.page))
             items.append(f'<a href="{link}" class="{direction}">{picture}{text}</a>\n')
